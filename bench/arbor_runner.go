@@ -1,0 +1,65 @@
+//go:build !noarbor
+
+// Build with -tags noarbor to leave Arbor out (e.g. while the main module
+// does not compile); every other system still runs.
+
+package main
+
+import (
+	"context"
+
+	"github.com/arbor-rpc/arbor"
+	"github.com/arbor-rpc/arbor/transport"
+)
+
+func init() {
+	register(system{
+		name:  "arbor",
+		note:  "Arbor over tcp://, arbor.Handle1 + arbor.Call1[[]byte], default options",
+		start: startArbor,
+	})
+}
+
+// arborRunner holds closures rather than Arbor's types so that it depends
+// only on the documented calls, not on the concrete type names.
+type arborRunner struct {
+	call  func(ctx context.Context, payload []byte) ([]byte, error)
+	close func() error
+}
+
+func startArbor(ctx context.Context) (Runner, error) {
+	srv := arbor.NewServer()
+	arbor.Handle1(srv, "echo", func(ctx context.Context, b []byte) ([]byte, error) { return b, nil })
+	l, err := transport.Listen(ctx, "tcp://127.0.0.1:0", nil)
+	if err != nil {
+		return nil, err
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(l) // returns after Close/Shutdown
+	}()
+	c, err := arbor.Dial(ctx, l.URL())
+	if err != nil {
+		srv.Close()
+		<-served
+		return nil, err
+	}
+	return &arborRunner{
+		call: func(ctx context.Context, payload []byte) ([]byte, error) {
+			return arbor.Call1[[]byte](ctx, c, "echo", payload)
+		},
+		close: func() error {
+			c.Close()
+			srv.Close()
+			<-served
+			return nil
+		},
+	}, nil
+}
+
+func (r *arborRunner) Call(ctx context.Context, payload []byte) ([]byte, error) {
+	return r.call(ctx, payload)
+}
+
+func (r *arborRunner) Close() error { return r.close() }

@@ -1,0 +1,75 @@
+package conn
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/arbor-rpc/arbor/wire"
+)
+
+// Config configures one connection. The zero value is usable: every field
+// has a safe default.
+type Config struct {
+	// MaxFrame is the largest frame payload this side accepts (default
+	// 4 MiB). The peer learns it in HELLO and never sends more.
+	MaxFrame uint32
+	// MaxConcurrent bounds the calls this side serves at once (default
+	// 1024); a call beyond it is refused with ResourceExhausted.
+	MaxConcurrent uint32
+	// KeepAlive is the ping interval this side proposes; the connection
+	// uses the smaller of both sides' proposals. Zero means the default
+	// (30s); negative turns keep-alive off on this side.
+	KeepAlive time.Duration
+	// KeepAliveTimeout is how long the connection may go without receiving
+	// any frame, pings included, before the peer is declared dead
+	// (default: twice the agreed interval).
+	KeepAliveTimeout time.Duration
+	// HandshakeTimeout bounds the HELLO exchange (default 10s).
+	HandshakeTimeout time.Duration
+	// ReadBufferSize is the reader's buffer (default 32 KiB).
+	ReadBufferSize int
+	// MaxPendingWrite bounds queued outgoing bytes; writers block beyond
+	// it until the socket drains (default 4 MiB).
+	MaxPendingWrite int
+	// Handler serves the peer's calls. Nil refuses them with Unimplemented.
+	Handler Handler
+	// BaseContext is the parent of every handler's context, for values
+	// such as the peer's identity. Its cancellation is not watched.
+	BaseContext context.Context
+	// Logger receives protocol errors and connection events (default: a
+	// logger that discards).
+	Logger *slog.Logger
+}
+
+// DefaultKeepAlive is the keep-alive interval when none is configured.
+const DefaultKeepAlive = 30 * time.Second
+
+func (c Config) withDefaults() Config {
+	if c.MaxFrame == 0 {
+		c.MaxFrame = wire.DefaultMaxFrame
+	}
+	c.MaxFrame = min(max(c.MaxFrame, wire.MinMaxFrame), wire.MaxMaxFrame)
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = 1024
+	}
+	if c.KeepAlive == 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.ReadBufferSize <= 0 {
+		c.ReadBufferSize = 32 << 10
+	}
+	if c.MaxPendingWrite <= 0 {
+		c.MaxPendingWrite = 4 << 20
+	}
+	if c.BaseContext == nil {
+		c.BaseContext = context.Background()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}

@@ -1,0 +1,203 @@
+// Package conn is one live Arbor connection: a reader loop, a coalescing
+// writer, an in-flight table of outgoing calls, and dispatch of incoming
+// calls to a Handler. Both ends are symmetric: either may call the other.
+//
+// Writes are combined: a goroutine that queues a frame while no write is in
+// progress performs the write itself, taking every frame queued meanwhile
+// along in the same syscall; there is no writer goroutine to wake. Incoming
+// calls run on a pool of worker goroutines that outlive single calls.
+//
+// It is not a client or a server (the root package builds those on it), and
+// it does not dial or listen (package transport does).
+package conn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/arbor-rpc/arbor/internal/status"
+)
+
+// Conn is one connection. Its methods are safe for concurrent use.
+type Conn struct {
+	nc     net.Conn
+	cfg    Config
+	client bool
+
+	// Agreed at handshake.
+	peerMaxFrame      uint32
+	peerMaxConcurrent uint32
+	keepAlive         time.Duration
+
+	// Writing (see write.go).
+	wmu     sync.Mutex
+	wcond   sync.Cond
+	wbuf    []byte
+	wspare  []byte
+	writing bool
+	werr    error
+
+	// Outgoing calls.
+	cmu       sync.Mutex
+	calls     map[uint64]*call
+	nextID    uint64
+	goingAway bool   // the peer sent GOAWAY
+	awayLast  uint64 // the peer's GOAWAY LastID
+	awayMsg   string
+
+	// Incoming calls.
+	smu      sync.Mutex
+	serving  map[uint64]*serverCall
+	lastIn   uint64 // highest incoming call id seen
+	draining bool   // we sent GOAWAY
+	drained  chan struct{}
+	work     chan *serverCall
+	workers  int
+
+	recvFlag atomic.Bool // a frame arrived since the last keep-alive tick
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	closeErr  error
+	loops     sync.WaitGroup
+}
+
+// Client starts the client end of a connection over nc: it performs the
+// HELLO exchange and starts the reader. Client calls use odd ids.
+func Client(nc net.Conn, cfg Config) (*Conn, error) { return start(nc, cfg, true) }
+
+// Server starts the server end of a connection over nc. Server-initiated
+// calls (callbacks) use even ids.
+func Server(nc net.Conn, cfg Config) (*Conn, error) { return start(nc, cfg, false) }
+
+func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
+	c := &Conn{
+		nc:      nc,
+		cfg:     cfg.withDefaults(),
+		client:  client,
+		calls:   make(map[uint64]*call),
+		serving: make(map[uint64]*serverCall),
+		work:    make(chan *serverCall),
+		closed:  make(chan struct{}),
+	}
+	c.wcond.L = &c.wmu
+	if client {
+		c.nextID = 1
+	} else {
+		c.nextID = 2
+	}
+	r, err := c.handshake()
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	c.loops.Add(1)
+	go c.readLoop(r)
+	if c.keepAlive > 0 {
+		c.loops.Add(1)
+		go c.keepAliveLoop()
+	}
+	return c, nil
+}
+
+// RemoteAddr is the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// LocalAddr is this end's address.
+func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
+
+// NetConn is the underlying transport connection (to read TLS state).
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// KeepAlive is the agreed keep-alive interval (0 when off).
+func (c *Conn) KeepAlive() time.Duration { return c.keepAlive }
+
+// PeerMaxFrame is the largest payload the peer accepts.
+func (c *Conn) PeerMaxFrame() uint32 { return c.peerMaxFrame }
+
+// Done is closed when the connection has closed.
+func (c *Conn) Done() <-chan struct{} { return c.closed }
+
+// Err is why the connection closed, or nil while it is open.
+func (c *Conn) Err() error {
+	select {
+	case <-c.closed:
+		return c.closeErr
+	default:
+		return nil
+	}
+}
+
+// Usable reports whether new calls may be started: the connection is open
+// and the peer has not announced GOAWAY.
+func (c *Conn) Usable() bool {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	return !c.goingAway && c.Err() == nil
+}
+
+// Close closes the connection at once: pending outgoing calls fail with
+// Unavailable, running handlers see their contexts cancelled. It waits for
+// the connection's own goroutines (not for handlers) to stop.
+func (c *Conn) Close() error {
+	c.closeWith(status.Wrap(status.Unavailable, status.ErrConnection, nil, "connection closed"))
+	c.loops.Wait()
+	return nil
+}
+
+// closeWith closes the connection with err as the reason. It never blocks
+// on the connection's goroutines, so they may call it.
+func (c *Conn) closeWith(err *status.Error) {
+	c.closeOnce.Do(func() {
+		c.closeErr = err
+		close(c.closed)
+		c.nc.Close()
+
+		c.cmu.Lock()
+		calls := c.calls
+		c.calls = make(map[uint64]*call)
+		c.cmu.Unlock()
+		for _, cl := range calls {
+			cl.complete(err)
+		}
+
+		c.smu.Lock()
+		for _, sc := range c.serving {
+			sc.ctx.cancel(context.Canceled)
+		}
+		c.smu.Unlock()
+
+		c.wmu.Lock()
+		if c.werr == nil {
+			c.werr = err
+		}
+		c.wcond.Broadcast()
+		c.wmu.Unlock()
+	})
+}
+
+// protocolError logs a malformed frame from the peer, tells the peer why
+// (best effort), and closes the connection.
+func (c *Conn) protocolError(err error) {
+	c.cfg.Logger.Warn("arbor: protocol error, closing connection", "remote", c.nc.RemoteAddr().String(), "err", err)
+	c.sendGoAway(uint32(status.InvalidArgument), "protocol error: "+err.Error())
+	c.closeWith(status.Wrap(status.Unavailable, status.ErrProtocol, err, "connection closed: protocol error"))
+}
+
+func (c *Conn) lostConnection(err error) *status.Error {
+	c.cmu.Lock()
+	msg := c.awayMsg
+	c.cmu.Unlock()
+	if msg != "" {
+		return status.Wrap(status.Unavailable, status.ErrConnection, err, "connection closed by peer ("+msg+")")
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return status.Wrap(status.Unavailable, status.ErrConnection, err, "connection closed")
+	}
+	return status.Wrap(status.Unavailable, status.ErrConnection, err, fmt.Sprintf("connection to %s lost", c.nc.RemoteAddr()))
+}

@@ -1,0 +1,93 @@
+package conn
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/arbor-rpc/arbor/wire"
+)
+
+// callCtx is a handler's context. It costs one allocation: its Done channel
+// and deadline timer are made only if someone asks for Done, since most
+// handlers never do; Err checks the clock itself.
+type callCtx struct {
+	parent   context.Context
+	deadline time.Time
+	md       []wire.MD
+
+	mu    sync.Mutex
+	done  chan struct{}
+	err   error
+	timer *time.Timer
+}
+
+func newCallCtx(parent context.Context, timeout time.Duration, md []wire.MD) *callCtx {
+	c := &callCtx{parent: parent, md: md}
+	if timeout > 0 {
+		c.deadline = time.Now().Add(timeout)
+	}
+	return c
+}
+
+func (c *callCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
+
+func (c *callCtx) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		c.checkDeadlineLocked()
+		if c.err != nil {
+			close(c.done)
+		} else if !c.deadline.IsZero() {
+			c.timer = time.AfterFunc(time.Until(c.deadline), func() { c.cancel(context.DeadlineExceeded) })
+		}
+	}
+	return c.done
+}
+
+func (c *callCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.checkDeadlineLocked()
+	return c.err
+}
+
+func (c *callCtx) checkDeadlineLocked() {
+	if c.err == nil && !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+		c.err = context.DeadlineExceeded
+		if c.done != nil {
+			close(c.done)
+		}
+	}
+}
+
+type metadataKey struct{}
+
+// MetadataKey is the context key under which a handler's context holds the
+// call's metadata ([]wire.MD).
+var MetadataKey any = metadataKey{}
+
+func (c *callCtx) Value(key any) any {
+	if key == MetadataKey {
+		return c.md
+	}
+	return c.parent.Value(key)
+}
+
+func (c *callCtx) cancel(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+		if c.done != nil {
+			close(c.done)
+		}
+	}
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.mu.Unlock()
+}
+
+func (c *callCtx) String() string { return "arbor.callContext" }

@@ -1,0 +1,68 @@
+package conn
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/arbor-rpc/arbor/wire"
+)
+
+// readLoop reads frames until the connection fails. A malformed frame is a
+// protocol error: it closes this connection and nothing else.
+func (c *Conn) readLoop(r *wire.Reader) {
+	defer c.loops.Done()
+	for {
+		h, p, err := r.Next()
+		if err != nil {
+			var we *wire.Error
+			if errors.As(err, &we) {
+				c.protocolError(err)
+				return
+			}
+			if err == io.ErrUnexpectedEOF {
+				c.protocolError(fmt.Errorf("connection ended inside a frame: %w", err))
+				return
+			}
+			c.closeWith(c.lostConnection(err))
+			return
+		}
+		c.recvFlag.Store(true)
+		if err := c.dispatch(h, p); err != nil {
+			c.protocolError(err)
+			return
+		}
+	}
+}
+
+func (c *Conn) dispatch(h wire.Header, p []byte) error {
+	switch h.Type {
+	case wire.TypeCall:
+		return c.incoming(h, p)
+	case wire.TypeResult, wire.TypeError:
+		return c.answer(h, p)
+	case wire.TypeCancel:
+		c.cancelIncoming(h.ID)
+		return nil
+	case wire.TypePing:
+		v, err := wire.ParsePing(h.Type, p)
+		if err != nil {
+			return err
+		}
+		c.sendPing(true, v)
+		return nil
+	case wire.TypePong:
+		_, err := wire.ParsePing(h.Type, p)
+		return err
+	case wire.TypeGoAway:
+		g, err := wire.ParseGoAway(p)
+		if err != nil {
+			return err
+		}
+		c.peerGoAway(g)
+		return nil
+	case wire.TypeHello:
+		return fmt.Errorf("second HELLO frame")
+	}
+	return fmt.Errorf("%s frames are not supported by this peer", h.Type)
+}

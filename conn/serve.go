@@ -1,0 +1,220 @@
+package conn
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/arbor-rpc/arbor/internal/status"
+	"github.com/arbor-rpc/arbor/wire"
+)
+
+// Handler serves incoming calls. ServeCall appends the encoded result to out
+// and returns it, or returns an error that is sent as an ERROR frame. The
+// Incoming value and its slices are valid only until ServeCall returns.
+type Handler interface {
+	ServeCall(ctx context.Context, in *Incoming, out []byte) ([]byte, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, in *Incoming, out []byte) ([]byte, error)
+
+// ServeCall calls f.
+func (f HandlerFunc) ServeCall(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
+	return f(ctx, in, out)
+}
+
+// Incoming is a call from the peer.
+type Incoming struct {
+	ID       uint64
+	Function []byte
+	Args     []byte
+	Timeout  time.Duration // zero when the caller set no deadline
+	Metadata []wire.MD
+	Conn     *Conn
+}
+
+// serverCall is one incoming call; pooled.
+type serverCall struct {
+	in  Incoming
+	buf []byte // a copy of the CALL payload; in's slices point into it
+	out []byte
+	ctx *callCtx
+}
+
+var serverCallPool = sync.Pool{New: func() any { return new(serverCall) }}
+
+// incoming registers a CALL and hands it to a worker.
+func (c *Conn) incoming(h wire.Header, p []byte) error {
+	if h.ID%2 == c.myParity() {
+		return fmt.Errorf("CALL id %d has this side's parity", h.ID)
+	}
+	wc, err := wire.ParseCall(p)
+	if err != nil {
+		return err
+	}
+	var md []wire.MD
+	if len(wc.Metadata) > 1 || (len(wc.Metadata) == 1 && wc.Metadata[0] != 0) {
+		if md, err = wire.ParseMetadata(nil, wc.Metadata); err != nil {
+			return err
+		}
+	}
+
+	c.smu.Lock()
+	if h.ID <= c.lastIn {
+		c.smu.Unlock()
+		return fmt.Errorf("CALL id %d reuses or precedes id %d", h.ID, c.lastIn)
+	}
+	c.lastIn = h.ID
+	switch {
+	case c.draining:
+		c.smu.Unlock()
+		c.sendError(h.ID, &status.Error{Code: status.Unavailable, Retryable: true, Message: "server is shutting down"})
+		return nil
+	case uint32(len(c.serving)) >= c.cfg.MaxConcurrent:
+		c.smu.Unlock()
+		c.sendError(h.ID, status.Errorf(status.ResourceExhausted, "too many concurrent calls on this connection (limit %d)", c.cfg.MaxConcurrent))
+		return nil
+	}
+	sc := serverCallPool.Get().(*serverCall)
+	sc.buf = append(sc.buf[:0], p...)
+	wc, _ = wire.ParseCall(sc.buf) // re-slice into our copy; parsed once already
+	sc.in = Incoming{ID: h.ID, Function: wc.Function, Args: wc.Args, Timeout: wc.Timeout, Metadata: md, Conn: c}
+	sc.ctx = newCallCtx(c.cfg.BaseContext, wc.Timeout, md)
+	c.serving[h.ID] = sc
+	c.smu.Unlock()
+
+	select {
+	case c.work <- sc:
+	default:
+		c.smu.Lock()
+		c.workers++
+		c.smu.Unlock()
+		go c.worker(sc)
+	}
+	return nil
+}
+
+const workerIdle = 30 * time.Second
+
+// worker serves calls until it has been idle for a while or the connection
+// closes; keeping workers warm saves a goroutine start per call.
+func (c *Conn) worker(sc *serverCall) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		c.serve(sc)
+		idle.Reset(workerIdle)
+		select {
+		case sc = <-c.work:
+		case <-idle.C:
+			c.workerExit()
+			return
+		case <-c.closed:
+			c.workerExit()
+			return
+		}
+	}
+}
+
+func (c *Conn) workerExit() {
+	c.smu.Lock()
+	c.workers--
+	c.smu.Unlock()
+}
+
+func (c *Conn) serve(sc *serverCall) {
+	out, err := c.invoke(sc)
+	sc.ctx.cancel(context.Canceled) // the handler is done; release its resources
+	if err != nil {
+		c.sendError(sc.in.ID, status.FromError(err))
+	} else if len(out) > int(c.peerMaxFrame) {
+		c.sendError(sc.in.ID, status.Errorf(status.ResourceExhausted, "result of %s is %d bytes, over the peer's frame limit of %d", sc.in.Function, len(out), c.peerMaxFrame))
+	} else if c.lockForAppend() == nil {
+		c.wbuf = wire.AppendFrame(c.wbuf, wire.TypeResult, 0, sc.in.ID, out)
+		c.flushLocked()
+	}
+	if cap(out) <= 64<<10 {
+		sc.out = out[:0]
+	}
+	c.smu.Lock()
+	delete(c.serving, sc.in.ID)
+	if c.draining && len(c.serving) == 0 && c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
+	c.smu.Unlock()
+	sc.in = Incoming{}
+	sc.ctx = nil
+	if cap(sc.buf) > 64<<10 {
+		sc.buf = nil
+	}
+	serverCallPool.Put(sc)
+}
+
+// invoke runs the handler, turning a panic into an Internal error.
+func (c *Conn) invoke(sc *serverCall) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.cfg.Logger.Error("arbor: handler panicked", "function", string(sc.in.Function), "panic", r, "stack", string(debug.Stack()))
+			out, err = nil, status.Errorf(status.Internal, "handler for %q panicked: %v", sc.in.Function, r)
+		}
+	}()
+	if c.cfg.Handler == nil {
+		return nil, status.Errorf(status.Unimplemented, "this peer serves no calls")
+	}
+	return c.cfg.Handler.ServeCall(sc.ctx, &sc.in, sc.out[:0])
+}
+
+func (c *Conn) sendError(id uint64, e *status.Error) {
+	if c.lockForAppend() != nil {
+		return
+	}
+	c.wbuf = wire.AppendError(c.wbuf, id, wire.ErrorPayload{Code: uint32(e.Code), Retryable: e.Retryable, Message: []byte(e.Message), Details: e.Details})
+	c.flushLocked()
+}
+
+func (c *Conn) cancelIncoming(id uint64) {
+	c.smu.Lock()
+	if sc := c.serving[id]; sc != nil {
+		sc.ctx.cancel(context.Canceled)
+	}
+	c.smu.Unlock()
+}
+
+// Drain stops accepting calls (GOAWAY), waits for running calls to finish
+// or ctx to end, then closes the connection. Calls that arrive after the
+// GOAWAY are refused with a retryable Unavailable.
+func (c *Conn) Drain(ctx context.Context, reason string) error {
+	c.smu.Lock()
+	var wait chan struct{}
+	if !c.draining {
+		c.draining = true
+		if len(c.serving) > 0 {
+			c.drained = make(chan struct{})
+		}
+	}
+	wait = c.drained
+	c.smu.Unlock()
+	c.sendGoAway(uint32(status.Unavailable), reason)
+	var err error
+	if wait != nil {
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-c.closed:
+		}
+	}
+	c.Close()
+	return err
+}
+
+// Serving is the number of incoming calls running now.
+func (c *Conn) Serving() int {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return len(c.serving)
+}

@@ -1,0 +1,199 @@
+// Package status defines Arbor's one error type: a code, a message, optional
+// details and a retryable flag, the same on both sides of the wire.
+//
+// The root package re-exports it; users never import this package. It is not
+// a logging or tracing facility, only the error value and its codes.
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Code classifies an error. The numbering follows gRPC's so that codes read
+// the same to people who know it; it is Arbor's own wire value.
+type Code uint32
+
+// The codes.
+const (
+	OK                 Code = 0
+	Canceled           Code = 1
+	Unknown            Code = 2
+	InvalidArgument    Code = 3
+	DeadlineExceeded   Code = 4
+	NotFound           Code = 5
+	AlreadyExists      Code = 6
+	PermissionDenied   Code = 7
+	ResourceExhausted  Code = 8
+	FailedPrecondition Code = 9
+	Aborted            Code = 10
+	OutOfRange         Code = 11
+	Unimplemented      Code = 12
+	Internal           Code = 13
+	Unavailable        Code = 14
+	DataLoss           Code = 15
+	Unauthenticated    Code = 16
+)
+
+var codeNames = [...]string{
+	OK: "OK", Canceled: "Canceled", Unknown: "Unknown", InvalidArgument: "InvalidArgument",
+	DeadlineExceeded: "DeadlineExceeded", NotFound: "NotFound", AlreadyExists: "AlreadyExists",
+	PermissionDenied: "PermissionDenied", ResourceExhausted: "ResourceExhausted",
+	FailedPrecondition: "FailedPrecondition", Aborted: "Aborted", OutOfRange: "OutOfRange",
+	Unimplemented: "Unimplemented", Internal: "Internal", Unavailable: "Unavailable",
+	DataLoss: "DataLoss", Unauthenticated: "Unauthenticated",
+}
+
+func (c Code) String() string {
+	if int(c) < len(codeNames) {
+		return codeNames[c]
+	}
+	return fmt.Sprintf("Code(%d)", uint32(c))
+}
+
+// ParseCode is the inverse of Code.String.
+func ParseCode(s string) (Code, bool) {
+	for i, n := range codeNames {
+		if n == s {
+			return Code(i), true
+		}
+	}
+	return 0, false
+}
+
+// Category sentinels: broad classes of failure (RpcNet's error kinds) that
+// callers branch on with errors.Is, independent of the code.
+var (
+	ErrConnection    = errors.New("connection error")
+	ErrStream        = errors.New("stream error")
+	ErrTLS           = errors.New("tls error")
+	ErrConfig        = errors.New("config error")
+	ErrIO            = errors.New("io error")
+	ErrSerialization = errors.New("serialization error")
+	ErrTimeout       = errors.New("timeout")
+	ErrUnknownMethod = errors.New("unknown method")
+	ErrProtocol      = errors.New("protocol error")
+)
+
+// Error is the error every Arbor call returns. Compare with errors.Is
+// against a code sentinel (status.Sentinel), a category sentinel, or the
+// context package's Canceled/DeadlineExceeded; use errors.As to read it.
+type Error struct {
+	Code      Code
+	Message   string
+	Details   []byte
+	Retryable bool
+	// Category is one of the Err* sentinels, or nil. Local only: it is
+	// derived again from the code on the receiving side.
+	Category error
+	// Cause is the local error this one wraps, if any. Not sent.
+	Cause error
+
+	sentinel bool
+}
+
+// New returns an error with the code and message.
+func New(c Code, msg string) *Error { return &Error{Code: c, Message: msg, Category: categoryOf(c)} }
+
+// Errorf returns an error with the code and a formatted message.
+func Errorf(c Code, format string, args ...any) *Error {
+	return New(c, fmt.Sprintf(format, args...))
+}
+
+// Wrap returns an error with the code and category whose message is
+// msg + ": " + cause, keeping cause reachable through errors.Unwrap.
+func Wrap(c Code, category, cause error, msg string) *Error {
+	m := msg
+	if cause != nil {
+		if m != "" {
+			m += ": "
+		}
+		m += cause.Error()
+	}
+	if category == nil {
+		category = categoryOf(c)
+	}
+	return &Error{Code: c, Message: m, Category: category, Cause: cause}
+}
+
+// Sentinel returns a value that matches, under errors.Is, every Error
+// carrying code c.
+func Sentinel(c Code) *Error { return &Error{Code: c, sentinel: true} }
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return e.Code.String()
+	}
+	return e.Code.String() + ": " + e.Message
+}
+
+// Unwrap exposes the local cause.
+func (e *Error) Unwrap() error { return e.Cause }
+
+// Is matches code sentinels, category sentinels and the context errors.
+func (e *Error) Is(target error) bool {
+	switch t := target.(type) {
+	case *Error:
+		if t.sentinel {
+			return t.Code == e.Code
+		}
+		return t == e
+	}
+	switch target {
+	case nil:
+		return false
+	case context.Canceled:
+		return e.Code == Canceled
+	case context.DeadlineExceeded:
+		return e.Code == DeadlineExceeded
+	case ErrTimeout:
+		return e.Code == DeadlineExceeded || e.Category == ErrTimeout
+	case ErrUnknownMethod:
+		return e.Category == ErrUnknownMethod
+	}
+	return e.Category != nil && e.Category == target
+}
+
+// categoryOf gives the category a code implies when nothing more specific
+// is known (errors that arrive over the wire).
+func categoryOf(c Code) error {
+	switch c {
+	case DeadlineExceeded:
+		return ErrTimeout
+	case Unavailable:
+		return ErrConnection
+	}
+	return nil
+}
+
+// CategoryOf is categoryOf for decoders in other packages.
+func CategoryOf(c Code) error { return categoryOf(c) }
+
+// FromError converts any error into an *Error: an *Error in the chain is
+// returned as is, context errors become Canceled/DeadlineExceeded, anything
+// else is Unknown wrapping it.
+func FromError(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return Wrap(Canceled, nil, err, "")
+	case errors.Is(err, context.DeadlineExceeded):
+		return Wrap(DeadlineExceeded, ErrTimeout, err, "")
+	}
+	return Wrap(Unknown, nil, err, "")
+}
+
+// CodeOf returns the code of err: OK for nil, Unknown for a foreign error.
+func CodeOf(err error) Code {
+	if err == nil {
+		return OK
+	}
+	return FromError(err).Code
+}

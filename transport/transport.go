@@ -1,0 +1,127 @@
+// Package transport turns Arbor addresses into listeners and connections.
+//
+// An address is a URL-like string (see ParseAddr): tcp://host:port,
+// tls://host:port, unix:/path/to/socket, or mem:name (an in-process,
+// buffered connection for tests, scoped to a MemNetwork value rather than a
+// global registry). Listening on port 0 picks a free port; Listener.URL
+// reports the address actually bound.
+//
+// tls:// is TLS 1.3 only. Dial completes the handshake before returning;
+// a listener's Accept does not handshake, so a slow client cannot hold up
+// the others (the handshake runs on the connection's first Read or Write).
+// Errors matching ErrTLS and ErrConfig tell TLS and configuration failures
+// apart from network ones.
+//
+// It is not a protocol: it knows nothing of frames or calls. Every transport
+// here yields a byte stream (net.Conn); a multiplexing transport (QUIC, added
+// later) additionally implements StreamConn so the connection layer can put
+// each call on a native stream.
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+)
+
+// Listener accepts connections for one address.
+type Listener interface {
+	net.Listener
+	// URL is the address actually bound, in the same scheme as asked,
+	// e.g. "tcp://127.0.0.1:54321" after asking for port 0.
+	URL() string
+}
+
+// StreamConn is implemented by connections of multiplexing transports that
+// can carry each call on its own native stream.
+type StreamConn interface {
+	net.Conn
+	OpenStream(ctx context.Context) (net.Conn, error)
+	AcceptStream(ctx context.Context) (net.Conn, error)
+}
+
+// Config holds what a transport needs beyond the address. The zero value
+// (or a nil *Config) is usable for tcp:// and unix: addresses.
+type Config struct {
+	// CertFile and KeyFile are PEM files: the server's certificate for a
+	// listener, the client certificate (mutual TLS) for a dialer. A tls://
+	// listener needs them (or TLS); for a dialer they are optional but
+	// must be set together.
+	CertFile, KeyFile string
+	// CAFile is a PEM bundle. For a dialer it holds the roots that verify
+	// the server (system roots when empty). For a listener it turns on
+	// mutual TLS: clients must present a certificate signed by it.
+	CAFile string
+	// ServerName overrides the name a dialer verifies (default: the host
+	// of the address, without the port). A ServerName set in TLS wins.
+	ServerName string
+	// TLS, when set, is used as is (cloned) instead of building a
+	// configuration from the files above, which are then ignored. TLS 1.3
+	// is still enforced: MinVersion is raised to it, and a MaxVersion
+	// below it is an error.
+	TLS *tls.Config
+	// Mem scopes mem: addresses. Required for mem: addresses.
+	Mem *MemNetwork
+}
+
+// Listen binds addr (see ParseAddr) and returns a listener for it. cfg may
+// be nil for tcp:// and unix: addresses; tls:// needs a certificate and
+// mem: a MemNetwork. ctx bounds the setting up, not the listener's life.
+//
+// A unix: socket file left behind by a process that died is removed first
+// (but only when dialing it is refused); closing the listener removes the
+// socket file.
+func Listen(ctx context.Context, addr string, cfg *Config) (Listener, error) {
+	a, err := ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	switch a.Scheme {
+	case SchemeTCP:
+		ln, url, err := listenTCP(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		return &listener{Listener: ln, url: url}, nil
+	case SchemeTLS:
+		return listenTLS(ctx, a, cfg)
+	case SchemeUnix:
+		return listenUnix(ctx, a)
+	case SchemeMem:
+		return listenMem(ctx, a, cfg)
+	}
+	return nil, &AddrError{Addr: addr, Reason: "unsupported scheme " + a.Scheme}
+}
+
+// Dial connects to addr (see ParseAddr). cfg may be nil for tcp:// and
+// unix: addresses, and for tls:// to a server whose certificate the system
+// roots verify. ctx bounds the whole dial, TLS handshake included; once
+// Dial has returned, ctx no longer affects the connection.
+//
+// A tls:// connection is returned after a successful handshake, as a
+// *tls.Conn. With TLS 1.3 a server that rejects the client's certificate
+// says so after the client has finished its side of the handshake, so that
+// rejection surfaces on the first Read instead.
+func Dial(ctx context.Context, addr string, cfg *Config) (net.Conn, error) {
+	a, err := ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	switch a.Scheme {
+	case SchemeTCP:
+		return dialTCP(ctx, a)
+	case SchemeTLS:
+		return dialTLS(ctx, a, cfg)
+	case SchemeUnix:
+		return dialUnix(ctx, a)
+	case SchemeMem:
+		return dialMem(ctx, a, cfg)
+	}
+	return nil, &AddrError{Addr: addr, Reason: "unsupported scheme " + a.Scheme}
+}

@@ -1,0 +1,98 @@
+package transport
+
+import (
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestUnixRoundTrip(t *testing.T) {
+	ctx := testContext(t)
+	path := filepath.Join(t.TempDir(), "arbor.sock")
+	ln, err := Listen(ctx, "unix:"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, ln)
+	if want := "unix:" + path; ln.URL() != want {
+		t.Errorf("URL = %q, want %q", ln.URL(), want)
+	}
+	for _, addr := range []string{ln.URL(), "unix://" + path} {
+		c, err := Dial(ctx, addr, nil)
+		if err != nil {
+			t.Fatalf("Dial(%q): %v", addr, err)
+		}
+		roundTrip(t, c, "hello over "+addr)
+		c.Close()
+	}
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("socket file after Close: %v, want it removed", err)
+	}
+}
+
+func TestUnixRemovesStaleSocket(t *testing.T) {
+	ctx := testContext(t)
+	path := filepath.Join(t.TempDir(), "stale.sock")
+	old, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.SetUnlinkOnClose(false)
+	old.Close() // as if the process had died
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("stale socket file: %v", err)
+	}
+
+	ln, err := Listen(ctx, "unix:"+path, nil)
+	if err != nil {
+		t.Fatalf("Listen over a stale socket: %v", err)
+	}
+	echo(t, ln)
+	c, err := Dial(ctx, ln.URL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "fresh")
+}
+
+func TestUnixKeepsLiveSocket(t *testing.T) {
+	ctx := testContext(t)
+	path := filepath.Join(t.TempDir(), "live.sock")
+	ln, err := Listen(ctx, "unix:"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, ln)
+	if ln2, err := Listen(ctx, "unix:"+path, nil); err == nil {
+		ln2.Close()
+		t.Fatal("second Listen on a live socket succeeded")
+	}
+	c, err := Dial(ctx, ln.URL(), nil)
+	if err != nil {
+		t.Fatalf("first listener lost its socket: %v", err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "still here")
+}
+
+func TestUnixKeepsRegularFile(t *testing.T) {
+	ctx := testContext(t)
+	path := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(path, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ln, err := Listen(ctx, "unix:"+path, nil); err == nil {
+		ln.Close()
+		t.Fatal("Listen over a regular file succeeded")
+	}
+	if data, err := os.ReadFile(path); err != nil || string(data) != "precious" {
+		t.Errorf("regular file after Listen: %q, %v", data, err)
+	}
+}

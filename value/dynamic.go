@@ -1,0 +1,156 @@
+package value
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"reflect"
+	"strconv"
+)
+
+// ReadAny decodes one value into plain Go values: nil, bool, int64, uint64
+// (only above MaxInt64), float64, string, []byte, []any and map[string]any
+// (non-string keys are formatted as strings). Limits apply.
+func (r *Reader) ReadAny() (any, error) { return r.readAny(0) }
+
+func (r *Reader) readAny(depth int) (any, error) {
+	if depth > r.lim.MaxDepth {
+		return nil, r.errorf("nesting deeper than %d", r.lim.MaxDepth)
+	}
+	if r.off >= len(r.b) {
+		return nil, r.errorf("expected a value, got end of input")
+	}
+	c := r.b[r.off]
+	switch kindOf(c) {
+	case KindNil:
+		r.off++
+		return nil, nil
+	case KindBool:
+		return r.ReadBool()
+	case KindInt:
+		return r.ReadInt()
+	case KindUint:
+		if c == 0xcf {
+			u, err := r.ReadUint()
+			if err == nil && u <= math.MaxInt64 {
+				return int64(u), nil
+			}
+			return u, err
+		}
+		return r.ReadInt()
+	case KindFloat:
+		return r.ReadFloat()
+	case KindString:
+		return r.ReadString()
+	case KindBytes:
+		return r.ReadBytes()
+	case KindArray:
+		n, err := r.ReadArrayHeader()
+		if err != nil {
+			return nil, err
+		}
+		out := make([]any, n) // n is bounded by the bytes left
+		for i := range out {
+			if out[i], err = r.readAny(depth + 1); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case KindMap:
+		n, err := r.ReadMapHeader()
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]any, n)
+		for i := 0; i < n; i++ {
+			k, err := r.readAny(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			ks, ok := k.(string)
+			if !ok {
+				ks = fmt.Sprint(k)
+			}
+			if out[ks], err = r.readAny(depth + 1); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case KindExt:
+		start := r.off
+		if err := r.skipExt(); err != nil {
+			return nil, err
+		}
+		return nil, &Error{Offset: start, Msg: "msgpack extension types are not supported"}
+	}
+	return nil, r.errorf("invalid msgpack type byte 0x%02x", c)
+}
+
+// AppendAny encodes a plain Go value: what ReadAny returns, what
+// encoding/json decodes into (including json.Number), other integer and
+// float types, and []byte. Other types go through the reflective encoder.
+func AppendAny(b []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return AppendNil(b), nil
+	case bool:
+		return AppendBool(b, x), nil
+	case int:
+		return AppendInt(b, int64(x)), nil
+	case int64:
+		return AppendInt(b, x), nil
+	case int32:
+		return AppendInt(b, int64(x)), nil
+	case uint64:
+		return AppendUint(b, x), nil
+	case uint:
+		return AppendUint(b, uint64(x)), nil
+	case float64:
+		return AppendFloat64(b, x), nil
+	case float32:
+		return AppendFloat32(b, x), nil
+	case string:
+		return AppendString(b, x), nil
+	case []byte:
+		return AppendBytes(b, x), nil
+	case json.Number:
+		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+			return AppendInt(b, i), nil
+		}
+		if u, err := strconv.ParseUint(string(x), 10, 64); err == nil {
+			return AppendUint(b, u), nil
+		}
+		f, err := x.Float64()
+		if err != nil {
+			return b, fmt.Errorf("number %q: %w", x, err)
+		}
+		return AppendFloat64(b, f), nil
+	case []any:
+		b = AppendArrayHeader(b, len(x))
+		for i, e := range x {
+			var err error
+			if b, err = AppendAny(b, e); err != nil {
+				return b, fmt.Errorf("[%d]: %w", i, err)
+			}
+		}
+		return b, nil
+	case map[string]any:
+		b = AppendMapHeader(b, len(x))
+		for k, e := range x {
+			b = AppendString(b, k)
+			var err error
+			if b, err = AppendAny(b, e); err != nil {
+				return b, fmt.Errorf("%s: %w", k, err)
+			}
+		}
+		return b, nil
+	}
+	if reflect.ValueOf(v).Kind() == reflect.Func {
+		return b, fmt.Errorf("cannot encode %T", v)
+	}
+	p, err := marshalReflect(v)
+	if err != nil {
+		return b, err
+	}
+	return append(b, p...), nil
+}

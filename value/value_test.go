@@ -1,0 +1,164 @@
+package value
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/shamaton/msgpack/v2"
+)
+
+type point struct {
+	X, Y int
+	Tag  string
+}
+
+func roundTrip[T any](t *testing.T, v T) {
+	t.Helper()
+	c := For[T]()
+	b, err := c.Append(nil, &v)
+	if err != nil {
+		t.Fatalf("%T: encode: %v", v, err)
+	}
+	// Our encoding must be what a standard msgpack library reads.
+	var ref T
+	if err := msgpack.Unmarshal(b, &ref); err != nil || !reflect.DeepEqual(ref, v) {
+		t.Fatalf("%T: reference decoder read %v (%v), want %v", v, ref, err, v)
+	}
+	var got T
+	r := NewReader(b)
+	if err := c.Decode(&r, &got); err != nil || !reflect.DeepEqual(got, v) {
+		t.Fatalf("%T: got %v (%v), want %v", v, got, err, v)
+	}
+	if r.Offset() != len(b) {
+		t.Fatalf("%T: consumed %d of %d bytes", v, r.Offset(), len(b))
+	}
+}
+
+func TestRoundTrips(t *testing.T) {
+	for _, v := range []int{0, 1, 127, 128, 255, 256, 65535, 65536, -1, -32, -33, -128, -129, -32768, -32769, math.MaxInt64, math.MinInt64, 1 << 40} {
+		roundTrip(t, v)
+	}
+	roundTrip(t, uint64(math.MaxUint64))
+	roundTrip(t, int32(-5))
+	roundTrip(t, uint32(7))
+	roundTrip(t, 3.5)
+	roundTrip(t, true)
+	for _, n := range []int{0, 31, 32, 255, 256, 65536} {
+		roundTrip(t, strings.Repeat("x", n))
+		roundTrip(t, bytes.Repeat([]byte{1}, n+1))
+	}
+	roundTrip(t, point{1, -2, "p"})
+	roundTrip(t, []string{"a", "b"})
+	roundTrip(t, map[string]int{"a": 1})
+}
+
+func TestTypeMismatchNamesTypeAndOffset(t *testing.T) {
+	b := AppendString(nil, "five")
+	var n int
+	r := NewReader(b)
+	err := For[int]().Decode(&r, &n)
+	if err == nil || !strings.Contains(err.Error(), "expected int, got string (at byte 0)") {
+		t.Fatalf("got %v", err)
+	}
+	var p point
+	r = NewReader(AppendInt(nil, 3))
+	err = For[point]().Decode(&r, &p)
+	if err == nil || !strings.Contains(err.Error(), "expected value.point") {
+		t.Fatalf("got %v", err)
+	}
+	var small int32
+	r = NewReader(AppendInt(nil, 1<<40))
+	if err := For[int32]().Decode(&r, &small); err == nil || !strings.Contains(err.Error(), "overflows int32") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestIntegralFloatsReadAsInts(t *testing.T) {
+	var n int
+	r := NewReader(AppendFloat64(nil, 4))
+	if err := For[int]().Decode(&r, &n); err != nil || n != 4 {
+		t.Fatalf("got %d %v", n, err)
+	}
+	r = NewReader(AppendFloat64(nil, 4.5))
+	if err := For[int]().Decode(&r, &n); err == nil {
+		t.Fatal("4.5 read as an int")
+	}
+}
+
+func TestLimitsRefuseBeforeAllocating(t *testing.T) {
+	// An array header claiming 2^32-1 elements with nothing behind it.
+	b := []byte{0xdd, 0xff, 0xff, 0xff, 0xff}
+	r := NewReader(b)
+	if _, err := r.ReadAny(); err == nil || !strings.Contains(err.Error(), "exceeds limit") {
+		t.Fatalf("got %v", err)
+	}
+	b = []byte{0xdc, 0x00, 0x10, 1, 2}
+	r = NewReader(b)
+	if _, err := r.ReadAny(); err == nil || !strings.Contains(err.Error(), "cannot fit") {
+		t.Fatalf("got %v", err)
+	}
+	deep := bytes.Repeat([]byte{0x91}, 100)
+	deep = append(deep, 1)
+	r = NewReader(deep)
+	if _, err := r.ReadAny(); err == nil || !strings.Contains(err.Error(), "nesting deeper") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestJSONBridge(t *testing.T) {
+	d := json.NewDecoder(strings.NewReader(`{"a":[1,-2,3.5,"x",true,null,18446744073709551615]}`))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	b, err := AppendAny(nil, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewReader(b)
+	got, err := r.ReadAny()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"a": []any{int64(1), int64(-2), 3.5, "x", true, nil, uint64(math.MaxUint64)}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %#v", got)
+	}
+}
+
+func TestFastPathAllocations(t *testing.T) {
+	c := For[[]byte]()
+	in := bytes.Repeat([]byte{7}, 64)
+	buf := make([]byte, 0, 256)
+	var out []byte
+	var r Reader // callers keep the reader in a reused struct
+	n := testing.AllocsPerRun(100, func() {
+		b, _ := c.Append(buf[:0], &in)
+		r.Reset(b)
+		c.Decode(&r, &out)
+	})
+	if n != 1 { // the decoded slice itself
+		t.Fatalf("%v allocations per []byte round trip, want 1", n)
+	}
+	ci := For[int]()
+	x, y := 12345, 0
+	n = testing.AllocsPerRun(100, func() {
+		b, _ := ci.Append(buf[:0], &x)
+		r.Reset(b)
+		ci.Decode(&r, &y)
+	})
+	if n != 0 {
+		t.Fatalf("%v allocations per int round trip, want 0", n)
+	}
+}
+
+func TestTypeNames(t *testing.T) {
+	if For[[]byte]().TypeName() != "bytes" || For[int]().TypeName() != "int" || For[point]().TypeName() != "value.point" || For[any]().TypeName() != "any" {
+		t.Fatal("bad type names")
+	}
+}

@@ -1,0 +1,321 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// Hello is the first frame each side sends. Limits are what the sender is
+// willing to receive; each side uses the smaller of the two.
+type Hello struct {
+	Version       uint16
+	MaxFrame      uint32        // largest payload the sender accepts
+	MaxConcurrent uint32        // calls the sender serves at once (0 = no limit)
+	KeepAlive     time.Duration // ping interval the sender proposes (0 = off)
+}
+
+var helloMagic = [4]byte{'A', 'R', 'B', 'R'}
+
+const helloSize = 4 + 2 + 4 + 4 + 4
+
+// AppendHello appends a HELLO frame.
+func AppendHello(dst []byte, h Hello) []byte {
+	dst = AppendHeader(dst, Header{Length: helloSize, Type: TypeHello})
+	dst = append(dst, helloMagic[:]...)
+	dst = binary.BigEndian.AppendUint16(dst, h.Version)
+	dst = binary.BigEndian.AppendUint32(dst, h.MaxFrame)
+	dst = binary.BigEndian.AppendUint32(dst, h.MaxConcurrent)
+	return binary.BigEndian.AppendUint32(dst, uint32(h.KeepAlive/time.Millisecond))
+}
+
+// ParseHello decodes a HELLO payload. Trailing bytes are allowed so that a
+// later version can add fields.
+func ParseHello(p []byte) (Hello, error) {
+	if len(p) < helloSize {
+		return Hello{}, &Error{Frame: TypeHello, Offset: len(p), Msg: fmt.Sprintf("payload is %d bytes, want at least %d", len(p), helloSize)}
+	}
+	if [4]byte(p[0:4]) != helloMagic {
+		return Hello{}, &Error{Frame: TypeHello, Offset: 0, Msg: fmt.Sprintf("bad magic %q, not an Arbor peer", p[0:4])}
+	}
+	return Hello{
+		Version:       binary.BigEndian.Uint16(p[4:6]),
+		MaxFrame:      binary.BigEndian.Uint32(p[6:10]),
+		MaxConcurrent: binary.BigEndian.Uint32(p[10:14]),
+		KeepAlive:     time.Duration(binary.BigEndian.Uint32(p[14:18])) * time.Millisecond,
+	}, nil
+}
+
+// Call is a decoded CALL payload. Its slices alias the payload.
+type Call struct {
+	// Timeout is the caller's remaining time when it sent the call; zero
+	// means no deadline. Relative, so clocks need not agree.
+	Timeout  time.Duration
+	Function []byte
+	// Metadata holds the encoded key/value pairs; see ParseMetadata.
+	Metadata []byte
+	Args     []byte
+}
+
+// MD is one metadata key/value pair.
+type MD struct{ Key, Value string }
+
+// BeginCall begins a CALL frame with everything but the arguments; append
+// the arguments, then call EndFrame(buf, at).
+func BeginCall(dst []byte, id uint64, timeout time.Duration, function string, md []MD) ([]byte, int) {
+	dst, at := BeginFrame(dst, TypeCall, 0, id)
+	if timeout < 0 {
+		timeout = 1 // already expired: the smallest non-zero timeout
+	}
+	dst = binary.AppendUvarint(dst, uint64(timeout))
+	dst = binary.AppendUvarint(dst, uint64(len(function)))
+	dst = append(dst, function...)
+	dst = appendMetadata(dst, md)
+	return dst, at
+}
+
+func appendMetadata(dst []byte, md []MD) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(md)))
+	for _, kv := range md {
+		dst = binary.AppendUvarint(dst, uint64(len(kv.Key)))
+		dst = append(dst, kv.Key...)
+		dst = binary.AppendUvarint(dst, uint64(len(kv.Value)))
+		dst = append(dst, kv.Value...)
+	}
+	return dst
+}
+
+// ParseCall decodes a CALL payload.
+func ParseCall(p []byte) (Call, error) {
+	d := decoder{p: p, frame: TypeCall}
+	var c Call
+	t, err := d.uvarint("timeout")
+	if err != nil {
+		return c, err
+	}
+	if t > uint64(1<<63-1) {
+		return c, d.errorf("timeout %d overflows", t)
+	}
+	c.Timeout = time.Duration(t)
+	if c.Function, err = d.bytes("function id", 1<<10); err != nil {
+		return c, err
+	}
+	if len(c.Function) == 0 {
+		return c, d.errorf("empty function id")
+	}
+	start := d.off
+	if err := d.skipMetadata(); err != nil {
+		return c, err
+	}
+	c.Metadata = p[start:d.off]
+	c.Args = p[d.off:]
+	return c, nil
+}
+
+// ParseMetadata decodes encoded metadata (as found in Call.Metadata),
+// appending to dst. It allocates only the strings it returns.
+func ParseMetadata(dst []MD, b []byte) ([]MD, error) {
+	d := decoder{p: b, frame: TypeCall}
+	n, err := d.uvarint("metadata count")
+	if err != nil {
+		return dst, err
+	}
+	// Each pair takes at least two bytes, so n is bounded by len(b) before
+	// anything is sized by it.
+	if n > uint64(len(b)/2) {
+		return dst, d.errorf("metadata count %d exceeds what %d bytes can hold", n, len(b))
+	}
+	for i := uint64(0); i < n; i++ {
+		k, err := d.bytes("metadata key", MaxMetadata)
+		if err != nil {
+			return dst, err
+		}
+		v, err := d.bytes("metadata value", MaxMetadata)
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, MD{Key: string(k), Value: string(v)})
+	}
+	return dst, nil
+}
+
+func (d *decoder) skipMetadata() error {
+	start := d.off
+	n, err := d.uvarint("metadata count")
+	if err != nil {
+		return err
+	}
+	if n > uint64(len(d.p)-d.off)/2 {
+		return d.errorf("metadata count %d exceeds what remains of the frame", n)
+	}
+	for i := uint64(0); i < n; i++ {
+		if _, err := d.bytes("metadata key", MaxMetadata); err != nil {
+			return err
+		}
+		if _, err := d.bytes("metadata value", MaxMetadata); err != nil {
+			return err
+		}
+	}
+	if d.off-start > MaxMetadata {
+		return d.errorf("metadata is %d bytes, limit %d", d.off-start, MaxMetadata)
+	}
+	return nil
+}
+
+// ErrorPayload is a decoded ERROR payload.
+type ErrorPayload struct {
+	Code      uint32
+	Retryable bool
+	Message   []byte
+	Details   []byte
+}
+
+// AppendError appends an ERROR frame.
+func AppendError(dst []byte, id uint64, e ErrorPayload) []byte {
+	dst, at := BeginFrame(dst, TypeError, 0, id)
+	dst = binary.AppendUvarint(dst, uint64(e.Code))
+	r := byte(0)
+	if e.Retryable {
+		r = 1
+	}
+	dst = append(dst, r)
+	dst = binary.AppendUvarint(dst, uint64(len(e.Message)))
+	dst = append(dst, e.Message...)
+	dst = append(dst, e.Details...)
+	EndFrame(dst, at)
+	return dst
+}
+
+// ParseError decodes an ERROR payload.
+func ParseError(p []byte) (ErrorPayload, error) {
+	d := decoder{p: p, frame: TypeError}
+	var e ErrorPayload
+	c, err := d.uvarint("code")
+	if err != nil {
+		return e, err
+	}
+	if c > 1<<31 {
+		return e, d.errorf("code %d out of range", c)
+	}
+	e.Code = uint32(c)
+	b, err := d.byte1("retryable flag")
+	if err != nil {
+		return e, err
+	}
+	if b > 1 {
+		return e, d.errorf("retryable flag is %d, want 0 or 1", b)
+	}
+	e.Retryable = b == 1
+	if e.Message, err = d.bytes("message", len(p)); err != nil {
+		return e, err
+	}
+	e.Details = p[d.off:]
+	return e, nil
+}
+
+// GoAway is a decoded GOAWAY payload: the sender will serve no call with an
+// id above LastID, and will close once those it accepted are done.
+type GoAway struct {
+	LastID  uint64
+	Code    uint32
+	Message []byte
+}
+
+// AppendGoAway appends a GOAWAY frame.
+func AppendGoAway(dst []byte, g GoAway) []byte {
+	dst, at := BeginFrame(dst, TypeGoAway, 0, 0)
+	dst = binary.BigEndian.AppendUint64(dst, g.LastID)
+	dst = binary.AppendUvarint(dst, uint64(g.Code))
+	dst = append(dst, g.Message...)
+	EndFrame(dst, at)
+	return dst
+}
+
+// ParseGoAway decodes a GOAWAY payload.
+func ParseGoAway(p []byte) (GoAway, error) {
+	d := decoder{p: p, frame: TypeGoAway}
+	var g GoAway
+	if len(p) < 8 {
+		return g, d.errorf("payload is %d bytes, want at least 8", len(p))
+	}
+	g.LastID = binary.BigEndian.Uint64(p)
+	d.off = 8
+	c, err := d.uvarint("code")
+	if err != nil {
+		return g, err
+	}
+	if c > 1<<31 {
+		return g, d.errorf("code %d out of range", c)
+	}
+	g.Code = uint32(c)
+	g.Message = p[d.off:]
+	return g, nil
+}
+
+// AppendPing appends a PING (or, with pong, a PONG) frame with 8 bytes of
+// opaque data that the peer echoes back.
+func AppendPing(dst []byte, pong bool, data uint64) []byte {
+	t := TypePing
+	if pong {
+		t = TypePong
+	}
+	dst = AppendHeader(dst, Header{Length: 8, Type: t})
+	return binary.BigEndian.AppendUint64(dst, data)
+}
+
+// ParsePing decodes a PING or PONG payload.
+func ParsePing(t Type, p []byte) (uint64, error) {
+	if len(p) != 8 {
+		return 0, &Error{Frame: t, Offset: len(p), Msg: fmt.Sprintf("payload is %d bytes, want 8", len(p))}
+	}
+	return binary.BigEndian.Uint64(p), nil
+}
+
+// decoder walks a payload, naming the field and offset of anything wrong.
+type decoder struct {
+	p     []byte
+	off   int
+	frame Type
+}
+
+func (d *decoder) errorf(format string, args ...any) error {
+	return &Error{Frame: d.frame, Offset: HeaderSize + d.off, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (d *decoder) uvarint(what string) (uint64, error) {
+	v, n := binary.Uvarint(d.p[d.off:])
+	if n <= 0 {
+		if n == 0 {
+			return 0, d.errorf("%s: truncated varint", what)
+		}
+		return 0, d.errorf("%s: varint overflows 64 bits", what)
+	}
+	d.off += n
+	return v, nil
+}
+
+func (d *decoder) byte1(what string) (byte, error) {
+	if d.off >= len(d.p) {
+		return 0, d.errorf("%s: missing", what)
+	}
+	b := d.p[d.off]
+	d.off++
+	return b, nil
+}
+
+// bytes reads a length-prefixed field without copying it.
+func (d *decoder) bytes(what string, max int) ([]byte, error) {
+	n, err := d.uvarint(what + " length")
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(max) {
+		return nil, d.errorf("%s length %d exceeds limit %d", what, n, max)
+	}
+	if n > uint64(len(d.p)-d.off) {
+		return nil, d.errorf("%s length %d exceeds the %d bytes left in the frame", what, n, len(d.p)-d.off)
+	}
+	b := d.p[d.off : d.off+int(n)]
+	d.off += int(n)
+	return b, nil
+}

@@ -1,0 +1,185 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHeaderRoundTrip(t *testing.T) {
+	h := Header{Length: 77, Type: TypeResult, Flags: 3, ID: 1<<63 + 5}
+	b := AppendHeader(nil, h)
+	if len(b) != HeaderSize {
+		t.Fatalf("header is %d bytes", len(b))
+	}
+	got, err := ParseHeader(b, 100)
+	if err != nil || got != h {
+		t.Fatalf("got %+v, %v; want %+v", got, err, h)
+	}
+}
+
+func TestHeaderErrors(t *testing.T) {
+	good := AppendHeader(nil, Header{Length: 10, Type: TypeCall, ID: 1})
+	cases := []struct {
+		name   string
+		mutate func([]byte)
+		limit  uint32
+		want   string
+	}{
+		{"unknown type", func(b []byte) { b[4] = 200 }, 100, "unknown frame type 200"},
+		{"zero type", func(b []byte) { b[4] = 0 }, 100, "unknown frame type 0"},
+		{"reserved", func(b []byte) { b[7] = 1 }, 100, "reserved header bytes"},
+		{"too large", func(b []byte) {}, 9, "frame length 10 exceeds limit 9"},
+	}
+	for _, c := range cases {
+		b := bytes.Clone(good)
+		c.mutate(b)
+		_, err := ParseHeader(b, c.limit)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", c.name, err, c.want)
+		}
+	}
+	if _, err := ParseHeader(good[:5], 100); err == nil {
+		t.Error("short header accepted")
+	}
+}
+
+// hugeLength is a reader that announces a 1 GiB frame and then would feed
+// zeros forever; the reader must refuse it after the header.
+type countingReader struct {
+	data []byte
+	read int
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	if r.read < len(r.data) {
+		n := copy(p, r.data[r.read:])
+		r.read += n
+		return n, nil
+	}
+	for i := range p {
+		p[i] = 0
+	}
+	r.read += len(p)
+	return len(p), nil
+}
+
+func TestReaderRefusesOversizeBeforeAllocating(t *testing.T) {
+	cr := &countingReader{data: AppendHeader(nil, Header{Length: 1 << 30, Type: TypeCall, ID: 1})}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	r := NewReader(cr, 4096, 1<<20)
+	_, _, err := r.Next()
+	runtime.ReadMemStats(&after)
+	var we *Error
+	if !errors.As(err, &we) || !we.TooLarge {
+		t.Fatalf("got %v, want a TooLarge wire error", err)
+	}
+	if cr.read > 4096 {
+		t.Fatalf("read %d bytes of a refused frame", cr.read)
+	}
+	// The reader's own 4 KiB buffer and the error: nothing near 1 GiB.
+	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
+		t.Fatalf("allocated %d bytes for a refused frame", n)
+	}
+}
+
+func TestReaderFrames(t *testing.T) {
+	var buf []byte
+	buf = AppendHello(buf, Hello{Version: Version, MaxFrame: 1 << 20, MaxConcurrent: 10, KeepAlive: 3 * time.Second})
+	buf, at := BeginCall(buf, 1, 2*time.Second, "add", []MD{{Key: "k", Value: "v"}, {Key: "auth", Value: "bearer x"}})
+	buf = append(buf, 0x92, 1, 2)
+	EndFrame(buf, at)
+	big := bytes.Repeat([]byte{'x'}, 10000) // larger than the read buffer
+	buf = AppendFrame(buf, TypeResult, 0, 1, big)
+	buf = AppendError(buf, 3, ErrorPayload{Code: 5, Retryable: true, Message: []byte("nope"), Details: []byte{9}})
+	buf = AppendPing(buf, false, 42)
+	buf = AppendGoAway(buf, GoAway{LastID: 7, Code: 14, Message: []byte("bye")})
+	buf = AppendFrame(buf, TypeCancel, 0, 9, nil)
+
+	r := NewReader(bytes.NewReader(buf), 4096, 1<<20)
+	h, p, err := r.Next()
+	if err != nil || h.Type != TypeHello {
+		t.Fatalf("hello: %v %v", h, err)
+	}
+	hello, err := ParseHello(p)
+	if err != nil || hello.KeepAlive != 3*time.Second || hello.MaxConcurrent != 10 || hello.MaxFrame != 1<<20 {
+		t.Fatalf("hello: %+v %v", hello, err)
+	}
+	h, p, err = r.Next()
+	if err != nil || h.Type != TypeCall || h.ID != 1 {
+		t.Fatalf("call: %v %v", h, err)
+	}
+	c, err := ParseCall(p)
+	if err != nil || string(c.Function) != "add" || c.Timeout != 2*time.Second || !bytes.Equal(c.Args, []byte{0x92, 1, 2}) {
+		t.Fatalf("call: %+v %v", c, err)
+	}
+	md, err := ParseMetadata(nil, c.Metadata)
+	if err != nil || len(md) != 2 || md[1] != (MD{Key: "auth", Value: "bearer x"}) {
+		t.Fatalf("metadata: %v %v", md, err)
+	}
+	h, p, err = r.Next()
+	if err != nil || h.Type != TypeResult || !bytes.Equal(p, big) {
+		t.Fatalf("result: %v %v", h, err)
+	}
+	h, p, err = r.Next()
+	if err != nil || h.Type != TypeError || h.ID != 3 {
+		t.Fatalf("error: %v %v", h, err)
+	}
+	e, err := ParseError(p)
+	if err != nil || e.Code != 5 || !e.Retryable || string(e.Message) != "nope" || !bytes.Equal(e.Details, []byte{9}) {
+		t.Fatalf("error: %+v %v", e, err)
+	}
+	h, p, _ = r.Next()
+	if v, err := ParsePing(h.Type, p); err != nil || v != 42 || h.Type != TypePing {
+		t.Fatalf("ping: %v %v", v, err)
+	}
+	h, p, _ = r.Next()
+	g, err := ParseGoAway(p)
+	if err != nil || h.Type != TypeGoAway || g.LastID != 7 || g.Code != 14 || string(g.Message) != "bye" {
+		t.Fatalf("goaway: %+v %v", g, err)
+	}
+	h, p, err = r.Next()
+	if err != nil || h.Type != TypeCancel || h.ID != 9 || len(p) != 0 {
+		t.Fatalf("cancel: %v %v %v", h, p, err)
+	}
+	if _, _, err = r.Next(); err != io.EOF {
+		t.Fatalf("end: %v", err)
+	}
+}
+
+func TestTruncatedFrame(t *testing.T) {
+	b := AppendFrame(nil, TypeResult, 0, 1, []byte("hello"))
+	r := NewReader(bytes.NewReader(b[:len(b)-2]), 4096, 1<<20)
+	if _, _, err := r.Next(); err != io.ErrUnexpectedEOF {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestPayloadErrorsNameOffsets(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"call empty", second(ParseCall(nil)), "timeout: truncated varint (at byte 16)"},
+		{"call function too long", second(ParseCall([]byte{0, 10, 'a'})), "function id length 10 exceeds the 1 bytes left in the frame (at byte 18)"},
+		{"call empty function", second(ParseCall([]byte{0, 0, 0})), "empty function id"},
+		{"call metadata count", second(ParseCall([]byte{0, 1, 'f', 100})), "metadata count 100 exceeds"},
+		{"hello magic", second(ParseHello(make([]byte, 18))), "bad magic"},
+		{"hello short", second(ParseHello(nil)), "want at least 18"},
+		{"error flag", second(ParseError([]byte{1, 7})), "retryable flag is 7"},
+		{"goaway short", second(ParseGoAway([]byte{1})), "want at least 8"},
+	}
+	for _, c := range cases {
+		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", c.name, c.err, c.want)
+		}
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
