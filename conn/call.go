@@ -84,6 +84,8 @@ func (c *Conn) Call(ctx context.Context, function string, md []wire.MD, args []b
 	c.nextID += 2
 	c.calls[id] = cl
 	c.cmu.Unlock()
+	c.inflight.Add(1)
+	defer c.inflight.Add(-1)
 
 	var at int
 	c.wbuf, at = wire.BeginCall(c.wbuf, id, timeout, function, md)
@@ -181,6 +183,7 @@ func (c *Conn) myParity() uint64 {
 func (c *Conn) peerGoAway(g wire.GoAway) {
 	c.cmu.Lock()
 	c.goingAway = true
+	c.unusable.Store(true)
 	c.awayLast = g.LastID
 	c.awayMsg = string(g.Message)
 	var refused []*call

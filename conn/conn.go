@@ -41,6 +41,10 @@ type Conn struct {
 	wspare  []byte
 	writing bool
 	werr    error
+	wsig    chan struct{} // wakes writeLoop
+	// inflight counts calls in flight both ways; under load, writes are
+	// left to writeLoop so that they coalesce.
+	inflight atomic.Int64
 
 	// Outgoing calls.
 	cmu       sync.Mutex
@@ -60,6 +64,7 @@ type Conn struct {
 	workers  int
 
 	recvFlag atomic.Bool // a frame arrived since the last keep-alive tick
+	unusable atomic.Bool // closed or the peer sent GOAWAY: start no new calls
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -83,6 +88,7 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 		calls:   make(map[uint64]*call),
 		serving: make(map[uint64]*serverCall),
 		work:    make(chan *serverCall),
+		wsig:    make(chan struct{}, 1),
 		closed:  make(chan struct{}),
 	}
 	c.wcond.L = &c.wmu
@@ -96,8 +102,9 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 		nc.Close()
 		return nil, err
 	}
-	c.loops.Add(1)
+	c.loops.Add(2)
 	go c.readLoop(r)
+	go c.writeLoop()
 	if c.keepAlive > 0 {
 		c.loops.Add(1)
 		go c.keepAliveLoop()
@@ -135,11 +142,7 @@ func (c *Conn) Err() error {
 
 // Usable reports whether new calls may be started: the connection is open
 // and the peer has not announced GOAWAY.
-func (c *Conn) Usable() bool {
-	c.cmu.Lock()
-	defer c.cmu.Unlock()
-	return !c.goingAway && c.Err() == nil
-}
+func (c *Conn) Usable() bool { return !c.unusable.Load() }
 
 // Close closes the connection at once: pending outgoing calls fail with
 // Unavailable, running handlers see their contexts cancelled. It waits for
@@ -155,6 +158,7 @@ func (c *Conn) Close() error {
 func (c *Conn) closeWith(err *status.Error) {
 	c.closeOnce.Do(func() {
 		c.closeErr = err
+		c.unusable.Store(true)
 		close(c.closed)
 		c.nc.Close()
 
@@ -186,6 +190,8 @@ func (c *Conn) closeWith(err *status.Error) {
 func (c *Conn) protocolError(err error) {
 	c.cfg.Logger.Warn("arbor: protocol error, closing connection", "remote", c.nc.RemoteAddr().String(), "err", err)
 	c.sendGoAway(uint32(status.InvalidArgument), "protocol error: "+err.Error())
+	c.nc.SetWriteDeadline(time.Now().Add(time.Second)) // the peer may not be reading
+	c.flushNow()
 	c.closeWith(status.Wrap(status.Unavailable, status.ErrProtocol, err, "connection closed: protocol error"))
 }
 

@@ -85,6 +85,7 @@ func (c *Conn) incoming(h wire.Header, p []byte) error {
 	sc.ctx = newCallCtx(c.cfg.BaseContext, wc.Timeout, md)
 	c.serving[h.ID] = sc
 	c.smu.Unlock()
+	c.inflight.Add(1)
 
 	select {
 	case c.work <- sc:
@@ -126,6 +127,7 @@ func (c *Conn) workerExit() {
 }
 
 func (c *Conn) serve(sc *serverCall) {
+	defer c.inflight.Add(-1)
 	out, err := c.invoke(sc)
 	sc.ctx.cancel(context.Canceled) // the handler is done; release its resources
 	if err != nil {
@@ -208,6 +210,8 @@ func (c *Conn) Drain(ctx context.Context, reason string) error {
 		case <-c.closed:
 		}
 	}
+	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.flushNow() // the last results may still be queued for writeLoop
 	c.Close()
 	return err
 }

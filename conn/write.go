@@ -1,6 +1,8 @@
 package conn
 
 import (
+	"runtime"
+
 	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/wire"
 )
@@ -20,15 +22,31 @@ func (c *Conn) lockForAppend() error {
 	return nil
 }
 
-// flushLocked is called with wmu held after appending frames. If no write
-// is in progress this goroutine becomes the writer and writes everything
-// queued, including frames others queue while it writes; otherwise the
-// current writer will take ours along. It returns with wmu released.
+// flushLocked is called with wmu held after appending frames, and returns
+// with it released. When this connection has a single call in flight, the
+// calling goroutine writes at once (no hand-off, lowest latency). Under
+// load it leaves the write to the writer goroutine, which runs after the
+// other ready goroutines have queued their frames too, so one syscall
+// carries many frames.
 func (c *Conn) flushLocked() {
 	if c.writing {
-		c.wmu.Unlock()
+		c.wmu.Unlock() // the active writer takes our frame along
 		return
 	}
+	if c.inflight.Load() > 1 {
+		c.wmu.Unlock()
+		select {
+		case c.wsig <- struct{}{}:
+		default: // already signalled
+		}
+		return
+	}
+	c.writeLocked()
+}
+
+// writeLocked writes everything queued, including frames queued while it
+// writes. Called with wmu held and writing false; returns with wmu released.
+func (c *Conn) writeLocked() {
 	c.writing = true
 	for len(c.wbuf) > 0 && c.werr == nil {
 		buf := c.wbuf
@@ -51,6 +69,41 @@ func (c *Conn) flushLocked() {
 	c.wmu.Unlock()
 	if werr != nil {
 		c.closeWith(status.FromError(werr))
+	}
+}
+
+// flushNow writes everything queued before returning (or until the
+// connection fails).
+func (c *Conn) flushNow() {
+	c.wmu.Lock()
+	for (c.writing || len(c.wbuf) > 0) && c.werr == nil {
+		if !c.writing {
+			c.writeLocked()
+			c.wmu.Lock()
+			continue
+		}
+		c.wcond.Wait()
+	}
+	c.wmu.Unlock()
+}
+
+// writeLoop writes frames queued under load (see flushLocked).
+func (c *Conn) writeLoop() {
+	defer c.loops.Done()
+	for {
+		select {
+		case <-c.wsig:
+		case <-c.closed:
+			return
+		}
+		// Let the goroutines that are ready now queue their frames first.
+		runtime.Gosched()
+		c.wmu.Lock()
+		if c.writing || len(c.wbuf) == 0 {
+			c.wmu.Unlock()
+			continue
+		}
+		c.writeLocked()
 	}
 }
 

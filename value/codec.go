@@ -3,112 +3,121 @@ package value
 import (
 	"fmt"
 	"reflect"
+	"sync"
+	"unsafe"
 
 	"github.com/shamaton/msgpack/v2"
 )
 
-// Codec encodes and decodes values of one Go type. Build it once (For) and
-// reuse it: the choice between a hand-written fast path and the reflective
-// fallback is made then, not per call.
+// Codec encodes and decodes values of one Go type. The choice between a
+// hand-written fast path and the reflective fallback is made once, when the
+// codec is built, not per call. Values pass by value and the decoder takes
+// no pointer it could leak, so a fast-path round trip allocates only what
+// the value itself needs.
 type Codec[T any] struct {
-	enc  func(b []byte, v *T) ([]byte, error)
-	dec  func(r *Reader, v *T) error
+	enc  func(b []byte, v T) ([]byte, error)
+	dec  func(b []byte, off int, lim Limits) (T, int, error)
 	name string
 }
 
 // Append encodes v after b.
-func (c *Codec[T]) Append(b []byte, v *T) ([]byte, error) { return c.enc(b, v) }
+func (c *Codec[T]) Append(b []byte, v T) ([]byte, error) { return c.enc(b, v) }
 
-// Decode reads one value from r into v. On a type mismatch the error names
-// the expected Go type and the byte offset.
-func (c *Codec[T]) Decode(r *Reader, v *T) error { return c.dec(r, v) }
+// Decode reads one value from r. On a type mismatch the error names the
+// expected type and the byte offset.
+func (c *Codec[T]) Decode(r *Reader) (T, error) {
+	v, off, err := c.dec(r.b, r.off, r.lim)
+	r.off = off
+	return v, err
+}
 
 // TypeName is the type's name as introspection shows it ("int", "string",
 // "bytes", or the Go type's name).
 func (c *Codec[T]) TypeName() string { return c.name }
 
+// codecs caches one codec per type: codecs are immutable, so sharing them
+// is safe and saves rebuilding closures on every call.
+var codecs sync.Map // reflect.Type → *Codec[T]
+
 // For returns the codec for T.
 func For[T any]() *Codec[T] {
-	c := &Codec[T]{name: TypeName(reflect.TypeFor[T]())}
+	t := reflect.TypeFor[T]()
+	if c, ok := codecs.Load(t); ok {
+		return c.(*Codec[T])
+	}
+	c, _ := codecs.LoadOrStore(t, build[T](t))
+	return c.(*Codec[T])
+}
+
+// as reinterprets a value whose dynamic type was checked when the codec was
+// built; it avoids boxing the value in an interface on every call.
+func as[X, T any](v *T) *X { return (*X)(unsafe.Pointer(v)) }
+
+// scalar builds a fast-path codec for a type with a fixed reader.
+func scalar[X, T any](c *Codec[T], enc func([]byte, X) []byte, read func(*Reader) (X, error)) {
+	c.enc = func(b []byte, v T) ([]byte, error) { return enc(b, *as[X](&v)), nil }
+	c.dec = func(b []byte, off int, lim Limits) (T, int, error) {
+		r := Reader{b: b, off: off, lim: lim}
+		x, err := read(&r)
+		return *as[T](&x), r.off, err
+	}
+}
+
+func build[T any](t reflect.Type) *Codec[T] {
+	c := &Codec[T]{name: TypeName(t)}
 	var zero *T
 	switch any(zero).(type) {
 	case *int:
-		c.enc = func(b []byte, v *T) ([]byte, error) { return AppendInt(b, int64(*any(v).(*int))), nil }
-		c.dec = func(r *Reader, v *T) error { return readSigned(r, any(v).(*int)) }
+		scalar(c, func(b []byte, x int) []byte { return AppendInt(b, int64(x)) }, readSigned[int])
 	case *int64:
-		c.enc = func(b []byte, v *T) ([]byte, error) { return AppendInt(b, *any(v).(*int64)), nil }
-		c.dec = func(r *Reader, v *T) error { return readSigned(r, any(v).(*int64)) }
+		scalar(c, AppendInt, readSigned[int64])
 	case *int32:
-		c.enc = func(b []byte, v *T) ([]byte, error) { return AppendInt(b, int64(*any(v).(*int32))), nil }
-		c.dec = func(r *Reader, v *T) error { return readSigned(r, any(v).(*int32)) }
+		scalar(c, func(b []byte, x int32) []byte { return AppendInt(b, int64(x)) }, readSigned[int32])
 	case *uint:
-		c.enc = func(b []byte, v *T) ([]byte, error) { return AppendUint(b, uint64(*any(v).(*uint))), nil }
-		c.dec = func(r *Reader, v *T) error { return readUnsigned(r, any(v).(*uint)) }
+		scalar(c, func(b []byte, x uint) []byte { return AppendUint(b, uint64(x)) }, readUnsigned[uint])
 	case *uint64:
-		c.enc = func(b []byte, v *T) ([]byte, error) { return AppendUint(b, *any(v).(*uint64)), nil }
-		c.dec = func(r *Reader, v *T) error { return readUnsigned(r, any(v).(*uint64)) }
+		scalar(c, AppendUint, readUnsigned[uint64])
 	case *uint32:
-		c.enc = func(b []byte, v *T) ([]byte, error) { return AppendUint(b, uint64(*any(v).(*uint32))), nil }
-		c.dec = func(r *Reader, v *T) error { return readUnsigned(r, any(v).(*uint32)) }
+		scalar(c, func(b []byte, x uint32) []byte { return AppendUint(b, uint64(x)) }, readUnsigned[uint32])
 	case *float64:
-		c.enc = func(b []byte, v *T) ([]byte, error) { return AppendFloat64(b, *any(v).(*float64)), nil }
-		c.dec = func(r *Reader, v *T) error {
-			f, err := r.ReadFloat()
-			*any(v).(*float64) = f
-			return err
-		}
+		scalar(c, AppendFloat64, (*Reader).ReadFloat)
 	case *bool:
-		c.enc = func(b []byte, v *T) ([]byte, error) { return AppendBool(b, *any(v).(*bool)), nil }
-		c.dec = func(r *Reader, v *T) error {
-			x, err := r.ReadBool()
-			*any(v).(*bool) = x
-			return err
-		}
+		scalar(c, AppendBool, (*Reader).ReadBool)
 	case *string:
-		c.enc = func(b []byte, v *T) ([]byte, error) { return AppendString(b, *any(v).(*string)), nil }
-		c.dec = func(r *Reader, v *T) error {
-			s, err := r.ReadString()
-			*any(v).(*string) = s
-			return err
-		}
+		scalar(c, AppendString, (*Reader).ReadString)
 	case *[]byte:
-		c.enc = func(b []byte, v *T) ([]byte, error) {
-			p := *any(v).(*[]byte)
+		scalar(c, func(b []byte, p []byte) []byte {
 			if p == nil {
-				return AppendNil(b), nil
+				return AppendNil(b)
 			}
-			return AppendBytes(b, p), nil
-		}
-		c.dec = func(r *Reader, v *T) error {
-			p, err := r.ReadBytes()
-			*any(v).(*[]byte) = p
-			return err
-		}
+			return AppendBytes(b, p)
+		}, (*Reader).ReadBytes)
 	case *any:
-		c.enc = func(b []byte, v *T) ([]byte, error) { return AppendAny(b, *any(v).(*any)) }
-		c.dec = func(r *Reader, v *T) error {
+		c.enc = func(b []byte, v T) ([]byte, error) { return AppendAny(b, *as[any](&v)) }
+		c.dec = func(b []byte, off int, lim Limits) (T, int, error) {
+			r := Reader{b: b, off: off, lim: lim}
 			x, err := r.ReadAny()
-			*any(v).(*any) = x
-			return err
+			return *as[T](&x), r.off, err
 		}
 	default:
-		c.enc = func(b []byte, v *T) ([]byte, error) {
-			p, err := msgpack.Marshal(*v)
+		c.enc = func(b []byte, v T) ([]byte, error) {
+			p, err := msgpack.Marshal(v)
 			if err != nil {
 				return b, fmt.Errorf("encoding %s: %w", c.name, err)
 			}
 			return append(b, p...), nil
 		}
-		c.dec = func(r *Reader, v *T) error {
-			start := r.off
+		c.dec = func(b []byte, off int, lim Limits) (T, int, error) {
+			var v T
+			r := Reader{b: b, off: off, lim: lim}
 			raw, err := r.Skip()
 			if err != nil {
-				return err
+				return v, off, err
 			}
-			if err := msgpack.Unmarshal(raw, v); err != nil {
-				return &Error{Offset: start, Msg: fmt.Sprintf("expected %s: %v", c.name, err)}
+			if err := msgpack.Unmarshal(raw, &v); err != nil {
+				return v, off, &Error{Offset: off, Msg: fmt.Sprintf("expected %s: %v", c.name, err)}
 			}
-			return nil
+			return v, r.off, nil
 		}
 	}
 	return c
@@ -121,32 +130,30 @@ type unsigned interface {
 	~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64
 }
 
-func readSigned[I signed](r *Reader, v *I) error {
+func readSigned[I signed](r *Reader) (I, error) {
 	start := r.off
 	x, err := r.ReadInt()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if int64(I(x)) != x {
 		r.off = start
-		return r.errorf("integer %d overflows %T", x, *v)
+		return 0, r.errorf("integer %d overflows %s", x, reflect.TypeFor[I]())
 	}
-	*v = I(x)
-	return nil
+	return I(x), nil
 }
 
-func readUnsigned[I unsigned](r *Reader, v *I) error {
+func readUnsigned[I unsigned](r *Reader) (I, error) {
 	start := r.off
 	x, err := r.ReadUint()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if uint64(I(x)) != x {
 		r.off = start
-		return r.errorf("integer %d overflows %T", x, *v)
+		return 0, r.errorf("integer %d overflows %s", x, reflect.TypeFor[I]())
 	}
-	*v = I(x)
-	return nil
+	return I(x), nil
 }
 
 // TypeName names a Go type for introspection: "bytes" for []byte, "any"

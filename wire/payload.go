@@ -305,10 +305,12 @@ func (d *decoder) byte1(what string) (byte, error) {
 
 // bytes reads a length-prefixed field without copying it.
 func (d *decoder) bytes(what string, max int) ([]byte, error) {
-	n, err := d.uvarint(what + " length")
-	if err != nil {
-		return nil, err
+	v, k := binary.Uvarint(d.p[d.off:])
+	if k <= 0 {
+		return nil, d.errorf("%s length: bad varint", what) // built only on error: no allocation per field
 	}
+	d.off += k
+	n := v
 	if n > uint64(max) {
 		return nil, d.errorf("%s length %d exceeds limit %d", what, n, max)
 	}

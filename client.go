@@ -1,0 +1,193 @@
+package arbor
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/arbor-rpc/arbor/conn"
+	"github.com/arbor-rpc/arbor/internal/status"
+	"github.com/arbor-rpc/arbor/transport"
+)
+
+// Client calls functions on one server address over one multiplexed
+// connection, which it re-establishes when the server goes away or the
+// connection breaks. Safe for concurrent use.
+type Client struct {
+	addr  string
+	opts  options
+	chain UnaryFunc // nil without interceptors
+
+	cur    atomic.Pointer[conn.Conn]
+	mu     sync.Mutex // serializes dialing
+	old    []*conn.Conn
+	closed bool
+}
+
+// Dial connects to addr (tcp://host:port, tls://host:port, unix:/path,
+// mem:name) and returns a client once the connection is up.
+func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
+	c := &Client{addr: addr, opts: buildOptions(opts)}
+	if len(c.opts.interceptors) > 0 {
+		c.chain = chain(c.opts.interceptors, c.final)
+	}
+	if _, err := c.conn(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Addr is the address the client dials.
+func (c *Client) Addr() string { return c.addr }
+
+// conn returns a usable connection, dialing if there is none.
+func (c *Client) conn(ctx context.Context) (*conn.Conn, error) {
+	if cc := c.cur.Load(); cc != nil && cc.Usable() {
+		return cc, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, &Error{Code: Unavailable, Category: status.ErrConnection, Message: "client is closed"}
+	}
+	if cc := c.cur.Load(); cc != nil && cc.Usable() {
+		return cc, nil
+	}
+	nc, err := transport.Dial(ctx, c.addr, c.opts.transport)
+	if err != nil {
+		return nil, dialError(c.addr, err)
+	}
+	cc, err := conn.Client(nc, c.opts.conn)
+	if err != nil {
+		return nil, dialError(c.addr, err)
+	}
+	if prev := c.cur.Swap(cc); prev != nil {
+		c.old = append(c.old[:0:0], liveConns(c.old)...)
+		c.old = append(c.old, prev) // draining: the server closes it when done
+	}
+	return cc, nil
+}
+
+func liveConns(cs []*conn.Conn) []*conn.Conn {
+	out := cs[:0:0]
+	for _, c := range cs {
+		if c.Err() == nil {
+			out = append(out, c)
+		} else {
+			c.Close()
+		}
+	}
+	return out
+}
+
+func dialError(addr string, err error) error {
+	var se *Error
+	if errors.As(err, &se) {
+		return se
+	}
+	cat := status.ErrConnection
+	code := Unavailable
+	switch {
+	case errors.Is(err, transport.ErrTLS):
+		cat = status.ErrTLS
+	case errors.Is(err, transport.ErrConfig):
+		cat, code = status.ErrConfig, InvalidArgument
+	case errors.Is(err, context.DeadlineExceeded):
+		cat, code = status.ErrTimeout, DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = Canceled
+	}
+	return status.Wrap(code, cat, err, "dial "+addr)
+}
+
+// invoke sends encoded arguments and returns the encoded result. A non-nil
+// reply owns the result's buffer: release it once the result is decoded.
+func (c *Client) invoke(ctx context.Context, fn string, args []byte) ([]byte, *conn.Reply, error) {
+	if c.chain != nil {
+		resp, err := c.chain(ctx, &Request{Function: fn, Metadata: outgoingMetadata(ctx), Args: args})
+		if err != nil {
+			return nil, nil, err
+		}
+		return resp.Result, nil, nil
+	}
+	rep, err := c.send(ctx, fn, outgoingMetadata(ctx), args)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rep.Result(), rep, nil
+}
+
+func release(rep *conn.Reply) {
+	if rep != nil {
+		rep.Release()
+	}
+}
+
+// send makes the call on the current connection. A call refused because
+// the server was going away never ran, so it is retried once on a new
+// connection.
+func (c *Client) send(ctx context.Context, fn string, md Metadata, args []byte) (*conn.Reply, error) {
+	for attempt := 0; ; attempt++ {
+		cc, err := c.conn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rep, err := cc.Call(ctx, fn, md, args)
+		if err != nil && attempt == 0 && refused(err) && ctx.Err() == nil {
+			continue
+		}
+		return rep, err
+	}
+}
+
+// refused reports an error for a call the server never ran.
+func refused(err error) bool {
+	var se *Error
+	return errors.As(err, &se) && se.Code == Unavailable && se.Retryable
+}
+
+// final is the end of the client's interceptor chain.
+func (c *Client) final(ctx context.Context, req *Request) (*Response, error) {
+	rep, err := c.send(ctx, req.Function, req.Metadata, req.Args)
+	if err != nil {
+		return nil, err
+	}
+	resp := &Response{Result: append([]byte(nil), rep.Result()...)}
+	rep.Release()
+	return resp, nil
+}
+
+// Invoke calls fn with msgpack-encoded arguments (an array) and returns
+// the msgpack-encoded result. Typed code should use Call0..Call3.
+func (c *Client) Invoke(ctx context.Context, fn string, args []byte) ([]byte, error) {
+	res, rep, err := c.invoke(ctx, fn, args)
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), res...)
+	release(rep)
+	return out, nil
+}
+
+// Catalog asks the server for its functions.
+func (c *Client) Catalog(ctx context.Context) ([]FunctionInfo, error) {
+	return Call0[[]FunctionInfo](ctx, c, CatalogFunction)
+}
+
+// Close closes the client's connections; pending calls fail with
+// Unavailable.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	old := c.old
+	c.old = nil
+	c.mu.Unlock()
+	if cc := c.cur.Load(); cc != nil {
+		cc.Close()
+	}
+	for _, cc := range old {
+		cc.Close()
+	}
+	return nil
+}
