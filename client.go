@@ -2,7 +2,9 @@ package arbor
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 
@@ -82,13 +84,15 @@ func liveConns(cs []*conn.Conn) []*conn.Conn {
 }
 
 func dialError(addr string, err error) error {
-	var se *Error
-	if errors.As(err, &se) {
-		return se
-	}
 	cat := status.ErrConnection
 	code := Unavailable
+	var alert tls.AlertError
+	var certErr *tls.CertificateVerificationError
 	switch {
+	case errors.As(err, &alert) || errors.As(err, &certErr) || isTLSAlert(err):
+		// The peer refused our certificate (or we refused its): a TLS
+		// failure of identity.
+		cat, code = status.ErrTLS, Unauthenticated
 	case errors.Is(err, transport.ErrTLS):
 		cat = status.ErrTLS
 	case errors.Is(err, transport.ErrConfig):
@@ -97,15 +101,39 @@ func dialError(addr string, err error) error {
 		cat, code = status.ErrTimeout, DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		code = Canceled
+	default:
+		var se *Error
+		if errors.As(err, &se) && se.Category != nil {
+			cat = se.Category
+		}
 	}
-	return status.Wrap(code, cat, err, "dial "+addr)
+	msg := "dial " + addr
+	var se *Error
+	if errors.As(err, &se) { // the HELLO exchange failed; don't repeat its code
+		return &Error{Code: code, Category: cat, Message: msg + ": " + se.Message, Retryable: se.Retryable, Cause: err}
+	}
+	return status.Wrap(code, cat, err, msg)
+}
+
+// isTLSAlert reports whether err is a TLS alert received from the peer.
+// crypto/tls reports those as a *net.OpError with Op "remote error"
+// around an unexported type, not as tls.AlertError. With TLS 1.3 a server
+// that refuses the client's certificate says so this way, on the first
+// read after the handshake.
+func isTLSAlert(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "remote error"
 }
 
 // invoke sends encoded arguments and returns the encoded result. A non-nil
 // reply owns the result's buffer: release it once the result is decoded.
 func (c *Client) invoke(ctx context.Context, fn string, args []byte) ([]byte, *conn.Reply, error) {
 	if c.chain != nil {
-		resp, err := c.chain(ctx, &Request{Function: fn, Metadata: outgoingMetadata(ctx), Args: args})
+		req := &Request{Function: fn, Metadata: outgoingMetadata(ctx), Args: args}
+		if cc := c.cur.Load(); cc != nil {
+			req.Peer = peerOf(cc.NetConn())
+		}
+		resp, err := c.chain(ctx, req)
 		if err != nil {
 			return nil, nil, err
 		}

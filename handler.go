@@ -14,6 +14,8 @@ type FunctionInfo struct {
 	ID     string   `msgpack:"id" json:"id"`
 	Args   []string `msgpack:"args" json:"args"`
 	Result string   `msgpack:"result" json:"result"`
+	// Kind is KindUnary or one of the stream kinds.
+	Kind string `msgpack:"kind" json:"kind"`
 }
 
 func (f FunctionInfo) String() string {
@@ -25,10 +27,12 @@ func (f FunctionInfo) String() string {
 type handler struct {
 	info   FunctionInfo
 	invoke func(ctx context.Context, args []byte, out []byte) ([]byte, error)
+	// stream serves a streaming function (invoke is nil then).
+	stream func(ctx context.Context, st Stream, args []byte, out []byte) ([]byte, error)
 }
 
 func newHandler(id string, result string, args ...string) *handler {
-	return &handler{info: FunctionInfo{ID: id, Args: args, Result: result}}
+	return &handler{info: FunctionInfo{ID: id, Args: args, Result: result, Kind: KindUnary}}
 }
 
 // arity reads the argument array header and checks the count.

@@ -8,7 +8,8 @@ type Request struct {
 	Function string
 	Metadata Metadata
 	Args     []byte
-	// Peer is the caller (server side) or the server (client side).
+	// Peer is the caller (server side) or the server (client side: the
+	// current connection's, which a retry may replace).
 	Peer Peer
 }
 

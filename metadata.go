@@ -62,6 +62,17 @@ type Peer struct {
 
 type peerKey struct{}
 
+// peerOf describes the other end of nc; nc's TLS handshake, if any, must
+// be complete.
+func peerOf(nc net.Conn) Peer {
+	p := Peer{Addr: nc.RemoteAddr()}
+	if tc, ok := nc.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		p.TLS = &st
+	}
+	return p
+}
+
 // PeerFromContext returns the caller's identity, inside a handler.
 func PeerFromContext(ctx context.Context) (Peer, bool) {
 	p, ok := ctx.Value(peerKey{}).(*Peer)

@@ -14,10 +14,11 @@ import (
 type Option func(*options)
 
 type options struct {
-	logger       *slog.Logger
-	interceptors []Interceptor
-	conn         conn.Config
-	transport    *transport.Config
+	logger             *slog.Logger
+	interceptors       []Interceptor
+	streamInterceptors []StreamInterceptor
+	conn               conn.Config
+	transport          *transport.Config
 }
 
 func buildOptions(opts []Option) options {
@@ -56,6 +57,19 @@ func WithMaxFrameSize(n uint32) Option { return func(o *options) { o.conn.MaxFra
 // WithMaxConcurrentCalls bounds the calls a connection serves at once
 // (default 1024); further calls fail with ResourceExhausted.
 func WithMaxConcurrentCalls(n uint32) Option { return func(o *options) { o.conn.MaxConcurrent = n } }
+
+// WithMaxConcurrentStreams bounds the streams a connection serves at once
+// (default 256); further streams fail with ResourceExhausted.
+func WithMaxConcurrentStreams(n uint32) Option {
+	return func(o *options) { o.conn.MaxConcurrentStreams = n }
+}
+
+// WithStreamWindow sets the flow-control windows this side grants: unread
+// stream bytes buffered per stream and per connection before senders wait
+// (defaults 256 KiB and 1 MiB).
+func WithStreamWindow(perStream, perConn uint32) Option {
+	return func(o *options) { o.conn.StreamWindow, o.conn.ConnWindow = perStream, perConn }
+}
 
 // WithHandshakeTimeout bounds connection set-up (default 10s).
 func WithHandshakeTimeout(d time.Duration) Option {

@@ -30,8 +30,10 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
+	setup     map[net.Conn]struct{} // accepted, still in the TLS or HELLO handshake
 	conns     map[*conn.Conn]struct{}
 	closed    bool
+	drainCtx  context.Context // set by Shutdown, nil after Close
 	wg        sync.WaitGroup
 }
 
@@ -40,6 +42,7 @@ func NewServer(opts ...Option) *Server {
 	s := &Server{
 		opts:      buildOptions(opts),
 		listeners: make(map[net.Listener]struct{}),
+		setup:     make(map[net.Conn]struct{}),
 		conns:     make(map[*conn.Conn]struct{}),
 	}
 	s.handlers.Store(&map[string]*handler{})
@@ -93,10 +96,20 @@ func (s *Server) lookup(fn []byte) (*handler, error) {
 
 // ServeCall implements conn.Handler.
 func (s *Server) ServeCall(ctx context.Context, in *conn.Incoming, out []byte) ([]byte, error) {
+	if in.Stream != nil {
+		h, err := s.lookup(in.Function)
+		if err != nil {
+			return nil, err
+		}
+		return s.serveStream(ctx, h, in, out)
+	}
 	if s.chain == nil {
 		h, err := s.lookup(in.Function)
 		if err != nil {
 			return nil, err
+		}
+		if h.invoke == nil {
+			return nil, status.Errorf(InvalidArgument, "%s is a %s function; open a stream to call it", h.info.ID, h.info.Kind)
 		}
 		return h.invoke(ctx, in.Args, out)
 	}
@@ -116,6 +129,9 @@ func (s *Server) final(ctx context.Context, req *Request) (*Response, error) {
 	h, err := s.lookup([]byte(req.Function))
 	if err != nil {
 		return nil, err
+	}
+	if h.invoke == nil {
+		return nil, status.Errorf(InvalidArgument, "%s is a %s function; open a stream to call it", h.info.ID, h.info.Kind)
 	}
 	res, err := h.invoke(ctx, req.Args, nil)
 	if err != nil {
@@ -180,6 +196,7 @@ func (s *Server) Serve(l net.Listener) error {
 			nc.Close()
 			continue
 		}
+		s.setup[nc] = struct{}{} // so that Close need not wait for its handshake
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.serveConn(nc)
@@ -201,6 +218,7 @@ func (s *Server) serveConn(nc net.Conn) {
 		cancel()
 		if err != nil {
 			s.opts.logger.Info("arbor: TLS handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+			s.setupDone(nc)
 			nc.Close()
 			return
 		}
@@ -210,17 +228,25 @@ func (s *Server) serveConn(nc net.Conn) {
 	cfg.BaseContext = context.WithValue(context.Background(), peerKey{}, peer)
 	c, err := conn.Server(nc, cfg)
 	if err != nil {
+		s.setupDone(nc)
 		s.opts.logger.Info("arbor: connection set-up failed", "remote", nc.RemoteAddr().String(), "err", err)
 		return
 	}
+	// conn.Server has started serving calls: register and check for
+	// Shutdown/Close atomically, so that every connection is either in the
+	// list stop returns or drained (or closed) here.
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		c.Close()
-		return
-	}
+	delete(s.setup, nc)
 	s.conns[c] = struct{}{}
+	closed, drain := s.closed, s.drainCtx
 	s.mu.Unlock()
+	if closed {
+		if drain != nil {
+			c.Drain(drain, "server shutting down")
+		} else {
+			c.Close()
+		}
+	}
 	<-c.Done()
 	c.Close() // wait for its goroutines
 	s.mu.Lock()
@@ -228,12 +254,32 @@ func (s *Server) serveConn(nc net.Conn) {
 	s.mu.Unlock()
 }
 
+func (s *Server) closeSetup() {
+	s.mu.Lock()
+	s.closeSetupLocked()
+	s.mu.Unlock()
+}
+
+func (s *Server) closeSetupLocked() {
+	for nc := range s.setup {
+		nc.Close() // fails its handshake at once
+	}
+}
+
+func (s *Server) setupDone(nc net.Conn) {
+	s.mu.Lock()
+	delete(s.setup, nc)
+	s.mu.Unlock()
+}
+
 // Shutdown stops accepting connections, sends GOAWAY on every connection,
 // lets running calls finish (new calls are refused with Unavailable), then
-// closes. If ctx ends first, the remaining connections are closed at once
-// and ctx's error is returned.
+// closes. Connections still in their handshake are drained in turn once
+// set up (or dropped when their handshake times out). If ctx ends first,
+// the remaining connections are closed at once and ctx's error is
+// returned.
 func (s *Server) Shutdown(ctx context.Context) error {
-	conns := s.stop()
+	conns := s.stop(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(conns))
 	for _, c := range conns {
@@ -245,7 +291,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	close(errs)
-	s.wg.Wait()
+	all := make(chan struct{})
+	go func() { s.wg.Wait(); close(all) }()
+	select {
+	case <-all:
+	case <-ctx.Done():
+		s.closeSetup()
+		<-all
+		return ctx.Err()
+	}
 	for err := range errs {
 		if err != nil {
 			return err
@@ -257,21 +311,28 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close closes all listeners and connections at once; running handlers see
 // their contexts cancelled.
 func (s *Server) Close() error {
-	for _, c := range s.stop() {
+	for _, c := range s.stop(nil) {
 		c.Close()
 	}
 	s.wg.Wait()
 	return nil
 }
 
-// stop marks the server closed, closes its listeners and returns its
-// connections.
-func (s *Server) stop() []*conn.Conn {
+// stop marks the server closed, closes its listeners and returns the
+// established connections. drain is Shutdown's context, nil for Close,
+// which also closes the connections still being set up.
+func (s *Server) stop(drain context.Context) []*conn.Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if drain == nil || !s.closed || s.drainCtx != nil { // Close wins over Shutdown
+		s.drainCtx = drain
+	}
 	s.closed = true
 	for l := range s.listeners {
 		l.Close()
+	}
+	if drain == nil {
+		s.closeSetupLocked()
 	}
 	conns := make([]*conn.Conn, 0, len(s.conns))
 	for c := range s.conns {

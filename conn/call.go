@@ -13,9 +13,10 @@ import (
 // call is one outgoing call waiting for its answer. It is pooled: Reply is
 // the same struct, handed to the caller until Release.
 type call struct {
-	done chan struct{} // buffered(1): the answer is in
-	buf  []byte        // the RESULT payload
-	err  error
+	done    chan struct{} // buffered(1): the answer is in
+	buf     []byte        // the RESULT payload
+	err     error
+	trailer []wire.MD // the callee's trailers, if it sent any
 }
 
 // Reply is the answer to a successful call. Result is valid until Release.
@@ -37,6 +38,7 @@ func putCall(cl *call) {
 		cl.buf = nil
 	}
 	cl.err = nil
+	cl.trailer = nil
 	callPool.Put(cl)
 }
 
@@ -101,11 +103,14 @@ func (c *Conn) Call(ctx context.Context, function string, md []wire.MD, args []b
 		delete(c.calls, id)
 		c.cmu.Unlock()
 		if mine {
-			c.sendControl(wire.TypeCancel, id)
+			c.sendCancel(id, ctx.Err())
 			putCall(cl)
 			return nil, status.FromError(ctx.Err())
 		}
 		<-cl.done // the answer raced the cancel; take it
+	}
+	if cl.trailer != nil {
+		sinkTrailer(ctx, cl.trailer)
 	}
 	if cl.err != nil {
 		err := cl.err
@@ -134,6 +139,17 @@ func mdSize(md []wire.MD) int {
 
 // answer delivers a RESULT or ERROR frame to its waiter.
 func (c *Conn) answer(h wire.Header, p []byte) error {
+	var trailer []wire.MD
+	if h.Flags&wire.FlagMetadata != 0 {
+		block, rest, err := wire.SplitMetadata(h.Type, p)
+		if err != nil {
+			return err
+		}
+		if trailer, err = wire.ParseMetadata(nil, block); err != nil {
+			return err
+		}
+		p = rest
+	}
 	var perr error
 	var e wire.ErrorPayload
 	if h.Type == wire.TypeError {
@@ -144,25 +160,52 @@ func (c *Conn) answer(h wire.Header, p []byte) error {
 	c.cmu.Lock()
 	cl := c.calls[h.ID]
 	delete(c.calls, h.ID)
+	var st *Stream
+	if cl == nil {
+		st = c.ostreams[h.ID]
+		delete(c.ostreams, h.ID)
+	}
 	c.cmu.Unlock()
+	if st != nil {
+		st.trailer = trailer
+		if trailer != nil {
+			sinkTrailer(st.ctx, trailer)
+		}
+		if h.Type == wire.TypeResult {
+			st.finish(append([]byte(nil), p...), nil)
+		} else {
+			st.finish(nil, remoteError(e))
+		}
+		return nil
+	}
 	if cl == nil {
 		if h.ID >= c.nextIDSnapshot() || h.ID%2 != c.myParity() {
 			return fmt.Errorf("%s for call %d, which was never made", h.Type, h.ID)
 		}
 		return nil // cancelled meanwhile
 	}
+	cl.trailer = trailer
 	if h.Type == wire.TypeResult {
 		cl.buf = append(cl.buf[:0], p...)
 		cl.complete(nil)
 		return nil
 	}
+	cl.complete(remoteError(e))
+	return nil
+}
+
+// remoteError turns an ERROR payload into the caller's error value.
+func remoteError(e wire.ErrorPayload) *status.Error {
 	code := status.Code(e.Code)
-	se := &status.Error{Code: code, Message: string(e.Message), Retryable: e.Retryable, Category: status.CategoryOf(code)}
+	cat := status.CategoryFromID(e.Category)
+	if cat == nil {
+		cat = status.CategoryOf(code)
+	}
+	se := &status.Error{Code: code, Message: string(e.Message), Retryable: e.Retryable, Category: cat}
 	if len(e.Details) > 0 {
 		se.Details = append([]byte(nil), e.Details...)
 	}
-	cl.complete(se)
-	return nil
+	return se
 }
 
 func (c *Conn) nextIDSnapshot() uint64 {
@@ -193,9 +236,22 @@ func (c *Conn) peerGoAway(g wire.GoAway) {
 			delete(c.calls, id)
 		}
 	}
+	var refusedStreams []*Stream
+	for id, s := range c.ostreams {
+		if id > g.LastID {
+			refusedStreams = append(refusedStreams, s)
+			delete(c.ostreams, id)
+		}
+	}
 	c.cmu.Unlock()
+	refusal := func() *status.Error {
+		return &status.Error{Code: status.Unavailable, Category: status.ErrConnection, Retryable: true,
+			Message: "call not served: peer is going away (" + string(g.Message) + ")"}
+	}
 	for _, cl := range refused {
-		cl.complete(&status.Error{Code: status.Unavailable, Category: status.ErrConnection, Retryable: true,
-			Message: "call not served: peer is going away (" + string(g.Message) + ")"})
+		cl.complete(refusal())
+	}
+	for _, s := range refusedStreams {
+		s.finish(nil, refusal())
 	}
 }

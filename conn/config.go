@@ -17,6 +17,9 @@ type Config struct {
 	// MaxConcurrent bounds the calls this side serves at once (default
 	// 1024); a call beyond it is refused with ResourceExhausted.
 	MaxConcurrent uint32
+	// MaxConcurrentStreams bounds the streams this side serves at once
+	// (default 256); they count against MaxConcurrent too.
+	MaxConcurrentStreams uint32
 	// KeepAlive is the ping interval this side proposes; the connection
 	// uses the smaller of both sides' proposals. Zero means the default
 	// (30s); negative turns keep-alive off on this side.
@@ -32,6 +35,11 @@ type Config struct {
 	// MaxPendingWrite bounds queued outgoing bytes; writers block beyond
 	// it until the socket drains (default 4 MiB).
 	MaxPendingWrite int
+	// StreamWindow is how many bytes of unread stream messages this side
+	// buffers per stream before the sender must wait (default 256 KiB);
+	// ConnWindow bounds the same across all streams (default 1 MiB).
+	StreamWindow uint32
+	ConnWindow   uint32
 	// Handler serves the peer's calls. Nil refuses them with Unimplemented.
 	Handler Handler
 	// BaseContext is the parent of every handler's context, for values
@@ -53,6 +61,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = 1024
 	}
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = 256
+	}
 	if c.KeepAlive == 0 {
 		c.KeepAlive = DefaultKeepAlive
 	}
@@ -62,6 +73,14 @@ func (c Config) withDefaults() Config {
 	if c.ReadBufferSize <= 0 {
 		c.ReadBufferSize = 32 << 10
 	}
+	if c.StreamWindow == 0 {
+		c.StreamWindow = 256 << 10
+	}
+	if c.ConnWindow == 0 {
+		c.ConnWindow = 1 << 20
+	}
+	c.StreamWindow = min(c.StreamWindow, 1<<30)
+	c.ConnWindow = min(max(c.ConnWindow, c.StreamWindow), 1<<30)
 	if c.MaxPendingWrite <= 0 {
 		c.MaxPendingWrite = 4 << 20
 	}

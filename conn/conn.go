@@ -46,22 +46,34 @@ type Conn struct {
 	// left to writeLoop so that they coalesce.
 	inflight atomic.Int64
 
-	// Outgoing calls.
+	// Outgoing calls and streams.
 	cmu       sync.Mutex
 	calls     map[uint64]*call
+	ostreams  map[uint64]*Stream
 	nextID    uint64
 	goingAway bool   // the peer sent GOAWAY
 	awayLast  uint64 // the peer's GOAWAY LastID
 	awayMsg   string
 
 	// Incoming calls.
-	smu      sync.Mutex
-	serving  map[uint64]*serverCall
-	lastIn   uint64 // highest incoming call id seen
-	draining bool   // we sent GOAWAY
-	drained  chan struct{}
-	work     chan *serverCall
-	workers  int
+	smu            sync.Mutex
+	serving        map[uint64]*serverCall
+	servingStreams uint32
+	lastIn         uint64 // highest incoming call id seen
+	draining       bool   // we sent GOAWAY
+	drained        chan struct{}
+	work           chan *serverCall
+	workers        int
+
+	// Stream flow control (see stream.go).
+	streamWindow     uint32 // what we accept per stream
+	connWindow       uint32 // what we accept per connection
+	peerStreamWindow uint32 // initial send credit of each stream
+	fmu              sync.Mutex
+	creditCh         chan struct{} // closed and replaced when credit arrives
+	connCredit       int64
+	recvBuffered     int
+	recvConsumed     int
 
 	recvFlag atomic.Bool // a frame arrived since the last keep-alive tick
 	unusable atomic.Bool // closed or the peer sent GOAWAY: start no new calls
@@ -82,14 +94,16 @@ func Server(nc net.Conn, cfg Config) (*Conn, error) { return start(nc, cfg, fals
 
 func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 	c := &Conn{
-		nc:      nc,
-		cfg:     cfg.withDefaults(),
-		client:  client,
-		calls:   make(map[uint64]*call),
-		serving: make(map[uint64]*serverCall),
-		work:    make(chan *serverCall),
-		wsig:    make(chan struct{}, 1),
-		closed:  make(chan struct{}),
+		nc:       nc,
+		cfg:      cfg.withDefaults(),
+		client:   client,
+		calls:    make(map[uint64]*call),
+		ostreams: make(map[uint64]*Stream),
+		creditCh: make(chan struct{}),
+		serving:  make(map[uint64]*serverCall),
+		work:     make(chan *serverCall),
+		wsig:     make(chan struct{}, 1),
+		closed:   make(chan struct{}),
 	}
 	c.wcond.L = &c.wmu
 	if client {
@@ -163,11 +177,14 @@ func (c *Conn) closeWith(err *status.Error) {
 		c.nc.Close()
 
 		c.cmu.Lock()
-		calls := c.calls
-		c.calls = make(map[uint64]*call)
+		calls, streams := c.calls, c.ostreams
+		c.calls, c.ostreams = make(map[uint64]*call), make(map[uint64]*Stream)
 		c.cmu.Unlock()
 		for _, cl := range calls {
 			cl.complete(err)
+		}
+		for _, s := range streams {
+			s.finish(nil, err)
 		}
 
 		c.smu.Lock()

@@ -498,3 +498,27 @@ func BenchmarkCallEcho64(b *testing.B) {
 		}
 	})
 }
+
+func TestTrailers(t *testing.T) {
+	cc, _ := streamPair(t, Config{}, Config{}, func(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
+		SetTrailer(ctx, wire.MD{Key: "took", Value: "3ms"})
+		if string(in.Function) == "bad" {
+			return nil, status.New(status.Aborted, "no")
+		}
+		return append(out, "ok"...), nil
+	})
+	var tr []wire.MD
+	ctx := WithTrailerSink(context.Background(), &tr)
+	r, err := cc.Call(ctx, "good", nil, nil)
+	if err != nil || string(r.Result()) != "ok" || len(tr) != 1 || tr[0].Value != "3ms" {
+		t.Fatalf("result %v, trailers %v", err, tr)
+	}
+	r.Release()
+	tr = nil
+	if _, err := cc.Call(ctx, "bad", nil, nil); status.CodeOf(err) != status.Aborted || len(tr) != 1 {
+		t.Fatalf("error %v, trailers %v", err, tr)
+	}
+	if SetTrailer(context.Background()) {
+		t.Fatal("SetTrailer outside a handler reported success")
+	}
+}

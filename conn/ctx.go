@@ -16,10 +16,11 @@ type callCtx struct {
 	deadline time.Time
 	md       []wire.MD
 
-	mu    sync.Mutex
-	done  chan struct{}
-	err   error
-	timer *time.Timer
+	mu      sync.Mutex
+	trailer []wire.MD
+	done    chan struct{}
+	err     error
+	timer   *time.Timer
 }
 
 func newCallCtx(parent context.Context, timeout time.Duration, md []wire.MD) *callCtx {
@@ -69,11 +70,49 @@ type metadataKey struct{}
 // call's metadata ([]wire.MD).
 var MetadataKey any = metadataKey{}
 
+type callCtxKey struct{}
+
 func (c *callCtx) Value(key any) any {
-	if key == MetadataKey {
+	switch key {
+	case MetadataKey:
 		return c.md
+	case callCtxKey{}:
+		return c
 	}
 	return c.parent.Value(key)
+}
+
+// SetTrailer adds trailers to the call whose handler context is ctx; they
+// travel back with its result or error. It reports false outside a handler.
+func SetTrailer(ctx context.Context, md ...wire.MD) bool {
+	c, ok := ctx.Value(callCtxKey{}).(*callCtx)
+	if !ok {
+		return false
+	}
+	c.mu.Lock()
+	c.trailer = append(c.trailer, md...)
+	c.mu.Unlock()
+	return true
+}
+
+func (c *callCtx) trailers() []wire.MD {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.trailer
+}
+
+type trailerKey struct{}
+
+// WithTrailerSink returns a context whose calls store the callee's
+// trailers in *dst when they arrive.
+func WithTrailerSink(ctx context.Context, dst *[]wire.MD) context.Context {
+	return context.WithValue(ctx, trailerKey{}, dst)
+}
+
+func sinkTrailer(ctx context.Context, md []wire.MD) {
+	if dst, ok := ctx.Value(trailerKey{}).(*[]wire.MD); ok {
+		*dst = md
+	}
 }
 
 func (c *callCtx) cancel(err error) {

@@ -15,7 +15,9 @@ func (c *Conn) handshake() (*wire.Reader, error) {
 	if ka < 0 {
 		ka = 0
 	}
-	hello := wire.Hello{Version: wire.Version, MaxFrame: c.cfg.MaxFrame, MaxConcurrent: c.cfg.MaxConcurrent, KeepAlive: ka}
+	hello := wire.Hello{Version: wire.Version, MaxFrame: c.cfg.MaxFrame, MaxConcurrent: c.cfg.MaxConcurrent, KeepAlive: ka,
+		StreamWindow: c.cfg.StreamWindow, ConnWindow: c.cfg.ConnWindow}
+	c.streamWindow, c.connWindow = c.cfg.StreamWindow, c.cfg.ConnWindow
 	c.nc.SetDeadline(time.Now().Add(c.cfg.HandshakeTimeout))
 	defer c.nc.SetDeadline(time.Time{})
 	if _, err := c.nc.Write(wire.AppendHello(nil, hello)); err != nil {
@@ -48,6 +50,15 @@ func (c *Conn) handshake() (*wire.Reader, error) {
 	}
 	c.peerMaxFrame = min(peer.MaxFrame, wire.MaxMaxFrame)
 	c.peerMaxConcurrent = peer.MaxConcurrent
+	def := Config{}.withDefaults() // a zero window means the default
+	if peer.StreamWindow == 0 {
+		peer.StreamWindow = def.StreamWindow
+	}
+	if peer.ConnWindow == 0 {
+		peer.ConnWindow = def.ConnWindow
+	}
+	c.peerStreamWindow = min(peer.StreamWindow, 1<<30)
+	c.connCredit = int64(min(peer.ConnWindow, 1<<30))
 	switch {
 	case ka == 0 || peer.KeepAlive == 0:
 		// Either side off: ping only if we asked for it.

@@ -1,10 +1,12 @@
 package conn
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/wire"
 )
 
@@ -42,7 +44,14 @@ func (c *Conn) dispatch(h wire.Header, p []byte) error {
 	case wire.TypeResult, wire.TypeError:
 		return c.answer(h, p)
 	case wire.TypeCancel:
-		c.cancelIncoming(h.ID)
+		cause := context.Canceled
+		switch {
+		case len(p) == 1 && p[0] == byte(status.DeadlineExceeded):
+			cause = context.DeadlineExceeded
+		case len(p) > 1 || (len(p) == 1 && p[0] != byte(status.Canceled)):
+			return fmt.Errorf("CANCEL with a malformed %d-byte reason", len(p))
+		}
+		c.cancelIncoming(h.ID, cause)
 		return nil
 	case wire.TypePing:
 		v, err := wire.ParsePing(h.Type, p)
@@ -61,6 +70,8 @@ func (c *Conn) dispatch(h wire.Header, p []byte) error {
 		}
 		c.peerGoAway(g)
 		return nil
+	case wire.TypeData, wire.TypeEnd, wire.TypeCredit:
+		return c.streamFrame(h, p)
 	case wire.TypeHello:
 		return fmt.Errorf("second HELLO frame")
 	}

@@ -34,6 +34,9 @@ type Incoming struct {
 	Timeout  time.Duration // zero when the caller set no deadline
 	Metadata []wire.MD
 	Conn     *Conn
+	// Stream is set when the caller opened a stream; the handler sends and
+	// receives on it, and its return ends the stream.
+	Stream *Stream
 }
 
 // serverCall is one incoming call; pooled.
@@ -77,12 +80,22 @@ func (c *Conn) incoming(h wire.Header, p []byte) error {
 		c.smu.Unlock()
 		c.sendError(h.ID, status.Errorf(status.ResourceExhausted, "too many concurrent calls on this connection (limit %d)", c.cfg.MaxConcurrent))
 		return nil
+	case h.Flags&wire.FlagStream != 0 && c.servingStreams >= c.cfg.MaxConcurrentStreams:
+		c.smu.Unlock()
+		c.sendError(h.ID, status.Errorf(status.ResourceExhausted, "too many concurrent streams on this connection (limit %d)", c.cfg.MaxConcurrentStreams))
+		return nil
+	}
+	if h.Flags&wire.FlagStream != 0 {
+		c.servingStreams++
 	}
 	sc := serverCallPool.Get().(*serverCall)
 	sc.buf = append(sc.buf[:0], p...)
 	wc, _ = wire.ParseCall(sc.buf) // re-slice into our copy; parsed once already
 	sc.in = Incoming{ID: h.ID, Function: wc.Function, Args: wc.Args, Timeout: wc.Timeout, Metadata: md, Conn: c}
 	sc.ctx = newCallCtx(c.cfg.BaseContext, wc.Timeout, md)
+	if h.Flags&wire.FlagStream != 0 {
+		sc.in.Stream = newStream(c, h.ID, false, sc.ctx)
+	}
 	c.serving[h.ID] = sc
 	c.smu.Unlock()
 	c.inflight.Add(1)
@@ -129,13 +142,25 @@ func (c *Conn) workerExit() {
 func (c *Conn) serve(sc *serverCall) {
 	defer c.inflight.Add(-1)
 	out, err := c.invoke(sc)
+	trailer := sc.ctx.trailers()
+	if sc.in.Stream != nil {
+		sc.in.Stream.finish(nil, status.New(status.Canceled, "stream handler returned"))
+	}
 	sc.ctx.cancel(context.Canceled) // the handler is done; release its resources
 	if err != nil {
-		c.sendError(sc.in.ID, status.FromError(err))
-	} else if len(out) > int(c.peerMaxFrame) {
+		c.sendError(sc.in.ID, status.FromError(err), trailer...)
+	} else if len(out)+mdSize(trailer) > int(c.peerMaxFrame) {
 		c.sendError(sc.in.ID, status.Errorf(status.ResourceExhausted, "result of %s is %d bytes, over the peer's frame limit of %d", sc.in.Function, len(out), c.peerMaxFrame))
 	} else if c.lockForAppend() == nil {
-		c.wbuf = wire.AppendFrame(c.wbuf, wire.TypeResult, 0, sc.in.ID, out)
+		if len(trailer) == 0 {
+			c.wbuf = wire.AppendFrame(c.wbuf, wire.TypeResult, 0, sc.in.ID, out)
+		} else {
+			var at int
+			c.wbuf, at = wire.BeginFrame(c.wbuf, wire.TypeResult, wire.FlagMetadata, sc.in.ID)
+			c.wbuf = wire.AppendMetadata(c.wbuf, trailer)
+			c.wbuf = append(c.wbuf, out...)
+			wire.EndFrame(c.wbuf, at)
+		}
 		c.flushLocked()
 	}
 	if cap(out) <= 64<<10 {
@@ -143,6 +168,9 @@ func (c *Conn) serve(sc *serverCall) {
 	}
 	c.smu.Lock()
 	delete(c.serving, sc.in.ID)
+	if sc.in.Stream != nil {
+		c.servingStreams--
+	}
 	if c.draining && len(c.serving) == 0 && c.drained != nil {
 		close(c.drained)
 		c.drained = nil
@@ -170,18 +198,19 @@ func (c *Conn) invoke(sc *serverCall) (out []byte, err error) {
 	return c.cfg.Handler.ServeCall(sc.ctx, &sc.in, sc.out[:0])
 }
 
-func (c *Conn) sendError(id uint64, e *status.Error) {
+func (c *Conn) sendError(id uint64, e *status.Error, trailer ...wire.MD) {
 	if c.lockForAppend() != nil {
 		return
 	}
-	c.wbuf = wire.AppendError(c.wbuf, id, wire.ErrorPayload{Code: uint32(e.Code), Retryable: e.Retryable, Message: []byte(e.Message), Details: e.Details})
+	c.wbuf = wire.AppendError(c.wbuf, id, wire.ErrorPayload{Code: uint32(e.Code), Retryable: e.Retryable,
+		Category: status.CategoryID(e.Category), Message: []byte(e.Message), Details: e.Details}, trailer...)
 	c.flushLocked()
 }
 
-func (c *Conn) cancelIncoming(id uint64) {
+func (c *Conn) cancelIncoming(id uint64, cause error) {
 	c.smu.Lock()
 	if sc := c.serving[id]; sc != nil {
-		sc.ctx.cancel(context.Canceled)
+		sc.ctx.cancel(cause)
 	}
 	c.smu.Unlock()
 }
@@ -190,6 +219,9 @@ func (c *Conn) cancelIncoming(id uint64) {
 // or ctx to end, then closes the connection. Calls that arrive after the
 // GOAWAY are refused with a retryable Unavailable.
 func (c *Conn) Drain(ctx context.Context, reason string) error {
+	// Going into drain and queueing GOAWAY happen under smu, so no call is
+	// refused before the GOAWAY that explains the refusal is queued (the
+	// peer would otherwise retry on this connection).
 	c.smu.Lock()
 	var wait chan struct{}
 	if !c.draining {
@@ -197,10 +229,15 @@ func (c *Conn) Drain(ctx context.Context, reason string) error {
 		if len(c.serving) > 0 {
 			c.drained = make(chan struct{})
 		}
+		if c.lockForAppend() == nil {
+			c.wbuf = wire.AppendGoAway(c.wbuf, wire.GoAway{LastID: c.lastIn, Code: uint32(status.Unavailable), Message: []byte(reason)})
+			c.wmu.Unlock() // flushed below: a failed write closes the conn, which takes smu
+		}
 	}
 	wait = c.drained
 	c.smu.Unlock()
-	c.sendGoAway(uint32(status.Unavailable), reason)
+	c.wmu.Lock()
+	c.flushLocked()
 	var err error
 	if wait != nil {
 		select {

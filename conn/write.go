@@ -1,6 +1,8 @@
 package conn
 
 import (
+	"context"
+	"errors"
 	"runtime"
 
 	"github.com/arbor-rpc/arbor/internal/status"
@@ -115,6 +117,20 @@ func (c *Conn) send(frame []byte) error {
 	c.wbuf = append(c.wbuf, frame...)
 	c.flushLocked()
 	return nil
+}
+
+// sendCancel tells the peer to stop serving call id, and why: a deadline
+// (the handler then sees DeadlineExceeded) or a plain cancel.
+func (c *Conn) sendCancel(id uint64, cause error) {
+	if c.lockForAppend() != nil {
+		return
+	}
+	if errors.Is(cause, context.DeadlineExceeded) {
+		c.wbuf = wire.AppendFrame(c.wbuf, wire.TypeCancel, 0, id, []byte{byte(status.DeadlineExceeded)})
+	} else {
+		c.wbuf = wire.AppendHeader(c.wbuf, wire.Header{Type: wire.TypeCancel, ID: id})
+	}
+	c.flushLocked()
 }
 
 func (c *Conn) sendControl(t wire.Type, id uint64) {

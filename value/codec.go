@@ -100,20 +100,32 @@ func build[T any](t reflect.Type) *Codec[T] {
 			return *as[T](&x), r.off, err
 		}
 	default:
-		c.enc = func(b []byte, v T) ([]byte, error) {
+		c.enc = func(b []byte, v T) (out []byte, err error) {
+			defer func() {
+				if r := recover(); r != nil { // the reflective encoder panics on some inputs
+					out, err = b, fmt.Errorf("encoding %s: %v", c.name, r)
+				}
+			}()
 			p, err := msgpack.Marshal(v)
 			if err != nil {
 				return b, fmt.Errorf("encoding %s: %w", c.name, err)
 			}
 			return append(b, p...), nil
 		}
-		c.dec = func(b []byte, off int, lim Limits) (T, int, error) {
-			var v T
+		c.dec = func(b []byte, off int, lim Limits) (v T, end int, err error) {
 			r := Reader{b: b, off: off, lim: lim}
 			raw, err := r.Skip()
 			if err != nil {
 				return v, off, err
 			}
+			defer func() {
+				// The reflective decoder panics on some mismatches (a string
+				// where a slice is expected); that is bad input, not a crash.
+				if p := recover(); p != nil {
+					var zero T
+					v, end, err = zero, off, &Error{Offset: off, Msg: fmt.Sprintf("expected %s, got %s", c.name, kindOf(b[off]))}
+				}
+			}()
 			if err := msgpack.Unmarshal(raw, &v); err != nil {
 				return v, off, &Error{Offset: off, Msg: fmt.Sprintf("expected %s: %v", c.name, err)}
 			}

@@ -74,6 +74,14 @@ func TestTypeMismatchNamesTypeAndOffset(t *testing.T) {
 	}
 }
 
+func TestReflectiveMismatchIsAnError(t *testing.T) {
+	r := NewReader(AppendString(nil, "abc"))
+	_, err := For[[]int]().Decode(&r)
+	if err == nil || !strings.Contains(err.Error(), "expected []int, got string (at byte 0)") {
+		t.Fatalf("got %v", err)
+	}
+}
+
 func TestIntegralFloatsReadAsInts(t *testing.T) {
 	r := NewReader(AppendFloat64(nil, 4))
 	if n, err := For[int]().Decode(&r); err != nil || n != 4 {

@@ -19,6 +19,8 @@ func FuzzReader(f *testing.F) {
 	f.Add(AppendError(nil, 2, ErrorPayload{Code: 3, Message: []byte("m")}))
 	f.Add(AppendGoAway(nil, GoAway{LastID: 1, Message: []byte("x")}))
 	f.Add(AppendPing(nil, true, 1))
+	f.Add(AppendCredit(nil, 3, 100))
+	f.Add(AppendFrame(AppendFrame(nil, TypeData, 0, 3, []byte("msg")), TypeEnd, 0, 3, nil))
 	f.Add(AppendFrame(nil, TypeCancel, 0, 4, nil))
 	f.Add(AppendHeader(nil, Header{Length: 1 << 31, Type: TypeCall}))
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
@@ -58,6 +60,8 @@ func FuzzReader(f *testing.F) {
 				ParseGoAway(p)
 			case TypePing, TypePong:
 				ParsePing(h.Type, p)
+			case TypeCredit:
+				ParseCredit(p)
 			}
 		}
 	})

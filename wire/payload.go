@@ -13,11 +13,16 @@ type Hello struct {
 	MaxFrame      uint32        // largest payload the sender accepts
 	MaxConcurrent uint32        // calls the sender serves at once (0 = no limit)
 	KeepAlive     time.Duration // ping interval the sender proposes (0 = off)
+	// StreamWindow and ConnWindow are the stream-message bytes the sender
+	// will buffer per stream and per connection before the peer must wait
+	// for CREDIT (0 = the default).
+	StreamWindow uint32
+	ConnWindow   uint32
 }
 
 var helloMagic = [4]byte{'A', 'R', 'B', 'R'}
 
-const helloSize = 4 + 2 + 4 + 4 + 4
+const helloSize = 4 + 2 + 4 + 4 + 4 + 4 + 4
 
 // AppendHello appends a HELLO frame.
 func AppendHello(dst []byte, h Hello) []byte {
@@ -26,7 +31,9 @@ func AppendHello(dst []byte, h Hello) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, h.Version)
 	dst = binary.BigEndian.AppendUint32(dst, h.MaxFrame)
 	dst = binary.BigEndian.AppendUint32(dst, h.MaxConcurrent)
-	return binary.BigEndian.AppendUint32(dst, uint32(h.KeepAlive/time.Millisecond))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(h.KeepAlive/time.Millisecond))
+	dst = binary.BigEndian.AppendUint32(dst, h.StreamWindow)
+	return binary.BigEndian.AppendUint32(dst, h.ConnWindow)
 }
 
 // ParseHello decodes a HELLO payload. Trailing bytes are allowed so that a
@@ -43,6 +50,8 @@ func ParseHello(p []byte) (Hello, error) {
 		MaxFrame:      binary.BigEndian.Uint32(p[6:10]),
 		MaxConcurrent: binary.BigEndian.Uint32(p[10:14]),
 		KeepAlive:     time.Duration(binary.BigEndian.Uint32(p[14:18])) * time.Millisecond,
+		StreamWindow:  binary.BigEndian.Uint32(p[18:22]),
+		ConnWindow:    binary.BigEndian.Uint32(p[22:26]),
 	}, nil
 }
 
@@ -166,17 +175,45 @@ func (d *decoder) skipMetadata() error {
 type ErrorPayload struct {
 	Code      uint32
 	Retryable bool
-	Message   []byte
-	Details   []byte
+	// Category is the error's broad kind (a small number the status
+	// package assigns; 0 = none). Up to 127.
+	Category uint8
+	Message  []byte
+	Details  []byte
 }
 
-// AppendError appends an ERROR frame.
-func AppendError(dst []byte, id uint64, e ErrorPayload) []byte {
-	dst, at := BeginFrame(dst, TypeError, 0, id)
+// FlagMetadata on a RESULT or ERROR frame means its payload starts with a
+// metadata block (the callee's trailers), as AppendMetadata writes it.
+const FlagMetadata uint8 = 2
+
+// AppendMetadata appends a metadata block: a count, then length-prefixed
+// keys and values.
+func AppendMetadata(dst []byte, md []MD) []byte { return appendMetadata(dst, md) }
+
+// SplitMetadata splits a leading metadata block off p.
+func SplitMetadata(t Type, p []byte) (md, rest []byte, err error) {
+	d := decoder{p: p, frame: t}
+	if err := d.skipMetadata(); err != nil {
+		return nil, nil, err
+	}
+	return p[:d.off], p[d.off:], nil
+}
+
+// AppendError appends an ERROR frame, with trailers when md is not empty.
+func AppendError(dst []byte, id uint64, e ErrorPayload, md ...MD) []byte {
+	var flags uint8
+	if len(md) > 0 {
+		flags = FlagMetadata
+	}
+	dst, at := BeginFrame(dst, TypeError, flags, id)
+	if len(md) > 0 {
+		dst = appendMetadata(dst, md)
+	}
 	dst = binary.AppendUvarint(dst, uint64(e.Code))
-	r := byte(0)
+	// One byte: bit 0 retryable, bits 1..7 the category.
+	r := (e.Category & 0x7f) << 1
 	if e.Retryable {
-		r = 1
+		r |= 1
 	}
 	dst = append(dst, r)
 	dst = binary.AppendUvarint(dst, uint64(len(e.Message)))
@@ -198,14 +235,12 @@ func ParseError(p []byte) (ErrorPayload, error) {
 		return e, d.errorf("code %d out of range", c)
 	}
 	e.Code = uint32(c)
-	b, err := d.byte1("retryable flag")
+	b, err := d.byte1("flags")
 	if err != nil {
 		return e, err
 	}
-	if b > 1 {
-		return e, d.errorf("retryable flag is %d, want 0 or 1", b)
-	}
-	e.Retryable = b == 1
+	e.Retryable = b&1 == 1
+	e.Category = b >> 1
 	if e.Message, err = d.bytes("message", len(p)); err != nil {
 		return e, err
 	}
@@ -320,4 +355,34 @@ func (d *decoder) bytes(what string, max int) ([]byte, error) {
 	b := d.p[d.off : d.off+int(n)]
 	d.off += int(n)
 	return b, nil
+}
+
+// FlagStream on a CALL frame opens a stream: both sides may then send DATA
+// frames with the call's id, END to half-close their direction, and the
+// callee ends the stream with RESULT or ERROR.
+const FlagStream uint8 = 1
+
+// AppendCredit appends a CREDIT frame granting n more bytes of stream
+// messages on stream id (0: the whole connection).
+func AppendCredit(dst []byte, id uint64, n uint32) []byte {
+	dst, at := BeginFrame(dst, TypeCredit, 0, id)
+	dst = binary.AppendUvarint(dst, uint64(n))
+	EndFrame(dst, at)
+	return dst
+}
+
+// ParseCredit decodes a CREDIT payload.
+func ParseCredit(p []byte) (uint32, error) {
+	d := decoder{p: p, frame: TypeCredit}
+	n, err := d.uvarint("credit")
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 || n > 1<<31 {
+		return 0, d.errorf("credit %d out of range (1..2^31)", n)
+	}
+	if d.off != len(p) {
+		return 0, d.errorf("%d trailing bytes", len(p)-d.off)
+	}
+	return uint32(n), nil
 }

@@ -90,16 +90,17 @@ func TestReaderRefusesOversizeBeforeAllocating(t *testing.T) {
 
 func TestReaderFrames(t *testing.T) {
 	var buf []byte
-	buf = AppendHello(buf, Hello{Version: Version, MaxFrame: 1 << 20, MaxConcurrent: 10, KeepAlive: 3 * time.Second})
+	buf = AppendHello(buf, Hello{Version: Version, MaxFrame: 1 << 20, MaxConcurrent: 10, KeepAlive: 3 * time.Second, StreamWindow: 7})
 	buf, at := BeginCall(buf, 1, 2*time.Second, "add", []MD{{Key: "k", Value: "v"}, {Key: "auth", Value: "bearer x"}})
 	buf = append(buf, 0x92, 1, 2)
 	EndFrame(buf, at)
 	big := bytes.Repeat([]byte{'x'}, 10000) // larger than the read buffer
 	buf = AppendFrame(buf, TypeResult, 0, 1, big)
-	buf = AppendError(buf, 3, ErrorPayload{Code: 5, Retryable: true, Message: []byte("nope"), Details: []byte{9}})
+	buf = AppendError(buf, 3, ErrorPayload{Code: 5, Retryable: true, Category: 8, Message: []byte("nope"), Details: []byte{9}})
 	buf = AppendPing(buf, false, 42)
 	buf = AppendGoAway(buf, GoAway{LastID: 7, Code: 14, Message: []byte("bye")})
 	buf = AppendFrame(buf, TypeCancel, 0, 9, nil)
+	buf = AppendCredit(buf, 11, 65536)
 
 	r := NewReader(bytes.NewReader(buf), 4096, 1<<20)
 	h, p, err := r.Next()
@@ -107,7 +108,7 @@ func TestReaderFrames(t *testing.T) {
 		t.Fatalf("hello: %v %v", h, err)
 	}
 	hello, err := ParseHello(p)
-	if err != nil || hello.KeepAlive != 3*time.Second || hello.MaxConcurrent != 10 || hello.MaxFrame != 1<<20 {
+	if err != nil || hello.StreamWindow != 7 || hello.KeepAlive != 3*time.Second || hello.MaxConcurrent != 10 || hello.MaxFrame != 1<<20 {
 		t.Fatalf("hello: %+v %v", hello, err)
 	}
 	h, p, err = r.Next()
@@ -131,7 +132,7 @@ func TestReaderFrames(t *testing.T) {
 		t.Fatalf("error: %v %v", h, err)
 	}
 	e, err := ParseError(p)
-	if err != nil || e.Code != 5 || !e.Retryable || string(e.Message) != "nope" || !bytes.Equal(e.Details, []byte{9}) {
+	if err != nil || e.Code != 5 || !e.Retryable || e.Category != 8 || string(e.Message) != "nope" || !bytes.Equal(e.Details, []byte{9}) {
 		t.Fatalf("error: %+v %v", e, err)
 	}
 	h, p, _ = r.Next()
@@ -146,6 +147,10 @@ func TestReaderFrames(t *testing.T) {
 	h, p, err = r.Next()
 	if err != nil || h.Type != TypeCancel || h.ID != 9 || len(p) != 0 {
 		t.Fatalf("cancel: %v %v %v", h, p, err)
+	}
+	h, p, _ = r.Next()
+	if n, err := ParseCredit(p); err != nil || h.Type != TypeCredit || h.ID != 11 || n != 65536 {
+		t.Fatalf("credit: %v %v %v", h, n, err)
 	}
 	if _, _, err = r.Next(); err != io.EOF {
 		t.Fatalf("end: %v", err)
@@ -170,10 +175,12 @@ func TestPayloadErrorsNameOffsets(t *testing.T) {
 		{"call function too long", second(ParseCall([]byte{0, 10, 'a'})), "function id length 10 exceeds the 1 bytes left in the frame (at byte 18)"},
 		{"call empty function", second(ParseCall([]byte{0, 0, 0})), "empty function id"},
 		{"call metadata count", second(ParseCall([]byte{0, 1, 'f', 100})), "metadata count 100 exceeds"},
-		{"hello magic", second(ParseHello(make([]byte, 18))), "bad magic"},
-		{"hello short", second(ParseHello(nil)), "want at least 18"},
-		{"error flag", second(ParseError([]byte{1, 7})), "retryable flag is 7"},
+		{"hello magic", second(ParseHello(make([]byte, 26))), "bad magic"},
+		{"hello short", second(ParseHello(nil)), "want at least 26"},
+		{"error flags", second(ParseError([]byte{1})), "flags: missing"},
 		{"goaway short", second(ParseGoAway([]byte{1})), "want at least 8"},
+		{"credit zero", second(ParseCredit([]byte{0})), "credit 0 out of range"},
+		{"credit trailing", second(ParseCredit([]byte{1, 2})), "1 trailing bytes"},
 	}
 	for _, c := range cases {
 		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {

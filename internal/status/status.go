@@ -197,3 +197,25 @@ func CodeOf(err error) Code {
 	}
 	return FromError(err).Code
 }
+
+// categories lists the category sentinels in wire order: a category travels
+// as its index + 1 (0 = none).
+var categories = [...]error{ErrConnection, ErrStream, ErrTLS, ErrConfig, ErrIO, ErrSerialization, ErrTimeout, ErrUnknownMethod, ErrProtocol}
+
+// CategoryID is the wire number of a category (0 for nil or unknown).
+func CategoryID(cat error) uint8 {
+	for i, c := range categories {
+		if c == cat {
+			return uint8(i + 1)
+		}
+	}
+	return 0
+}
+
+// CategoryFromID is the inverse of CategoryID; unknown ids give nil.
+func CategoryFromID(id uint8) error {
+	if id == 0 || int(id) > len(categories) {
+		return nil
+	}
+	return categories[id-1]
+}

@@ -1,0 +1,61 @@
+# Arbor's build. `make test` is what CI runs (.ci/run); it installs nothing
+# that a fresh machine with Go, gcc, make and git lacks for these targets.
+
+GO        ?= go
+FUZZTIME  ?= 5s
+BENCHTIME ?= 2s
+
+.PHONY: all build test fmt-check vet unit allocs fuzz bench-test bench clean tools
+
+all: build test
+
+build:
+	$(GO) build ./...
+
+test: fmt-check vet unit allocs fuzz bench-test
+
+fmt-check:
+	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+	cd bench && $(GO) vet ./...
+
+# What the tests need beyond Go: redis-server for the cache package's Redis
+# tests (Debian's package). A service the package starts is stopped again:
+# the tests start their own servers.
+.PHONY: tools
+tools:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq redis-server >/dev/null || exit 1; \
+		$$sudo service redis-server stop >/dev/null 2>&1 || $$sudo systemctl stop redis-server >/dev/null 2>&1 || true; \
+	fi
+
+unit: tools
+	$(GO) test -race -count=1 ./...
+
+# Allocation budgets are only meaningful without the race detector.
+allocs:
+	$(GO) test -count=1 -run 'Allocs' ./...
+
+# Every Fuzz target in the main module runs for FUZZTIME (seed corpus first).
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./bench/'); do \
+		dir=$$(dirname $$f); \
+		for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
+			echo "fuzz $$dir $$t ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
+
+# The benchmark module's own tests: every runner echoes correctly.
+bench-test:
+	cd bench && $(GO) test -count=1 ./...
+
+# Arbor beside grpc-go, drpc, net/rpc and the floor; prints the table and ratios.
+bench:
+	cd bench && $(GO) run . -d $(BENCHTIME)
+
+clean:
+	$(GO) clean -testcache

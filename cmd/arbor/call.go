@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/arbor-rpc/arbor"
+)
+
+// defaultTimeout bounds a call or catalog request, dial included.
+const defaultTimeout = 30 * time.Second
+
+const callAbout = `Calls FUNCTION on the server at ADDR and prints its result as JSON.
+
+Each ARG is one JSON value, numbered from 0: 2, -1.5, true, null, "text",
+[1,2], {"k":1}. Quote strings for the shell too: '"text"'. A bytes
+parameter takes a JSON string (its UTF-8 bytes); a bytes result prints as a
+base64 string, as encoding/json writes []byte.
+
+A failed call prints "error: CODE: message" to stderr and exits 1.
+`
+
+// call runs the call command.
+func call(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("call", "[flags] ADDR FUNCTION [ARG ...]", callAbout, stderr)
+	timeout := fs.Duration("timeout", defaultTimeout, "give up after `duration`, dial included (0: never)")
+	var tf tlsFlags
+	tf.register(fs, true)
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() < 2 {
+		return usageError(fs, stderr, "want ADDR and FUNCTION, got %d argument(s)", fs.NArg())
+	}
+	addr, fn := fs.Arg(0), fs.Arg(1)
+	values := make([]any, 0, fs.NArg()-2)
+	for i, a := range fs.Args()[2:] {
+		v, err := parseArg(a)
+		if err != nil {
+			return usageError(fs, stderr, "argument %d is not a JSON value: %v (a string needs JSON quotes: '\"text\"')", i, err)
+		}
+		values = append(values, v)
+	}
+
+	ctx, cancel := withTimeout(ctx, *timeout)
+	defer cancel()
+	c, err := arbor.Dial(ctx, addr, arbor.WithTransport(tf.config()))
+	if err != nil {
+		return printError(stderr, timedOut(ctx, err, *timeout))
+	}
+	defer c.Close()
+	res, err := arbor.CallAny(ctx, c, fn, values...)
+	if err != nil {
+		return printError(stderr, timedOut(ctx, err, *timeout))
+	}
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(res); err != nil {
+		return printError(stderr, arbor.Errorf(arbor.Internal, "printing the result as JSON: %v", err))
+	}
+	if _, err := stdout.Write(out.Bytes()); err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+// parseArg decodes one command-line argument as a single JSON value, with
+// numbers as json.Number so that integers keep their precision.
+func parseArg(s string) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader([]byte(s)))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("empty")
+		}
+		return nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("more than one value")
+	}
+	return v, nil
+}
+
+// withTimeout is context.WithTimeout, or WithCancel for d <= 0.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// timedOut replaces the bare context error of a command that ran out of
+// --timeout with one that says so.
+func timedOut(ctx context.Context, err error, d time.Duration) error {
+	var ae *arbor.Error
+	if d <= 0 || !errors.Is(ctx.Err(), context.DeadlineExceeded) || !errors.As(err, &ae) || ae.Code != arbor.DeadlineExceeded {
+		return err
+	}
+	if ae.Message == context.DeadlineExceeded.Error() {
+		return arbor.Errorf(arbor.DeadlineExceeded, "no answer within --timeout %v", d)
+	}
+	return arbor.Errorf(arbor.DeadlineExceeded, "%s (--timeout %v)", ae.Message, d)
+}
+
+// printError prints err as "error: CODE: message" and returns the failure
+// status.
+func printError(stderr io.Writer, err error) int {
+	code, msg := arbor.CodeOf(err), err.Error()
+	var ae *arbor.Error
+	if errors.As(err, &ae) {
+		msg = ae.Message
+	}
+	if msg == "" {
+		fmt.Fprintf(stderr, "error: %s\n", code)
+	} else {
+		fmt.Fprintf(stderr, "error: %s: %s\n", code, msg)
+	}
+	return exitFail
+}

@@ -1,0 +1,110 @@
+// Command arbor serves and calls Arbor functions from the command line.
+//
+//	arbor serve [--listen ADDR]... [--cert F --key F [--ca F]] [--log-level LEVEL]
+//	arbor call [--timeout D] [--cert F --key F] [--ca F] [--server-name N] ADDR FUNCTION [ARG ...]
+//	arbor catalog [--timeout D] [--cert F --key F] [--ca F] [--server-name N] ADDR
+//	arbor version
+//
+// serve offers the demo catalog (add, concat, echo, sleep, fail) on every
+// listener, printing one "listening on ADDR" line per listener to stdout,
+// and shuts down gracefully on SIGINT or SIGTERM.
+//
+// call passes each ARG as one JSON value and prints the result as JSON;
+// bytes results print as base64 strings, as encoding/json writes []byte.
+// A failed call prints "error: CODE: message" to stderr and exits 1.
+//
+// Addresses are tcp://host:port, tls://host:port, unix:/path (see package
+// transport). Exit status: 0 on success, 1 on failure, 2 on a usage error.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+const usage = `Usage: arbor COMMAND [ARGUMENTS]
+
+Commands:
+  serve     serve the demo catalog
+  call      call a function and print its result as JSON
+  catalog   list a server's functions
+  version   print the version
+  help      print this help
+
+Run 'arbor COMMAND -h' (or 'arbor help COMMAND') for a command's usage.
+Addresses are tcp://host:port, tls://host:port or unix:/path.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills the process as usual
+	}()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run runs the command line args (without the program name) and returns
+// the exit status. Cancelling ctx stops a serve and aborts a call.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return serve(ctx, rest, stdout, stderr)
+	case "call":
+		return call(ctx, rest, stdout, stderr)
+	case "catalog":
+		return catalog(ctx, rest, stdout, stderr)
+	case "version":
+		return version(rest, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		if len(rest) == 1 && cmd == "help" && rest[0] != "help" {
+			return run(ctx, []string{rest[0], "-h"}, stdout, stderr) // arbor help COMMAND
+		}
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "arbor: unknown command %q\n\n%s", cmd, usage)
+	return exitUsage
+}
+
+// newFlagSet returns a flag set for a command that reports errors (and its
+// usage) on stderr instead of exiting. synopsis and about head the usage.
+func newFlagSet(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("arbor "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n\n%s", strings.TrimSpace("arbor "+name+" "+synopsis), about)
+		var hasFlags bool
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprintf(stderr, "\nFlags:\n")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// usageError prints a usage mistake and where to read the command's usage,
+// and returns the usage status.
+func usageError(fs *flag.FlagSet, stderr io.Writer, format string, args ...any) int {
+	fmt.Fprintf(stderr, "%s: %s\nRun '%s -h' for usage.\n", fs.Name(), fmt.Sprintf(format, args...), fs.Name())
+	return exitUsage
+}

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"flag"
+
+	"github.com/arbor-rpc/arbor/transport"
+)
+
+// tlsFlags are the TLS flags that serve, call and catalog share.
+type tlsFlags struct {
+	cert, key, ca, serverName string
+}
+
+// register adds the flags to fs; dialer selects the client's meaning of
+// each flag and adds --server-name.
+func (f *tlsFlags) register(fs *flag.FlagSet, dialer bool) {
+	if dialer {
+		fs.StringVar(&f.cert, "cert", "", "client certificate `file` (PEM) for mutual TLS; needs --key")
+		fs.StringVar(&f.key, "key", "", "client private key `file` (PEM)")
+		fs.StringVar(&f.ca, "ca", "", "CA bundle `file` (PEM) that verifies the server (default: system roots)")
+		fs.StringVar(&f.serverName, "server-name", "", "`name` to verify in the server's certificate (default: the address's host)")
+		return
+	}
+	fs.StringVar(&f.cert, "cert", "", "server certificate `file` (PEM); needed by tls:// listeners")
+	fs.StringVar(&f.key, "key", "", "server private key `file` (PEM)")
+	fs.StringVar(&f.ca, "ca", "", "CA bundle `file` (PEM); when set, clients must present a certificate it signed")
+}
+
+// config turns the flags into a transport configuration. Plain tcp:// and
+// unix: addresses ignore it.
+func (f *tlsFlags) config() *transport.Config {
+	return &transport.Config{
+		CertFile:   f.cert,
+		KeyFile:    f.key,
+		CAFile:     f.ca,
+		ServerName: f.serverName,
+	}
+}

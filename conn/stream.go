@@ -1,0 +1,434 @@
+package conn
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/arbor-rpc/arbor/internal/status"
+	"github.com/arbor-rpc/arbor/wire"
+)
+
+// Stream is one streaming call: both sides send messages (DATA frames)
+// until they half-close (END); the callee ends the stream with a result or
+// an error. Sending is flow-controlled by credit: a sender may have at most
+// the receiver's window of unread bytes outstanding per stream and per
+// connection (plus one message), so a slow reader blocks the sender and
+// memory stays bounded.
+type Stream struct {
+	c      *Conn
+	id     uint64
+	opener bool            // this side opened it
+	ctx    context.Context // the opener's context, or the handler's
+	stop   func() bool     // stops the opener's cancel watch
+
+	mu       sync.Mutex
+	msgs     [][]byte
+	head     int
+	buffered int  // bytes received, not yet read
+	consumed int  // bytes read since the last CREDIT
+	recvEnd  bool // no more messages will arrive
+	recvSig  chan struct{}
+
+	sendCredit int64 // guarded by c.fmu
+	sendClosed bool
+
+	doneOnce sync.Once
+	done     chan struct{}
+	err      error     // why the stream ended, when not a plain success
+	result   []byte    // the callee's RESULT payload (opener side)
+	trailer  []wire.MD // the callee's trailers (opener side)
+}
+
+// Trailer returns the callee's trailers once the stream has ended.
+func (s *Stream) Trailer() []wire.MD {
+	<-s.done
+	return s.trailer
+}
+
+func newStream(c *Conn, id uint64, opener bool, ctx context.Context) *Stream {
+	return &Stream{c: c, id: id, opener: opener, ctx: ctx, recvSig: make(chan struct{}, 1),
+		done: make(chan struct{}), sendCredit: int64(c.peerStreamWindow)}
+}
+
+// ID is the stream's call id.
+func (s *Stream) ID() uint64 { return s.id }
+
+// Context is the stream's context: the caller's on the opening side, the
+// handler's on the serving side.
+func (s *Stream) Context() context.Context { return s.ctx }
+
+func (s *Stream) signal() {
+	select {
+	case s.recvSig <- struct{}{}:
+	default:
+	}
+}
+
+// finish ends the stream once; later calls are ignored.
+func (s *Stream) finish(result []byte, err error) {
+	s.doneOnce.Do(func() {
+		s.mu.Lock()
+		s.result, s.err = result, err
+		s.recvEnd = true
+		s.mu.Unlock()
+		close(s.done)
+		s.signal()
+		if s.stop != nil {
+			s.stop()
+		}
+		if s.opener { // a served stream is counted with its call
+			s.c.inflight.Add(-1)
+		}
+		s.c.wakeCredit()
+	})
+}
+
+// OpenStream starts a streaming call to function with the given metadata
+// and initial arguments. Cancelling ctx cancels the stream on both sides.
+func (c *Conn) OpenStream(ctx context.Context, function string, md []wire.MD, args []byte) (*Stream, error) {
+	var timeout time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		if timeout = time.Until(dl); timeout <= 0 {
+			return nil, status.Wrap(status.DeadlineExceeded, status.ErrTimeout, context.DeadlineExceeded, "deadline passed before the stream opened")
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromError(err)
+	}
+	if size := len(args) + len(function) + 32 + mdSize(md); size > int(c.peerMaxFrame) {
+		return nil, status.Errorf(status.ResourceExhausted, "stream call to %q is %d bytes, over the peer's frame limit of %d", function, size, c.peerMaxFrame)
+	}
+	if err := c.lockForAppend(); err != nil {
+		return nil, err
+	}
+	c.cmu.Lock()
+	if c.goingAway || c.Err() != nil {
+		err := c.refusal()
+		c.cmu.Unlock()
+		c.wmu.Unlock()
+		return nil, err
+	}
+	id := c.nextID
+	c.nextID += 2
+	s := newStream(c, id, true, ctx)
+	c.ostreams[id] = s
+	c.cmu.Unlock()
+	c.inflight.Add(1)
+
+	var at int
+	c.wbuf, at = wire.BeginCall(c.wbuf, id, timeout, function, md)
+	c.wbuf[at+5] = wire.FlagStream
+	c.wbuf = append(c.wbuf, args...)
+	wire.EndFrame(c.wbuf, at)
+	c.flushLocked()
+
+	s.stop = context.AfterFunc(ctx, func() { s.abort(ctx.Err()) })
+	return s, nil
+}
+
+// abort ends an opened stream from this side: CANCEL to the peer, the
+// context's error locally.
+func (s *Stream) abort(cause error) {
+	s.c.cmu.Lock()
+	_, mine := s.c.ostreams[s.id]
+	delete(s.c.ostreams, s.id)
+	s.c.cmu.Unlock()
+	if mine {
+		s.c.sendCancel(s.id, cause)
+		s.finish(nil, status.FromError(cause))
+	}
+}
+
+// Send sends one message, waiting for flow-control credit. After the
+// stream has ended it returns io.EOF (the opener learns why from Recv or
+// Result).
+func (s *Stream) Send(msg []byte) error {
+	s.mu.Lock()
+	closed := s.sendClosed
+	s.mu.Unlock()
+	if closed {
+		return status.Wrap(status.FailedPrecondition, status.ErrStream, nil, "send on a stream after CloseSend")
+	}
+	if s.isDone() {
+		if s.err != nil && s.opener {
+			return s.err
+		}
+		return io.EOF
+	}
+	if len(msg) > int(s.c.peerMaxFrame) {
+		return status.Errorf(status.ResourceExhausted, "stream message of %d bytes is over the peer's frame limit of %d", len(msg), s.c.peerMaxFrame)
+	}
+	if err := s.c.waitCredit(s, len(msg)); err != nil {
+		return err
+	}
+	if err := s.c.lockForAppend(); err != nil {
+		return err
+	}
+	s.c.wbuf = wire.AppendFrame(s.c.wbuf, wire.TypeData, 0, s.id, msg)
+	s.c.flushLocked()
+	return nil
+}
+
+// CloseSend half-closes this side: the peer's Recv returns io.EOF once it
+// has read every message sent before.
+func (s *Stream) CloseSend() error {
+	s.mu.Lock()
+	if s.sendClosed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.sendClosed = true
+	s.mu.Unlock()
+	select {
+	case <-s.done:
+		return nil
+	default:
+	}
+	s.c.sendControl(wire.TypeEnd, s.id)
+	return nil
+}
+
+// Recv returns the next message. It returns io.EOF when the peer has
+// half-closed (or, on the opening side, ended the stream successfully)
+// and every message has been read, or the error that ended the stream.
+func (s *Stream) Recv() ([]byte, error) {
+	for {
+		s.mu.Lock()
+		if s.head < len(s.msgs) {
+			m := s.msgs[s.head]
+			s.msgs[s.head] = nil
+			s.head++
+			if s.head == len(s.msgs) {
+				s.msgs, s.head = s.msgs[:0], 0
+			}
+			s.buffered -= len(m)
+			s.consumed += len(m)
+			var credit int
+			if s.consumed >= int(s.c.streamWindow/2) {
+				credit, s.consumed = s.consumed, 0
+			}
+			ended := s.isDone()
+			s.mu.Unlock()
+			s.c.consumed(len(m))
+			if credit > 0 && !ended {
+				s.c.sendCredit(s.id, uint32(credit))
+			}
+			return m, nil
+		}
+		if s.recvEnd {
+			err := s.err
+			s.mu.Unlock()
+			if err == nil {
+				return nil, io.EOF
+			}
+			return nil, err
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.recvSig:
+		case <-s.done:
+		case <-s.ctx.Done():
+			if !s.opener {
+				return nil, status.FromError(s.ctx.Err())
+			}
+			<-s.done // abort finishes it
+		}
+	}
+}
+
+func (s *Stream) isDone() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Result waits for the callee to end the stream and returns its result
+// payload or error. Opening side only.
+func (s *Stream) Result() ([]byte, error) {
+	<-s.done
+	return s.result, s.err
+}
+
+// Done is closed when the stream has ended.
+func (s *Stream) Done() <-chan struct{} { return s.done }
+
+// deliver queues a DATA payload (reader goroutine).
+func (s *Stream) deliver(p []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.recvEnd {
+		if s.isDone() {
+			return nil // the stream ended locally; late data is dropped
+		}
+		return fmt.Errorf("DATA on stream %d after END", s.id)
+	}
+	if s.buffered+len(p) > int(s.c.streamWindow)+int(s.c.cfg.MaxFrame) {
+		return fmt.Errorf("flow control: stream %d sent %d bytes beyond its window of %d", s.id, s.buffered+len(p), s.c.streamWindow)
+	}
+	s.msgs = append(s.msgs, append([]byte(nil), p...))
+	s.buffered += len(p)
+	s.signal()
+	return nil
+}
+
+func (s *Stream) peerEnd() {
+	s.mu.Lock()
+	s.recvEnd = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+// ---- connection-level flow control ----
+
+// waitCredit takes n bytes of send credit for s, waiting while the stream
+// or the connection has none left. Credit may go negative by one message,
+// so a message larger than the window still goes through.
+func (c *Conn) waitCredit(s *Stream, n int) error {
+	for {
+		c.fmu.Lock()
+		if s.sendCredit > 0 && c.connCredit > 0 {
+			s.sendCredit -= int64(n)
+			c.connCredit -= int64(n)
+			c.fmu.Unlock()
+			return nil
+		}
+		ch := c.creditCh
+		c.fmu.Unlock()
+		select {
+		case <-ch:
+		case <-s.done:
+			if s.err != nil && !s.opener {
+				return s.err
+			}
+			return io.EOF
+		case <-s.ctx.Done():
+			if s.opener {
+				<-s.done
+				return s.err
+			}
+			return status.FromError(s.ctx.Err())
+		case <-c.closed:
+			return c.closeErr
+		}
+	}
+}
+
+func (c *Conn) wakeCredit() {
+	c.fmu.Lock()
+	close(c.creditCh)
+	c.creditCh = make(chan struct{})
+	c.fmu.Unlock()
+}
+
+// grant applies a CREDIT frame from the peer.
+func (c *Conn) grant(id uint64, n uint32) {
+	c.fmu.Lock()
+	if id == 0 {
+		c.connCredit += int64(n)
+	} else if s := c.streamByID(id); s != nil {
+		s.sendCredit += int64(n)
+	}
+	close(c.creditCh)
+	c.creditCh = make(chan struct{})
+	c.fmu.Unlock()
+}
+
+// consumed records n stream bytes read by the application and returns
+// connection credit to the peer in batches.
+func (c *Conn) consumed(n int) {
+	c.fmu.Lock()
+	c.recvBuffered -= n
+	c.recvConsumed += n
+	var credit int
+	if c.recvConsumed >= int(c.connWindow/2) {
+		credit, c.recvConsumed = c.recvConsumed, 0
+	}
+	c.fmu.Unlock()
+	if credit > 0 {
+		c.sendCredit(0, uint32(credit))
+	}
+}
+
+func (c *Conn) sendCredit(id uint64, n uint32) {
+	c.wmu.Lock()
+	if c.werr != nil {
+		c.wmu.Unlock()
+		return
+	}
+	c.wbuf = wire.AppendCredit(c.wbuf, id, n)
+	c.flushLocked()
+}
+
+// streamByID finds a live stream in either direction.
+func (c *Conn) streamByID(id uint64) *Stream {
+	if id%2 == c.myParity() {
+		c.cmu.Lock()
+		s := c.ostreams[id]
+		c.cmu.Unlock()
+		return s
+	}
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if sc := c.serving[id]; sc != nil {
+		return sc.in.Stream
+	}
+	return nil
+}
+
+// streamFrame handles DATA, END and CREDIT (reader goroutine).
+func (c *Conn) streamFrame(h wire.Header, p []byte) error {
+	if h.Type == wire.TypeCredit {
+		n, err := wire.ParseCredit(p)
+		if err != nil {
+			return err
+		}
+		c.grant(h.ID, n)
+		return nil
+	}
+	s := c.streamByID(h.ID)
+	if s == nil {
+		if c.neverSeen(h.ID) {
+			return fmt.Errorf("%s for stream %d, which was never opened", h.Type, h.ID)
+		}
+		return nil // ended meanwhile
+	}
+	if h.Type == wire.TypeEnd {
+		if len(p) != 0 {
+			return fmt.Errorf("END frame with a %d-byte payload", len(p))
+		}
+		s.peerEnd()
+		return nil
+	}
+	c.fmu.Lock()
+	c.recvBuffered += len(p)
+	over := c.recvBuffered > int(c.connWindow)+int(c.cfg.MaxFrame)
+	c.fmu.Unlock()
+	if over {
+		return fmt.Errorf("flow control: connection window of %d bytes exceeded", c.connWindow)
+	}
+	return s.deliver(p)
+}
+
+// neverSeen reports an id the peer cannot legitimately use yet.
+func (c *Conn) neverSeen(id uint64) bool {
+	if id%2 == c.myParity() {
+		return id >= c.nextIDSnapshot()
+	}
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return id > c.lastIn
+}
+
+// Cancel ends a stream this side opened, early: the peer's handler sees
+// its context cancelled and later operations here fail with Canceled.
+func (s *Stream) Cancel() {
+	if s.opener {
+		s.abort(context.Canceled)
+	}
+}

@@ -1,0 +1,285 @@
+package arbor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"strings"
+
+	"github.com/arbor-rpc/arbor"
+	"github.com/arbor-rpc/arbor/transport"
+)
+
+// A server and a client in one process, over an in-memory network. Real
+// programs use tcp://, tls:// or unix: addresses the same way.
+func Example() {
+	ctx := context.Background()
+	mem := &transport.Config{Mem: transport.NewMemNetwork()}
+
+	srv := arbor.NewServer()
+	arbor.Handle2(srv, "add", func(ctx context.Context, a, b int) (int, error) { return a + b, nil })
+	arbor.Handle1(srv, "upper", func(ctx context.Context, s string) (string, error) { return strings.ToUpper(s), nil })
+	l, err := transport.Listen(ctx, "mem:calc", mem)
+	if err != nil {
+		log.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+
+	c, err := arbor.Dial(ctx, "mem:calc", arbor.WithTransport(mem))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	sum, err := arbor.Call2[int](ctx, c, "add", 2, 3)
+	if err != nil {
+		log.Fatal(err)
+	}
+	s, err := arbor.Call1[string](ctx, c, "upper", "arbor")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(sum, s)
+	// Output: 5 ARBOR
+}
+
+type Order struct {
+	Item  string
+	Count int
+}
+
+type Receipt struct {
+	Total int
+	Lines []string
+}
+
+// Arguments and results may be structs and slices; they travel as msgpack.
+func ExampleHandle1() {
+	ctx := context.Background()
+	mem := &transport.Config{Mem: transport.NewMemNetwork()}
+	srv := arbor.NewServer()
+	prices := map[string]int{"apple": 3, "pear": 5}
+	arbor.Handle1(srv, "checkout", func(ctx context.Context, orders []Order) (Receipt, error) {
+		var r Receipt
+		for _, o := range orders {
+			p, ok := prices[o.Item]
+			if !ok {
+				return Receipt{}, arbor.Errorf(arbor.NotFound, "no price for %q", o.Item)
+			}
+			r.Total += p * o.Count
+			r.Lines = append(r.Lines, fmt.Sprintf("%d %s", o.Count, o.Item))
+		}
+		return r, nil
+	})
+	l, _ := transport.Listen(ctx, "mem:shop", mem)
+	go srv.Serve(l)
+	defer srv.Close()
+	c, err := arbor.Dial(ctx, "mem:shop", arbor.WithTransport(mem))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	r, err := arbor.Call1[Receipt](ctx, c, "checkout", []Order{{"apple", 2}, {"pear", 1}})
+	fmt.Println(r.Total, r.Lines, err)
+	_, err = arbor.Call1[Receipt](ctx, c, "checkout", []Order{{"plum", 1}})
+	fmt.Println(err)
+	// Output:
+	// 11 [2 apple 1 pear] <nil>
+	// NotFound: no price for "plum"
+}
+
+// Errors keep their code, message, details and retryable flag across the
+// wire; compare them with errors.Is against the code sentinels and read
+// them with errors.As.
+func ExampleError() {
+	ctx := context.Background()
+	mem := &transport.Config{Mem: transport.NewMemNetwork()}
+	srv := arbor.NewServer()
+	arbor.Handle1(srv, "user", func(ctx context.Context, id int) (string, error) {
+		if id != 1 {
+			return "", &arbor.Error{Code: arbor.NotFound, Message: fmt.Sprintf("no user %d", id), Details: []byte("try 1")}
+		}
+		return "ann", nil
+	})
+	l, _ := transport.Listen(ctx, "mem:users", mem)
+	go srv.Serve(l)
+	defer srv.Close()
+	c, err := arbor.Dial(ctx, "mem:users", arbor.WithTransport(mem))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	_, err = arbor.Call1[string](ctx, c, "user", 7)
+	fmt.Println(err)
+	fmt.Println(errors.Is(err, arbor.ErrNotFound), arbor.CodeOf(err))
+	var ae *arbor.Error
+	if errors.As(err, &ae) {
+		fmt.Printf("details: %s\n", ae.Details)
+	}
+
+	_, err = arbor.Call2[string](ctx, c, "user", 1, 2)
+	fmt.Println(err)
+	_, err = arbor.Call1[string](ctx, c, "user", "one")
+	fmt.Println(err)
+	// Output:
+	// NotFound: no user 7
+	// true NotFound
+	// details: try 1
+	// InvalidArgument: user takes 1 argument(s) (int), got 2
+	// InvalidArgument: user: argument 0 (int): expected int, got string (at byte 1)
+}
+
+// Interceptors wrap every call, net/http middleware style: the first given
+// is the outermost. This server logs calls and refuses those without a
+// token; the client adds the token to every call's metadata.
+func ExampleWithInterceptors() {
+	ctx := context.Background()
+	mem := &transport.Config{Mem: transport.NewMemNetwork()}
+
+	logCalls := func(next arbor.UnaryFunc) arbor.UnaryFunc {
+		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
+			resp, err := next(ctx, req)
+			fmt.Printf("server: %s -> %v\n", req.Function, arbor.CodeOf(err))
+			return resp, err
+		}
+	}
+	auth := func(next arbor.UnaryFunc) arbor.UnaryFunc {
+		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
+			if req.Metadata.Get("token") != "s3cret" {
+				return nil, arbor.NewError(arbor.Unauthenticated, "missing or wrong token")
+			}
+			return next(ctx, req)
+		}
+	}
+	srv := arbor.NewServer(arbor.WithInterceptors(logCalls, auth))
+	arbor.Handle0(srv, "time", func(ctx context.Context) (string, error) { return "noon", nil })
+	l, _ := transport.Listen(ctx, "mem:clock", mem)
+	go srv.Serve(l)
+	defer srv.Close()
+
+	addToken := func(next arbor.UnaryFunc) arbor.UnaryFunc {
+		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
+			req.Metadata = append(req.Metadata, arbor.Pair{Key: "token", Value: "s3cret"})
+			return next(ctx, req)
+		}
+	}
+	withToken, err := arbor.Dial(ctx, "mem:clock", arbor.WithTransport(mem), arbor.WithInterceptors(addToken))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer withToken.Close()
+	without, err := arbor.Dial(ctx, "mem:clock", arbor.WithTransport(mem))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer without.Close()
+
+	fmt.Println(arbor.Call0[string](ctx, withToken, "time"))
+	_, err = arbor.Call0[string](ctx, without, "time")
+	fmt.Println(err)
+	// Output:
+	// server: time -> OK
+	// noon <nil>
+	// server: time -> Unauthenticated
+	// Unauthenticated: missing or wrong token
+}
+
+// Metadata set on the caller's context travels with its calls; handlers
+// read it with IncomingMetadata.
+func ExampleWithMetadata() {
+	ctx := context.Background()
+	mem := &transport.Config{Mem: transport.NewMemNetwork()}
+	srv := arbor.NewServer()
+	arbor.Handle0(srv, "greet", func(ctx context.Context) (string, error) {
+		md := arbor.IncomingMetadata(ctx)
+		return fmt.Sprintf("hello %s (request %s)", md.Get("user"), md.Get("request-id")), nil
+	})
+	l, _ := transport.Listen(ctx, "mem:greeter", mem)
+	go srv.Serve(l)
+	defer srv.Close()
+	c, err := arbor.Dial(ctx, "mem:greeter", arbor.WithTransport(mem))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	ctx = arbor.WithMetadata(ctx, "user", "ann", "request-id", "42")
+	fmt.Println(arbor.Call0[string](ctx, c, "greet"))
+	// Output: hello ann (request 42) <nil>
+}
+
+// The catalog lists a server's functions with their signatures.
+func ExampleClient_Catalog() {
+	ctx := context.Background()
+	mem := &transport.Config{Mem: transport.NewMemNetwork()}
+	srv := arbor.NewServer()
+	arbor.Handle2(srv, "add", func(ctx context.Context, a, b int) (int, error) { return a + b, nil })
+	arbor.Handle1(srv, "echo", func(ctx context.Context, b []byte) ([]byte, error) { return b, nil })
+	arbor.Handle0(srv, "version", func(ctx context.Context) (string, error) { return "1.0", nil })
+	err := arbor.Handle0(srv, "version", func(ctx context.Context) (string, error) { return "2.0", nil })
+	fmt.Println(err)
+	l, _ := transport.Listen(ctx, "mem:cat", mem)
+	go srv.Serve(l)
+	defer srv.Close()
+	c, err := arbor.Dial(ctx, "mem:cat", arbor.WithTransport(mem))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	fs, err := c.Catalog(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, f := range fs {
+		fmt.Println(f)
+	}
+	// Output:
+	// AlreadyExists: function "version" is already registered
+	// add(int, int) int
+	// echo(bytes) bytes
+	// version() string
+}
+
+// Shutdown lets running calls finish, then closes; Serve returns
+// ErrServerClosed.
+func ExampleServer_Shutdown() {
+	ctx := context.Background()
+	mem := &transport.Config{Mem: transport.NewMemNetwork()}
+	srv := arbor.NewServer()
+	started, release := make(chan struct{}), make(chan struct{})
+	arbor.Handle0(srv, "slow", func(ctx context.Context) (string, error) {
+		close(started)
+		<-release
+		return "finished", nil
+	})
+	l, _ := transport.Listen(ctx, "mem:svc", mem)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	c, err := arbor.Dial(ctx, "mem:svc", arbor.WithTransport(mem))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	result := make(chan string)
+	go func() {
+		s, err := arbor.Call0[string](ctx, c, "slow")
+		result <- fmt.Sprint(s, " ", err)
+	}()
+	<-started
+	shut := make(chan error)
+	go func() { shut <- srv.Shutdown(ctx) }()
+	fmt.Println(<-served)
+	close(release)
+	fmt.Println(<-result)
+	fmt.Println(<-shut)
+	// Output:
+	// arbor: server closed
+	// finished <nil>
+	// <nil>
+}

@@ -1,0 +1,65 @@
+// Package demo is the small catalog of functions that `arbor serve` offers:
+// enough to try the CLI and the wire protocol by hand, and to test them.
+//
+//	add(int, int) int           the sum
+//	concat(string, string) string
+//	echo(bytes) bytes           its argument, unchanged
+//	sleep(int) int              waits ms milliseconds, returns ms
+//	fail(string) struct {}      always fails with Internal and the message
+//
+// It is not an example of a real service and holds no state.
+package demo
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/arbor-rpc/arbor"
+)
+
+// Register adds the demo functions to s. It fails if one of their ids is
+// already registered.
+func Register(s *arbor.Server) error {
+	return errors.Join(
+		arbor.Handle2(s, "add", add),
+		arbor.Handle2(s, "concat", concat),
+		arbor.Handle1(s, "echo", echo),
+		arbor.Handle1(s, "sleep", sleep),
+		arbor.Handle1(s, "fail", fail),
+	)
+}
+
+func add(_ context.Context, a, b int) (int, error) { return a + b, nil }
+
+func concat(_ context.Context, a, b string) (string, error) { return a + b, nil }
+
+func echo(_ context.Context, p []byte) ([]byte, error) { return p, nil }
+
+// sleep waits ms milliseconds and returns ms, or returns early when ctx
+// ends: DeadlineExceeded if its deadline passed, Canceled otherwise.
+func sleep(ctx context.Context, ms int) (int, error) {
+	if ms < 0 {
+		return 0, arbor.Errorf(arbor.InvalidArgument, "sleep: negative duration %dms", ms)
+	}
+	d := time.Duration(ms) * time.Millisecond
+	if d/time.Millisecond != time.Duration(ms) {
+		return 0, arbor.Errorf(arbor.InvalidArgument, "sleep: duration %dms is too long", ms)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return ms, nil
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return 0, arbor.Errorf(arbor.DeadlineExceeded, "sleep: deadline exceeded before %dms elapsed", ms)
+		}
+		return 0, arbor.Errorf(arbor.Canceled, "sleep: canceled before %dms elapsed", ms)
+	}
+}
+
+// fail always returns an Internal error carrying message.
+func fail(_ context.Context, message string) (struct{}, error) {
+	return struct{}{}, arbor.NewError(arbor.Internal, message)
+}

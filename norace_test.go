@@ -1,0 +1,5 @@
+//go:build !race
+
+package arbor_test
+
+const raceEnabled = false
