@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -119,17 +120,19 @@ type countingStream struct {
 func (s countingStream) Send(m []byte) error { s.n.Add(1); return s.Stream.Send(m) }
 
 func TestStreamInterceptors(t *testing.T) {
+	var mu sync.Mutex
 	var order []string
+	note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
 	var sent atomic.Int64
 	srvIc := arbor.StreamInterceptor{Handler: func(next arbor.StreamHandlerFunc) arbor.StreamHandlerFunc {
 		return func(ctx context.Context, req *arbor.StreamRequest, s arbor.Stream) ([]byte, error) {
-			order = append(order, "server:"+req.Function+":"+req.Kind)
+			note("server:" + req.Function + ":" + req.Kind)
 			return next(ctx, req, countingStream{s, &sent})
 		}
 	}}
 	cliIc := arbor.StreamInterceptor{Open: func(next arbor.StreamOpenFunc) arbor.StreamOpenFunc {
 		return func(ctx context.Context, req *arbor.StreamRequest) (arbor.Stream, error) {
-			order = append(order, "client:"+req.Function)
+			note("client:" + req.Function)
 			return next(ctx, req)
 		}
 	}}
@@ -145,6 +148,8 @@ func TestStreamInterceptors(t *testing.T) {
 		}
 		n++
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if n != 5 || sent.Load() != 5 || strings.Join(order, ",") != "client:count,server:count:server-stream" {
 		t.Fatalf("n=%d sent=%d order=%v", n, sent.Load(), order)
 	}

@@ -163,6 +163,7 @@ func (c *Client) send(ctx context.Context, fn string, md Metadata, args []byte) 
 		}
 		rep, err := cc.Call(ctx, fn, md, args)
 		if err != nil && attempt == 0 && refused(err) && ctx.Err() == nil {
+			cc.Retire() // the refusal may beat the GOAWAY that explains it
 			continue
 		}
 		return rep, err

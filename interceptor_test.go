@@ -148,10 +148,10 @@ func TestInterceptors(t *testing.T) {
 			t.Error("client interceptor saw no Peer.Addr (Request.Peer is documented as the server on the client side)")
 		}
 		p := recv(t, srvPeer, "the server interceptor")
-		if p.Addr == nil || p.Addr.Network() != map[string]string{"tcp": "tcp", "tls": "tcp", "unix": "unix", "mem": "mem"}[nc.name] {
+		if p.Addr == nil || p.Addr.Network() != map[string]string{"tcp": "tcp", "tls": "tcp", "unix": "unix", "mem": "mem", "quic": "udp"}[nc.name] {
 			t.Errorf("server interceptor's Request.Peer.Addr = %v", p.Addr)
 		}
-		if (p.TLS != nil) != (nc.name == "tls") {
+		if (p.TLS != nil) != (nc.name == "tls" || nc.name == "quic") {
 			t.Errorf("server interceptor's Request.Peer.TLS = %v on %s", p.TLS, nc.name)
 		}
 	})
@@ -326,8 +326,12 @@ func TestPeer(t *testing.T) {
 			if p.Network != "mem" || !strings.HasPrefix(p.Addr, "arbor#") {
 				t.Errorf("peer %+v, want mem address arbor#n", p)
 			}
+		case "quic":
+			if !strings.HasPrefix(p.Addr, "127.0.0.1:") {
+				t.Errorf("peer %+v, want a udp address on 127.0.0.1", p)
+			}
 		}
-		if wantTLS := nc.name == "tls"; p.TLS != wantTLS || (wantTLS && p.TLSVersion != tls.VersionTLS13) {
+		if wantTLS := nc.name == "tls" || nc.name == "quic"; p.TLS != wantTLS || (wantTLS && p.TLSVersion != tls.VersionTLS13) {
 			t.Errorf("peer %+v: TLS state wrong for %s", p, nc.name)
 		}
 	})

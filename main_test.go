@@ -55,6 +55,12 @@ var netCases = []netCase{
 		n := transport.NewMemNetwork()
 		return "mem:arbor", &transport.Config{Mem: n}, &transport.Config{Mem: n}
 	}},
+	{"quic", func(t testing.TB) (string, *transport.Config, *transport.Config) {
+		f := testcerts.Write(t, t.TempDir())
+		return "quic://127.0.0.1:0",
+			&transport.Config{CertFile: f.ServerCert, KeyFile: f.ServerKey},
+			&transport.Config{CAFile: f.CACert}
+	}},
 }
 
 // socketPath is a Unix socket path in a directory the test owns, short

@@ -66,11 +66,17 @@ type peerKey struct{}
 // be complete.
 func peerOf(nc net.Conn) Peer {
 	p := Peer{Addr: nc.RemoteAddr()}
-	if tc, ok := nc.(*tls.Conn); ok {
-		st := tc.ConnectionState()
+	if cs, ok := nc.(connectionStater); ok {
+		st := cs.ConnectionState()
 		p.TLS = &st
 	}
 	return p
+}
+
+// connectionStater is a connection that knows its TLS state (*tls.Conn,
+// and QUIC connections).
+type connectionStater interface {
+	ConnectionState() tls.ConnectionState
 }
 
 // PeerFromContext returns the caller's identity, inside a handler.

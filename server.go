@@ -222,7 +222,9 @@ func (s *Server) serveConn(nc net.Conn) {
 			nc.Close()
 			return
 		}
-		st := tc.ConnectionState()
+	}
+	if cs, ok := nc.(connectionStater); ok { // tls:// and quic://
+		st := cs.ConnectionState()
 		peer.TLS = &st
 	}
 	cfg.BaseContext = context.WithValue(context.Background(), peerKey{}, peer)

@@ -186,6 +186,7 @@ func (c *Client) openRaw(ctx context.Context, fn string, md Metadata, args []byt
 		}
 		st, err := cc.OpenStream(ctx, fn, md, args)
 		if err != nil && attempt == 0 && refused(err) && ctx.Err() == nil {
+			cc.Retire()
 			continue
 		}
 		return st, err

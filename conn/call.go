@@ -66,6 +66,9 @@ func (c *Conn) Call(ctx context.Context, function string, md []wire.MD, args []b
 	if size := len(args) + len(function) + 32 + mdSize(md); size > int(c.peerMaxFrame) {
 		return nil, status.Errorf(status.ResourceExhausted, "call to %q is %d bytes, over the peer's frame limit of %d", function, size, c.peerMaxFrame)
 	}
+	if c.mux != nil {
+		return c.callMux(ctx, timeout, function, md, args)
+	}
 
 	cl := getCall()
 	// The id is taken under the write lock so that ids reach the wire in

@@ -28,6 +28,12 @@ type Conn struct {
 	nc     net.Conn
 	cfg    Config
 	client bool
+	mux    muxConn // set when the transport has native streams
+	// muxStreams counts the peer's native streams still being read.
+	muxStreams sync.WaitGroup
+	// life is cancelled when the connection closes (ends AcceptStream).
+	life     context.Context
+	lifeStop context.CancelFunc
 
 	// Agreed at handshake.
 	peerMaxFrame      uint32
@@ -106,6 +112,10 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 		closed:   make(chan struct{}),
 	}
 	c.wcond.L = &c.wmu
+	c.life, c.lifeStop = context.WithCancel(context.Background())
+	if m, ok := nc.(muxConn); ok {
+		c.mux = m
+	}
 	if client {
 		c.nextID = 1
 	} else {
@@ -113,8 +123,13 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 	}
 	r, err := c.handshake()
 	if err != nil {
+		c.lifeStop()
 		nc.Close()
 		return nil, err
+	}
+	if c.mux != nil {
+		c.loops.Add(1)
+		go c.acceptMux()
 	}
 	c.loops.Add(2)
 	go c.readLoop(r)
@@ -158,6 +173,16 @@ func (c *Conn) Err() error {
 // and the peer has not announced GOAWAY.
 func (c *Conn) Usable() bool { return !c.unusable.Load() }
 
+// Retire stops new calls on this connection without closing it: calls in
+// flight finish. Clients use it when the peer refuses a call because it is
+// going away, before the GOAWAY itself has arrived.
+func (c *Conn) Retire() {
+	c.cmu.Lock()
+	c.goingAway = true
+	c.unusable.Store(true)
+	c.cmu.Unlock()
+}
+
 // Close closes the connection at once: pending outgoing calls fail with
 // Unavailable, running handlers see their contexts cancelled. It waits for
 // the connection's own goroutines (not for handlers) to stop.
@@ -174,6 +199,7 @@ func (c *Conn) closeWith(err *status.Error) {
 		c.closeErr = err
 		c.unusable.Store(true)
 		close(c.closed)
+		c.lifeStop()
 		c.nc.Close()
 
 		c.cmu.Lock()
@@ -209,6 +235,17 @@ func (c *Conn) protocolError(err error) {
 	c.sendGoAway(uint32(status.InvalidArgument), "protocol error: "+err.Error())
 	c.nc.SetWriteDeadline(time.Now().Add(time.Second)) // the peer may not be reading
 	c.flushNow()
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && c.mux != nil {
+		// Closing a QUIC connection discards unsent stream data: end the
+		// control stream and give the GOAWAY a moment to leave.
+		cw.CloseWrite()
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-c.closed:
+		}
+		t.Stop()
+	}
 	c.closeWith(status.Wrap(status.Unavailable, status.ErrProtocol, err, "connection closed: protocol error"))
 }
 

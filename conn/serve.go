@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"fmt"
+	"net"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -41,6 +42,7 @@ type Incoming struct {
 
 // serverCall is one incoming call; pooled.
 type serverCall struct {
+	w   net.Conn // the native stream the call came on, if any
 	in  Incoming
 	buf []byte // a copy of the CALL payload; in's slices point into it
 	out []byte
@@ -49,41 +51,57 @@ type serverCall struct {
 
 var serverCallPool = sync.Pool{New: func() any { return new(serverCall) }}
 
-// incoming registers a CALL and hands it to a worker.
+// incoming registers a CALL read from the shared byte stream and hands it
+// to a worker.
 func (c *Conn) incoming(h wire.Header, p []byte) error {
+	sc, refusal, err := c.admit(h, p, nil)
+	if err != nil {
+		return err
+	}
+	if refusal != nil {
+		c.sendError(h.ID, refusal)
+		return nil
+	}
+	c.dispatchCall(sc)
+	return nil
+}
+
+// admit checks a CALL and registers it. A malformed frame is an error (a
+// protocol error on a shared stream); a call the connection will not serve
+// now (draining, limits) gets a refusal. w, when set, is the native stream
+// the call arrived on and its answer goes to.
+func (c *Conn) admit(h wire.Header, p []byte, w net.Conn) (*serverCall, *status.Error, error) {
 	if h.ID%2 == c.myParity() {
-		return fmt.Errorf("CALL id %d has this side's parity", h.ID)
+		return nil, nil, fmt.Errorf("CALL id %d has this side's parity", h.ID)
 	}
 	wc, err := wire.ParseCall(p)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	var md []wire.MD
 	if len(wc.Metadata) > 1 || (len(wc.Metadata) == 1 && wc.Metadata[0] != 0) {
 		if md, err = wire.ParseMetadata(nil, wc.Metadata); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 
 	c.smu.Lock()
-	if h.ID <= c.lastIn {
-		c.smu.Unlock()
-		return fmt.Errorf("CALL id %d reuses or precedes id %d", h.ID, c.lastIn)
+	defer c.smu.Unlock()
+	if w == nil {
+		if h.ID <= c.lastIn {
+			return nil, nil, fmt.Errorf("CALL id %d reuses or precedes id %d", h.ID, c.lastIn)
+		}
+	} else if c.serving[h.ID] != nil { // native streams arrive in any order
+		return nil, nil, fmt.Errorf("CALL id %d is already running", h.ID)
 	}
-	c.lastIn = h.ID
+	c.lastIn = max(c.lastIn, h.ID)
 	switch {
 	case c.draining:
-		c.smu.Unlock()
-		c.sendError(h.ID, &status.Error{Code: status.Unavailable, Retryable: true, Message: "server is shutting down"})
-		return nil
+		return nil, &status.Error{Code: status.Unavailable, Retryable: true, Message: "server is shutting down"}, nil
 	case uint32(len(c.serving)) >= c.cfg.MaxConcurrent:
-		c.smu.Unlock()
-		c.sendError(h.ID, status.Errorf(status.ResourceExhausted, "too many concurrent calls on this connection (limit %d)", c.cfg.MaxConcurrent))
-		return nil
+		return nil, status.Errorf(status.ResourceExhausted, "too many concurrent calls on this connection (limit %d)", c.cfg.MaxConcurrent), nil
 	case h.Flags&wire.FlagStream != 0 && c.servingStreams >= c.cfg.MaxConcurrentStreams:
-		c.smu.Unlock()
-		c.sendError(h.ID, status.Errorf(status.ResourceExhausted, "too many concurrent streams on this connection (limit %d)", c.cfg.MaxConcurrentStreams))
-		return nil
+		return nil, status.Errorf(status.ResourceExhausted, "too many concurrent streams on this connection (limit %d)", c.cfg.MaxConcurrentStreams), nil
 	}
 	if h.Flags&wire.FlagStream != 0 {
 		c.servingStreams++
@@ -93,13 +111,18 @@ func (c *Conn) incoming(h wire.Header, p []byte) error {
 	wc, _ = wire.ParseCall(sc.buf) // re-slice into our copy; parsed once already
 	sc.in = Incoming{ID: h.ID, Function: wc.Function, Args: wc.Args, Timeout: wc.Timeout, Metadata: md, Conn: c}
 	sc.ctx = newCallCtx(c.cfg.BaseContext, wc.Timeout, md)
+	sc.w = w
 	if h.Flags&wire.FlagStream != 0 {
 		sc.in.Stream = newStream(c, h.ID, false, sc.ctx)
+		sc.in.Stream.w = w
 	}
 	c.serving[h.ID] = sc
-	c.smu.Unlock()
 	c.inflight.Add(1)
+	return sc, nil, nil
+}
 
+// dispatchCall hands a registered call to an idle worker, or starts one.
+func (c *Conn) dispatchCall(sc *serverCall) {
 	select {
 	case c.work <- sc:
 	default:
@@ -108,7 +131,6 @@ func (c *Conn) incoming(h wire.Header, p []byte) error {
 		c.smu.Unlock()
 		go c.worker(sc)
 	}
-	return nil
 }
 
 const workerIdle = 30 * time.Second
@@ -147,20 +169,24 @@ func (c *Conn) serve(sc *serverCall) {
 		sc.in.Stream.finish(nil, status.New(status.Canceled, "stream handler returned"))
 	}
 	sc.ctx.cancel(context.Canceled) // the handler is done; release its resources
-	if err != nil {
-		c.sendError(sc.in.ID, status.FromError(err), trailer...)
-	} else if len(out)+mdSize(trailer) > int(c.peerMaxFrame) {
-		c.sendError(sc.in.ID, status.Errorf(status.ResourceExhausted, "result of %s is %d bytes, over the peer's frame limit of %d", sc.in.Function, len(out), c.peerMaxFrame))
-	} else if c.lockForAppend() == nil {
-		if len(trailer) == 0 {
-			c.wbuf = wire.AppendFrame(c.wbuf, wire.TypeResult, 0, sc.in.ID, out)
+	if err == nil && len(out)+mdSize(trailer) > int(c.peerMaxFrame) {
+		err = status.Errorf(status.ResourceExhausted, "result of %s is %d bytes, over the peer's frame limit of %d", sc.in.Function, len(out), c.peerMaxFrame)
+	}
+	if sc.w != nil { // a native stream: answer on it and close it
+		fb := frameBufs.Get().(*frameBuf)
+		fb.b = appendAnswer(fb.b[:0], sc.in.ID, out, err, trailer)
+		sc.w.Write(fb.b)
+		frameBufs.Put(fb)
+		// Half-close only: the stream's reader closes it once the caller
+		// has read the answer and closed its side, which is what a drain
+		// waits for (closing the connection earlier would lose the answer).
+		if cw, ok := sc.w.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
 		} else {
-			var at int
-			c.wbuf, at = wire.BeginFrame(c.wbuf, wire.TypeResult, wire.FlagMetadata, sc.in.ID)
-			c.wbuf = wire.AppendMetadata(c.wbuf, trailer)
-			c.wbuf = append(c.wbuf, out...)
-			wire.EndFrame(c.wbuf, at)
+			sc.w.Close()
 		}
+	} else if c.lockForAppend() == nil {
+		c.wbuf = appendAnswer(c.wbuf, sc.in.ID, out, err, trailer)
 		c.flushLocked()
 	}
 	if cap(out) <= 64<<10 {
@@ -178,6 +204,7 @@ func (c *Conn) serve(sc *serverCall) {
 	c.smu.Unlock()
 	sc.in = Incoming{}
 	sc.ctx = nil
+	sc.w = nil
 	if cap(sc.buf) > 64<<10 {
 		sc.buf = nil
 	}
@@ -196,6 +223,23 @@ func (c *Conn) invoke(sc *serverCall) (out []byte, err error) {
 		return nil, status.Errorf(status.Unimplemented, "this peer serves no calls")
 	}
 	return c.cfg.Handler.ServeCall(sc.ctx, &sc.in, sc.out[:0])
+}
+
+// appendAnswer appends the RESULT (err nil) or ERROR frame of call id.
+func appendAnswer(dst []byte, id uint64, out []byte, err error, trailer []wire.MD) []byte {
+	if err != nil {
+		e := status.FromError(err)
+		return wire.AppendError(dst, id, wire.ErrorPayload{Code: uint32(e.Code), Retryable: e.Retryable,
+			Category: status.CategoryID(e.Category), Message: []byte(e.Message), Details: e.Details}, trailer...)
+	}
+	if len(trailer) == 0 {
+		return wire.AppendFrame(dst, wire.TypeResult, 0, id, out)
+	}
+	dst, at := wire.BeginFrame(dst, wire.TypeResult, wire.FlagMetadata, id)
+	dst = wire.AppendMetadata(dst, trailer)
+	dst = append(dst, out...)
+	wire.EndFrame(dst, at)
+	return dst
 }
 
 func (c *Conn) sendError(id uint64, e *status.Error, trailer ...wire.MD) {
@@ -245,6 +289,25 @@ func (c *Conn) Drain(ctx context.Context, reason string) error {
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-c.closed:
+		}
+	}
+	if c.mux != nil && err == nil {
+		// Native streams: wait until callers have read their answers.
+		streams := make(chan struct{})
+		go func() { c.muxStreams.Wait(); close(streams) }()
+		t := time.NewTimer(5 * time.Second)
+		select {
+		case <-streams:
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-c.closed:
+		case <-t.C:
+		}
+		t.Stop()
+		if err != nil || c.Err() != nil {
+			c.Close() // ends the waiting goroutine too
+			<-streams
+			return err
 		}
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(time.Second))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -34,6 +35,12 @@ type Stream struct {
 
 	sendCredit int64 // guarded by c.fmu
 	sendClosed bool
+	// w is the native stream this stream runs on (muxed transports); nil
+	// on a shared byte stream. wmu serializes writes to it.
+	w        net.Conn
+	wmu      sync.Mutex
+	wb       []byte
+	spaceSig chan struct{} // Recv made room (native streams: deliver waits)
 
 	doneOnce sync.Once
 	done     chan struct{}
@@ -50,7 +57,7 @@ func (s *Stream) Trailer() []wire.MD {
 
 func newStream(c *Conn, id uint64, opener bool, ctx context.Context) *Stream {
 	return &Stream{c: c, id: id, opener: opener, ctx: ctx, recvSig: make(chan struct{}, 1),
-		done: make(chan struct{}), sendCredit: int64(c.peerStreamWindow)}
+		spaceSig: make(chan struct{}, 1), done: make(chan struct{}), sendCredit: int64(c.peerStreamWindow)}
 }
 
 // ID is the stream's call id.
@@ -101,6 +108,9 @@ func (c *Conn) OpenStream(ctx context.Context, function string, md []wire.MD, ar
 	if size := len(args) + len(function) + 32 + mdSize(md); size > int(c.peerMaxFrame) {
 		return nil, status.Errorf(status.ResourceExhausted, "stream call to %q is %d bytes, over the peer's frame limit of %d", function, size, c.peerMaxFrame)
 	}
+	if c.mux != nil {
+		return c.openStreamMux(ctx, timeout, function, md, args)
+	}
 	if err := c.lockForAppend(); err != nil {
 		return nil, err
 	}
@@ -132,6 +142,16 @@ func (c *Conn) OpenStream(ctx context.Context, function string, md []wire.MD, ar
 // abort ends an opened stream from this side: CANCEL to the peer, the
 // context's error locally.
 func (s *Stream) abort(cause error) {
+	if s.w != nil {
+		if !s.isDone() {
+			s.wmu.Lock()
+			writeCancel(s.w, cause)
+			s.wmu.Unlock()
+			s.finish(nil, status.FromError(cause))
+			s.w.Close()
+		}
+		return
+	}
 	s.c.cmu.Lock()
 	_, mine := s.c.ostreams[s.id]
 	delete(s.c.ostreams, s.id)
@@ -161,6 +181,22 @@ func (s *Stream) Send(msg []byte) error {
 	if len(msg) > int(s.c.peerMaxFrame) {
 		return status.Errorf(status.ResourceExhausted, "stream message of %d bytes is over the peer's frame limit of %d", len(msg), s.c.peerMaxFrame)
 	}
+	if s.w != nil { // the transport's flow control applies
+		s.wmu.Lock()
+		s.wb = wire.AppendFrame(s.wb[:0], wire.TypeData, 0, s.id, msg)
+		_, err := s.w.Write(s.wb)
+		s.wmu.Unlock()
+		if err != nil {
+			if s.isDone() {
+				if s.err != nil && s.opener {
+					return s.err
+				}
+				return io.EOF
+			}
+			return s.c.muxLost(err)
+		}
+		return nil
+	}
 	if err := s.c.waitCredit(s, len(msg)); err != nil {
 		return err
 	}
@@ -187,6 +223,12 @@ func (s *Stream) CloseSend() error {
 		return nil
 	default:
 	}
+	if s.w != nil {
+		s.wmu.Lock()
+		s.w.Write(wire.AppendHeader(nil, wire.Header{Type: wire.TypeEnd, ID: s.id}))
+		s.wmu.Unlock()
+		return nil
+	}
 	s.c.sendControl(wire.TypeEnd, s.id)
 	return nil
 }
@@ -212,6 +254,13 @@ func (s *Stream) Recv() ([]byte, error) {
 			}
 			ended := s.isDone()
 			s.mu.Unlock()
+			if s.w != nil { // no CREDIT on native streams: wake the reader instead
+				select {
+				case s.spaceSig <- struct{}{}:
+				default:
+				}
+				return m, nil
+			}
 			s.c.consumed(len(m))
 			if credit > 0 && !ended {
 				s.c.sendCredit(s.id, uint32(credit))
@@ -267,6 +316,20 @@ func (s *Stream) deliver(p []byte) error {
 			return nil // the stream ended locally; late data is dropped
 		}
 		return fmt.Errorf("DATA on stream %d after END", s.id)
+	}
+	for s.w != nil && s.buffered >= int(s.c.streamWindow) && !s.isDone() {
+		// Native stream: stop reading until the application makes room,
+		// so the transport's flow control holds the sender back.
+		s.mu.Unlock()
+		select {
+		case <-s.spaceSig:
+		case <-s.done:
+		case <-s.c.closed:
+		}
+		s.mu.Lock()
+	}
+	if s.isDone() {
+		return nil // ended while waiting for room
 	}
 	if s.buffered+len(p) > int(s.c.streamWindow)+int(s.c.cfg.MaxFrame) {
 		return fmt.Errorf("flow control: stream %d sent %d bytes beyond its window of %d", s.id, s.buffered+len(p), s.c.streamWindow)

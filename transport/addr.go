@@ -12,6 +12,7 @@ import (
 const (
 	SchemeTCP  = "tcp"  // tcp://host:port
 	SchemeTLS  = "tls"  // tls://host:port, TLS 1.3 over TCP
+	SchemeQUIC = "quic" // quic://host:port, QUIC (TLS 1.3) over UDP
 	SchemeUnix = "unix" // unix:/path/to/socket or unix:relative/path
 	SchemeMem  = "mem"  // mem:name, scoped to a MemNetwork
 )
@@ -21,9 +22,10 @@ const (
 // Its String form parses back to the same Addr: for every s that ParseAddr
 // accepts, ParseAddr(a.String()) returns a again.
 type Addr struct {
-	// Scheme is one of SchemeTCP, SchemeTLS, SchemeUnix or SchemeMem.
+	// Scheme is one of SchemeTCP, SchemeTLS, SchemeQUIC, SchemeUnix or
+	// SchemeMem.
 	Scheme string
-	// Host is host:port for tcp and tls (host may be empty, meaning every
+	// Host is host:port for tcp, tls and quic (host may be empty, meaning every
 	// local interface when listening); it is empty for other schemes.
 	Host string
 	// Path is the socket path for unix and the name for mem; it is empty
@@ -36,6 +38,7 @@ type Addr struct {
 //	tcp://host:port        a TCP address; port 0 picks a free port
 //	host:port              the same as tcp://host:port
 //	tls://host:port        TLS 1.3 over TCP
+//	quic://host:port       QUIC over UDP (TLS 1.3, native streams)
 //	unix:/path, unix:///path, unix:relative/path
 //	                       a Unix domain socket
 //	mem:name, mem://name   an in-process connection within a MemNetwork
@@ -81,7 +84,7 @@ func ParseAddr(s string) (Addr, error) {
 	if scheme, rest, ok := strings.Cut(s, "://"); ok {
 		scheme = strings.ToLower(scheme)
 		switch {
-		case scheme == SchemeTCP || scheme == SchemeTLS:
+		case scheme == SchemeTCP || scheme == SchemeTLS || scheme == SchemeQUIC:
 			if reason := checkHostPort(rest); reason != "" {
 				return bad(reason)
 			}
@@ -89,7 +92,7 @@ func ParseAddr(s string) (Addr, error) {
 		case scheme == "":
 			return bad("missing scheme before ://")
 		case isSchemeToken(scheme):
-			return bad("unknown scheme " + strconv.Quote(scheme) + " (want tcp, tls, unix or mem)")
+			return bad("unknown scheme " + strconv.Quote(scheme) + " (want tcp, tls, quic, unix or mem)")
 		default:
 			return bad("malformed scheme " + strconv.Quote(scheme))
 		}
@@ -100,11 +103,11 @@ func ParseAddr(s string) (Addr, error) {
 		return bad("missing port (want host:port or scheme://host:port)")
 	}
 	lower := strings.ToLower(first)
-	if lower == SchemeTCP || lower == SchemeTLS {
+	if lower == SchemeTCP || lower == SchemeTLS || lower == SchemeQUIC {
 		return bad(lower + " addresses are written " + lower + "://host:port")
 	}
 	if isSchemeToken(first) && after != "" && !strings.Contains(after, ":") && !isPort(after) {
-		return bad("unknown scheme " + strconv.Quote(lower) + " (want tcp, tls, unix or mem) or invalid port " + strconv.Quote(after))
+		return bad("unknown scheme " + strconv.Quote(lower) + " (want tcp, tls, quic, unix or mem) or invalid port " + strconv.Quote(after))
 	}
 	if reason := checkHostPort(s); reason != "" {
 		return bad(reason)
@@ -113,10 +116,11 @@ func ParseAddr(s string) (Addr, error) {
 }
 
 // String returns the address in the form ParseAddr accepts:
-// "tcp://host:port", "tls://host:port", "unix:/path" or "mem:name".
+// "tcp://host:port", "tls://host:port", "quic://host:port", "unix:/path" or
+// "mem:name".
 func (a Addr) String() string {
 	switch a.Scheme {
-	case SchemeTCP, SchemeTLS:
+	case SchemeTCP, SchemeTLS, SchemeQUIC:
 		return a.Scheme + "://" + a.Host
 	case SchemeUnix:
 		if strings.HasPrefix(a.Path, "//") {

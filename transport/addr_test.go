@@ -20,6 +20,8 @@ func TestParseAddr(t *testing.T) {
 		{in: "[::1]:1", want: Addr{Scheme: "tcp", Host: "[::1]:1"}, str: "tcp://[::1]:1"},
 		{in: ":0", want: Addr{Scheme: "tcp", Host: ":0"}, str: "tcp://:0"},
 		{in: "tls://localhost:443", want: Addr{Scheme: "tls", Host: "localhost:443"}},
+		{in: "quic://127.0.0.1:0", want: Addr{Scheme: "quic", Host: "127.0.0.1:0"}},
+		{in: "QUIC://[::1]:443", want: Addr{Scheme: "quic", Host: "[::1]:443"}, str: "quic://[::1]:443"},
 		{in: "unix:/tmp/a.sock", want: Addr{Scheme: "unix", Path: "/tmp/a.sock"}},
 		{in: "unix:///tmp/a.sock", want: Addr{Scheme: "unix", Path: "/tmp/a.sock"}, str: "unix:/tmp/a.sock"},
 		{in: "unix:rel/a.sock", want: Addr{Scheme: "unix", Path: "rel/a.sock"}},
@@ -70,10 +72,11 @@ func TestParseAddrErrors(t *testing.T) {
 		{"tcp://h :1", "invalid character"},
 		{"tcp://::1:80", "too many colons"},
 		{"tcp:h:1", "tcp addresses are written tcp://host:port"},
-		{"quic://h:1", `unknown scheme "quic"`},
+		{"quic:h:1", "quic addresses are written quic://host:port"},
+		{"quic://h", "missing port"},
 		{"http://h:1", `unknown scheme "http"`},
 		{"://h:1", "missing scheme"},
-		{"quic:x", `unknown scheme "quic"`},
+		{"quick:x", `unknown scheme "quick"`},
 		{"unix:", "empty socket path"},
 		{"unix://", "empty socket path"},
 		{"unix://rel", "absolute path"},
@@ -119,7 +122,7 @@ func FuzzParseAddr(f *testing.F) {
 			return
 		}
 		switch a.Scheme {
-		case SchemeTCP, SchemeTLS:
+		case SchemeTCP, SchemeTLS, SchemeQUIC:
 			if a.Host == "" || a.Path != "" {
 				t.Fatalf("ParseAddr(%q) = %+v", s, a)
 			}

@@ -9,7 +9,7 @@ import (
 )
 
 func ExampleParseAddr() {
-	for _, s := range []string{"localhost:8080", "unix:///run/arbor.sock", "mem://svc", "quic://h:1"} {
+	for _, s := range []string{"localhost:8080", "unix:///run/arbor.sock", "mem://svc", "quic://h:1", "http://h:1"} {
 		a, err := transport.ParseAddr(s)
 		if err != nil {
 			fmt.Println(err)
@@ -21,7 +21,8 @@ func ExampleParseAddr() {
 	// localhost:8080 -> tcp://localhost:8080
 	// unix:///run/arbor.sock -> unix:/run/arbor.sock
 	// mem://svc -> mem:svc
-	// transport: bad address "quic://h:1": unknown scheme "quic" (want tcp, tls, unix or mem)
+	// quic://h:1 -> quic://h:1
+	// transport: bad address "http://h:1": unknown scheme "http" (want tcp, tls, quic, unix or mem)
 }
 
 func ExampleListen() {

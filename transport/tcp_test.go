@@ -94,8 +94,8 @@ func TestDialCanceledContext(t *testing.T) {
 
 func TestListenBadAddress(t *testing.T) {
 	ctx := testContext(t)
-	if _, err := Listen(ctx, "quic://h:1", nil); !errors.Is(err, ErrConfig) {
-		t.Errorf("Listen(quic): %v, want ErrConfig", err)
+	if _, err := Listen(ctx, "http://h:1", nil); !errors.Is(err, ErrConfig) {
+		t.Errorf("Listen(http): %v, want ErrConfig", err)
 	}
 	if _, err := Dial(ctx, "nope", nil); !errors.Is(err, ErrConfig) {
 		t.Errorf("Dial(nope): %v, want ErrConfig", err)

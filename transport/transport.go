@@ -1,9 +1,9 @@
 // Package transport turns Arbor addresses into listeners and connections.
 //
 // An address is a URL-like string (see ParseAddr): tcp://host:port,
-// tls://host:port, unix:/path/to/socket, or mem:name (an in-process,
-// buffered connection for tests, scoped to a MemNetwork value rather than a
-// global registry). Listening on port 0 picks a free port; Listener.URL
+// tls://host:port, quic://host:port, unix:/path/to/socket, or mem:name (an
+// in-process, buffered connection for tests, scoped to a MemNetwork value
+// rather than a global registry). Listening on port 0 picks a free port; Listener.URL
 // reports the address actually bound.
 //
 // tls:// is TLS 1.3 only. Dial completes the handshake before returning;
@@ -12,10 +12,21 @@
 // Errors matching ErrTLS and ErrConfig tell TLS and configuration failures
 // apart from network ones.
 //
+// quic:// is QUIC over UDP, with the same TLS 1.3 configuration as tls://
+// and the ALPN protocol QUICALPN ("arbor/1"), which both sides require.
+// Its connections implement StreamConn: the net.Conn methods act on a
+// control stream, the first bidirectional stream, which the dialer opens
+// right after the handshake and which Accept waits for (on a goroutine per
+// connection, so a slow client does not hold up the others); OpenStream and
+// AcceptStream carry further native streams. Closing the connection closes
+// the whole QUIC connection. Dial errors match ErrTLS only for TLS failures
+// (certificates, ALPN): a server that does not answer shows up as ctx
+// ending or as a handshake timeout, both net errors.
+//
 // It is not a protocol: it knows nothing of frames or calls. Every transport
-// here yields a byte stream (net.Conn); a multiplexing transport (QUIC, added
-// later) additionally implements StreamConn so the connection layer can put
-// each call on a native stream.
+// here yields a byte stream (net.Conn); a multiplexing transport (quic://)
+// additionally implements StreamConn so the connection layer can put each
+// call on a native stream.
 package transport
 
 import (
@@ -45,7 +56,7 @@ type StreamConn interface {
 type Config struct {
 	// CertFile and KeyFile are PEM files: the server's certificate for a
 	// listener, the client certificate (mutual TLS) for a dialer. A tls://
-	// listener needs them (or TLS); for a dialer they are optional but
+	// or quic:// listener needs them (or TLS); for a dialer they are optional but
 	// must be set together.
 	CertFile, KeyFile string
 	// CAFile is a PEM bundle. For a dialer it holds the roots that verify
@@ -65,8 +76,9 @@ type Config struct {
 }
 
 // Listen binds addr (see ParseAddr) and returns a listener for it. cfg may
-// be nil for tcp:// and unix: addresses; tls:// needs a certificate and
-// mem: a MemNetwork. ctx bounds the setting up, not the listener's life.
+// be nil for tcp:// and unix: addresses; tls:// and quic:// need a
+// certificate and mem: a MemNetwork. ctx bounds the setting up, not the
+// listener's life.
 //
 // A unix: socket file left behind by a process that died is removed first
 // (but only when dialing it is refused); closing the listener removes the
@@ -88,6 +100,8 @@ func Listen(ctx context.Context, addr string, cfg *Config) (Listener, error) {
 		return &listener{Listener: ln, url: url}, nil
 	case SchemeTLS:
 		return listenTLS(ctx, a, cfg)
+	case SchemeQUIC:
+		return listenQUIC(ctx, a, cfg)
 	case SchemeUnix:
 		return listenUnix(ctx, a)
 	case SchemeMem:
@@ -97,14 +111,16 @@ func Listen(ctx context.Context, addr string, cfg *Config) (Listener, error) {
 }
 
 // Dial connects to addr (see ParseAddr). cfg may be nil for tcp:// and
-// unix: addresses, and for tls:// to a server whose certificate the system
-// roots verify. ctx bounds the whole dial, TLS handshake included; once
+// unix: addresses, and for tls:// and quic:// to a server whose certificate
+// the system roots verify. ctx bounds the whole dial, TLS handshake included; once
 // Dial has returned, ctx no longer affects the connection.
 //
 // A tls:// connection is returned after a successful handshake, as a
 // *tls.Conn. With TLS 1.3 a server that rejects the client's certificate
 // says so after the client has finished its side of the handshake, so that
-// rejection surfaces on the first Read instead.
+// rejection surfaces on the first Read instead. The same holds for a
+// quic:// connection, returned (as a StreamConn) after the handshake, with
+// its control stream opened.
 func Dial(ctx context.Context, addr string, cfg *Config) (net.Conn, error) {
 	a, err := ParseAddr(addr)
 	if err != nil {
@@ -118,6 +134,8 @@ func Dial(ctx context.Context, addr string, cfg *Config) (net.Conn, error) {
 		return dialTCP(ctx, a)
 	case SchemeTLS:
 		return dialTLS(ctx, a, cfg)
+	case SchemeQUIC:
+		return dialQUIC(ctx, a, cfg)
 	case SchemeUnix:
 		return dialUnix(ctx, a)
 	case SchemeMem:

@@ -78,3 +78,9 @@ func (r *Reader) Next() (Header, []byte, error) {
 	}
 	return h, p, nil
 }
+
+// Reset makes r read from rd, keeping its buffer (for pooled readers).
+func (r *Reader) Reset(rd io.Reader) {
+	r.br.Reset(rd)
+	r.pending = 0
+}
