@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"unsafe"
 
 	"github.com/arbor-rpc/arbor/conn"
 	"github.com/arbor-rpc/arbor/internal/status"
@@ -40,6 +41,7 @@ func (s *Sender[M]) Send(m M) error {
 type Receiver[M any] struct {
 	st    Stream
 	codec *value.Codec[M]
+	bytes bool // M is []byte: alias the received buffer instead of copying
 }
 
 // Recv returns the next message, io.EOF after the last one, or the error
@@ -51,6 +53,19 @@ func (r *Receiver[M]) Recv() (M, error) {
 		return zero, streamError(err)
 	}
 	rd := value.NewReader(b)
+	if r.bytes {
+		// Each message arrives in a buffer of its own, so a []byte message
+		// can point into it: one copy fewer per message.
+		var m M
+		if !rd.ReadNil() {
+			p, err := rd.ReadStringBytes()
+			if err != nil {
+				return zero, status.Wrap(InvalidArgument, status.ErrSerialization, err, "decoding a stream message as bytes")
+			}
+			*(*[]byte)(unsafe.Pointer(&m)) = p
+		}
+		return m, nil
+	}
 	m, err := r.codec.Decode(&rd)
 	if err != nil {
 		return zero, status.Wrap(InvalidArgument, status.ErrSerialization, err, "decoding a stream message as "+r.codec.TypeName())
@@ -78,7 +93,8 @@ func newSender[M any](st Stream) *Sender[M] {
 }
 
 func newReceiver[M any](st Stream) *Receiver[M] {
-	return &Receiver[M]{st: st, codec: value.For[M]()}
+	_, isBytes := any((*M)(nil)).(*[]byte)
+	return &Receiver[M]{st: st, codec: value.For[M](), bytes: isBytes}
 }
 
 // ---- server side ----
@@ -219,7 +235,7 @@ func CallServerStream[M, A any](ctx context.Context, c *Client, fn string, a A) 
 		return nil, err
 	}
 	st.CloseSend() // nothing to upload
-	return &ServerStream[M]{Receiver: Receiver[M]{st: st, codec: value.For[M]()}, raw: raw}, nil
+	return &ServerStream[M]{Receiver: *newReceiver[M](st), raw: raw}, nil
 }
 
 // ClientStream is the caller's side of a client-streaming call.

@@ -177,3 +177,42 @@ func mustS(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// []byte messages are handed over without a copy; each must still be its
+// own buffer, untouched by later messages.
+func TestByteStreamMessagesAreIndependent(t *testing.T) {
+	srv := arbor.NewServer()
+	mustS(t, arbor.HandleServerStream(srv, "blocks", func(ctx context.Context, n int, out *arbor.Sender[[]byte]) error {
+		for i := 0; i < n; i++ {
+			if err := out.Send([]byte(strings.Repeat(string(rune('a'+i%26)), 100))); err != nil {
+				return err
+			}
+		}
+		return out.Send(nil)
+	}))
+	l, err := srv.Listen(context.Background(), "tcp://127.0.0.1:0")
+	mustS(t, err)
+	defer srv.Close()
+	c, err := arbor.Dial(context.Background(), l.URL())
+	mustS(t, err)
+	defer c.Close()
+	s, err := arbor.CallServerStream[[]byte](context.Background(), c, "blocks", 50)
+	mustS(t, err)
+	var got [][]byte
+	for {
+		m, err := s.Recv()
+		if err == io.EOF {
+			break
+		}
+		mustS(t, err)
+		got = append(got, m)
+	}
+	if len(got) != 51 || got[50] != nil {
+		t.Fatalf("got %d messages, last %v", len(got), got[len(got)-1])
+	}
+	for i, m := range got[:50] {
+		if string(m) != strings.Repeat(string(rune('a'+i%26)), 100) {
+			t.Fatalf("message %d changed: %q", i, m)
+		}
+	}
+}

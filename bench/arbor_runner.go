@@ -28,9 +28,23 @@ type arborRunner struct {
 }
 
 func startArbor(ctx context.Context) (Runner, error) {
-	srv := arbor.NewServer()
+	return startArborAt(ctx, "tcp://127.0.0.1:0", nil, nil, nil)
+}
+
+// startArborAt serves the unary echo on addr (listener configuration
+// lcfg) and dials it with dcfg; either config may be nil. cleanup, if not
+// nil, runs after the runner has closed (or failed to start).
+func startArborAt(ctx context.Context, addr string, lcfg, dcfg *transport.Config, cleanup func()) (r Runner, err error) {
+	if cleanup != nil {
+		defer func() {
+			if err != nil {
+				cleanup()
+			}
+		}()
+	}
+	srv := arbor.NewServer(arbor.WithTransport(lcfg))
 	arbor.Handle1(srv, "echo", func(ctx context.Context, b []byte) ([]byte, error) { return b, nil })
-	l, err := transport.Listen(ctx, "tcp://127.0.0.1:0", nil)
+	l, err := transport.Listen(ctx, addr, lcfg)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +53,7 @@ func startArbor(ctx context.Context) (Runner, error) {
 		defer close(served)
 		srv.Serve(l) // returns after Close/Shutdown
 	}()
-	c, err := arbor.Dial(ctx, l.URL())
+	c, err := arbor.Dial(ctx, l.URL(), arbor.WithTransport(dcfg))
 	if err != nil {
 		srv.Close()
 		<-served
@@ -53,6 +67,9 @@ func startArbor(ctx context.Context) (Runner, error) {
 			c.Close()
 			srv.Close()
 			<-served
+			if cleanup != nil {
+				cleanup()
+			}
 			return nil
 		},
 	}, nil

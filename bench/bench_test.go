@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"testing"
@@ -37,6 +38,132 @@ func BenchmarkUnary(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkTransport/<system>-<transport>/64B/c<conc>: the transports
+// section's runners (Arbor over tcp, tls, quic, unix; grpc over tcp, tls),
+// measured like BenchmarkUnary.
+//
+//	go test -run '^$' -bench 'Transport/arbor-(tls|quic)' -benchmem
+func BenchmarkTransport(b *testing.B) {
+	for _, name := range knownTransports() {
+		b.Run(name, func(b *testing.B) {
+			r, err := transportRegistry[name].start(context.Background())
+			if err != nil {
+				b.Fatalf("start %s: %v", name, err)
+			}
+			defer r.Close()
+			payload := makePayload(64)
+			b.Run(benchSizeName(64), func(b *testing.B) {
+				for _, c := range []int{1, 16} {
+					b.Run(fmt.Sprintf("c%d", c), func(b *testing.B) {
+						benchCalls(b, name, r, payload, c)
+					})
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkStream/<system>/<payload>/l<lanes>: b.N messages split over
+// lanes bidirectional echo streams on one connection; each lane sends its
+// share back to back while a receiver reads the echoes. ns/op is wall time
+// per echoed message (all lanes together), allocs/op counts client and
+// server; msgs/s is reported too.
+//
+//	go test -run '^$' -bench 'Stream/(arbor|grpc)/64B' -benchmem
+func BenchmarkStream(b *testing.B) {
+	for _, name := range knownStreamSystems() {
+		b.Run(name, func(b *testing.B) {
+			r, err := streamRegistry[name].start(context.Background())
+			if err != nil {
+				b.Fatalf("start %s: %v", name, err)
+			}
+			defer r.Close()
+			for _, size := range []int{64, 1024} {
+				payload := makePayload(size)
+				b.Run(benchSizeName(size), func(b *testing.B) {
+					for _, lanes := range []int{1, 16} {
+						b.Run(fmt.Sprintf("l%d", lanes), func(b *testing.B) {
+							benchStream(b, name, r, payload, lanes)
+						})
+					}
+				})
+			}
+		})
+	}
+}
+
+func benchStream(b *testing.B, name string, r StreamRunner, payload []byte, lanes int) {
+	b.ReportAllocs()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ls := make([]Lane, lanes)
+	for i := range ls {
+		l, err := r.Open(ctx)
+		if err != nil {
+			b.Fatalf("open lane %d: %v", i, err)
+		}
+		ls[i] = l
+	}
+	errs := make([]error, 2*lanes)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, l := range ls {
+		n := b.N / lanes
+		if i < b.N%lanes {
+			n++
+		}
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			<-start
+			for range n {
+				if err := l.Send(payload); err != nil {
+					errs[2*i] = fmt.Errorf("lane %d: send: %w", i, err)
+					cancel()
+					return
+				}
+			}
+			if err := l.CloseSend(); err != nil {
+				errs[2*i] = err
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			got := 0
+			for {
+				m, err := l.Recv()
+				if err == io.EOF {
+					break
+				}
+				if err == nil {
+					err = checkEcho(name, payload, m)
+				}
+				if err != nil {
+					errs[2*i+1] = fmt.Errorf("lane %d: %w", i, err)
+					cancel()
+					return
+				}
+				got++
+			}
+			if got != n {
+				errs[2*i+1] = fmt.Errorf("lane %d: sent %d, %d echoed", i, n, got)
+			}
+		}()
+	}
+	b.ResetTimer()
+	t0 := time.Now()
+	close(start)
+	wg.Wait()
+	el := time.Since(t0)
+	b.StopTimer()
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/el.Seconds(), "msgs/s")
 }
 
 // benchSizeName names a payload size without spaces: 64B, 1KiB.

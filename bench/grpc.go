@@ -3,15 +3,19 @@ package main
 import (
 	"context"
 	"net"
+	"os"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // grpc-go with default client and server options over insecure
-// credentials. The echo service is declared by hand (no protoc) and uses
-// wrapperspb.BytesValue with the default proto codec.
+// credentials (or TLS, for the transports section). The echo service is
+// declared by hand (no protoc) and uses wrapperspb.BytesValue with the
+// default proto codec. Its bidirectional streaming method is in
+// grpc_stream.go.
 
 func init() {
 	register(system{
@@ -19,18 +23,37 @@ func init() {
 		note:  "google.golang.org/grpc, default options, insecure creds, wrapperspb.BytesValue",
 		start: startGRPC,
 	})
+	registerTransport(transportSystem{
+		system: "grpc", transport: "tcp",
+		note:  "insecure creds (the unary section's grpc)",
+		start: startGRPC,
+	})
+	registerTransport(transportSystem{
+		system: "grpc", transport: "tls",
+		note:  "credentials.NewServerTLSFromFile / NewClientTLSFromFile with the same throwaway certificates (TLS 1.3 negotiated)",
+		start: startGRPCTLS,
+	})
 }
 
-const grpcEchoMethod = "/arbor.bench.Echo/Echo"
+const (
+	grpcService      = "arbor.bench.Echo"
+	grpcEchoMethod   = "/" + grpcService + "/Echo"
+	grpcStreamMethod = "/" + grpcService + "/EchoStream"
+)
 
 var grpcEchoDesc = grpc.ServiceDesc{
-	ServiceName: "arbor.bench.Echo",
+	ServiceName: grpcService,
 	HandlerType: (*any)(nil),
 	Methods: []grpc.MethodDesc{{
 		MethodName: "Echo",
 		Handler:    grpcEchoHandler,
 	}},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{{
+		StreamName:    "EchoStream",
+		Handler:       grpcEchoStreamHandler,
+		ServerStreams: true,
+		ClientStreams: true,
+	}},
 	Metadata: "bench",
 }
 
@@ -47,24 +70,66 @@ func grpcEchoHandler(srv any, ctx context.Context, dec func(any) error, intercep
 }
 
 type grpcRunner struct {
-	srv  *grpc.Server
-	conn *grpc.ClientConn
+	srv     *grpc.Server
+	conn    *grpc.ClientConn
+	cleanup func()
 }
 
 func startGRPC(ctx context.Context) (Runner, error) {
+	r, err := startGRPCWith(nil, insecure.NewCredentials(), nil)
+	if err != nil {
+		return nil, err // not a nil *grpcRunner in a non-nil Runner
+	}
+	return r, nil
+}
+
+// startGRPCTLS is startGRPC over TLS with the throwaway certificates.
+func startGRPCTLS(ctx context.Context) (Runner, error) {
+	f, err := writeCerts()
+	if err != nil {
+		return nil, err
+	}
+	cleanup := func() { os.RemoveAll(f.dir) }
+	screds, err := credentials.NewServerTLSFromFile(f.certFile, f.keyFile)
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	ccreds, err := credentials.NewClientTLSFromFile(f.caFile, "127.0.0.1")
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	r, err := startGRPCWith([]grpc.ServerOption{grpc.Creds(screds)}, ccreds, cleanup)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// startGRPCWith serves the echo service on loopback TCP and makes one
+// client connection. cleanup, if not nil, runs after Close (or a failed
+// start).
+func startGRPCWith(sopts []grpc.ServerOption, creds credentials.TransportCredentials, cleanup func()) (*grpcRunner, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		if cleanup != nil {
+			cleanup()
+		}
 		return nil, err
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(sopts...)
 	srv.RegisterService(&grpcEchoDesc, struct{}{})
 	go srv.Serve(ln) //nolint:errcheck // returns after Stop
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		srv.Stop()
+		if cleanup != nil {
+			cleanup()
+		}
 		return nil, err
 	}
-	return &grpcRunner{srv: srv, conn: conn}, nil
+	return &grpcRunner{srv: srv, conn: conn, cleanup: cleanup}, nil
 }
 
 func (r *grpcRunner) Call(ctx context.Context, payload []byte) ([]byte, error) {
@@ -78,5 +143,8 @@ func (r *grpcRunner) Call(ctx context.Context, payload []byte) ([]byte, error) {
 func (r *grpcRunner) Close() error {
 	err := r.conn.Close()
 	r.srv.Stop()
+	if r.cleanup != nil {
+		r.cleanup()
+	}
 	return err
 }

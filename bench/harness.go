@@ -15,9 +15,10 @@ import (
 // result is one measured cell: one system, one payload size, one
 // concurrency.
 type result struct {
-	system  string
-	payload int // bytes
-	conc    int
+	system    string
+	transport string // transports section: "tcp", "tls", ...; else empty
+	payload   int    // bytes
+	conc      int
 
 	calls   uint64
 	elapsed time.Duration

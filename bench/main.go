@@ -1,36 +1,67 @@
 // Command bench runs Arbor beside grpc-go, drpc, net/rpc and a hand-written
 // TCP echo floor, in one process and one run, on the same payloads and
-// concurrency, and prints a markdown table plus Arbor's ratios.
+// concurrency, and prints markdown tables plus Arbor's ratios.
 //
-//	cd bench && go run .                 # full run, 2s per cell
+//	cd bench && go run .                 # full run, 2s per cell: all three sections
 //	go run . -short                      # CI-sized, ~200ms per cell
 //	go run . -d 1s -systems floor,grpc -payloads 64,1KiB -conc 1,16,64,256
+//	go run . -mode stream -d 1s          # bidirectional streaming only
+//	go run . -mode transports -d 1s      # unary over tcp, tls, quic, unix only
 //	go run -tags noarbor .               # without Arbor (if it doesn't build)
 //
-// Each system is a server on 127.0.0.1:0 and ONE client connection shared
-// by every concurrent caller. Allocations are counted process-wide, so
-// allocs/call and B/call include both client and server.
+// Sections (-mode, comma-separated, default all three in this order):
+//
+//   - unary: each system is a server on 127.0.0.1:0 and ONE client
+//     connection shared by every concurrent caller, doing a unary echo.
+//   - stream: bidirectional echo streams, -lanes of them on ONE
+//     connection, each sending as fast as flow control allows while a
+//     receiver reads the echoes; messages/s and allocations per message.
+//   - transports: the unary echo over each transport (Arbor over tcp://,
+//     tls://, quic://, unix:; grpc-go over plain TCP and TLS), with
+//     throwaway certificates made at start.
+//
+// Allocations are counted process-wide, so allocs/call, allocs/msg and
+// the B/ columns include both client and server.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 )
 
+// streamBar is the bar for the streaming section: Arbor's
+// messages/s at least this multiple of grpc-go's.
+const streamBar = 1.5
+
+type config struct {
+	dur, warm time.Duration
+	subject   string
+}
+
 func main() {
 	var (
-		dur      = flag.Duration("d", 2*time.Second, "measured duration per system×payload×concurrency cell")
+		dur      = flag.Duration("d", 2*time.Second, "measured duration per cell (system × payload × concurrency or lanes)")
 		warm     = flag.Duration("warm", 0, "warm-up per cell (default: d/10, clamped to 50ms..500ms)")
 		short    = flag.Bool("short", false, "CI-sized run: -d 200ms -warm 50ms")
-		systems  = flag.String("systems", "all", "comma-separated systems, or all; known: "+strings.Join(knownSystems(), ","))
-		payloads = flag.String("payloads", "64,1KiB", "comma-separated payload sizes (64, 1KiB, 4k, ...)")
-		concs    = flag.String("conc", "1,16,64,256", "comma-separated numbers of concurrent callers sharing one connection")
-		subject  = flag.String("subject", "arbor", "system whose ratios to grpc and floor are tabled")
+		mode     = flag.String("mode", "unary,stream,transports", "comma-separated sections to run: unary, stream, transports, or all")
+		subject  = flag.String("subject", "arbor", "system whose ratios to the others are tabled")
+		systems  = flag.String("systems", "all", "unary: comma-separated systems, or all; known: "+strings.Join(knownSystems(), ","))
+		payloads = flag.String("payloads", "64,1KiB", "unary: comma-separated payload sizes (64, 1KiB, 4k, ...)")
+		concs    = flag.String("conc", "1,16,64,256", "unary: comma-separated numbers of concurrent callers sharing one connection")
+
+		streamSystems  = flag.String("stream-systems", "all", "stream: comma-separated systems, or all; known: "+strings.Join(knownStreamSystems(), ","))
+		streamPayloads = flag.String("stream-payloads", "64,1KiB", "stream: comma-separated message sizes")
+		lanes          = flag.String("lanes", "1,16", "stream: comma-separated numbers of concurrent bidi streams on one connection")
+
+		transports        = flag.String("transports", "all", "transports: comma-separated system-transport pairs, transports or systems, or all; known: "+strings.Join(knownTransports(), ","))
+		transportPayloads = flag.String("transport-payloads", "64", "transports: comma-separated payload sizes")
+		transportConc     = flag.String("transport-conc", "1,16", "transports: comma-separated numbers of concurrent callers sharing one connection")
 	)
 	flag.Parse()
 	if *short {
@@ -39,90 +70,259 @@ func main() {
 	if *warm == 0 {
 		*warm = warmupFor(*dur)
 	}
-	sys, err := lookupSystems(*systems)
+	sections, err := parseModes(*mode)
 	if err != nil {
-		fatalf("%v", err)
+		fatalf("-mode: %v", err)
 	}
-	sizes, err := parseSizes(*payloads)
-	if err != nil {
-		fatalf("-payloads: %v", err)
-	}
-	cs, err := parseInts(*concs)
-	if err != nil {
-		fatalf("-conc: %v", err)
+	cfg := config{dur: *dur, warm: *warm, subject: *subject}
+
+	// Parse every selected section's flags before running anything.
+	var runs []func(io.Writer) error
+	for _, sec := range sections {
+		switch sec {
+		case "unary":
+			sys, err := lookupSystems(*systems)
+			if err != nil {
+				fatalf("-systems: %v", err)
+			}
+			sizes, cs := mustSizes("-payloads", *payloads), mustInts("-conc", *concs)
+			var entries []unaryEntry
+			for _, s := range sys {
+				entries = append(entries, unaryEntry{name: s.name, note: s.note, start: s.start})
+			}
+			runs = append(runs, func(w io.Writer) error { return runUnary(w, cfg, entries, sizes, cs) })
+		case "stream":
+			sys, err := lookupStreamSystems(*streamSystems)
+			if err != nil {
+				fatalf("-stream-systems: %v", err)
+			}
+			sizes, ls := mustSizes("-stream-payloads", *streamPayloads), mustInts("-lanes", *lanes)
+			runs = append(runs, func(w io.Writer) error { return runStream(w, cfg, sys, sizes, ls) })
+		case "transports":
+			ts, err := lookupTransports(*transports)
+			if err != nil {
+				fatalf("-transports: %v", err)
+			}
+			sizes, cs := mustSizes("-transport-payloads", *transportPayloads), mustInts("-transport-conc", *transportConc)
+			runs = append(runs, func(w io.Writer) error { return runTransports(w, cfg, ts, sizes, cs) })
+		}
 	}
 
 	out := os.Stdout
 	printMachine(out, *dur, *warm)
+	for _, run := range runs {
+		if err := run(out); err != nil {
+			fatalf("%v", err)
+		}
+	}
+}
 
-	// Start every runner once; each keeps its one connection for the run.
+// parseModes parses -mode into sections in run order (unary, stream,
+// transports), whatever order they were given in.
+func parseModes(s string) ([]string, error) {
+	all := []string{"unary", "stream", "transports"}
+	want := map[string]bool{}
+	for _, f := range strings.Split(s, ",") {
+		f = strings.ToLower(strings.TrimSpace(f))
+		switch f {
+		case "":
+		case "all":
+			for _, m := range all {
+				want[m] = true
+			}
+		case "unary", "stream", "transports":
+			want[f] = true
+		case "streams", "streaming":
+			want["stream"] = true
+		case "transport":
+			want["transports"] = true
+		default:
+			return nil, fmt.Errorf("unknown section %q (want unary, stream, transports or all)", f)
+		}
+	}
+	var out []string
+	for _, m := range all {
+		if want[m] {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no section selected")
+	}
+	return out, nil
+}
+
+// unaryEntry is one Runner to start for a unary-style section.
+type unaryEntry struct {
+	name, note string
+	transport  string // transports section only
+	start      func(ctx context.Context) (Runner, error)
+}
+
+// runUnary is the unary section.
+func runUnary(w io.Writer, cfg config, entries []unaryEntry, sizes, cs []int) error {
+	fmt.Fprintln(w, "## Unary echo")
+	fmt.Fprintln(w)
+	results, notes, err := unaryCells(cfg, entries, sizes, cs)
+	printResults(w, results)
+	printRatios(w, results, cfg.subject, sizes, cs)
+	printNotes(w, results, notes)
+	return err
+}
+
+// runTransports is the transports section: the unary harness over each
+// system × transport.
+func runTransports(w io.Writer, cfg config, ts []transportSystem, sizes, cs []int) error {
+	fmt.Fprintln(w, "## Unary echo by transport")
+	fmt.Fprintln(w)
+	var entries []unaryEntry
+	for _, t := range ts {
+		entries = append(entries, unaryEntry{name: t.name(), note: t.note, transport: t.transport, start: t.start})
+	}
+	results, notes, err := unaryCells(cfg, entries, sizes, cs)
+	printTransportResults(w, results)
+	printTransportRatios(w, results, cfg.subject, sizes, cs)
+	printNotes(w, results, notes)
+	return err
+}
+
+// unaryCells starts every entry once (each keeps its one connection for
+// the section), checks one call, and measures every payload × concurrency
+// cell. It returns what it measured even when a cell fails.
+func unaryCells(cfg config, entries []unaryEntry, sizes, cs []int) ([]result, []string, error) {
 	var (
 		runners []Runner
-		names   []string
+		started []unaryEntry
 		notes   []string
 	)
-	for _, s := range sys {
+	defer func() {
+		for _, r := range runners {
+			r.Close()
+		}
+	}()
+	for _, e := range entries {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r, err := s.start(ctx)
+		r, err := e.start(ctx)
 		cancel()
 		if err != nil {
-			notes = append(notes, fmt.Sprintf("%s: failed to start, skipped: %v", s.name, err))
-			fmt.Fprintf(os.Stderr, "%s: failed to start: %v\n", s.name, err)
+			notes = append(notes, fmt.Sprintf("%s: failed to start, skipped: %v", e.name, err))
+			fmt.Fprintf(os.Stderr, "%s: failed to start: %v\n", e.name, err)
 			continue
 		}
 		// One checked call before measuring anything.
 		p := makePayload(64)
 		got, err := r.Call(context.Background(), p)
 		if err == nil {
-			err = checkEcho(s.name, p, got)
+			err = checkEcho(e.name, p, got)
 		}
 		if err != nil {
 			r.Close()
-			fatalf("%s: first call: %v", s.name, err)
+			return nil, notes, fmt.Errorf("%s: first call: %w", e.name, err)
 		}
 		runners = append(runners, r)
-		names = append(names, s.name)
-		notes = append(notes, s.name+": "+s.note)
+		started = append(started, e)
+		notes = append(notes, e.name+": "+e.note)
 	}
-	defer func() {
-		for _, r := range runners {
-			r.Close()
-		}
-	}()
 
 	var results []result
-	var runErr error
-cells:
 	for _, size := range sizes {
 		payload := makePayload(size)
 		for _, c := range cs {
 			for i, r := range runners {
-				res, err := measure(names[i], r, payload, c, *warm, *dur)
+				res, err := measure(started[i].name, r, payload, c, cfg.warm, cfg.dur)
 				if err != nil {
-					runErr = err
-					break cells
+					return results, notes, err
 				}
-				fmt.Fprintf(os.Stderr, "%-7s %-6s c%-4d %10s calls/s  p50 %-9s p99 %-9s %6.1f allocs/call\n",
+				res.transport = started[i].transport
+				fmt.Fprintf(os.Stderr, "%-10s %-6s c%-4d %10s calls/s  p50 %-9s p99 %-9s %6.1f allocs/call\n",
 					res.system, sizeLabel(size), c, fmtRate(res.callsPerSec), fmtDur(res.p50), fmtDur(res.p99), res.allocsPerCall)
 				results = append(results, res)
 			}
 		}
 	}
+	return results, notes, nil
+}
 
-	printResults(out, results)
-	printRatios(out, results, *subject, sizes, cs)
-	printNotes(out, results, notes)
-	if runErr != nil {
+// runStream is the bidirectional streaming section.
+func runStream(w io.Writer, cfg config, sys []streamSystem, sizes, ls []int) error {
+	fmt.Fprintln(w, "## Bidirectional streaming echo")
+	fmt.Fprintln(w)
+	results, notes, err := streamCells(cfg, sys, sizes, ls)
+	printStreamResults(w, results)
+	printStreamRatios(w, results, cfg.subject, sizes, ls, streamBar)
+	printStreamNotes(w, notes)
+	return err
+}
+
+func streamCells(cfg config, sys []streamSystem, sizes, ls []int) ([]streamResult, []string, error) {
+	var (
+		runners []StreamRunner
+		names   []string
+		notes   []string
+	)
+	defer func() {
 		for _, r := range runners {
 			r.Close()
 		}
-		fatalf("%v", runErr)
+	}()
+	for _, s := range sys {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := s.start(ctx)
+		if err != nil {
+			cancel()
+			notes = append(notes, fmt.Sprintf("%s: failed to start, skipped: %v", s.name, err))
+			fmt.Fprintf(os.Stderr, "%s: failed to start: %v\n", s.name, err)
+			continue
+		}
+		// One checked stream before measuring anything.
+		err = streamRoundTrip(ctx, s.name, r, [][]byte{makePayload(64), makePayload(1024)})
+		cancel()
+		if err != nil {
+			r.Close()
+			return nil, notes, fmt.Errorf("first stream: %w", err)
+		}
+		runners = append(runners, r)
+		names = append(names, s.name)
+		notes = append(notes, s.name+": "+s.note)
 	}
+
+	var results []streamResult
+	for _, size := range sizes {
+		payload := makePayload(size)
+		for _, l := range ls {
+			for i, r := range runners {
+				res, err := measureStream(names[i], r, payload, l, cfg.warm, cfg.dur)
+				if err != nil {
+					return results, notes, err
+				}
+				fmt.Fprintf(os.Stderr, "%-7s stream %-6s %3d lanes %11s msgs/s %6.2f allocs/msg\n",
+					res.system, sizeLabel(size), l, fmtRate(res.msgsPerSec), res.allocsPerMsg)
+				results = append(results, res)
+			}
+		}
+	}
+	return results, notes, nil
 }
 
 func fatalf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 	os.Exit(1)
+}
+
+func mustSizes(flagName, s string) []int {
+	v, err := parseSizes(s)
+	if err != nil {
+		fatalf("%s: %v", flagName, err)
+	}
+	return v
+}
+
+func mustInts(flagName, s string) []int {
+	v, err := parseInts(s)
+	if err != nil {
+		fatalf("%s: %v", flagName, err)
+	}
+	return v
 }
 
 // parseSizes parses "64,1KiB,4k,1MiB" into byte counts.

@@ -51,7 +51,7 @@ func peerVersions() string {
 func printMachine(w io.Writer, dur, warm time.Duration) {
 	fmt.Fprintf(w, "machine: %s/%s, NumCPU=%d, GOMAXPROCS=%d, %s, CPU: %s\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), cpuModel())
-	fmt.Fprintf(w, "run: %v per cell after %v warm-up; one client connection per system, shared by all callers; client and server in one process\n", dur, warm)
+	fmt.Fprintf(w, "run: %v per cell after %v warm-up; one client connection per system, shared by all callers (or streams); client and server in one process\n", dur, warm)
 	if v := peerVersions(); v != "" {
 		fmt.Fprintf(w, "peers: %s\n", v)
 	}
@@ -117,6 +117,9 @@ func printRatios(w io.Writer, results []result, subject string, sizes, concs []i
 }
 
 func printNotes(w io.Writer, results []result, notes []string) {
+	if len(notes) == 0 && len(results) == 0 {
+		return
+	}
 	fmt.Fprintln(w, "Notes:")
 	for _, n := range notes {
 		fmt.Fprintf(w, "- %s\n", n)
@@ -128,6 +131,166 @@ func printNotes(w io.Writer, results []result, notes []string) {
 				r.system, sizeLabel(r.payload), r.conc, r.dropped, r.calls)
 		}
 	}
+	fmt.Fprintln(w)
+}
+
+// printTransportResults is printResults with the transport in its own
+// column.
+func printTransportResults(w io.Writer, results []result) {
+	if len(results) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "| system | transport | payload | concurrency | calls/s | p50 | p99 | allocs/call | B/call |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range results {
+		sys, _, _ := strings.Cut(r.system, "-")
+		fmt.Fprintf(w, "| %s | %s | %s | %d | %s | %s | %s | %.1f | %.0f |\n",
+			sys, r.transport, sizeLabel(r.payload), r.conc, fmtRate(r.callsPerSec), fmtDur(r.p50), fmtDur(r.p99), r.allocsPerCall, r.bytesPerCall)
+	}
+	fmt.Fprintln(w)
+}
+
+// printTransportRatios tables, per payload × concurrency, what each
+// transport costs against plain TCP (subject's and grpc's) and subject's
+// calls/s against grpc's over the same transport.
+func printTransportRatios(w io.Writer, results []result, subject string, sizes, concs []int) {
+	type key struct {
+		name       string // "arbor-tls"
+		size, conc int
+	}
+	byKey := map[key]result{}
+	measured := map[string]bool{}
+	for _, r := range results {
+		byKey[key{r.system, r.payload, r.conc}] = r
+		measured[r.system] = true
+	}
+	type col struct {
+		head     string
+		num, den string // system-transport names
+	}
+	var cols []col
+	sysList := []string{subject}
+	if subject != "grpc" {
+		sysList = append(sysList, "grpc")
+	}
+	for _, sys := range sysList {
+		if !measured[sys+"-tcp"] {
+			continue
+		}
+		for _, t := range []string{"tls", "quic", "unix"} {
+			if measured[sys+"-"+t] {
+				cols = append(cols, col{fmt.Sprintf("%s %s/tcp", sys, t), sys + "-" + t, sys + "-tcp"})
+			}
+		}
+	}
+	if subject != "grpc" {
+		for _, t := range []string{"tcp", "tls", "quic", "unix"} {
+			if measured[subject+"-"+t] && measured["grpc-"+t] {
+				cols = append(cols, col{fmt.Sprintf("%s/grpc %s", subject, t), subject + "-" + t, "grpc-" + t})
+			}
+		}
+	}
+	if len(cols) == 0 {
+		fmt.Fprintf(w, "Ratios: nothing to compare (need %[1]s-tcp beside another %[1]s transport, or %[1]s and grpc over one transport).\n\n", subject)
+		return
+	}
+	fmt.Fprint(w, "| payload | concurrency |")
+	for _, c := range cols {
+		fmt.Fprintf(w, " %s calls/s |", c.head)
+	}
+	fmt.Fprint(w, "\n|---:|---:|")
+	for range cols {
+		fmt.Fprint(w, "---:|")
+	}
+	fmt.Fprintln(w)
+	for _, size := range sizes {
+		for _, c := range concs {
+			fmt.Fprintf(w, "| %s | %d |", sizeLabel(size), c)
+			for _, col := range cols {
+				n, ok1 := byKey[key{col.num, size, c}]
+				d, ok2 := byKey[key{col.den, size, c}]
+				if ok1 && ok2 && d.callsPerSec > 0 {
+					fmt.Fprintf(w, " %.2fx |", n.callsPerSec/d.callsPerSec)
+				} else {
+					fmt.Fprint(w, " n/a |")
+				}
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+func printStreamResults(w io.Writer, results []streamResult) {
+	if len(results) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "| system | payload | lanes | msgs/s | MiB/s each way | allocs/msg | B/msg |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
+	for _, r := range results {
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %.1f | %.2f | %.0f |\n",
+			r.system, sizeLabel(r.payload), r.lanes, fmtRate(r.msgsPerSec), r.msgsPerSec*float64(r.payload)/(1<<20), r.allocsPerMsg, r.bytesPerMsg)
+	}
+	fmt.Fprintln(w)
+}
+
+// printStreamRatios tables subject against grpc per payload × lanes and
+// says whether subject's messages/s reach bar times grpc's.
+func printStreamRatios(w io.Writer, results []streamResult, subject string, sizes, lanes []int, bar float64) {
+	type key struct {
+		sys         string
+		size, lanes int
+	}
+	byKey := map[key]streamResult{}
+	for _, r := range results {
+		byKey[key{r.system, r.payload, r.lanes}] = r
+	}
+	fmt.Fprintf(w, "| payload | lanes | %[1]s/grpc msgs/s | %[1]s vs grpc allocs/msg |\n", subject)
+	fmt.Fprintln(w, "|---:|---:|---:|---:|")
+	var (
+		cells, met int
+		worst      = -1.0
+		worstAt    string
+	)
+	for _, size := range sizes {
+		for _, l := range lanes {
+			s, ok1 := byKey[key{subject, size, l}]
+			g, ok2 := byKey[key{"grpc", size, l}]
+			if !ok1 || !ok2 || g.msgsPerSec <= 0 {
+				continue
+			}
+			ratio := s.msgsPerSec / g.msgsPerSec
+			cells++
+			if ratio >= bar {
+				met++
+			}
+			if worst < 0 || ratio < worst {
+				worst, worstAt = ratio, fmt.Sprintf("%s, lanes %d", sizeLabel(size), l)
+			}
+			fmt.Fprintf(w, "| %s | %d | %.2fx | %.2f vs %.2f |\n", sizeLabel(size), l, ratio, s.allocsPerMsg, g.allocsPerMsg)
+		}
+	}
+	fmt.Fprintln(w)
+	if cells == 0 {
+		fmt.Fprintf(w, "Bar (%s >= %.2fx grpc msgs/s): not assessed; %s and grpc were not both measured.\n\n", subject, bar, subject)
+		return
+	}
+	verdict := "met"
+	if met < cells {
+		verdict = "NOT met"
+	}
+	fmt.Fprintf(w, "Bar (%s >= %.2fx grpc msgs/s in every cell): %s; reached in %d of %d cells, lowest %.2fx (%s).\n\n", subject, bar, verdict, met, cells, worst, worstAt)
+}
+
+func printStreamNotes(w io.Writer, notes []string) {
+	fmt.Fprintln(w, "Notes:")
+	for _, n := range notes {
+		fmt.Fprintf(w, "- %s\n", n)
+	}
+	fmt.Fprintln(w, "- one stream per lane, all on one client connection; per lane one goroutine sends the same payload back to back (blocking only on flow control) while another receives and checks the echoes; msgs/s counts echoes received, all lanes together.")
+	fmt.Fprintln(w, "- allocs/msg and B/msg count client and server together (same process), per echoed message (one message each way).")
+	fmt.Fprintln(w, "- after each cell the senders half-close and every lane is drained to io.EOF; each lane must get back exactly as many echoes as it sent.")
+	fmt.Fprintln(w)
 }
 
 func sizeLabel(n int) string {

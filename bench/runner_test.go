@@ -15,59 +15,69 @@ import (
 // concurrency on its one connection, and closes cleanly.
 func TestEcho(t *testing.T) {
 	for _, name := range knownSystems() {
-		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			r, err := registry[name].start(ctx)
-			if err != nil {
-				t.Fatalf("start: %v", err)
-			}
-			sizes := []int{0, 1, 64, 1024, 64<<10 + 3, 1 << 20}
-			for _, n := range sizes {
-				p := makePayload(n)
+		t.Run(name, func(t *testing.T) { testEcho(t, name, registry[name].start) })
+	}
+}
+
+// TestTransportEcho does the same for every system × transport of the
+// transports section (tls:// and quic:// with the throwaway certificates).
+func TestTransportEcho(t *testing.T) {
+	for _, name := range knownTransports() {
+		t.Run(name, func(t *testing.T) { testEcho(t, name, transportRegistry[name].start) })
+	}
+}
+
+func testEcho(t *testing.T, name string, start func(context.Context) (Runner, error)) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := start(ctx)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	sizes := []int{0, 1, 64, 1024, 64<<10 + 3, 1 << 20}
+	for _, n := range sizes {
+		p := makePayload(n)
+		got, err := r.Call(ctx, p)
+		if err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		if err := checkEcho(name, p, got); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 && &got[0] == &p[0] {
+			t.Fatalf("%d bytes: result aliases the payload", n)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				p := makePayload((g*131 + i*17) % 3000)
 				got, err := r.Call(ctx, p)
+				if err == nil {
+					err = checkEcho(name, p, got)
+				}
 				if err != nil {
-					t.Fatalf("%d bytes: %v", n, err)
-				}
-				if err := checkEcho(name, p, got); err != nil {
-					t.Fatal(err)
-				}
-				if n > 0 && &got[0] == &p[0] {
-					t.Fatalf("%d bytes: result aliases the payload", n)
+					errs <- err
+					return
 				}
 			}
-			var wg sync.WaitGroup
-			errs := make(chan error, 16)
-			for g := range 16 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range 50 {
-						p := makePayload((g*131 + i*17) % 3000)
-						got, err := r.Call(ctx, p)
-						if err == nil {
-							err = checkEcho(name, p, got)
-						}
-						if err != nil {
-							errs <- err
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- r.Close() }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				t.Fatal("Close did not return")
-			}
-		})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Close() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return")
 	}
 }
 

@@ -204,7 +204,7 @@ func (s *Stream) Send(msg []byte) error {
 		return err
 	}
 	s.c.wbuf = wire.AppendFrame(s.c.wbuf, wire.TypeData, 0, s.id, msg)
-	s.c.flushLocked()
+	s.c.flushLazyLocked()
 	return nil
 }
 
@@ -249,7 +249,7 @@ func (s *Stream) Recv() ([]byte, error) {
 			s.buffered -= len(m)
 			s.consumed += len(m)
 			var credit int
-			if s.consumed >= int(s.c.streamWindow/2) {
+			if s.consumed >= int(s.c.streamWindow/4) {
 				credit, s.consumed = s.consumed, 0
 			}
 			ended := s.isDone()
@@ -409,7 +409,7 @@ func (c *Conn) consumed(n int) {
 	c.recvBuffered -= n
 	c.recvConsumed += n
 	var credit int
-	if c.recvConsumed >= int(c.connWindow/2) {
+	if c.recvConsumed >= int(c.connWindow/4) {
 		credit, c.recvConsumed = c.recvConsumed, 0
 	}
 	c.fmu.Unlock()

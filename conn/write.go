@@ -46,6 +46,22 @@ func (c *Conn) flushLocked() {
 	c.writeLocked()
 }
 
+// flushLazyLocked is flushLocked for stream messages: it always leaves the
+// write to the writer goroutine (unless a write is in progress), since a
+// sender that streams back to back would otherwise pay a syscall per
+// message; messages queued meanwhile leave together.
+func (c *Conn) flushLazyLocked() {
+	if c.writing {
+		c.wmu.Unlock()
+		return
+	}
+	c.wmu.Unlock()
+	select {
+	case c.wsig <- struct{}{}:
+	default:
+	}
+}
+
 // writeLocked writes everything queued, including frames queued while it
 // writes. Called with wmu held and writing false; returns with wmu released.
 func (c *Conn) writeLocked() {
