@@ -89,14 +89,13 @@ func dialError(addr string, err error) error {
 	var alert tls.AlertError
 	var certErr *tls.CertificateVerificationError
 	switch {
-	case errors.As(err, &alert) || errors.As(err, &certErr) || isTLSAlert(err):
-		// The peer refused our certificate (or we refused its): a TLS
-		// failure of identity.
-		cat, code = status.ErrTLS, Unauthenticated
-	case errors.Is(err, transport.ErrTLS):
-		cat = status.ErrTLS
 	case errors.Is(err, transport.ErrConfig):
 		cat, code = status.ErrConfig, InvalidArgument
+	case errors.As(err, &alert) || errors.As(err, &certErr) || isTLSAlert(err) || errors.Is(err, transport.ErrTLS):
+		// A TLS failure once connected: one side refused the other's
+		// certificate (QUIC reports the peer's alert as a CRYPTO_ERROR
+		// wrapped in transport.ErrTLS). A failure of identity.
+		cat, code = status.ErrTLS, Unauthenticated
 	case errors.Is(err, context.DeadlineExceeded):
 		cat, code = status.ErrTimeout, DeadlineExceeded
 	case errors.Is(err, context.Canceled):

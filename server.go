@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,13 +74,13 @@ func (s *Server) register(h *handler) error {
 	return nil
 }
 
-// Catalog lists the registered functions (the built-in catalog function
-// excluded), sorted by id.
+// Catalog lists the registered functions, sorted by id. Built-in functions
+// (ids starting with "arbor.") are left out.
 func (s *Server) Catalog() []FunctionInfo {
 	m := *s.handlers.Load()
 	out := make([]FunctionInfo, 0, len(m))
 	for id, h := range m {
-		if id != CatalogFunction {
+		if !strings.HasPrefix(id, "arbor.") { // built-ins are not the user's catalog
 			out = append(out, h.info)
 		}
 	}

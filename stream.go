@@ -104,7 +104,7 @@ func newReceiver[M any](st Stream) *Receiver[M] {
 // (with the error, if any).
 func HandleServerStream[A, M any](s *Server, id string, fn func(ctx context.Context, a A, out *Sender[M]) error) error {
 	ca := value.For[A]()
-	h := newHandler(id, value.For[M]().TypeName(), ca.TypeName())
+	h := newHandler(id, "stream "+value.For[M]().TypeName(), ca.TypeName())
 	h.info.Kind = KindServerStream
 	h.stream = func(ctx context.Context, st Stream, args, out []byte) ([]byte, error) {
 		r := value.NewReader(args)
@@ -138,7 +138,7 @@ func HandleClientStream[M, R any](s *Server, id string, fn func(ctx context.Cont
 // HandleBidiStream registers fn as a bidirectional streaming function:
 // it receives and sends independently; returning ends the stream.
 func HandleBidiStream[I, O any](s *Server, id string, fn func(ctx context.Context, in *Receiver[I], out *Sender[O]) error) error {
-	h := newHandler(id, value.For[O]().TypeName(), "stream "+value.For[I]().TypeName())
+	h := newHandler(id, "stream "+value.For[O]().TypeName(), "stream "+value.For[I]().TypeName())
 	h.info.Kind = KindBidiStream
 	h.stream = func(ctx context.Context, st Stream, args, out []byte) ([]byte, error) {
 		return value.AppendNil(out), fn(ctx, newReceiver[I](st), newSender[O](st))

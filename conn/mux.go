@@ -199,7 +199,7 @@ func (c *Conn) openStreamMux(ctx context.Context, timeout time.Duration, functio
 	c.inflight.Add(1)
 	c.loops.Add(1)
 	go c.readMuxStream(qs, s)
-	s.stop = context.AfterFunc(ctx, func() { s.abort(ctx.Err()) })
+	s.watch()
 	return s, nil
 }
 

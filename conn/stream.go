@@ -31,6 +31,7 @@ type Stream struct {
 	buffered int  // bytes received, not yet read
 	consumed int  // bytes read since the last CREDIT
 	recvEnd  bool // no more messages will arrive
+	ended    bool // finish ran (guards stop)
 	recvSig  chan struct{}
 
 	sendCredit int64 // guarded by c.fmu
@@ -80,11 +81,13 @@ func (s *Stream) finish(result []byte, err error) {
 		s.mu.Lock()
 		s.result, s.err = result, err
 		s.recvEnd = true
+		s.ended = true
+		stop := s.stop
 		s.mu.Unlock()
 		close(s.done)
 		s.signal()
-		if s.stop != nil {
-			s.stop()
+		if stop != nil {
+			stop()
 		}
 		if s.opener { // a served stream is counted with its call
 			s.c.inflight.Add(-1)
@@ -135,8 +138,23 @@ func (c *Conn) OpenStream(ctx context.Context, function string, md []wire.MD, ar
 	wire.EndFrame(c.wbuf, at)
 	c.flushLocked()
 
-	s.stop = context.AfterFunc(ctx, func() { s.abort(ctx.Err()) })
+	s.watch()
 	return s, nil
+}
+
+// watch cancels the stream when its context ends. Set after the stream is
+// registered (abort looks it up); a stream that ended meanwhile stops the
+// watch at once.
+func (s *Stream) watch() {
+	stop := context.AfterFunc(s.ctx, func() { s.abort(s.ctx.Err()) })
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		stop()
+		return
+	}
+	s.stop = stop
+	s.mu.Unlock()
 }
 
 // abort ends an opened stream from this side: CANCEL to the peer, the

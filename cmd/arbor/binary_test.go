@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestBinary builds the arbor command and drives it as a user would:
@@ -22,12 +24,16 @@ func TestBinary(t *testing.T) {
 	if err != nil {
 		t.Skip("no go tool in PATH")
 	}
-	ctx := testContext(t)
+	// Building may take minutes on a cold cache and a busy machine; only
+	// what follows runs under the usual test timeout.
+	bctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	bin := filepath.Join(t.TempDir(), "arbor")
-	build := exec.CommandContext(ctx, goTool, "build", "-o", bin, ".")
+	build := exec.CommandContext(bctx, goTool, "build", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	ctx := testContext(t)
 
 	// serve, reading its stdout through a pipe of our own so that Wait
 	// does not race our reads.

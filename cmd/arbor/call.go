@@ -22,6 +22,10 @@ Each ARG is one JSON value, numbered from 0: 2, -1.5, true, null, "text",
 parameter takes a JSON string (its UTF-8 bytes); a bytes result prints as a
 base64 string, as encoding/json writes []byte.
 
+A streaming function is driven too: a server stream (count) prints each
+message as a JSON line; a client stream (sum) or bidirectional stream
+(chat) sends every JSON value read from stdin and prints what comes back.
+
 A failed call prints "error: CODE: message" to stderr and exits 1.
 `
 
@@ -54,6 +58,16 @@ func call(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return printError(stderr, timedOut(ctx, err, *timeout))
 	}
 	defer c.Close()
+	kind, err := kindOf(ctx, c, fn)
+	if err != nil {
+		return printError(stderr, timedOut(ctx, err, *timeout))
+	}
+	if kind != arbor.KindUnary {
+		if err := callStream(ctx, c, kind, fn, values, stdout); err != nil {
+			return printError(stderr, timedOut(ctx, err, *timeout))
+		}
+		return exitOK
+	}
 	res, err := arbor.CallAny(ctx, c, fn, values...)
 	if err != nil {
 		return printError(stderr, timedOut(ctx, err, *timeout))

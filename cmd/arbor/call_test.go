@@ -93,10 +93,26 @@ func TestCatalog(t *testing.T) {
 	s := startServe(t, 1, "--listen", "tcp://127.0.0.1:0")
 	code, stdout, stderr := runArbor(testContext(t), "catalog", s.addrs[0])
 	want := "add(int, int) int\n" +
+		"chat(stream string) stream string\n" +
 		"concat(string, string) string\n" +
+		"count(int) stream int\n" +
 		"echo(bytes) bytes\n" +
 		"fail(string) struct {}\n" +
-		"sleep(int) int\n"
+		"get_iss_object(string) bytes\n" +
+		"math_add+full(int, int) int\n" +
+		"math_add+full_vb(int, int) int\n" +
+		"math_add+mem(int, int) int\n" +
+		"math_add+mem_vb(int, int) int\n" +
+		"math_add+none(int, int) int\n" +
+		"math_mul+full(int, int) int\n" +
+		"math_mul+full_vb(int, int) int\n" +
+		"math_mul+mem(int, int) int\n" +
+		"math_mul+mem_vb(int, int) int\n" +
+		"math_mul+none(int, int) int\n" +
+		"rq_post_iss_object+full(string, string, bytes) string\n" +
+		"sleep(int) int\n" +
+		"sum(stream int) int\n" +
+		"uuid_100_2(demo.Payload) bytes\n"
 	if code != exitOK || stdout != want || stderr != "" {
 		t.Errorf("arbor catalog = %d, stdout %q, stderr %q; want 0 and\n%s", code, stdout, stderr, want)
 	}
@@ -213,5 +229,31 @@ func TestTLS(t *testing.T) {
 	}
 	if code := s.stop(t); code != exitOK {
 		t.Errorf("serve exited %d, want 0", code)
+	}
+}
+
+func TestCallStreams(t *testing.T) {
+	s := startServe(t, 1, "--listen", "tcp://127.0.0.1:0")
+	addr := s.addrs[0]
+	ctx := testContext(t)
+	if code, stdout, stderr := runArbor(ctx, "call", addr, "count", "3"); code != exitOK || stdout != "1\n2\n3\n" {
+		t.Errorf("count 3 = %d, %q, %q", code, stdout, stderr)
+	}
+	stdin = strings.NewReader("1 2\n3\n4\n")
+	code, stdout, stderr := runArbor(ctx, "call", addr, "sum")
+	if code != exitOK || stdout != "10\n" {
+		t.Errorf("sum = %d, %q, %q", code, stdout, stderr)
+	}
+	stdin = strings.NewReader(`"hi" "there"`)
+	code, stdout, stderr = runArbor(ctx, "call", addr, "chat")
+	stdin = os.Stdin
+	if code != exitOK || stdout != "\"HI\"\n\"THERE\"\n" {
+		t.Errorf("chat = %d, %q, %q", code, stdout, stderr)
+	}
+	if code, _, stderr := runArbor(ctx, "call", addr, "count", "-1"); code != exitFail || !strings.HasPrefix(stderr, "error: InvalidArgument: count: negative") {
+		t.Errorf("count -1 = %d, %q", code, stderr)
+	}
+	if code, stdout, _ := runArbor(ctx, "catalog", addr); code != exitOK || !strings.Contains(stdout, "count(int) stream int\n") || !strings.Contains(stdout, "chat(stream string) stream string\n") {
+		t.Errorf("catalog = %d, %q", code, stdout)
 	}
 }

@@ -3,11 +3,20 @@
 //	arbor serve [--listen ADDR]... [--cert F --key F [--ca F]] [--log-level LEVEL]
 //	arbor call [--timeout D] [--cert F --key F] [--ca F] [--server-name N] ADDR FUNCTION [ARG ...]
 //	arbor catalog [--timeout D] [--cert F --key F] [--ca F] [--server-name N] ADDR
+//	arbor resolve|submit [client flags] ADDR FILE|-
+//	arbor status|result|release [client flags] ADDR ID
+//	arbor cancel [client flags] ADDR ID [PATH]
 //	arbor version
 //
-// serve offers the demo catalog (add, concat, echo, sleep, fail) on every
-// listener, printing one "listening on ADDR" line per listener to stdout,
+// serve offers the demo catalog (add, concat, echo, sleep, fail, and the
+// request-tree functions of package demo) on every listener, printing one
+// "listening on ADDR" line per listener to stdout, resolves request trees
+// with a memory cache and a disk (--cache-dir) or Redis (--redis) cache,
 // and shuts down gracefully on SIGINT or SIGTERM.
+//
+// resolve sends a request tree in Cradle JSON and prints the result as
+// JSON; submit starts one in the background and prints its id, which
+// status, result, cancel and release take.
 //
 // call passes each ARG as one JSON value and prints the result as JSON;
 // bytes results print as base64 strings, as encoding/json writes []byte.
@@ -41,11 +50,18 @@ Commands:
   serve     serve the demo catalog
   call      call a function and print its result as JSON
   catalog   list a server's functions
+  resolve   resolve a request tree (Cradle JSON) and print its result
+  submit    start resolving a request tree; print its id
+  status    print a submitted tree's status, one request a line
+  result    wait for a submitted tree and print its result
+  cancel    cancel a submitted tree
+  release   drop a submitted tree
+  certs     write a development CA, server and client certificates
   version   print the version
   help      print this help
 
 Run 'arbor COMMAND -h' (or 'arbor help COMMAND') for a command's usage.
-Addresses are tcp://host:port, tls://host:port or unix:/path.
+Addresses are tcp://host:port, tls://host:port, quic://host:port or unix:/path.
 `
 
 func main() {
@@ -72,6 +88,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return call(ctx, rest, stdout, stderr)
 	case "catalog":
 		return catalog(ctx, rest, stdout, stderr)
+	case "resolve":
+		return resolveCmd(ctx, rest, stdout, stderr)
+	case "submit":
+		return submit(ctx, rest, stdout, stderr)
+	case "status":
+		return status(ctx, rest, stdout, stderr)
+	case "result":
+		return result(ctx, rest, stdout, stderr)
+	case "cancel":
+		return cancel(ctx, rest, stdout, stderr)
+	case "release":
+		return release(ctx, rest, stdout, stderr)
+	case "certs":
+		return certs(rest, stdout, stderr)
 	case "version":
 		return version(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +16,21 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// serve's default disk cache lives under the user cache directory:
+	// point it at a scratch directory so tests never touch the real one.
+	dir, err := os.MkdirTemp("", "arbor-cmd-test")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_CACHE_HOME", dir)
+	code := func() int { defer os.RemoveAll(dir); return m.Run() }()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // testTimeout bounds every test so a bug fails it instead of hanging it.

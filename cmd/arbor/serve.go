@@ -22,10 +22,14 @@ const defaultListen = "tcp://127.0.0.1:7450"
 // after it are closed.
 const shutdownTimeout = 10 * time.Second
 
-const serveAbout = `Serves the demo catalog (add, concat, echo, sleep, fail) on every --listen
-address until SIGINT or SIGTERM, then shuts down gracefully: running calls
-get up to 10s to finish. Prints "listening on ADDR" to stdout for each
-listener, with the port actually bound; logs go to stderr.
+const serveAbout = `Serves the demo catalog (add, concat, echo, sleep, fail, and the request-tree
+functions) on every --listen address until SIGINT or SIGTERM, then shuts
+down gracefully: running calls get up to 10s to finish. Prints "listening
+on ADDR" to stdout for each listener, with the port actually bound; logs go
+to stderr.
+
+Request trees (arbor resolve) cache +mem results in memory and +full
+results in memory and on disk under --cache-dir, or in Redis with --redis.
 `
 
 // stringList is a repeatable string flag.
@@ -42,8 +46,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var tf tlsFlags
 	tf.register(fs, false)
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	var cf cacheFlags
+	cf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
+	}
+	if err := cf.check(fs); err != nil {
+		return usageError(fs, stderr, "%v", err)
 	}
 	if fs.NArg() > 0 {
 		return usageError(fs, stderr, "unexpected argument %q", fs.Arg(0))
@@ -63,7 +72,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if a.Scheme == transport.SchemeMem {
 			return usageError(fs, stderr, "--listen %s: mem: addresses exist only inside one process", addr)
 		}
-		if a.Scheme == transport.SchemeTLS && (tf.cert == "" || tf.key == "") {
+		if (a.Scheme == transport.SchemeTLS || a.Scheme == transport.SchemeQUIC) && (tf.cert == "" || tf.key == "") {
 			return usageError(fs, stderr, "--listen %s needs --cert and --key", addr)
 		}
 	}
@@ -88,6 +97,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		ls = append(ls, l)
 	}
+	engine, err := cf.enable(srv, log) // resolve.go: request trees and their caches
+	if err != nil {
+		for _, l := range ls {
+			l.Close()
+		}
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitFail
+	}
+	defer engine.Close()
 
 	var wg sync.WaitGroup
 	failed := make(chan error, len(ls))

@@ -7,7 +7,9 @@
 //	sleep(int) int              waits ms milliseconds, returns ms
 //	fail(string) struct {}      always fails with Internal and the message
 //
-// It is not an example of a real service and holds no state.
+// trees.go adds the functions of Cradle's example request tree and
+// arithmetic at every caching level (see registerTrees). It is not an
+// example of a real service; its only state is trees.go's object store.
 package demo
 
 import (
@@ -27,6 +29,8 @@ func Register(s *arbor.Server) error {
 		arbor.Handle1(s, "echo", echo),
 		arbor.Handle1(s, "sleep", sleep),
 		arbor.Handle1(s, "fail", fail),
+		registerTrees(s),   // trees.go: request-tree functions
+		registerStreams(s), // streams.go: count, sum, chat
 	)
 }
 

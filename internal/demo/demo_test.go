@@ -96,10 +96,26 @@ func TestCatalog(t *testing.T) {
 	}
 	want := []string{
 		"add(int, int) int",
+		"chat(stream string) stream string",
 		"concat(string, string) string",
+		"count(int) stream int",
 		"echo(bytes) bytes",
 		"fail(string) struct {}",
+		"get_iss_object(string) bytes",
+		"math_add+full(int, int) int",
+		"math_add+full_vb(int, int) int",
+		"math_add+mem(int, int) int",
+		"math_add+mem_vb(int, int) int",
+		"math_add+none(int, int) int",
+		"math_mul+full(int, int) int",
+		"math_mul+full_vb(int, int) int",
+		"math_mul+mem(int, int) int",
+		"math_mul+mem_vb(int, int) int",
+		"math_mul+none(int, int) int",
+		"rq_post_iss_object+full(string, string, bytes) string",
 		"sleep(int) int",
+		"sum(stream int) int",
+		"uuid_100_2(demo.Payload) bytes",
 	}
 	if len(fs) != len(want) {
 		t.Fatalf("Catalog = %v, want %q", fs, want)

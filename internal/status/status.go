@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 )
 
 // Code classifies an error. The numbering follows gRPC's so that codes read
@@ -151,6 +152,11 @@ func (e *Error) Is(target error) bool {
 		return e.Code == DeadlineExceeded || e.Category == ErrTimeout
 	case ErrUnknownMethod:
 		return e.Category == ErrUnknownMethod
+	case ErrIO:
+		// Local file and device failures (a certificate that cannot be
+		// read) are I/O errors whatever their category.
+		var pe *fs.PathError
+		return e.Category == ErrIO || errors.As(e.Cause, &pe)
 	}
 	return e.Category != nil && e.Category == target
 }

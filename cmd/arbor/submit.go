@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/arbor-rpc/arbor"
+	"github.com/arbor-rpc/arbor/request"
+)
+
+const submitAbout = `Sends the request tree in FILE (Cradle JSON; - reads standard input) to
+the server at ADDR, which starts resolving it in the background, and prints
+the tree's id. Follow it with 'arbor status ADDR ID', fetch the result with
+'arbor result ADDR ID', stop it with 'arbor cancel ADDR ID'.
+`
+
+// submit runs the submit command.
+func submit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("submit", "[flags] ADDR FILE|-", submitAbout, stderr)
+	var cf clientFlags
+	cf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 2 {
+		return usageError(fs, stderr, "want ADDR and FILE (or - for standard input), got %d argument(s)", fs.NArg())
+	}
+	body, err := readRequest(fs.Arg(1))
+	if err != nil {
+		return printError(stderr, err)
+	}
+	return cf.run(ctx, fs.Arg(0), stderr, func(ctx context.Context, c *arbor.Client) error {
+		id, err := arbor.SubmitJSON(ctx, c, body)
+		if err != nil {
+			return err
+		}
+		return write(stdout, []byte(id+"\n"))
+	})
+}
+
+const resultAbout = `Waits for the submitted request tree ID on the server at ADDR to finish
+and prints its result as JSON (as 'arbor resolve' does), or its error.
+`
+
+// result runs the result command.
+func result(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("result", "[flags] ADDR ID", resultAbout, stderr)
+	var cf clientFlags
+	cf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 2 {
+		return usageError(fs, stderr, "want ADDR and ID, got %d argument(s)", fs.NArg())
+	}
+	return cf.run(ctx, fs.Arg(0), stderr, func(ctx context.Context, c *arbor.Client) error {
+		res, err := arbor.RequestResultRaw(ctx, c, fs.Arg(1))
+		if err != nil {
+			return err
+		}
+		out, err := request.AppendValueJSON(nil, res)
+		if err != nil {
+			return arbor.Errorf(arbor.Internal, "printing the result as JSON: %v", err)
+		}
+		return write(stdout, append(out, '\n'))
+	})
+}

@@ -1,0 +1,51 @@
+package request
+
+import "testing"
+
+func benchTree7() *Node {
+	leaf := func(a, b int) *Node { return New("math_add+mem", a, b) }
+	return New("math_add+mem",
+		New("math_add+mem", leaf(1, 2), leaf(3, 4)),
+		New("math_add+mem", leaf(5, 6), leaf(7, 8)))
+}
+
+func BenchmarkKey7(b *testing.B) {
+	t := benchTree7()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = t.Key()
+	}
+}
+
+func BenchmarkMsgpackKey7(b *testing.B) {
+	raw, _ := AppendMsgpack(nil, benchTree7())
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, _, _, ok := MsgpackKey(raw, Limits{}); !ok {
+			b.Fatal("not ok")
+		}
+	}
+}
+
+func BenchmarkParseMsgpack7(b *testing.B) {
+	raw, _ := AppendMsgpack(nil, benchTree7())
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := ParseMsgpack(raw, Limits{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParseJSONSeed(b *testing.B) {
+	raw := seedExample(b)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseJSON(raw, Limits{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

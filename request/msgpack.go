@@ -1,0 +1,363 @@
+package request
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/arbor-rpc/arbor/internal/status"
+	"github.com/arbor-rpc/arbor/value"
+)
+
+// The msgpack form of a tree, used on the wire:
+//
+//	node = [id str, title str, args array]            (3 elements)
+//	     | [id, title, args, base_millis, max_attempts] (5, with a retry hint)
+//	arg  = [0, value]    a value, in canonical msgpack
+//	     | [1, node]     a subrequest
+const (
+	argValue   = 0
+	argRequest = 1
+)
+
+// AppendMsgpack appends the msgpack form of the tree. Values are copied as
+// they are (canonical when built by this package). It fails only on a tree
+// that New could not build, or one nested deeper than 4096 (a cycle).
+func AppendMsgpack(b []byte, n *Node) ([]byte, error) { return appendNodeMsgpack(b, n, 0) }
+
+func appendNodeMsgpack(b []byte, n *Node, depth int) ([]byte, error) {
+	if n == nil {
+		return b, status.New(status.InvalidArgument, "request is nil")
+	}
+	if depth > maxWriteDepth {
+		return b, status.Errorf(status.InvalidArgument, "request nested deeper than %d (a cycle?)", maxWriteDepth)
+	}
+	if n.err != nil {
+		return b, n.err
+	}
+	if n.Retry != (RetryHint{}) {
+		b = value.AppendArrayHeader(b, 5)
+	} else {
+		b = value.AppendArrayHeader(b, 3)
+	}
+	b = value.AppendString(b, n.ID)
+	b = value.AppendString(b, n.Title)
+	b = value.AppendArrayHeader(b, len(n.Args))
+	for _, a := range n.Args {
+		b = append(b, 0x92) // fixarray of 2
+		if a.Node != nil {
+			b = append(b, argRequest)
+			var err error
+			if b, err = appendNodeMsgpack(b, a.Node, depth+1); err != nil {
+				return b, err
+			}
+			continue
+		}
+		b = append(b, argValue)
+		if a.Value == nil {
+			return b, status.Errorf(status.InvalidArgument, "%s: an argument has neither a value nor a subrequest", n.ID)
+		}
+		b = append(b, a.Value...)
+	}
+	if n.Retry != (RetryHint{}) {
+		b = value.AppendInt(b, n.Retry.BaseMillis)
+		b = value.AppendInt(b, n.Retry.MaxAttempts)
+	}
+	return b, nil
+}
+
+// ParseMsgpack reads a tree in msgpack form from the start of b and returns
+// it with the number of bytes it took. Values that are already canonical
+// alias b (others are re-encoded), so b must stay unchanged while the tree
+// is in use. Errors are InvalidArgument naming the path and byte offset;
+// zero fields of lim take DefaultLimits.
+func ParseMsgpack(b []byte, lim Limits) (*Node, int, error) {
+	p := msgpackParser{b: b, lim: lim.orDefault()}
+	n, err := p.node(nil, 1)
+	if err != nil {
+		return nil, 0, err
+	}
+	return n, p.off, nil
+}
+
+type msgpackParser struct {
+	b     []byte
+	off   int
+	lim   Limits
+	nodes int
+}
+
+func (p *msgpackParser) errorf(off int, path *Path, format string, args ...any) error {
+	e := status.Errorf(status.InvalidArgument, "request msgpack: %s: %s (at byte %d)", path, fmt.Sprintf(format, args...), off)
+	e.Category = status.ErrSerialization
+	return e
+}
+
+// head reads a header of the wanted kind.
+func (p *msgpackParser) head(path *Path, want value.Kind, what string) (head, error) {
+	h, err := readHead(p.b, p.off)
+	if err != nil {
+		return h, p.errorf(p.off, path, "%s: %v", what, err)
+	}
+	if h.kind != want && !(want == value.KindUint && h.kind == value.KindInt) {
+		return h, p.errorf(p.off, path, "%s: want %s, got %s", what, want, h.kind)
+	}
+	return h, nil
+}
+
+func (p *msgpackParser) str(path *Path, what string) (string, error) {
+	h, err := p.head(path, value.KindString, what)
+	if err != nil {
+		return "", err
+	}
+	if h.n > p.lim.Value.MaxLength || len(p.b)-p.off-h.hlen < h.n {
+		return "", p.errorf(p.off, path, "%s: bad length %d", what, h.n)
+	}
+	p.off += h.hlen
+	s := string(p.b[p.off : p.off+h.n])
+	p.off += h.n
+	return s, nil
+}
+
+func (p *msgpackParser) count(path *Path, what string, max int) (int, error) {
+	h, err := p.head(path, value.KindArray, what)
+	if err != nil {
+		return 0, err
+	}
+	if h.n > max || h.n > len(p.b)-p.off-h.hlen {
+		return 0, p.errorf(p.off, path, "%s: %d elements do not fit", what, h.n)
+	}
+	p.off += h.hlen
+	return h.n, nil
+}
+
+func (p *msgpackParser) integer(path *Path, what string) (int64, error) {
+	start := p.off
+	h, err := p.head(path, value.KindUint, what)
+	if err != nil {
+		return 0, err
+	}
+	p.off += h.hlen
+	if h.neg || h.u > 1<<53 {
+		return 0, p.errorf(start, path, "%s: want a non-negative integer", what)
+	}
+	return int64(h.u), nil
+}
+
+func (p *msgpackParser) node(path *Path, depth int) (*Node, error) {
+	start := p.off
+	if depth > p.lim.MaxDepth {
+		return nil, p.errorf(start, path, "requests nested deeper than %d", p.lim.MaxDepth)
+	}
+	if p.nodes++; p.nodes > p.lim.MaxNodes {
+		return nil, p.errorf(start, path, "more than %d requests in one tree", p.lim.MaxNodes)
+	}
+	fields, err := p.count(path, "request", 5)
+	if err != nil {
+		return nil, err
+	}
+	if fields != 3 && fields != 5 {
+		return nil, p.errorf(start, path, "a request is an array of 3 or 5 elements, got %d", fields)
+	}
+	n := &Node{}
+	if n.ID, err = p.str(path, "uuid"); err != nil {
+		return nil, err
+	}
+	if n.ID == "" {
+		return nil, p.errorf(start, path, "empty uuid")
+	}
+	if n.Title, err = p.str(path, "title"); err != nil {
+		return nil, err
+	}
+	nargs, err := p.count(path, "args", p.lim.Value.MaxLength)
+	if err != nil {
+		return nil, err
+	}
+	n.Args = make([]Arg, nargs)
+	for i := range n.Args {
+		cp := path.Child(i)
+		aoff := p.off
+		if len(p.b)-p.off < 2 || p.b[p.off] != 0x92 {
+			return nil, p.errorf(aoff, &cp, "an argument is [0, value] or [1, request]")
+		}
+		tag := p.b[p.off+1]
+		p.off += 2
+		switch tag {
+		case argValue:
+			end, canon, err := scanCanon(p.b, p.off, 0, p.lim.Value)
+			if err != nil {
+				return nil, p.errorf(p.off, &cp, "%v", err)
+			}
+			v := p.b[p.off:end:end]
+			if !canon {
+				if v, _, err = appendCanon(nil, p.b, p.off, 0, p.lim.Value); err != nil {
+					return nil, p.errorf(p.off, &cp, "%v", err)
+				}
+			}
+			n.Args[i] = Arg{Value: v}
+			p.off = end
+		case argRequest:
+			sub, err := p.node(&cp, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			n.Args[i] = Arg{Node: sub}
+		default:
+			return nil, p.errorf(aoff, &cp, "unknown argument tag %d (want 0 for a value, 1 for a request)", tag)
+		}
+	}
+	if fields == 5 {
+		if n.Retry.BaseMillis, err = p.integer(path, "base_millis"); err != nil {
+			return nil, err
+		}
+		if n.Retry.MaxAttempts, err = p.integer(path, "max_attempts"); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// MsgpackKey computes the content key of the tree in msgpack form at the
+// start of b without building it, for a server that answers from its
+// memory cache: it returns the key (equal to the parsed tree's Key), the
+// root's id (aliasing b) and argument count, and the bytes the tree takes.
+// It reports ok = false, and leaves the reasons to ParseMsgpack, for
+// anything but a well-formed tree within lim whose values are all in
+// canonical form and whose nodes are small enough to hash in one piece.
+func MsgpackKey(b []byte, lim Limits) (key Key, rootID []byte, nargs, used int, ok bool) {
+	k := msgpackKeyer{b: b, lim: lim.orDefault()}
+	var scratch [1024]byte
+	key, ok = k.node(1, scratch[:0], true)
+	if !ok {
+		return Key{}, nil, 0, 0, false
+	}
+	return key, k.rootID, k.rootArgs, k.off, true
+}
+
+type msgpackKeyer struct {
+	b        []byte
+	off      int
+	lim      Limits
+	nodes    int
+	rootID   []byte
+	rootArgs int
+}
+
+// raw reads a header of the wanted kind and returns it, advancing past it.
+func (k *msgpackKeyer) raw(want value.Kind) (head, bool) {
+	h, err := readHead(k.b, k.off)
+	if err != nil || h.kind != want {
+		return h, false
+	}
+	k.off += h.hlen
+	return h, true
+}
+
+// array reads an array header, with a fast path for fixarray.
+func (k *msgpackKeyer) array() (int, bool) {
+	if k.off < len(k.b) && k.b[k.off]&0xf0 == 0x90 {
+		n := int(k.b[k.off] & 0x0f)
+		k.off++
+		return n, true
+	}
+	h, ok := k.raw(value.KindArray)
+	return h.n, ok
+}
+
+func (k *msgpackKeyer) str(maxLen int) ([]byte, bool) {
+	if k.off < len(k.b) && k.b[k.off]&0xe0 == 0xa0 { // fixstr
+		n := int(k.b[k.off] & 0x1f)
+		if len(k.b)-k.off-1 < n || n > maxLen {
+			return nil, false
+		}
+		s := k.b[k.off+1 : k.off+1+n]
+		k.off += 1 + n
+		return s, true
+	}
+	h, ok := k.raw(value.KindString)
+	if !ok || h.n > maxLen || len(k.b)-k.off < h.n {
+		return nil, false
+	}
+	s := k.b[k.off : k.off+h.n]
+	k.off += h.n
+	return s, true
+}
+
+func (k *msgpackKeyer) node(depth int, scratch []byte, root bool) (Key, bool) {
+	if depth > k.lim.MaxDepth {
+		return Key{}, false
+	}
+	if k.nodes++; k.nodes > k.lim.MaxNodes {
+		return Key{}, false
+	}
+	fields, ok := k.array()
+	if !ok || (fields != 3 && fields != 5) {
+		return Key{}, false
+	}
+	id, ok := k.str(k.lim.Value.MaxLength)
+	if !ok || len(id) == 0 {
+		return Key{}, false
+	}
+	if _, ok := k.str(k.lim.Value.MaxLength); !ok { // title
+		return Key{}, false
+	}
+	nargs, ok := k.array()
+	if !ok || nargs > k.lim.Value.MaxLength || nargs > len(k.b)-k.off {
+		return Key{}, false
+	}
+	if root {
+		k.rootID, k.rootArgs = id, nargs
+	}
+	b := append(scratch[:0], keyVersion, tagNode)
+	b = binary.AppendUvarint(b, uint64(len(id)))
+	b = append(b, id...)
+	b = binary.AppendUvarint(b, uint64(nargs))
+	for range nargs {
+		if len(k.b)-k.off < 2 || k.b[k.off] != 0x92 {
+			return Key{}, false
+		}
+		tag := k.b[k.off+1]
+		k.off += 2
+		switch tag {
+		case argValue:
+			end := k.off + 1
+			if k.off >= len(k.b) {
+				return Key{}, false
+			}
+			if c := k.b[k.off]; c > 0x7f && c < 0xe0 { // not a fixint: walk it
+				e, canon, err := scanCanon(k.b, k.off, 0, k.lim.Value)
+				if err != nil || !canon {
+					return Key{}, false
+				}
+				end = e
+			}
+			v := k.b[k.off:end]
+			k.off = end
+			b = append(b, tagValue)
+			b = binary.AppendUvarint(b, uint64(len(v)))
+			b = append(b, v...)
+		case argRequest:
+			sub, ok := k.node(depth+1, b[len(b):], false)
+			if !ok {
+				return Key{}, false
+			}
+			b = append(b, tagRequest)
+			b = append(b, sub[:]...)
+		default:
+			return Key{}, false
+		}
+		if len(b) > largeKeyInput {
+			return Key{}, false
+		}
+	}
+	if fields == 5 {
+		for range 2 {
+			h, err := readHead(k.b, k.off)
+			if err != nil || h.kind != value.KindUint || h.u > 1<<53 {
+				return Key{}, false
+			}
+			k.off += h.hlen
+		}
+	}
+	return sha256.Sum256(b), true
+}

@@ -1,0 +1,677 @@
+// Package resolve is Arbor's request-tree engine: it resolves a
+// request.Node by looking its function up in a Catalog, resolving the
+// subrequests first — concurrently, up to a bound, identical ones in flight
+// at once only once — then running the function with the resolved
+// arguments, through the caches that the node's caching level names.
+//
+// Levels (request.LevelOf): none runs every time; mem keeps results in the
+// memory cache; full keeps them in the memory cache and the secondary
+// (disk or Redis) cache, so they survive restarts; the _vb variants key on
+// the resolved argument values instead of the request. Concurrent identical
+// cached requests run once.
+//
+// Errors name the path of the failing node ("args.tuple_element2"). A
+// per-function retry policy re-runs functions whose errors are marked
+// retryable. Trees can also be resolved asynchronously (Submit) with a
+// status tree per request node (Status), cancelled (Cancel), fetched
+// (Result) and released (Release).
+//
+// What it is not: it does not decode or encode requests (package request
+// does), store anything itself (package cache does), or know about the
+// network (the root package serves it).
+package resolve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/arbor-rpc/arbor/cache"
+	"github.com/arbor-rpc/arbor/internal/status"
+	"github.com/arbor-rpc/arbor/request"
+	"github.com/arbor-rpc/arbor/value"
+)
+
+// Invoker runs a function with msgpack-encoded arguments (an array) and
+// returns its msgpack-encoded result. Errors should be *arbor.Error values
+// (status.Error); their Retryable flag drives the retry policy.
+type Invoker interface {
+	Invoke(ctx context.Context, args []byte) ([]byte, error)
+}
+
+// InvokerFunc adapts a function to Invoker.
+type InvokerFunc func(ctx context.Context, args []byte) ([]byte, error)
+
+// Invoke calls f.
+func (f InvokerFunc) Invoke(ctx context.Context, args []byte) ([]byte, error) { return f(ctx, args) }
+
+// Func is a function the engine can call.
+type Func struct {
+	Invoker Invoker
+	// Args names the argument types, one per argument: the engine checks
+	// the argument count against it before resolving anything.
+	Args []string
+	// Result names the result type (introspection only).
+	Result string
+	// Title names the function in introspection; requests carry their own.
+	Title string
+	// Retry is the function's retry policy; a request's retry hint
+	// (request.Node.Retry) overrides it.
+	Retry RetryPolicy
+}
+
+// Catalog finds functions by id (the request's uuid, suffix included).
+type Catalog interface {
+	Lookup(id string) (Func, bool)
+}
+
+// CatalogFunc adapts a function to Catalog.
+type CatalogFunc func(id string) (Func, bool)
+
+// Lookup calls f.
+func (f CatalogFunc) Lookup(id string) (Func, bool) { return f(id) }
+
+// MapCatalog is a Catalog held in a map; handy for tests and small
+// programs. It must not be changed while an engine uses it.
+type MapCatalog map[string]Func
+
+// Lookup returns m[id].
+func (m MapCatalog) Lookup(id string) (Func, bool) {
+	f, ok := m[id]
+	return f, ok && f.Invoker != nil
+}
+
+// RetryPolicy re-runs a function whose error is marked retryable: up to
+// MaxAttempts runs in all, waiting BaseDelay before the second, twice as
+// long before each next one, never more than MaxDelay. The zero value
+// runs once.
+type RetryPolicy struct {
+	MaxAttempts int
+	BaseDelay   time.Duration
+	MaxDelay    time.Duration // zero: 30s
+}
+
+// Config configures an Engine. The zero value (with a Catalog) is usable.
+type Config struct {
+	// Catalog finds the functions. Required.
+	Catalog Catalog
+	// Memory is the memory cache (levels mem, full and their _vb
+	// variants). Nil: a cache.Memory of cache.DefaultMemoryBytes.
+	Memory cache.Cache
+	// Secondary is the cache behind the memory cache for the full levels
+	// (cache.Disk, cache.Redis). Nil: full behaves as mem.
+	Secondary cache.Cache
+	// Concurrency bounds the goroutines the engine starts for
+	// subrequests, engine-wide, to Concurrency-1; past it, subrequests
+	// resolve one after another in their parent's goroutine. Default 64;
+	// 1 resolves every tree sequentially.
+	Concurrency int
+	// Authorize, when set, is asked about every request of a tree before
+	// its cache lookup: a non-nil error (PermissionDenied, say) fails the
+	// request with the request's path, whether its result is cached or
+	// not. Interceptors see function runs only, not cache hits, so access
+	// control that must hold for cached results belongs here.
+	Authorize func(ctx context.Context, id string) error
+	// Limits bound the trees the engine accepts (zero fields: defaults).
+	Limits request.Limits
+	// MaxAttempts caps the attempts any retry policy or request hint may
+	// ask for. Default 10.
+	MaxAttempts int
+	// KeepFinished is how long a finished asynchronous tree is kept for
+	// Status and Result before it is dropped. Default 10 minutes.
+	KeepFinished time.Duration
+	// MaxTrees bounds the asynchronous trees held at once, running or
+	// finished; Submit fails with ResourceExhausted beyond it. Default
+	// 10000.
+	MaxTrees int
+	// Logger receives cache errors (which are treated as misses). Default:
+	// nowhere.
+	Logger *slog.Logger
+}
+
+// Engine resolves request trees. It is safe for concurrent use.
+type Engine struct {
+	cfg     Config
+	mem     cache.Cache
+	sec     cache.Cache
+	sem     chan struct{}
+	flights flightGroup
+	memo    *keyMemo
+	calls   sync.Map // function id → *atomic.Int64
+	log     *slog.Logger
+
+	resolves, runs, retries, memHits, secHits, misses, failures, cacheErrors atomic.Int64
+
+	isClosed  atomic.Bool
+	mu        sync.Mutex
+	trees     map[string]*tree
+	lastSweep time.Time
+	closed    bool
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// New returns an engine. It owns the caches from then on: Close closes
+// them.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Catalog == nil {
+		return nil, status.New(status.InvalidArgument, "resolve: Config.Catalog is nil")
+	}
+	if cfg.Memory == nil {
+		cfg.Memory = cache.NewMemory(cache.DefaultMemoryBytes)
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 64
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 10
+	}
+	if cfg.KeepFinished <= 0 {
+		cfg.KeepFinished = 10 * time.Minute
+	}
+	if cfg.MaxTrees <= 0 {
+		cfg.MaxTrees = 10000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Limits = limitsOrDefault(cfg.Limits)
+	return &Engine{
+		cfg:     cfg,
+		mem:     cfg.Memory,
+		sec:     cfg.Secondary,
+		sem:     make(chan struct{}, cfg.Concurrency-1),
+		flights: flightGroup{m: make(map[request.Key]*flight)},
+		memo:    &keyMemo{seed: maphash.MakeSeed()},
+		log:     cfg.Logger,
+		trees:   make(map[string]*tree),
+	}, nil
+}
+
+func limitsOrDefault(l request.Limits) request.Limits {
+	d := request.DefaultLimits
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = d.MaxDepth
+	}
+	if l.MaxNodes <= 0 {
+		l.MaxNodes = d.MaxNodes
+	}
+	if l.Value.MaxDepth <= 0 {
+		l.Value.MaxDepth = d.Value.MaxDepth
+	}
+	if l.Value.MaxLength <= 0 {
+		l.Value.MaxLength = d.Value.MaxLength
+	}
+	return l
+}
+
+// Limits returns the limits the engine enforces, defaults filled in.
+func (e *Engine) Limits() request.Limits { return e.cfg.Limits }
+
+// Resolve resolves the tree and returns the root's msgpack-encoded
+// result. The result may be shared with the cache: do not modify it.
+// Cancelling ctx cancels the handlers it reached (except work that an
+// identical concurrent request still waits for).
+func (e *Engine) Resolve(ctx context.Context, n *request.Node) ([]byte, error) {
+	if e.isClosed.Load() {
+		return nil, status.New(status.Unavailable, "resolve: engine is closed")
+	}
+	if err := n.Validate(e.cfg.Limits); err != nil {
+		return nil, err
+	}
+	e.resolves.Add(1)
+	res, err := e.node(ctx, n, nil, nil)
+	if err != nil {
+		e.failures.Add(1)
+	}
+	return res, err
+}
+
+// MemoryHit answers a request from the memory cache alone, given its
+// root's id, argument count and content key (request.MsgpackKey computes
+// them from the wire form without building the tree). It reports false
+// unless the function exists with that arity, its level is cached and not
+// value-based, and the memory cache holds the key; the caller then
+// resolves the tree as usual. A hit counts as a resolution.
+func (e *Engine) MemoryHit(ctx context.Context, id string, nargs int, key request.Key) ([]byte, bool) {
+	level := request.LevelOf(id)
+	if !level.Cached() || level.ValueBased() || e.isClosed.Load() {
+		return nil, false
+	}
+	fn, ok := e.cfg.Catalog.Lookup(id)
+	if !ok || len(fn.Args) != nargs || e.cfg.Authorize != nil {
+		return nil, false // Authorize must see every request of the tree
+	}
+	v, ok, err := e.mem.Get(ctx, key)
+	if err != nil || !ok {
+		return nil, false
+	}
+	e.resolves.Add(1)
+	e.memHits.Add(1)
+	return v, true
+}
+
+// Calls returns how many times function id has run (retries included).
+func (e *Engine) Calls(id string) int64 {
+	if c, ok := e.calls.Load(id); ok {
+		return c.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+func (e *Engine) countCall(id string) {
+	c, ok := e.calls.Load(id)
+	if !ok {
+		c, _ = e.calls.LoadOrStore(id, new(atomic.Int64))
+	}
+	c.(*atomic.Int64).Add(1)
+}
+
+// Stats is a snapshot of an engine's counters, for introspection.
+type Stats struct {
+	Resolves      int64            `msgpack:"resolves" json:"resolves"`             // trees resolved (Resolve and Submit)
+	Failures      int64            `msgpack:"failures" json:"failures"`             // of which failed
+	Runs          int64            `msgpack:"runs" json:"runs"`                     // function runs, retries included
+	Retries       int64            `msgpack:"retries" json:"retries"`               // of which retries
+	MemoryHits    int64            `msgpack:"memory_hits" json:"memory_hits"`       // cached requests found in memory
+	SecondaryHits int64            `msgpack:"secondary_hits" json:"secondary_hits"` // found in the secondary cache
+	Misses        int64            `msgpack:"misses" json:"misses"`                 // found in neither
+	Deduplicated  int64            `msgpack:"deduplicated" json:"deduplicated"`     // joined an identical request in flight
+	CacheErrors   int64            `msgpack:"cache_errors" json:"cache_errors"`     // cache failures, treated as misses
+	Trees         int64            `msgpack:"trees" json:"trees"`                   // asynchronous trees held now
+	Memory        cache.Stats      `msgpack:"memory" json:"memory"`
+	Secondary     *cache.Stats     `msgpack:"secondary" json:"secondary"` // nil without a secondary cache
+	Calls         map[string]int64 `msgpack:"calls" json:"calls"`         // runs per function id
+}
+
+// Stats returns the engine's counters, its caches' and the call counts.
+func (e *Engine) Stats() Stats {
+	s := Stats{
+		Resolves:      e.resolves.Load(),
+		Failures:      e.failures.Load(),
+		Runs:          e.runs.Load(),
+		Retries:       e.retries.Load(),
+		MemoryHits:    e.memHits.Load(),
+		SecondaryHits: e.secHits.Load(),
+		Misses:        e.misses.Load(),
+		Deduplicated:  e.flights.joins.Load(),
+		CacheErrors:   e.cacheErrors.Load(),
+		Memory:        e.mem.Stats(),
+		Calls:         make(map[string]int64),
+	}
+	if e.sec != nil {
+		st := e.sec.Stats()
+		s.Secondary = &st
+	}
+	e.calls.Range(func(k, v any) bool {
+		s.Calls[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	e.mu.Lock()
+	s.Trees = int64(len(e.trees))
+	e.mu.Unlock()
+	return s
+}
+
+// Close cancels the asynchronous trees, waits for them to stop, and closes
+// the caches. Resolve and Submit fail with Unavailable afterwards.
+func (e *Engine) Close() error {
+	var err error
+	e.closeOnce.Do(func() {
+		e.isClosed.Store(true)
+		e.mu.Lock()
+		e.closed = true
+		for _, t := range e.trees {
+			t.cancel()
+		}
+		e.mu.Unlock()
+		e.wg.Wait()
+		e.flights.waitAll()
+		err = e.mem.Close()
+		if e.sec != nil {
+			err = errors.Join(err, e.sec.Close())
+		}
+	})
+	return err
+}
+
+// tracker is the status node of the request being resolved (nil when no
+// one asked for status).
+type tracker = *track
+
+// node resolves n at path.
+func (e *Engine) node(ctx context.Context, n *request.Node, path *request.Path, st tracker) ([]byte, error) {
+	fn, ok := e.cfg.Catalog.Lookup(n.ID)
+	if !ok {
+		err := nodeError(path, n, &status.Error{Code: status.NotFound, Category: status.ErrUnknownMethod,
+			Message: fmt.Sprintf("unknown function %q", n.ID)})
+		st.fail(err)
+		return nil, err
+	}
+	if len(n.Args) != len(fn.Args) {
+		err := nodeError(path, n, status.Errorf(status.InvalidArgument, "%s takes %d argument(s) (%s), got %d",
+			n.ID, len(fn.Args), joinTypes(fn.Args), len(n.Args)))
+		st.fail(err)
+		return nil, err
+	}
+	if e.cfg.Authorize != nil {
+		if err := e.cfg.Authorize(ctx, n.ID); err != nil {
+			err = nodeError(path, n, err)
+			st.fail(err)
+			return nil, err
+		}
+	}
+	level := n.Level()
+	switch {
+	case !level.Cached():
+		return e.run(ctx, fn, n, path, st, nil)
+	case !level.ValueBased():
+		key := n.Key()
+		if v, ok := e.lookup(ctx, key, level); ok {
+			st.finish(true)
+			return v, nil
+		}
+		return e.shared(ctx, key, st, func(fctx context.Context) ([]byte, error) {
+			if v, ok := e.recheck(fctx, key); ok {
+				st.finish(true)
+				return v, nil
+			}
+			return e.run(fctx, fn, n, path, st, func(res []byte) { e.store(fctx, key, level, res) })
+		})
+	default:
+		return e.run(ctx, fn, n, path, st, nil)
+	}
+}
+
+// run resolves n's arguments and runs its function. For a value-based
+// level it consults the caches once the arguments are known; otherwise it
+// calls store (if any) with the result.
+func (e *Engine) run(ctx context.Context, fn Func, n *request.Node, path *request.Path, st tracker, store func([]byte)) ([]byte, error) {
+	values, err := e.args(ctx, n, path, st)
+	if err != nil {
+		st.fail(err)
+		return nil, err
+	}
+	level := n.Level()
+	if level.ValueBased() {
+		for i, v := range values {
+			if n.Args[i].Node != nil {
+				c, err := request.Canonical(v)
+				if err != nil {
+					err = nodeError(path, n, status.Errorf(status.Internal, "argument %d: subrequest result is not a single msgpack value: %v", i, err))
+					st.fail(err)
+					return nil, err
+				}
+				values[i] = c
+			}
+		}
+		key := request.ValueKey(n.ID, values)
+		if v, ok := e.lookup(ctx, key, level); ok {
+			st.finish(true)
+			return v, nil
+		}
+		return e.shared(ctx, key, st, func(fctx context.Context) ([]byte, error) {
+			if v, ok := e.recheck(fctx, key); ok {
+				st.finish(true)
+				return v, nil
+			}
+			res, err := e.invoke(fctx, fn, n, path, st, values)
+			if err == nil {
+				e.store(fctx, key, level, res)
+			}
+			return res, err
+		})
+	}
+	res, err := e.invoke(ctx, fn, n, path, st, values)
+	if err == nil && store != nil {
+		store(res)
+	}
+	return res, err
+}
+
+// shared runs fn once for all concurrent callers with the same key.
+func (e *Engine) shared(ctx context.Context, key request.Key, st tracker, fn func(context.Context) ([]byte, error)) ([]byte, error) {
+	res, err, joined := e.flights.do(ctx, key, fn)
+	if joined {
+		if err != nil {
+			st.fail(err)
+		} else {
+			st.finish(false)
+		}
+	}
+	if err != nil && ctx.Err() != nil && st != nil {
+		st.cancelled()
+	}
+	return res, err
+}
+
+// args returns the argument values, resolving subrequests.
+func (e *Engine) args(ctx context.Context, n *request.Node, path *request.Path, st tracker) ([][]byte, error) {
+	values := make([][]byte, len(n.Args))
+	subs := 0
+	for i, a := range n.Args {
+		if a.Node == nil {
+			values[i] = a.Value
+		} else {
+			subs++
+		}
+	}
+	if subs == 0 {
+		return values, nil
+	}
+	st.set(SubrequestsRunning)
+	if subs == 1 || cap(e.sem) == 0 {
+		for i, a := range n.Args {
+			if a.Node == nil {
+				continue
+			}
+			cp := path.Child(i)
+			v, err := e.node(ctx, a.Node, &cp, st.child(i))
+			if err != nil {
+				return nil, err
+			}
+			values[i] = v
+		}
+		return values, nil
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+		mu.Unlock()
+	}
+	paths := make([]request.Path, len(n.Args))
+	left := subs
+	for i, a := range n.Args {
+		if a.Node == nil {
+			continue
+		}
+		left--
+		paths[i] = path.Child(i)
+		resolveOne := func() {
+			v, err := e.node(ctx, a.Node, &paths[i], st.child(i))
+			if err != nil {
+				fail(err)
+				return
+			}
+			values[i] = v
+		}
+		if left > 0 {
+			select {
+			case e.sem <- struct{}{}:
+				wg.Add(1)
+				go func() {
+					defer func() { <-e.sem; wg.Done() }()
+					resolveOne()
+				}()
+				continue
+			default:
+			}
+		}
+		if ctx.Err() == nil {
+			resolveOne()
+		}
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return values, nil
+}
+
+// invoke runs the function with the retry policy.
+func (e *Engine) invoke(ctx context.Context, fn Func, n *request.Node, path *request.Path, st tracker, values [][]byte) ([]byte, error) {
+	size := 5
+	for _, v := range values {
+		size += len(v)
+	}
+	args := value.AppendArrayHeader(make([]byte, 0, size), len(values))
+	for _, v := range values {
+		args = append(args, v...)
+	}
+	policy := fn.Retry
+	if n.Retry.MaxAttempts > 0 {
+		policy.MaxAttempts = int(min(n.Retry.MaxAttempts, 1<<20))
+		policy.BaseDelay = time.Duration(min(n.Retry.BaseMillis, 1<<40)) * time.Millisecond
+	}
+	attempts := min(max(policy.MaxAttempts, 1), e.cfg.MaxAttempts)
+	maxDelay := policy.MaxDelay
+	if maxDelay <= 0 {
+		maxDelay = 30 * time.Second
+	}
+	delay := policy.BaseDelay
+	st.set(Running)
+	for attempt := 1; ; attempt++ {
+		e.countCall(n.ID)
+		e.runs.Add(1)
+		st.attempt()
+		res, err := fn.Invoker.Invoke(ctx, args)
+		if err == nil {
+			st.finish(false)
+			return res, nil
+		}
+		if attempt >= attempts || !retryable(err) || ctx.Err() != nil {
+			err = nodeError(path, n, err)
+			if ctx.Err() != nil {
+				st.cancelledBy(err)
+			} else {
+				st.fail(err)
+			}
+			return nil, err
+		}
+		e.retries.Add(1)
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				err = nodeError(path, n, status.FromError(ctx.Err()))
+				st.cancelledBy(err)
+				return nil, err
+			}
+			delay = min(2*delay, maxDelay)
+		}
+	}
+}
+
+func retryable(err error) bool {
+	var se *status.Error
+	return errors.As(err, &se) && se.Retryable
+}
+
+// lookup consults the caches the level names.
+func (e *Engine) lookup(ctx context.Context, key request.Key, level request.Level) ([]byte, bool) {
+	v, ok, err := e.mem.Get(ctx, key)
+	if err != nil {
+		e.cacheError("memory get", err)
+	} else if ok {
+		e.memHits.Add(1)
+		return v, true
+	}
+	if level.UsesSecondary() && e.sec != nil {
+		v, ok, err := e.sec.Get(ctx, key)
+		if err != nil {
+			e.cacheError("secondary get", err)
+		} else if ok {
+			e.secHits.Add(1)
+			if err := e.mem.Put(ctx, key, v); err != nil {
+				e.cacheError("memory put", err)
+			}
+			return v, true
+		}
+	}
+	e.misses.Add(1)
+	return nil, false
+}
+
+// recheck looks in the memory cache again once a run is about to start:
+// an identical run may have finished between the first look and now.
+func (e *Engine) recheck(ctx context.Context, key request.Key) ([]byte, bool) {
+	v, ok, err := e.mem.Get(ctx, key)
+	return v, ok && err == nil
+}
+
+// store keeps a result in the caches the level names.
+func (e *Engine) store(ctx context.Context, key request.Key, level request.Level, res []byte) {
+	ctx = context.WithoutCancel(ctx) // a result computed is worth keeping
+	if err := e.mem.Put(ctx, key, res); err != nil {
+		e.cacheError("memory put", err)
+	}
+	if level.UsesSecondary() && e.sec != nil {
+		if err := e.sec.Put(ctx, key, res); err != nil {
+			e.cacheError("secondary put", err)
+		}
+	}
+}
+
+func (e *Engine) cacheError(op string, err error) {
+	e.cacheErrors.Add(1)
+	e.log.Warn("resolve: cache error, treated as a miss", "op", op, "err", err)
+}
+
+func joinTypes(ts []string) string {
+	s := ""
+	for i, t := range ts {
+		if i > 0 {
+			s += ", "
+		}
+		s += t
+	}
+	return s
+}
+
+// nodeError puts the node's path and id in front of err's message,
+// keeping its code, details and category.
+func nodeError(path *request.Path, n *request.Node, err error) error {
+	se := status.FromError(err)
+	msg := se.Message
+	if msg == "" {
+		msg = se.Code.String()
+	}
+	return &status.Error{
+		Code:     se.Code,
+		Message:  fmt.Sprintf("%s (%s): %s", path, n.ID, msg),
+		Details:  se.Details,
+		Category: se.Category,
+		Cause:    err,
+	}
+}
