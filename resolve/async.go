@@ -21,10 +21,11 @@ const (
 	Running                         // its function runs (or an identical request's does)
 	Finished                        // done; Cached tells whether from a cache
 	Failed                          // done with an error
-	Cancelled                       // cancelled, or never run because the tree ended
+	Cancelled                       // cancelled, or stopped because the tree failed or was cancelled
+	Skipped                         // not needed: the tree finished without it (e.g. a cached parent)
 )
 
-var stateNames = [...]string{"created", "subrequests running", "running", "finished", "failed", "cancelled"}
+var stateNames = [...]string{"created", "subrequests running", "running", "finished", "failed", "cancelled", "skipped"}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
@@ -152,14 +153,14 @@ func (t *track) cancelledBy(err error) {
 	t.set(Cancelled)
 }
 
-// endAll marks every request not yet done as cancelled: the tree is over.
-func (t *track) endAll() {
+// endAll ends every request not yet done with state s: the tree is over.
+func (t *track) endAll(s State) {
 	if t == nil {
 		return
 	}
-	t.set(Cancelled)
+	t.set(s)
 	for _, c := range t.children {
-		c.endAll()
+		c.endAll(s)
 	}
 }
 
@@ -246,7 +247,11 @@ func (e *Engine) Submit(ctx context.Context, n *request.Node) (string, error) {
 		if err != nil {
 			e.failures.Add(1)
 		}
-		t.root.endAll()
+		if err != nil {
+			t.root.endAll(Cancelled)
+		} else {
+			t.root.endAll(Skipped) // what is left was not needed
+		}
 		cancel()
 		e.mu.Lock()
 		t.res, t.err, t.finished = res, err, time.Now()

@@ -235,7 +235,7 @@ func TestCloseCancelsTrees(t *testing.T) {
 }
 
 func TestStateNames(t *testing.T) {
-	want := []string{"created", "subrequests running", "running", "finished", "failed", "cancelled"}
+	want := []string{"created", "subrequests running", "running", "finished", "failed", "cancelled", "skipped"}
 	for i, w := range want {
 		if State(i).String() != w {
 			t.Errorf("State(%d) = %q", i, State(i))
@@ -243,5 +243,30 @@ func TestStateNames(t *testing.T) {
 	}
 	if !Finished.Done() || Running.Done() {
 		t.Error("Done")
+	}
+}
+
+// A subrequest that a cached parent makes unnecessary ends as skipped, not
+// cancelled.
+func TestSkippedUnderCachedParent(t *testing.T) {
+	e := newEngine(t, Config{Catalog: testCatalog()})
+	ctx := testContext(t)
+	tree := request.New("add+mem", request.New("num+mem", 1), request.New("num+mem", 2))
+	resolveInt(t, e, tree) // now the root is cached
+	id, err := e.Submit(ctx, tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Result(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.Status(id)
+	if st.State != Finished || !st.Cached {
+		t.Fatalf("root %+v", st)
+	}
+	for _, sub := range st.Subrequests {
+		if sub.State != Skipped {
+			t.Errorf("%s is %v, want skipped", sub.Path, sub.State)
+		}
 	}
 }
