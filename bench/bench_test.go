@@ -65,6 +65,33 @@ func BenchmarkTransport(b *testing.B) {
 	}
 }
 
+// BenchmarkTree/<variant>/c<conc>: the tree section's variants (unary,
+// tree-cached, tree-uncached) on one server and one connection, measured
+// like BenchmarkUnary; every call checks the sum.
+//
+//	go test -run '^$' -bench 'Tree/(unary|tree-cached)' -benchmem -count 5
+func BenchmarkTree(b *testing.B) {
+	if startTree == nil {
+		b.Skip("built without Arbor")
+	}
+	r, err := startTree(context.Background())
+	if err != nil {
+		b.Fatalf("start: %v", err)
+	}
+	defer r.Close()
+	for _, v := range treeVariants {
+		op := r.Op(v)
+		if err := op(context.Background()); err != nil { // warms the cache
+			b.Fatalf("%s: %v", v, err)
+		}
+		b.Run(v, func(b *testing.B) {
+			for _, c := range []int{1, 16} {
+				b.Run(fmt.Sprintf("c%d", c), func(b *testing.B) { benchOp(b, op, c) })
+			}
+		})
+	}
+}
+
 // BenchmarkStream/<system>/<payload>/l<lanes>: b.N messages split over
 // lanes bidirectional echo streams on one connection; each lane sends its
 // share back to back while a receiver reads the echoes. ns/op is wall time
@@ -177,6 +204,19 @@ func benchSizeName(size int) string {
 }
 
 func benchCalls(b *testing.B, name string, r Runner, payload []byte, conc int) {
+	benchOp(b, func(ctx context.Context) error {
+		out, err := r.Call(ctx, payload)
+		if err != nil {
+			return err
+		}
+		return checkEcho(name, payload, out)
+	}, conc)
+}
+
+// benchOp runs b.N calls of op split over conc goroutines and reports
+// p50-ns and p99-ns besides ns/op and allocs/op. op does one call and
+// checks its result.
+func benchOp(b *testing.B, op func(context.Context) error, conc int) {
 	b.ReportAllocs()
 	ctx := context.Background()
 	lats := make([][]time.Duration, conc)
@@ -196,11 +236,8 @@ func benchCalls(b *testing.B, name string, r Runner, payload []byte, conc int) {
 			lat := lats[i]
 			for range n {
 				t0 := time.Now()
-				out, err := r.Call(ctx, payload)
+				err := op(ctx)
 				lat = append(lat, time.Since(t0))
-				if err == nil {
-					err = checkEcho(name, payload, out)
-				}
 				if err != nil {
 					errs[i] = err
 					return

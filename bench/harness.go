@@ -61,18 +61,35 @@ func warmupFor(d time.Duration) time.Duration {
 // returns the measured cell. A call error or an echo mismatch aborts the
 // cell with an error.
 func measure(name string, r Runner, payload []byte, conc int, warm, dur time.Duration) (result, error) {
+	op := func(ctx context.Context) error {
+		out, err := r.Call(ctx, payload)
+		if err != nil {
+			return fmt.Errorf("%s: call: %w", name, err)
+		}
+		return checkEcho(name, payload, out)
+	}
+	res, err := measureOp(fmt.Sprintf("%s %dB c%d", name, len(payload), conc), op, conc, warm, dur)
+	res.system, res.payload = name, len(payload)
+	return res, err
+}
+
+// measureOp is measure for any call: conc goroutines run op for warm,
+// then for dur. op does one call and checks its result; an error from it
+// aborts the cell. label names the cell in errors. The result's system
+// and payload are left for the caller to fill in.
+func measureOp(label string, op func(context.Context) error, conc int, warm, dur time.Duration) (result, error) {
 	if conc < 1 {
 		return result{}, fmt.Errorf("concurrency %d < 1", conc)
 	}
 	// A system that hangs must not hang the whole run.
 	watchdog := time.AfterFunc(warm+dur+time.Minute, func() {
-		panic(fmt.Sprintf("bench: %s %dB c%d made no progress for over a minute", name, len(payload), conc))
+		panic(fmt.Sprintf("bench: %s made no progress for over a minute", label))
 	})
 	defer watchdog.Stop()
 
 	// Warm-up: same shape, no latency recording. Also sizes the latency
 	// slices: 3x the warm-up rate, so they are not outgrown.
-	warmCalls, warmElapsed, err := drive(name, r, payload, conc, warm, nil)
+	warmCalls, warmElapsed, err := drive(op, conc, warm, nil)
 	if err != nil {
 		return result{}, err
 	}
@@ -87,15 +104,15 @@ func measure(name string, r Runner, payload []byte, conc int, warm, dur time.Dur
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	calls, elapsed, err := drive(name, r, payload, conc, dur, lats)
+	calls, elapsed, err := drive(op, conc, dur, lats)
 	runtime.ReadMemStats(&after)
 	if err != nil {
 		return result{}, err
 	}
 
-	res := result{system: name, payload: len(payload), conc: conc, calls: calls, elapsed: elapsed}
+	res := result{conc: conc, calls: calls, elapsed: elapsed}
 	if calls == 0 {
-		return res, fmt.Errorf("%s: no call completed in %v", name, dur)
+		return res, fmt.Errorf("%s: no call completed in %v", label, dur)
 	}
 	res.callsPerSec = float64(calls) / elapsed.Seconds()
 	res.allocsPerCall = float64(after.Mallocs-before.Mallocs) / float64(calls)
@@ -121,11 +138,12 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
-// drive runs conc callers for d. When lats is non-nil, caller i appends each
-// call's latency to lats[i] while it has capacity (it never grows it, so
-// recording allocates nothing). It returns the number of completed calls and
-// the wall time from start until every caller stopped.
-func drive(name string, r Runner, payload []byte, conc int, d time.Duration, lats [][]time.Duration) (uint64, time.Duration, error) {
+// drive runs conc callers of op for d. When lats is non-nil, caller i
+// appends each call's latency to lats[i] while it has capacity (it never
+// grows it, so recording allocates nothing). It returns the number of
+// completed calls and the wall time from start until every caller stopped.
+// The latency covers op, so it includes checking the result.
+func drive(op func(context.Context) error, conc int, d time.Duration, lats [][]time.Duration) (uint64, time.Duration, error) {
 	ctx := context.Background() // no deadline: some systems pay for one per call
 	var (
 		stop  atomic.Bool
@@ -146,14 +164,9 @@ func drive(name string, r Runner, payload []byte, conc int, d time.Duration, lat
 			<-start
 			for !stop.Load() {
 				t0 := time.Now()
-				out, err := r.Call(ctx, payload)
+				err := op(ctx)
 				el := time.Since(t0)
 				if err != nil {
-					errs[i] = fmt.Errorf("%s: call: %w", name, err)
-					stop.Store(true)
-					break
-				}
-				if err := checkEcho(name, payload, out); err != nil {
 					errs[i] = err
 					stop.Store(true)
 					break

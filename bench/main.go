@@ -2,14 +2,15 @@
 // TCP echo floor, in one process and one run, on the same payloads and
 // concurrency, and prints markdown tables plus Arbor's ratios.
 //
-//	cd bench && go run .                 # full run, 2s per cell: all three sections
+//	cd bench && go run .                 # full run, 2s per cell: all four sections
 //	go run . -short                      # CI-sized, ~200ms per cell
 //	go run . -d 1s -systems floor,grpc -payloads 64,1KiB -conc 1,16,64,256
 //	go run . -mode stream -d 1s          # bidirectional streaming only
 //	go run . -mode transports -d 1s      # unary over tcp, tls, quic, unix only
+//	go run . -mode tree -d 1s            # request-tree resolution vs a unary call only
 //	go run -tags noarbor .               # without Arbor (if it doesn't build)
 //
-// Sections (-mode, comma-separated, default all three in this order):
+// Sections (-mode, comma-separated, default all four in this order):
 //
 //   - unary: each system is a server on 127.0.0.1:0 and ONE client
 //     connection shared by every concurrent caller, doing a unary echo.
@@ -19,6 +20,10 @@
 //   - transports: the unary echo over each transport (Arbor over tcp://,
 //     tls://, quic://, unix:; grpc-go over plain TCP and TLS), with
 //     throwaway certificates made at start.
+//   - tree: Arbor resolving a 7-node request tree (arbor.Resolve) from the
+//     memory cache and uncached, beside a plain Arbor unary call of the
+//     same function, on one server and ONE connection; the tree's cost is
+//     unary calls/s over tree calls/s (bar: treeBar).
 //
 // Allocations are counted process-wide, so allocs/call, allocs/msg and
 // the B/ columns include both client and server.
@@ -49,7 +54,7 @@ func main() {
 		dur      = flag.Duration("d", 2*time.Second, "measured duration per cell (system × payload × concurrency or lanes)")
 		warm     = flag.Duration("warm", 0, "warm-up per cell (default: d/10, clamped to 50ms..500ms)")
 		short    = flag.Bool("short", false, "CI-sized run: -d 200ms -warm 50ms")
-		mode     = flag.String("mode", "unary,stream,transports", "comma-separated sections to run: unary, stream, transports, or all")
+		mode     = flag.String("mode", "unary,stream,transports,tree", "comma-separated sections to run: unary, stream, transports, tree, or all")
 		subject  = flag.String("subject", "arbor", "system whose ratios to the others are tabled")
 		systems  = flag.String("systems", "all", "unary: comma-separated systems, or all; known: "+strings.Join(knownSystems(), ","))
 		payloads = flag.String("payloads", "64,1KiB", "unary: comma-separated payload sizes (64, 1KiB, 4k, ...)")
@@ -62,6 +67,8 @@ func main() {
 		transports        = flag.String("transports", "all", "transports: comma-separated system-transport pairs, transports or systems, or all; known: "+strings.Join(knownTransports(), ","))
 		transportPayloads = flag.String("transport-payloads", "64", "transports: comma-separated payload sizes")
 		transportConc     = flag.String("transport-conc", "1,16", "transports: comma-separated numbers of concurrent callers sharing one connection")
+
+		treeConc = flag.String("tree-conc", "1,16", "tree: comma-separated numbers of concurrent callers sharing one connection")
 	)
 	flag.Parse()
 	if *short {
@@ -105,6 +112,9 @@ func main() {
 			}
 			sizes, cs := mustSizes("-transport-payloads", *transportPayloads), mustInts("-transport-conc", *transportConc)
 			runs = append(runs, func(w io.Writer) error { return runTransports(w, cfg, ts, sizes, cs) })
+		case "tree":
+			cs := mustInts("-tree-conc", *treeConc)
+			runs = append(runs, func(w io.Writer) error { return runTree(w, cfg, cs) })
 		}
 	}
 
@@ -118,9 +128,9 @@ func main() {
 }
 
 // parseModes parses -mode into sections in run order (unary, stream,
-// transports), whatever order they were given in.
+// transports, tree), whatever order they were given in.
 func parseModes(s string) ([]string, error) {
-	all := []string{"unary", "stream", "transports"}
+	all := []string{"unary", "stream", "transports", "tree"}
 	want := map[string]bool{}
 	for _, f := range strings.Split(s, ",") {
 		f = strings.ToLower(strings.TrimSpace(f))
@@ -130,14 +140,16 @@ func parseModes(s string) ([]string, error) {
 			for _, m := range all {
 				want[m] = true
 			}
-		case "unary", "stream", "transports":
+		case "unary", "stream", "transports", "tree":
 			want[f] = true
+		case "trees", "resolve":
+			want["tree"] = true
 		case "streams", "streaming":
 			want["stream"] = true
 		case "transport":
 			want["transports"] = true
 		default:
-			return nil, fmt.Errorf("unknown section %q (want unary, stream, transports or all)", f)
+			return nil, fmt.Errorf("unknown section %q (want unary, stream, transports, tree or all)", f)
 		}
 	}
 	var out []string

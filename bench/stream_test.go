@@ -179,12 +179,14 @@ func TestMeasureStream(t *testing.T) {
 func TestParseSections(t *testing.T) {
 	for in, want := range map[string]string{
 		"":                         "error",
-		"all":                      "[unary stream transports]",
+		"all":                      "[unary stream transports tree]",
 		"transports, unary":        "[unary transports]",
 		"stream":                   "[stream]",
 		"streaming,transport":      "[stream transports]",
 		"unary,nope":               "error",
 		"unary,stream,transports,": "[unary stream transports]",
+		"tree,unary":               "[unary tree]",
+		"trees":                    "[tree]",
 	} {
 		got, err := parseModes(in)
 		s := fmt.Sprint(got)
