@@ -30,6 +30,9 @@ func appendArg[T any](b []byte, fn string, i int, v T, err error) ([]byte, error
 	if err != nil {
 		return b, err
 	}
+	if isPromise[T]() {
+		return b, status.Errorf(InvalidArgument, "%s: argument %d is a promise: send the call with Go%s(...) and Wait", fn, i, "N")
+	}
 	b, err = value.For[T]().Append(b, v)
 	if err != nil {
 		return b, argEncodeError(fn, i, err)

@@ -35,16 +35,18 @@ const (
 // Code sentinels: errors.Is(err, arbor.ErrNotFound) is true for any Error
 // with code NotFound, whatever its message.
 var (
-	ErrCanceled          = status.Sentinel(Canceled)
-	ErrInvalidArgument   = status.Sentinel(InvalidArgument)
-	ErrDeadlineExceeded  = status.Sentinel(DeadlineExceeded)
-	ErrNotFound          = status.Sentinel(NotFound)
-	ErrPermissionDenied  = status.Sentinel(PermissionDenied)
-	ErrResourceExhausted = status.Sentinel(ResourceExhausted)
-	ErrUnimplemented     = status.Sentinel(Unimplemented)
-	ErrInternal          = status.Sentinel(Internal)
-	ErrUnavailable       = status.Sentinel(Unavailable)
-	ErrUnauthenticated   = status.Sentinel(Unauthenticated)
+	ErrCanceled           = status.Sentinel(Canceled)
+	ErrInvalidArgument    = status.Sentinel(InvalidArgument)
+	ErrDeadlineExceeded   = status.Sentinel(DeadlineExceeded)
+	ErrNotFound           = status.Sentinel(NotFound)
+	ErrPermissionDenied   = status.Sentinel(PermissionDenied)
+	ErrFailedPrecondition = status.Sentinel(FailedPrecondition)
+	ErrAborted            = status.Sentinel(Aborted)
+	ErrResourceExhausted  = status.Sentinel(ResourceExhausted)
+	ErrUnimplemented      = status.Sentinel(Unimplemented)
+	ErrInternal           = status.Sentinel(Internal)
+	ErrUnavailable        = status.Sentinel(Unavailable)
+	ErrUnauthenticated    = status.Sentinel(Unauthenticated)
 )
 
 // Category sentinels: broad kinds of failure, independent of the code.

@@ -64,6 +64,11 @@ func WithMaxConcurrentStreams(n uint32) Option {
 	return func(o *options) { o.conn.MaxConcurrentStreams = n }
 }
 
+// WithMaxRetainedAnswers bounds the promise answers a client may make a
+// server connection keep at once (default 10000); beyond it calls that
+// ask for retention are refused with ResourceExhausted.
+func WithMaxRetainedAnswers(n uint32) Option { return func(o *options) { o.conn.MaxRetained = n } }
+
 // WithStreamWindow sets the flow-control windows this side grants: unread
 // stream bytes buffered per stream and per connection before senders wait
 // (defaults 256 KiB and 1 MiB).

@@ -104,6 +104,13 @@ func (s *Server) ServeCall(ctx context.Context, in *conn.Incoming, out []byte) (
 		}
 		return s.serveStream(ctx, h, in, out)
 	}
+	if in.Pipelined { // arguments that are promises: wait for their answers
+		args, err := substitutePromises(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		in.Args = args
+	}
 	if s.chain == nil {
 		h, err := s.lookup(in.Function)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 // the same struct, handed to the caller until Release.
 type call struct {
 	done    chan struct{} // buffered(1): the answer is in
+	doneCh  chan struct{} // promises only: closed when the answer is in
 	buf     []byte        // the RESULT payload
 	err     error
 	trailer []wire.MD // the callee's trailers, if it sent any
@@ -46,6 +47,10 @@ func putCall(cl *call) {
 // completes a call: whoever removed it from the in-flight table.
 func (cl *call) complete(err error) {
 	cl.err = err
+	if cl.doneCh != nil {
+		close(cl.doneCh)
+		return
+	}
 	cl.done <- struct{}{}
 }
 

@@ -35,6 +35,10 @@ type Config struct {
 	// MaxPendingWrite bounds queued outgoing bytes; writers block beyond
 	// it until the socket drains (default 4 MiB).
 	MaxPendingWrite int
+	// MaxRetained bounds the answers the peer may ask this side to keep for
+	// promise pipelining at once (default 10000); beyond it calls are
+	// refused with ResourceExhausted until the peer releases some.
+	MaxRetained uint32
 	// StreamWindow is how many bytes of unread stream messages this side
 	// buffers per stream before the sender must wait (default 256 KiB);
 	// ConnWindow bounds the same across all streams (default 1 MiB).
@@ -60,6 +64,9 @@ func (c Config) withDefaults() Config {
 	c.MaxFrame = min(max(c.MaxFrame, wire.MinMaxFrame), wire.MaxMaxFrame)
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = 1024
+	}
+	if c.MaxRetained == 0 {
+		c.MaxRetained = 10000
 	}
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = 256

@@ -64,6 +64,7 @@ type Conn struct {
 	// Incoming calls.
 	smu            sync.Mutex
 	serving        map[uint64]*serverCall
+	answers        map[uint64]*answer // retained answers (promise pipelining)
 	servingStreams uint32
 	lastIn         uint64 // highest incoming call id seen
 	draining       bool   // we sent GOAWAY
@@ -107,6 +108,7 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 		ostreams: make(map[uint64]*Stream),
 		creditCh: make(chan struct{}),
 		serving:  make(map[uint64]*serverCall),
+		answers:  make(map[uint64]*answer),
 		work:     make(chan *serverCall),
 		wsig:     make(chan struct{}, 1),
 		closed:   make(chan struct{}),

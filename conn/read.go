@@ -70,6 +70,12 @@ func (c *Conn) dispatch(h wire.Header, p []byte) error {
 		}
 		c.peerGoAway(g)
 		return nil
+	case wire.TypeRelease:
+		if len(p) != 0 {
+			return fmt.Errorf("RELEASE frame with a %d-byte payload", len(p))
+		}
+		c.release(h.ID)
+		return nil
 	case wire.TypeData, wire.TypeEnd, wire.TypeCredit:
 		return c.streamFrame(h, p)
 	case wire.TypeHello:

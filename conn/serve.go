@@ -38,15 +38,19 @@ type Incoming struct {
 	// Stream is set when the caller opened a stream; the handler sends and
 	// receives on it, and its return ends the stream.
 	Stream *Stream
+	// Pipelined says Args hold promise references (wire.PromiseExt) to be
+	// replaced by the referenced answers (Conn.Answer) before use.
+	Pipelined bool
 }
 
 // serverCall is one incoming call; pooled.
 type serverCall struct {
-	w   net.Conn // the native stream the call came on, if any
-	in  Incoming
-	buf []byte // a copy of the CALL payload; in's slices point into it
-	out []byte
-	ctx *callCtx
+	retained bool     // keep the answer for pipelined calls
+	w        net.Conn // the native stream the call came on, if any
+	in       Incoming
+	buf      []byte // a copy of the CALL payload; in's slices point into it
+	out      []byte
+	ctx      *callCtx
 }
 
 var serverCallPool = sync.Pool{New: func() any { return new(serverCall) }}
@@ -103,13 +107,20 @@ func (c *Conn) admit(h wire.Header, p []byte, w net.Conn) (*serverCall, *status.
 	case h.Flags&wire.FlagStream != 0 && c.servingStreams >= c.cfg.MaxConcurrentStreams:
 		return nil, status.Errorf(status.ResourceExhausted, "too many concurrent streams on this connection (limit %d)", c.cfg.MaxConcurrentStreams), nil
 	}
+	if h.Flags&wire.FlagRetain != 0 {
+		if err := c.retainLocked(h.ID); err != nil {
+			return nil, status.New(status.ResourceExhausted, err.Error()), nil
+		}
+	}
 	if h.Flags&wire.FlagStream != 0 {
 		c.servingStreams++
 	}
 	sc := serverCallPool.Get().(*serverCall)
 	sc.buf = append(sc.buf[:0], p...)
 	wc, _ = wire.ParseCall(sc.buf) // re-slice into our copy; parsed once already
-	sc.in = Incoming{ID: h.ID, Function: wc.Function, Args: wc.Args, Timeout: wc.Timeout, Metadata: md, Conn: c}
+	sc.in = Incoming{ID: h.ID, Function: wc.Function, Args: wc.Args, Timeout: wc.Timeout, Metadata: md, Conn: c,
+		Pipelined: h.Flags&wire.FlagPipelined != 0}
+	sc.retained = h.Flags&wire.FlagRetain != 0
 	sc.ctx = newCallCtx(c.cfg.BaseContext, wc.Timeout, md)
 	sc.w = w
 	if h.Flags&wire.FlagStream != 0 {
@@ -169,6 +180,9 @@ func (c *Conn) serve(sc *serverCall) {
 		sc.in.Stream.finish(nil, status.New(status.Canceled, "stream handler returned"))
 	}
 	sc.ctx.cancel(context.Canceled) // the handler is done; release its resources
+	if sc.retained {
+		c.settle(sc.in.ID, out, err)
+	}
 	if err == nil && len(out)+mdSize(trailer) > int(c.peerMaxFrame) {
 		err = status.Errorf(status.ResourceExhausted, "result of %s is %d bytes, over the peer's frame limit of %d", sc.in.Function, len(out), c.peerMaxFrame)
 	}
@@ -205,6 +219,7 @@ func (c *Conn) serve(sc *serverCall) {
 	sc.in = Incoming{}
 	sc.ctx = nil
 	sc.w = nil
+	sc.retained = false
 	if cap(sc.buf) > 64<<10 {
 		sc.buf = nil
 	}

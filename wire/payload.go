@@ -362,6 +362,22 @@ func (d *decoder) bytes(what string, max int) ([]byte, error) {
 // callee ends the stream with RESULT or ERROR.
 const FlagStream uint8 = 1
 
+// FlagRetain on a CALL asks the callee to keep the answer after sending it,
+// until a RELEASE frame with the call's id, so that later calls can use it
+// as an argument (promise pipelining).
+const FlagRetain uint8 = 4
+
+// FlagPipelined on a CALL says its arguments contain promise references
+// (msgpack extension PromiseExt) to earlier retained calls on the same
+// connection; the callee substitutes their results before the call runs.
+const FlagPipelined uint8 = 8
+
+// PromiseExt is the msgpack extension type of a promise reference: its
+// data is the referenced call id (uvarint) followed by a msgpack array
+// path into that call's result (map keys as strings, array indexes as
+// integers).
+const PromiseExt int8 = 0x41
+
 // AppendCredit appends a CREDIT frame granting n more bytes of stream
 // messages on stream id (0: the whole connection).
 func AppendCredit(dst []byte, id uint64, n uint32) []byte {

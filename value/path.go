@@ -1,0 +1,121 @@
+package value
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// AppendExt appends a msgpack extension value of type t with data.
+func AppendExt(b []byte, t int8, data []byte) []byte {
+	n := len(data)
+	switch {
+	case n == 1:
+		b = append(b, 0xd4)
+	case n == 2:
+		b = append(b, 0xd5)
+	case n == 4:
+		b = append(b, 0xd6)
+	case n == 8:
+		b = append(b, 0xd7)
+	case n == 16:
+		b = append(b, 0xd8)
+	case n <= math.MaxUint8:
+		b = append(b, 0xc7, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, 0xc8), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xc9), uint32(n))
+	}
+	b = append(b, byte(t))
+	return append(b, data...)
+}
+
+// ReadExt reads an extension value, returning its type and data (aliasing
+// the input).
+func (r *Reader) ReadExt() (int8, []byte, error) {
+	if r.off >= len(r.b) || kindOf(r.b[r.off]) != KindExt {
+		return 0, nil, r.mismatch("ext")
+	}
+	start := r.off
+	if err := r.skipExt(); err != nil {
+		return 0, nil, err
+	}
+	raw := r.b[start:r.off]
+	var hdr int
+	switch raw[0] {
+	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8:
+		hdr = 1
+	case 0xc7:
+		hdr = 2
+	case 0xc8:
+		hdr = 3
+	case 0xc9:
+		hdr = 5
+	}
+	return int8(raw[hdr]), raw[hdr+1:], nil
+}
+
+// Select returns the encoded value found by following path into the
+// encoded value b: a string selects a map entry by key, an integer an
+// array element. An empty path returns b.
+func Select(b []byte, path []any) ([]byte, error) {
+	r := NewReader(b)
+	for depth, seg := range path {
+		switch s := seg.(type) {
+		case string:
+			n, err := r.ReadMapHeader()
+			if err != nil {
+				return nil, fmt.Errorf("path element %d (%q): %w", depth, s, err)
+			}
+			found := false
+			for i := 0; i < n; i++ {
+				k, err := r.Skip()
+				if err != nil {
+					return nil, err
+				}
+				kr := NewReader(k)
+				if key, err := kr.ReadStringBytes(); err == nil && string(key) == s {
+					found = true
+					break
+				}
+				if _, err := r.Skip(); err != nil {
+					return nil, err
+				}
+			}
+			if !found {
+				return nil, fmt.Errorf("path element %d: no field %q", depth, s)
+			}
+		default:
+			idx, ok := toIndex(seg)
+			if !ok {
+				return nil, fmt.Errorf("path element %d: %v is neither a field name nor an index", depth, seg)
+			}
+			n, err := r.ReadArrayHeader()
+			if err != nil {
+				return nil, fmt.Errorf("path element %d ([%d]): %w", depth, idx, err)
+			}
+			if idx < 0 || idx >= n {
+				return nil, fmt.Errorf("path element %d: index %d out of range [0,%d)", depth, idx, n)
+			}
+			for i := 0; i < idx; i++ {
+				if _, err := r.Skip(); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return r.Skip()
+}
+
+func toIndex(v any) (int, bool) {
+	switch x := v.(type) {
+	case int:
+		return x, true
+	case int64:
+		return int(x), true
+	case uint64:
+		return int(x), x <= math.MaxInt32
+	}
+	return 0, false
+}
