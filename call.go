@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/arbor-rpc/arbor/conn"
 	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/value"
 )
@@ -30,6 +31,9 @@ func appendArg[T any](b []byte, fn string, i int, v T, err error) ([]byte, error
 	if err != nil {
 		return b, err
 	}
+	if isServiceType[T]() {
+		return b, status.Errorf(InvalidArgument, "%s: argument %d is a service: pass services to methods of a reference (CallRefN) or return them from handlers", fn, i)
+	}
 	if isPromise[T]() {
 		return b, status.Errorf(InvalidArgument, "%s: argument %d is a promise: send the call with Go%s(...) and Wait", fn, i, "N")
 	}
@@ -52,14 +56,15 @@ func finish[R any](ctx context.Context, c *Client, fn string, buf *argBuf, err e
 	if err != nil {
 		return zero, err
 	}
-	r := value.NewReader(res)
-	v, err := value.For[R]().Decode(&r)
-	release(rep)
-	if err != nil {
-		return zero, status.Wrap(Internal, status.ErrSerialization, err,
-			fmt.Sprintf("%s: decoding the result as %s", fn, value.For[R]().TypeName()))
+	var cc *conn.Conn
+	if rep != nil {
+		cc = rep.Conn()
+	} else {
+		cc = c.cur.Load() // through interceptors: the current connection
 	}
-	return v, nil
+	v, err := decodeResult[R](fn, res, cc)
+	release(rep)
+	return v, err
 }
 
 // Call0 calls function fn, which takes no arguments, and decodes its result

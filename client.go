@@ -31,6 +31,7 @@ type Client struct {
 // mem:name) and returns a client once the connection is up.
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	c := &Client{addr: addr, opts: buildOptions(opts)}
+	c.opts.conn.Handler = clientHandler{} // callbacks into services the client passes
 	if len(c.opts.interceptors) > 0 {
 		c.chain = chain(c.opts.interceptors, c.final)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/arbor-rpc/arbor/conn"
 	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/value"
 )
@@ -52,7 +53,14 @@ func (h *handler) argError(i int, err error) error {
 		fmt.Sprintf("%s: argument %d (%s)", h.info.ID, i, h.info.Args[i]))
 }
 
-func encodeResult[R any](h *handler, out []byte, res R) ([]byte, error) {
+func encodeResult[R any](ctx context.Context, h *handler, out []byte, res R) ([]byte, error) {
+	if isServiceType[R]() { // a capability: export it to the caller
+		b, err := appendCapability(out, conn.FromContext(ctx), any(res).(*Service))
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
 	out, err := value.For[R]().Append(out, res)
 	if err != nil {
 		return nil, status.Wrap(Internal, status.ErrSerialization, err, h.info.ID+": encoding the result")
@@ -61,7 +69,7 @@ func encodeResult[R any](h *handler, out []byte, res R) ([]byte, error) {
 }
 
 // Handle0 registers fn as function id, taking no arguments.
-func Handle0[R any](s *Server, id string, fn func(ctx context.Context) (R, error)) error {
+func Handle0[R any](s Registrar, id string, fn func(ctx context.Context) (R, error)) error {
 	h := newHandler(id, value.For[R]().TypeName())
 	h.invoke = func(ctx context.Context, args, out []byte) ([]byte, error) {
 		r := value.NewReader(args)
@@ -72,13 +80,13 @@ func Handle0[R any](s *Server, id string, fn func(ctx context.Context) (R, error
 		if err != nil {
 			return nil, err
 		}
-		return encodeResult(h, out, res)
+		return encodeResult(ctx, h, out, res)
 	}
 	return s.register(h)
 }
 
 // Handle1 registers fn as function id, taking one argument.
-func Handle1[A, R any](s *Server, id string, fn func(ctx context.Context, a A) (R, error)) error {
+func Handle1[A, R any](s Registrar, id string, fn func(ctx context.Context, a A) (R, error)) error {
 	ca := value.For[A]()
 	h := newHandler(id, value.For[R]().TypeName(), ca.TypeName())
 	h.invoke = func(ctx context.Context, args, out []byte) ([]byte, error) {
@@ -86,21 +94,21 @@ func Handle1[A, R any](s *Server, id string, fn func(ctx context.Context, a A) (
 		if err := h.arity(&r); err != nil {
 			return nil, err
 		}
-		a, err := ca.Decode(&r)
+		a, err := decodeArg(ctx, h, 0, ca, &r)
 		if err != nil {
-			return nil, h.argError(0, err)
+			return nil, err
 		}
 		res, err := fn(ctx, a)
 		if err != nil {
 			return nil, err
 		}
-		return encodeResult(h, out, res)
+		return encodeResult(ctx, h, out, res)
 	}
 	return s.register(h)
 }
 
 // Handle2 registers fn as function id, taking two arguments.
-func Handle2[A, B, R any](s *Server, id string, fn func(ctx context.Context, a A, b B) (R, error)) error {
+func Handle2[A, B, R any](s Registrar, id string, fn func(ctx context.Context, a A, b B) (R, error)) error {
 	ca, cb := value.For[A](), value.For[B]()
 	h := newHandler(id, value.For[R]().TypeName(), ca.TypeName(), cb.TypeName())
 	h.invoke = func(ctx context.Context, args, out []byte) ([]byte, error) {
@@ -108,25 +116,25 @@ func Handle2[A, B, R any](s *Server, id string, fn func(ctx context.Context, a A
 		if err := h.arity(&r); err != nil {
 			return nil, err
 		}
-		a, err := ca.Decode(&r)
+		a, err := decodeArg(ctx, h, 0, ca, &r)
 		if err != nil {
-			return nil, h.argError(0, err)
+			return nil, err
 		}
-		b, err := cb.Decode(&r)
+		b, err := decodeArg(ctx, h, 1, cb, &r)
 		if err != nil {
-			return nil, h.argError(1, err)
+			return nil, err
 		}
 		res, err := fn(ctx, a, b)
 		if err != nil {
 			return nil, err
 		}
-		return encodeResult(h, out, res)
+		return encodeResult(ctx, h, out, res)
 	}
 	return s.register(h)
 }
 
 // Handle3 registers fn as function id, taking three arguments.
-func Handle3[A, B, C, R any](s *Server, id string, fn func(ctx context.Context, a A, b B, c C) (R, error)) error {
+func Handle3[A, B, C, R any](s Registrar, id string, fn func(ctx context.Context, a A, b B, c C) (R, error)) error {
 	ca, cb, cc := value.For[A](), value.For[B](), value.For[C]()
 	h := newHandler(id, value.For[R]().TypeName(), ca.TypeName(), cb.TypeName(), cc.TypeName())
 	h.invoke = func(ctx context.Context, args, out []byte) ([]byte, error) {
@@ -134,23 +142,23 @@ func Handle3[A, B, C, R any](s *Server, id string, fn func(ctx context.Context, 
 		if err := h.arity(&r); err != nil {
 			return nil, err
 		}
-		a, err := ca.Decode(&r)
+		a, err := decodeArg(ctx, h, 0, ca, &r)
 		if err != nil {
-			return nil, h.argError(0, err)
+			return nil, err
 		}
-		b, err := cb.Decode(&r)
+		b, err := decodeArg(ctx, h, 1, cb, &r)
 		if err != nil {
-			return nil, h.argError(1, err)
+			return nil, err
 		}
-		c, err := cc.Decode(&r)
+		c, err := decodeArg(ctx, h, 2, cc, &r)
 		if err != nil {
-			return nil, h.argError(2, err)
+			return nil, err
 		}
 		res, err := fn(ctx, a, b, c)
 		if err != nil {
 			return nil, err
 		}
-		return encodeResult(h, out, res)
+		return encodeResult(ctx, h, out, res)
 	}
 	return s.register(h)
 }

@@ -59,6 +59,9 @@ func (s *Server) register(h *handler) error {
 	if h.info.ID == "" {
 		return status.New(InvalidArgument, "function id is empty")
 	}
+	if h.info.ID[0] == '@' {
+		return status.Errorf(InvalidArgument, "function id %q: ids starting with @ name capabilities", h.info.ID)
+	}
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
 	old := *s.handlers.Load()
@@ -97,6 +100,9 @@ func (s *Server) lookup(fn []byte) (*handler, error) {
 
 // ServeCall implements conn.Handler.
 func (s *Server) ServeCall(ctx context.Context, in *conn.Incoming, out []byte) ([]byte, error) {
+	if len(in.Function) > 1 && in.Function[0] == '@' { // a method of an exported service
+		return serveCapability(ctx, in, out)
+	}
 	if in.Stream != nil {
 		h, err := s.lookup(in.Function)
 		if err != nil {

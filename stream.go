@@ -102,7 +102,7 @@ func newReceiver[M any](st Stream) *Receiver[M] {
 // HandleServerStream registers fn as a server-streaming function: it takes
 // one argument and sends any number of messages; returning ends the stream
 // (with the error, if any).
-func HandleServerStream[A, M any](s *Server, id string, fn func(ctx context.Context, a A, out *Sender[M]) error) error {
+func HandleServerStream[A, M any](s Registrar, id string, fn func(ctx context.Context, a A, out *Sender[M]) error) error {
 	ca := value.For[A]()
 	h := newHandler(id, "stream "+value.For[M]().TypeName(), ca.TypeName())
 	h.info.Kind = KindServerStream
@@ -122,7 +122,7 @@ func HandleServerStream[A, M any](s *Server, id string, fn func(ctx context.Cont
 
 // HandleClientStream registers fn as a client-streaming function: it
 // receives messages until io.EOF and returns one result.
-func HandleClientStream[M, R any](s *Server, id string, fn func(ctx context.Context, in *Receiver[M]) (R, error)) error {
+func HandleClientStream[M, R any](s Registrar, id string, fn func(ctx context.Context, in *Receiver[M]) (R, error)) error {
 	h := newHandler(id, value.For[R]().TypeName(), "stream "+value.For[M]().TypeName())
 	h.info.Kind = KindClientStream
 	h.stream = func(ctx context.Context, st Stream, args, out []byte) ([]byte, error) {
@@ -130,14 +130,14 @@ func HandleClientStream[M, R any](s *Server, id string, fn func(ctx context.Cont
 		if err != nil {
 			return nil, err
 		}
-		return encodeResult(h, out, res)
+		return encodeResult(ctx, h, out, res)
 	}
 	return s.register(h)
 }
 
 // HandleBidiStream registers fn as a bidirectional streaming function:
 // it receives and sends independently; returning ends the stream.
-func HandleBidiStream[I, O any](s *Server, id string, fn func(ctx context.Context, in *Receiver[I], out *Sender[O]) error) error {
+func HandleBidiStream[I, O any](s Registrar, id string, fn func(ctx context.Context, in *Receiver[I], out *Sender[O]) error) error {
 	h := newHandler(id, "stream "+value.For[O]().TypeName(), "stream "+value.For[I]().TypeName())
 	h.info.Kind = KindBidiStream
 	h.stream = func(ctx context.Context, st Stream, args, out []byte) ([]byte, error) {

@@ -18,6 +18,7 @@ type call struct {
 	buf     []byte        // the RESULT payload
 	err     error
 	trailer []wire.MD // the callee's trailers, if it sent any
+	conn    *Conn
 }
 
 // Reply is the answer to a successful call. Result is valid until Release.
@@ -25,6 +26,9 @@ type Reply call
 
 // Result is the encoded result.
 func (r *Reply) Result() []byte { return r.buf }
+
+// Conn is the connection the call ran on.
+func (r *Reply) Conn() *Conn { return r.conn }
 
 // Release returns the reply's buffer for reuse; the result must not be used
 // afterwards.
@@ -40,6 +44,7 @@ func putCall(cl *call) {
 	}
 	cl.err = nil
 	cl.trailer = nil
+	cl.conn = nil
 	callPool.Put(cl)
 }
 
@@ -125,6 +130,7 @@ func (c *Conn) Call(ctx context.Context, function string, md []wire.MD, args []b
 		putCall(cl)
 		return nil, err
 	}
+	cl.conn = c
 	return (*Reply)(cl), nil
 }
 

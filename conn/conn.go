@@ -65,6 +65,7 @@ type Conn struct {
 	smu            sync.Mutex
 	serving        map[uint64]*serverCall
 	answers        map[uint64]*answer // retained answers (promise pipelining)
+	tickets        map[string]uint64  // per capability target: calls arrived
 	servingStreams uint32
 	lastIn         uint64 // highest incoming call id seen
 	draining       bool   // we sent GOAWAY
@@ -81,6 +82,9 @@ type Conn struct {
 	connCredit       int64
 	recvBuffered     int
 	recvConsumed     int
+
+	attachMu sync.Mutex
+	attach   any
 
 	recvFlag atomic.Bool // a frame arrived since the last keep-alive tick
 	unusable atomic.Bool // closed or the peer sent GOAWAY: start no new calls
@@ -109,6 +113,7 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 		creditCh: make(chan struct{}),
 		serving:  make(map[uint64]*serverCall),
 		answers:  make(map[uint64]*answer),
+		tickets:  make(map[string]uint64),
 		work:     make(chan *serverCall),
 		wsig:     make(chan struct{}, 1),
 		closed:   make(chan struct{}),
@@ -175,6 +180,19 @@ func (c *Conn) Err() error {
 // and the peer has not announced GOAWAY.
 func (c *Conn) Usable() bool { return !c.unusable.Load() }
 
+// Attachment returns the value attached to the connection, creating it
+// with mk on first use. Layers above keep per-connection state here (the
+// root package's capability table) so it lives and dies with the
+// connection.
+func (c *Conn) Attachment(mk func() any) any {
+	c.attachMu.Lock()
+	defer c.attachMu.Unlock()
+	if c.attach == nil && mk != nil {
+		c.attach = mk()
+	}
+	return c.attach
+}
+
 // Retire stops new calls on this connection without closing it: calls in
 // flight finish. Clients use it when the peer refuses a call because it is
 // going away, before the GOAWAY itself has arrived.
@@ -202,6 +220,9 @@ func (c *Conn) closeWith(err *status.Error) {
 		c.unusable.Store(true)
 		close(c.closed)
 		c.lifeStop()
+		c.attachMu.Lock()
+		c.attach = nil // per-connection state of upper layers (exports) dies here
+		c.attachMu.Unlock()
 		c.nc.Close()
 
 		c.cmu.Lock()

@@ -12,6 +12,8 @@ import (
 // and deadline timer are made only if someone asks for Done, since most
 // handlers never do; Err checks the clock itself.
 type callCtx struct {
+	conn     *Conn
+	ticket   uint64
 	parent   context.Context
 	deadline time.Time
 	md       []wire.MD
@@ -72,12 +74,33 @@ var MetadataKey any = metadataKey{}
 
 type callCtxKey struct{}
 
+type connKey struct{}
+
+// FromContext returns the connection a handler's call arrived on.
+func FromContext(ctx context.Context) *Conn {
+	c, _ := ctx.Value(connKey{}).(*Conn)
+	return c
+}
+
+// TicketFromContext returns the arrival ticket of a call to a capability
+// target ("@target.method"): calls to one target are numbered 1, 2, ... in
+// the order they arrived, so the target can run them in that order.
+func TicketFromContext(ctx context.Context) uint64 {
+	c, _ := ctx.Value(callCtxKey{}).(*callCtx)
+	if c == nil {
+		return 0
+	}
+	return c.ticket
+}
+
 func (c *callCtx) Value(key any) any {
 	switch key {
 	case MetadataKey:
 		return c.md
 	case callCtxKey{}:
 		return c
+	case connKey{}:
+		return c.conn
 	}
 	return c.parent.Value(key)
 }

@@ -149,6 +149,7 @@ func (c *Conn) callMux(ctx context.Context, timeout time.Duration, function stri
 		putCall(cl)
 		return nil, err
 	}
+	cl.conn = c
 	return (*Reply)(cl), nil
 }
 

@@ -2,6 +2,7 @@ package conn
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -170,4 +171,24 @@ func (c *Conn) Answer(ctx context.Context, id uint64) ([]byte, error) {
 		return nil, a.err
 	}
 	return a.result, nil
+}
+
+// Releaser is implemented by handlers that export capabilities: RELEASE
+// frames with FlagCapability reach it with the export id and how many
+// references the peer dropped.
+type Releaser interface {
+	Release(c *Conn, export uint64, n uint32)
+}
+
+// ReleaseExport tells the peer this side dropped n references to its
+// export id.
+func (c *Conn) ReleaseExport(id uint64, n uint32) {
+	if c.lockForAppend() != nil {
+		return
+	}
+	var at int
+	c.wbuf, at = wire.BeginFrame(c.wbuf, wire.TypeRelease, wire.FlagCapability, id)
+	c.wbuf = binary.AppendUvarint(c.wbuf, uint64(n))
+	wire.EndFrame(c.wbuf, at)
+	c.flushLazyLocked()
 }

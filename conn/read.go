@@ -71,6 +71,16 @@ func (c *Conn) dispatch(h wire.Header, p []byte) error {
 		c.peerGoAway(g)
 		return nil
 	case wire.TypeRelease:
+		if h.Flags&wire.FlagCapability != 0 { // the peer drops references to an export
+			n, err := wire.ParseCredit(p)
+			if err != nil {
+				return err
+			}
+			if r, ok := c.cfg.Handler.(Releaser); ok {
+				r.Release(c, h.ID, n)
+			}
+			return nil
+		}
 		if len(p) != 0 {
 			return fmt.Errorf("RELEASE frame with a %d-byte payload", len(p))
 		}

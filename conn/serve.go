@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -122,6 +123,15 @@ func (c *Conn) admit(h wire.Header, p []byte, w net.Conn) (*serverCall, *status.
 		Pipelined: h.Flags&wire.FlagPipelined != 0}
 	sc.retained = h.Flags&wire.FlagRetain != 0
 	sc.ctx = newCallCtx(c.cfg.BaseContext, wc.Timeout, md)
+	sc.ctx.conn = c
+	if len(wc.Function) > 1 && wc.Function[0] == '@' { // a call on a capability: ticket it
+		target := wc.Function
+		if i := bytes.IndexByte(target, '.'); i > 0 {
+			target = target[:i]
+		}
+		c.tickets[string(target)]++
+		sc.ctx.ticket = c.tickets[string(target)]
+	}
 	sc.w = w
 	if h.Flags&wire.FlagStream != 0 {
 		sc.in.Stream = newStream(c, h.ID, false, sc.ctx)

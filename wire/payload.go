@@ -372,6 +372,15 @@ const FlagRetain uint8 = 4
 // connection; the callee substitutes their results before the call runs.
 const FlagPipelined uint8 = 8
 
+// FlagCapability on a RELEASE frame means the id is an export (a
+// capability) and the payload is a uvarint count of references dropped;
+// without it the id is a retained call answer and the payload is empty.
+const FlagCapability uint8 = 1
+
+// CapabilityExt is the msgpack extension type of a capability reference:
+// its data is the sender's export id (uvarint).
+const CapabilityExt int8 = 0x42
+
 // PromiseExt is the msgpack extension type of a promise reference: its
 // data is the referenced call id (uvarint) followed by a msgpack array
 // path into that call's result (map keys as strings, array indexes as

@@ -1,0 +1,235 @@
+package arbor
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/arbor-rpc/arbor/conn"
+	"github.com/arbor-rpc/arbor/value"
+)
+
+// counter is a service with state: each call appends to its log.
+func counter(start int) *Service {
+	var mu sync.Mutex
+	n := start
+	var log []int
+	svc := NewService("counter")
+	Handle1(svc, "inc", func(ctx context.Context, d int) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		n += d
+		log = append(log, d)
+		return n, nil
+	})
+	Handle0(svc, "log", func(ctx context.Context) ([]int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]int(nil), log...), nil
+	})
+	return svc
+}
+
+type capFixture struct {
+	c       *Client
+	srvConn chan *conn.Conn
+	pushed  chan int
+}
+
+func capServer(t *testing.T) *capFixture {
+	t.Helper()
+	f := &capFixture{srvConn: make(chan *conn.Conn, 16), pushed: make(chan int, 16)}
+	srv := NewServer()
+	if err := Handle1(srv, "newCounter", func(ctx context.Context, start int) (*Service, error) {
+		f.srvConn <- conn.FromContext(ctx)
+		return counter(start), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hub := NewService("hub")
+	Handle1(hub, "subscribe", func(ctx context.Context, sink *Ref) (bool, error) {
+		defer sink.Close()
+		// Call back into the client's object over the same connection.
+		for i := 1; i <= 3; i++ {
+			if _, err := CallRef1[bool](ctx, sink, "push", i*10); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+	Handle0(srv, "hub", func(ctx context.Context) (*Service, error) { return hub, nil })
+	l, err := srv.Listen(context.Background(), "tcp://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.c, err = Dial(context.Background(), l.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.c.Close(); srv.Close() })
+	return f
+}
+
+func TestCapabilityCalls(t *testing.T) {
+	f := capServer(t)
+	ctx := context.Background()
+	ref, err := Call1[*Ref](ctx, f.c, "newCounter", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := <-f.srvConn
+	for i, want := range []int{101, 103, 106} {
+		if got, err := CallRef1[int](ctx, ref, "inc", i+1); err != nil || got != want {
+			t.Fatalf("inc %d: %d %v", i+1, got, err)
+		}
+	}
+	if _, err := CallRef0[int](ctx, ref, "nope"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `no method "nope"`) {
+		t.Fatalf("unknown method: %v", err)
+	}
+	if n := exportsOn(sc); n != 1 {
+		t.Fatalf("%d exports, want 1", n)
+	}
+	ref.Close()
+	waitFor(t, func() bool { return exportsOn(sc) == 0 }, "the export to be released")
+	if _, err := CallRef1[int](ctx, ref, "inc", 1); !errors.Is(err, ErrFailedPrecondition) {
+		t.Fatalf("call on a closed reference: %v", err)
+	}
+	// A forged call on a released export gets a clear error.
+	rep, err := ref.c.Call(ctx, "@1.inc", nil, value.AppendInt(value.AppendArrayHeader(nil, 1), 1))
+	if err == nil {
+		rep.Release()
+		t.Fatal("call on a released export succeeded")
+	}
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "capability 1 is unknown or released") {
+		t.Fatalf("released export: %v", err)
+	}
+}
+
+// Calls made in order on one reference run in that order, even when sent
+// without waiting.
+func TestCapabilityEOrder(t *testing.T) {
+	f := capServer(t)
+	ctx := context.Background()
+	ref, err := Call1[*Ref](ctx, f.c, "newCounter", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	const n = 200
+	var asyncs []*conn.Async
+	for i := 1; i <= n; i++ {
+		a, err := ref.c.Go(ctx, "@"+itoa(ref.id)+".inc", nil, value.AppendInt(value.AppendArrayHeader(nil, 1), int64(i)), false, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		asyncs = append(asyncs, a)
+	}
+	for _, a := range asyncs {
+		if _, err := a.Result(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log, err := CallRef0[[]int](ctx, ref, "log")
+	if err != nil || len(log) != n {
+		t.Fatalf("log: %d entries, %v", len(log), err)
+	}
+	for i, v := range log {
+		if v != i+1 {
+			t.Fatalf("call %d ran in position %d: order lost", v, i)
+		}
+	}
+}
+
+func TestCallbacks(t *testing.T) {
+	f := capServer(t)
+	ctx := context.Background()
+	hub, err := Call0[*Ref](ctx, f.c, "hub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+	sink := NewService("sink")
+	Handle1(sink, "push", func(ctx context.Context, v int) (bool, error) { f.pushed <- v; return true, nil })
+	if ok, err := CallRef1[bool](ctx, hub, "subscribe", sink); err != nil || !ok {
+		t.Fatalf("subscribe: %v %v", ok, err)
+	}
+	for _, want := range []int{10, 20, 30} {
+		if got := <-f.pushed; got != want {
+			t.Fatalf("callback got %d, want %d", got, want)
+		}
+	}
+	// The server released its reference to the client's sink.
+	cc := f.c.cur.Load()
+	waitFor(t, func() bool { return exportsOn(cc) == 0 }, "the client's export to be released")
+	if _, err := Call1[bool](ctx, f.c, "newCounter", sink); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("service as a plain call argument: %v", err)
+	}
+}
+
+func TestDroppedRefIsReleased(t *testing.T) {
+	f := capServer(t)
+	ctx := context.Background()
+	func() {
+		if _, err := Call1[*Ref](ctx, f.c, "newCounter", 1); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	sc := <-f.srvConn
+	waitFor(t, func() bool { runtime.GC(); return exportsOn(sc) == 0 }, "the dropped reference to be released")
+}
+
+func TestExportLimit(t *testing.T) {
+	f := capServer(t)
+	ctx := context.Background()
+	r1, err := Call1[*Ref](ctx, f.c, "newCounter", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r1.Close()
+	sc := <-f.srvConn
+	capsOf(sc).limit = 1
+	if _, err := Call1[*Ref](ctx, f.c, "newCounter", 2); !errors.Is(err, ErrResourceExhausted) || !strings.Contains(err.Error(), "limit 1") {
+		t.Fatalf("over the export limit: %v", err)
+	}
+}
+
+func TestExportsDieWithConnection(t *testing.T) {
+	f := capServer(t)
+	ctx := context.Background()
+	if _, err := Call1[*Ref](ctx, f.c, "newCounter", 1); err != nil {
+		t.Fatal(err)
+	}
+	sc := <-f.srvConn
+	f.c.Close()
+	<-sc.Done()
+	if n := exportsOn(sc); n != 0 {
+		t.Fatalf("%d exports survive the closed connection", n)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func itoa(v uint64) string {
+	b := []byte{}
+	if v == 0 {
+		return "0"
+	}
+	for v > 0 {
+		b = append([]byte{byte('0' + v%10)}, b...)
+		v /= 10
+	}
+	return string(b)
+}
