@@ -63,8 +63,12 @@ func (s *Service) method(name string) *handler {
 // Ref is a reference to a service the peer exported. Call its methods
 // with CallRef0..CallRef2; Close (or dropping it) releases it.
 type Ref struct {
-	c  *conn.Conn
-	id uint64
+	c      *conn.Conn
+	id     uint64
+	target string // "@<export>" or "@p<call>" (a promised capability)
+	// promise keeps a promised capability's answer retained while the
+	// reference lives.
+	promise *promise
 	// closed is allocated apart from the Ref so that the GC cleanup can
 	// read it without keeping the Ref reachable.
 	closed *atomic.Bool
@@ -73,9 +77,14 @@ type Ref struct {
 // Close releases the reference; the peer frees the service once every
 // reference to it is released.
 func (r *Ref) Close() error {
-	if r != nil && r.closed.CompareAndSwap(false, true) {
-		r.c.ReleaseExport(r.id, 1)
+	if r == nil || !r.closed.CompareAndSwap(false, true) {
+		return nil
 	}
+	if r.promise != nil { // the answer holding the capability may go
+		r.promise.async.Release()
+		return nil
+	}
+	r.c.ReleaseExport(r.id, 1)
 	return nil
 }
 
@@ -86,7 +95,7 @@ type refState struct {
 }
 
 func newRef(c *conn.Conn, id uint64) *Ref {
-	r := &Ref{c: c, id: id, closed: new(atomic.Bool)}
+	r := &Ref{c: c, id: id, target: "@" + strconv.FormatUint(id, 10), closed: new(atomic.Bool)}
 	// A reference dropped without Close is released when collected.
 	runtime.AddCleanup(r, func(s refState) {
 		if s.closed.CompareAndSwap(false, true) {
@@ -100,10 +109,13 @@ func newRef(c *conn.Conn, id uint64) *Ref {
 type export struct {
 	svc  *Service
 	refs int64 // references the peer holds
+}
 
+// sequencer runs the calls on one target (a reference) in arrival order.
+type sequencer struct {
 	mu   sync.Mutex
 	cond *sync.Cond
-	next uint64 // the ticket of the call to run next (E-order)
+	next uint64 // the ticket of the call to run next
 }
 
 // capTable holds a connection's exports.
@@ -112,6 +124,7 @@ type capTable struct {
 	next    uint64
 	exports map[uint64]*export
 	ids     map[*Service]uint64
+	seqs    map[string]*sequencer // per call target ("@7", "@p12")
 	limit   int
 }
 
@@ -120,7 +133,8 @@ const DefaultMaxExports = 10000
 
 func capsOf(c *conn.Conn) *capTable {
 	return c.Attachment(func() any {
-		return &capTable{exports: make(map[uint64]*export), ids: make(map[*Service]uint64), limit: DefaultMaxExports}
+		return &capTable{exports: make(map[uint64]*export), ids: make(map[*Service]uint64),
+			seqs: make(map[string]*sequencer), limit: DefaultMaxExports}
 	}).(*capTable)
 }
 
@@ -138,8 +152,7 @@ func exportOn(c *conn.Conn, svc *Service) (uint64, error) {
 		return 0, status.Errorf(ResourceExhausted, "too many exported services on this connection (limit %d): the peer must release some", t.limit)
 	}
 	t.next++
-	e := &export{svc: svc, refs: 1, next: 1}
-	e.cond = sync.NewCond(&e.mu)
+	e := &export{svc: svc, refs: 1}
 	t.exports[t.next] = e
 	t.ids[svc] = t.next
 	return t.next, nil
@@ -169,25 +182,71 @@ func releaseExport(c *conn.Conn, id uint64, n uint32) {
 	}
 }
 
-// capCall parses "@<export>.<method>".
-func capCall(fn []byte) (uint64, string, bool) {
-	s := string(fn[1:])
+// capCall parses "@<export>.<method>" and "@p<call>.<method>" (a call on
+// the capability a retained answer holds, before or after it resolves).
+func capCall(fn []byte) (target string, id uint64, promised bool, method string, ok bool) {
+	s := string(fn)
 	dot := strings.IndexByte(s, '.')
-	if dot <= 0 {
-		return 0, "", false
+	if dot <= 1 {
+		return "", 0, false, "", false
 	}
-	id, err := strconv.ParseUint(s[:dot], 10, 64)
-	return id, s[dot+1:], err == nil
+	target, method = s[:dot], s[dot+1:]
+	num := target[1:]
+	if strings.HasPrefix(num, "p") {
+		promised, num = true, num[1:]
+	}
+	id, err := strconv.ParseUint(num, 10, 64)
+	return target, id, promised, method, err == nil
 }
 
 // serveCapability runs a call on an exported service, in arrival order
-// for that service.
+// for its target.
 func serveCapability(ctx context.Context, in *conn.Incoming, out []byte) ([]byte, error) {
-	id, method, ok := capCall(in.Function)
+	target, id, promised, method, ok := capCall(in.Function)
 	if !ok {
 		return nil, status.Errorf(InvalidArgument, "malformed capability call %q", in.Function)
 	}
 	t := capsOf(in.Conn)
+	t.mu.Lock()
+	sq := t.seqs[target]
+	if sq == nil {
+		sq = &sequencer{next: 1}
+		sq.cond = sync.NewCond(&sq.mu)
+		t.seqs[target] = sq
+	}
+	t.mu.Unlock()
+	ticket := conn.TicketFromContext(ctx)
+	// Wait for our turn: calls on one reference run in the order made,
+	// including across the moment a promised capability resolves (every
+	// call names the same target, so they share one sequence).
+	sq.mu.Lock()
+	for sq.next != ticket && ctx.Err() == nil {
+		sq.cond.Wait()
+	}
+	sq.mu.Unlock()
+	defer func() {
+		sq.mu.Lock()
+		if sq.next == ticket {
+			sq.next++
+		}
+		sq.cond.Broadcast()
+		sq.mu.Unlock()
+	}()
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromError(err)
+	}
+	if promised { // the capability is in a retained answer: wait for it
+		res, err := in.Conn.Answer(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		r := value.NewReader(res)
+		eid, err := readExportID(&r)
+		if err != nil {
+			return nil, status.Wrap(InvalidArgument, nil, err, fmt.Sprintf("call %d did not return a capability", id))
+		}
+		id = eid
+	}
 	t.mu.Lock()
 	e := t.exports[id]
 	t.mu.Unlock()
@@ -195,21 +254,6 @@ func serveCapability(ctx context.Context, in *conn.Incoming, out []byte) ([]byte
 		return nil, &Error{Code: NotFound, Category: status.ErrUnknownMethod, Message: fmt.Sprintf("capability %d is unknown or released", id)}
 	}
 	h := e.svc.method(method)
-	ticket := conn.TicketFromContext(ctx)
-	// Wait for our turn: calls on one reference run in the order made.
-	e.mu.Lock()
-	for e.next != ticket && ctx.Err() == nil {
-		e.cond.Wait()
-	}
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		if e.next == ticket {
-			e.next++
-		}
-		e.cond.Broadcast()
-		e.mu.Unlock()
-	}()
 	if h == nil {
 		return nil, &Error{Code: NotFound, Category: status.ErrUnknownMethod, Message: fmt.Sprintf("%s has no method %q", e.svc.name, method)}
 	}
@@ -244,15 +288,23 @@ func readRef(r *value.Reader, c *conn.Conn) (*Ref, error) {
 	if r.ReadNil() {
 		return nil, nil
 	}
-	t, data, err := r.ReadExt()
+	id, err := readExportID(r)
 	if err != nil {
 		return nil, err
 	}
+	return newRef(c, id), nil
+}
+
+func readExportID(r *value.Reader) (uint64, error) {
+	t, data, err := r.ReadExt()
+	if err != nil {
+		return 0, err
+	}
 	id, k := binary.Uvarint(data)
 	if t != wire.CapabilityExt || k <= 0 || k != len(data) {
-		return nil, fmt.Errorf("expected a capability reference, got extension type %d", t)
+		return 0, fmt.Errorf("expected a capability reference, got extension type %d", t)
 	}
-	return newRef(c, id), nil
+	return id, nil
 }
 
 // decodeArg decodes handler argument i, turning capability references
@@ -279,7 +331,7 @@ func (r *Ref) call(ctx context.Context, method string, args []byte) ([]byte, *co
 	if r == nil || r.closed.Load() {
 		return nil, nil, status.Errorf(FailedPrecondition, "call %q on a closed or nil reference", method)
 	}
-	rep, err := r.c.Call(ctx, "@"+strconv.FormatUint(r.id, 10)+"."+method, outgoingMetadata(ctx), args)
+	rep, err := r.c.Call(ctx, r.target+"."+method, outgoingMetadata(ctx), args)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -377,3 +429,61 @@ func (clientHandler) ServeCall(ctx context.Context, in *conn.Incoming, out []byt
 }
 
 func (clientHandler) Release(c *conn.Conn, id uint64, n uint32) { releaseExport(c, id, n) }
+
+// PipelineRef returns a reference to the capability that p's call will
+// return, usable at once: calls on it are sent immediately and the server
+// runs them when the capability exists (promise pipelining), in the order
+// they were made. Close releases p's retained answer.
+func PipelineRef(p *Promise[*Ref]) *Ref {
+	if p.err != nil || p.async == nil {
+		return &Ref{closed: new(atomic.Bool), target: "@p0", c: nil}
+	}
+	return &Ref{c: p.async.Conn(), target: "@p" + strconv.FormatUint(p.async.ID(), 10), promise: p.promise, closed: new(atomic.Bool)}
+}
+
+// GoRef0 calls a method on a reference without waiting.
+func GoRef0[R any](ctx context.Context, r *Ref, method string) *Promise[R] {
+	return goRef[R](ctx, r, method, value.AppendArrayHeader(nil, 0), nil)
+}
+
+// GoRef1 calls a method with one argument on a reference without waiting;
+// the argument may be a promise or a *Service.
+func GoRef1[R, A any](ctx context.Context, r *Ref, method string, a A) *Promise[R] {
+	var e argEncoder
+	b := value.AppendArrayHeader(nil, 1)
+	b = appendRefPromisable(&e, b, r, method, 0, a)
+	return goRef[R](ctx, r, method, b, &e)
+}
+
+// GoRef2 is GoRef1 with two arguments.
+func GoRef2[R, A, B any](ctx context.Context, r *Ref, method string, a A, bb B) *Promise[R] {
+	var e argEncoder
+	b := value.AppendArrayHeader(nil, 2)
+	b = appendRefPromisable(&e, b, r, method, 0, a)
+	b = appendRefPromisable(&e, b, r, method, 1, bb)
+	return goRef[R](ctx, r, method, b, &e)
+}
+
+func appendRefPromisable[T any](e *argEncoder, b []byte, r *Ref, method string, i int, v T) []byte {
+	if e.err == nil && r != nil && r.c != nil && isServiceType[T]() {
+		b, e.err = appendCapability(b, r.c, any(v).(*Service))
+		return b
+	}
+	return appendPromisable(e, b, method, i, v)
+}
+
+func goRef[R any](ctx context.Context, r *Ref, method string, args []byte, e *argEncoder) *Promise[R] {
+	fail := func(err error) *Promise[R] { return &Promise[R]{promise: &promise{fn: method, err: err}} }
+	switch {
+	case r == nil || r.c == nil:
+		return fail(status.Errorf(FailedPrecondition, "call %q on a nil or failed reference", method))
+	case r.closed.Load():
+		return fail(status.Errorf(FailedPrecondition, "call %q on a closed reference", method))
+	case e != nil && e.err != nil:
+		return fail(e.err)
+	case e != nil && e.cc != nil && e.cc != r.c:
+		return fail(status.Errorf(FailedPrecondition, "%s: a promise argument belongs to another connection", method))
+	}
+	pipelined := e != nil && e.pipelined
+	return newPromise[R](ctx, nil, r.target+"."+method, args, r.c, pipelined)
+}

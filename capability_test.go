@@ -233,3 +233,40 @@ func itoa(v uint64) string {
 	}
 	return string(b)
 }
+
+// Calls on a capability that does not exist yet are sent at once and run
+// in order when it does.
+func TestPromisedCapability(t *testing.T) {
+	f := capServer(t)
+	ctx := context.Background()
+	p := Go1[*Ref](ctx, f.c, "newCounter", 100)
+	r := PipelineRef(p)
+	var qs []*Promise[int]
+	for i := 1; i <= 20; i++ {
+		qs = append(qs, GoRef1[int](ctx, r, "inc", i))
+	}
+	sum := 100
+	for i, q := range qs {
+		sum += i + 1
+		if got, err := q.Wait(); err != nil || got != sum {
+			t.Fatalf("call %d: %d %v, want %d", i+1, got, err, sum)
+		}
+	}
+	// After the capability resolved, calls through the same reference
+	// still line up behind the earlier ones.
+	direct, err := p.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := CallRef0[[]int](ctx, direct, "log")
+	if err != nil || len(log) != 20 || log[0] != 1 || log[19] != 20 {
+		t.Fatalf("log %v %v", log, err)
+	}
+	direct.Close()
+	r.Close()
+	// A promised capability of a failed call fails its method calls.
+	bad := PipelineRef(Go1[*Ref](ctx, f.c, "newCounter", "not a number"))
+	if _, err := GoRef1[int](ctx, bad, "inc", 1).Wait(); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("call on a failed promised capability: %v", err)
+	}
+}

@@ -124,13 +124,7 @@ func (p *Promise[R]) Wait() (R, error) {
 			return zero, status.Wrap(InvalidArgument, status.ErrSerialization, err, p.fn+": result field")
 		}
 	}
-	r := value.NewReader(res)
-	v, err := value.For[R]().Decode(&r)
-	if err != nil {
-		return zero, status.Wrap(Internal, status.ErrSerialization, err,
-			fmt.Sprintf("%s: decoding the result as %s", p.fn, value.For[R]().TypeName()))
-	}
-	return v, nil
+	return decodeResult[R](p.fn, res, p.async.Conn())
 }
 
 // Release tells the server it may forget the answer; the promise must not
