@@ -230,3 +230,36 @@ func TestPipeliningSavesRoundTrips(t *testing.T) {
 		t.Fatalf("chain of 10 took %v against %v for one call: not pipelined", chain, one)
 	}
 }
+
+// A lost connection rejects every pending promise with a typed
+// connection error.
+func TestLostConnectionRejectsPromises(t *testing.T) {
+	srv := arbor.NewServer()
+	started := make(chan struct{}, 4)
+	mustS(t, arbor.Handle0(srv, "block", func(ctx context.Context) (int, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}))
+	l, err := srv.Listen(context.Background(), "tcp://127.0.0.1:0")
+	mustS(t, err)
+	c, err := arbor.Dial(context.Background(), l.URL())
+	mustS(t, err)
+	defer c.Close()
+	ctx := context.Background()
+	p1 := arbor.Go0[int](ctx, c, "block")
+	p2 := arbor.Go2[int](ctx, c, "add", p1, 1) // never registered: would fail anyway; must not hang
+	p3 := arbor.Go0[int](ctx, c, "block")
+	<-started
+	<-started
+	srv.Close()
+	for i, p := range []*arbor.Promise[int]{p1, p2, p3} {
+		_, err := p.Wait()
+		if !errors.Is(err, arbor.ErrUnavailable) && !errors.Is(err, arbor.ErrNotFound) {
+			t.Fatalf("promise %d: %v", i+1, err)
+		}
+		if i != 1 && !errors.Is(err, arbor.ErrConnection) {
+			t.Fatalf("promise %d: %v is not a connection error", i+1, err)
+		}
+	}
+}
