@@ -2,15 +2,16 @@
 // TCP echo floor, in one process and one run, on the same payloads and
 // concurrency, and prints markdown tables plus Arbor's ratios.
 //
-//	cd bench && go run .                 # full run, 2s per cell: all four sections
+//	cd bench && go run .                 # full run, 2s per cell: all five sections
 //	go run . -short                      # CI-sized, ~200ms per cell
 //	go run . -d 1s -systems floor,grpc -payloads 64,1KiB -conc 1,16,64,256
 //	go run . -mode stream -d 1s          # bidirectional streaming only
 //	go run . -mode transports -d 1s      # unary over tcp, tls, quic, unix only
 //	go run . -mode tree -d 1s            # request-tree resolution vs a unary call only
+//	go run . -mode pipeline              # a chain of 10 dependent calls vs one, over a 5ms-each-way link
 //	go run -tags noarbor .               # without Arbor (if it doesn't build)
 //
-// Sections (-mode, comma-separated, default all four in this order):
+// Sections (-mode, comma-separated, default all five in this order):
 //
 //   - unary: each system is a server on 127.0.0.1:0 and ONE client
 //     connection shared by every concurrent caller, doing a unary echo.
@@ -24,6 +25,10 @@
 //     memory cache and uncached, beside a plain Arbor unary call of the
 //     same function, on one server and ONE connection; the tree's cost is
 //     unary calls/s over tree calls/s (bar: treeBar).
+//   - pipeline: over a TCP proxy that delays every chunk by -link-delay
+//     each way, the median time of one call and of a chain of -chain
+//     dependent calls, Arbor sending the chain as promises, grpc-go as
+//     sequential unary calls (bar: pipelineBar, on chain ÷ one).
 //
 // Allocations are counted process-wide, so allocs/call, allocs/msg and
 // the B/ columns include both client and server.
@@ -54,7 +59,7 @@ func main() {
 		dur      = flag.Duration("d", 2*time.Second, "measured duration per cell (system × payload × concurrency or lanes)")
 		warm     = flag.Duration("warm", 0, "warm-up per cell (default: d/10, clamped to 50ms..500ms)")
 		short    = flag.Bool("short", false, "CI-sized run: -d 200ms -warm 50ms")
-		mode     = flag.String("mode", "unary,stream,transports,tree", "comma-separated sections to run: unary, stream, transports, tree, or all")
+		mode     = flag.String("mode", "unary,stream,transports,tree,pipeline", "comma-separated sections to run: unary, stream, transports, tree, pipeline, or all")
 		subject  = flag.String("subject", "arbor", "system whose ratios to the others are tabled")
 		systems  = flag.String("systems", "all", "unary: comma-separated systems, or all; known: "+strings.Join(knownSystems(), ","))
 		payloads = flag.String("payloads", "64,1KiB", "unary: comma-separated payload sizes (64, 1KiB, 4k, ...)")
@@ -69,10 +74,15 @@ func main() {
 		transportConc     = flag.String("transport-conc", "1,16", "transports: comma-separated numbers of concurrent callers sharing one connection")
 
 		treeConc = flag.String("tree-conc", "1,16", "tree: comma-separated numbers of concurrent callers sharing one connection")
+
+		linkDelay    = flag.Duration("link-delay", 5*time.Millisecond, "pipeline: delay the proxy adds to every chunk, in each direction")
+		chainLen     = flag.Int("chain", 10, "pipeline: dependent calls per chain")
+		pipelineRuns = flag.Int("pipeline-runs", 25, "pipeline: measured runs (one call and one chain each) per system; -short: 5")
 	)
 	flag.Parse()
 	if *short {
 		*dur, *warm = 200*time.Millisecond, 50*time.Millisecond
+		*pipelineRuns = min(*pipelineRuns, 5)
 	}
 	if *warm == 0 {
 		*warm = warmupFor(*dur)
@@ -115,6 +125,12 @@ func main() {
 		case "tree":
 			cs := mustInts("-tree-conc", *treeConc)
 			runs = append(runs, func(w io.Writer) error { return runTree(w, cfg, cs) })
+		case "pipeline":
+			if *linkDelay < 0 || *chainLen < 1 || *pipelineRuns < 1 {
+				fatalf("-link-delay must be >= 0, -chain and -pipeline-runs >= 1")
+			}
+			pc := pipelineConfig{linkDelay: *linkDelay, chain: *chainLen, runs: *pipelineRuns, warm: 3}
+			runs = append(runs, func(w io.Writer) error { return runPipeline(w, pc) })
 		}
 	}
 
@@ -128,9 +144,9 @@ func main() {
 }
 
 // parseModes parses -mode into sections in run order (unary, stream,
-// transports, tree), whatever order they were given in.
+// transports, tree, pipeline), whatever order they were given in.
 func parseModes(s string) ([]string, error) {
-	all := []string{"unary", "stream", "transports", "tree"}
+	all := []string{"unary", "stream", "transports", "tree", "pipeline"}
 	want := map[string]bool{}
 	for _, f := range strings.Split(s, ",") {
 		f = strings.ToLower(strings.TrimSpace(f))
@@ -140,8 +156,10 @@ func parseModes(s string) ([]string, error) {
 			for _, m := range all {
 				want[m] = true
 			}
-		case "unary", "stream", "transports", "tree":
+		case "unary", "stream", "transports", "tree", "pipeline":
 			want[f] = true
+		case "pipelining", "promise", "promises":
+			want["pipeline"] = true
 		case "trees", "resolve":
 			want["tree"] = true
 		case "streams", "streaming":
@@ -149,7 +167,7 @@ func parseModes(s string) ([]string, error) {
 		case "transport":
 			want["transports"] = true
 		default:
-			return nil, fmt.Errorf("unknown section %q (want unary, stream, transports, tree or all)", f)
+			return nil, fmt.Errorf("unknown section %q (want unary, stream, transports, tree, pipeline or all)", f)
 		}
 	}
 	var out []string

@@ -179,7 +179,7 @@ func TestMeasureStream(t *testing.T) {
 func TestParseSections(t *testing.T) {
 	for in, want := range map[string]string{
 		"":                         "error",
-		"all":                      "[unary stream transports tree]",
+		"all":                      "[unary stream transports tree pipeline]",
 		"transports, unary":        "[unary transports]",
 		"stream":                   "[stream]",
 		"streaming,transport":      "[stream transports]",
@@ -187,6 +187,7 @@ func TestParseSections(t *testing.T) {
 		"unary,stream,transports,": "[unary stream transports]",
 		"tree,unary":               "[unary tree]",
 		"trees":                    "[tree]",
+		"promises,unary":           "[unary pipeline]",
 	} {
 		got, err := parseModes(in)
 		s := fmt.Sprint(got)
