@@ -484,6 +484,13 @@ func goRef[R any](ctx context.Context, r *Ref, method string, args []byte, e *ar
 	case e != nil && e.cc != nil && e.cc != r.c:
 		return fail(status.Errorf(FailedPrecondition, "%s: a promise argument belongs to another connection", method))
 	}
+	var deps []*promise
 	pipelined := e != nil && e.pipelined
-	return newPromise[R](ctx, nil, r.target+"."+method, args, r.c, pipelined)
+	if e != nil {
+		deps = e.deps
+	}
+	if r.promise != nil { // a promised capability: its answer must outlive the call
+		deps = append(deps, r.promise)
+	}
+	return newPromise[R](ctx, nil, r.target+"."+method, args, r.c, pipelined, deps)
 }

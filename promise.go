@@ -30,9 +30,10 @@ type promise struct {
 	err   error // set when the call could not be sent
 	fn    string
 
-	once     sync.Once
-	released bool
-	mu       sync.Mutex
+	// deps are the promises this call's arguments reference: kept
+	// reachable so that their answers are not released before this call
+	// has used them.
+	deps []*promise
 }
 
 // promiseRef is implemented by promises so that argument encoding can
@@ -79,9 +80,9 @@ func appendPromiseRef(b []byte, r promiseRef) ([]byte, *conn.Conn, error) {
 }
 
 // newPromise sends fn with the encoded args (whose promise references, if
-// any, all point into cc) and returns its promise.
-func newPromise[R any](ctx context.Context, c *Client, fn string, args []byte, cc *conn.Conn, pipelined bool) *Promise[R] {
-	p := &promise{c: c, fn: fn}
+// any, all point into cc and are deps) and returns its promise.
+func newPromise[R any](ctx context.Context, c *Client, fn string, args []byte, cc *conn.Conn, pipelined bool, deps []*promise) *Promise[R] {
+	p := &promise{c: c, fn: fn, deps: deps}
 	if cc == nil {
 		var err error
 		if cc, err = c.conn(ctx); err != nil {
@@ -97,8 +98,9 @@ func newPromise[R any](ctx context.Context, c *Client, fn string, args []byte, c
 	p.async = a
 	pr := &Promise[R]{promise: p}
 	// A promise dropped unused cancels its call; any dropped promise lets
-	// the server forget its answer.
-	runtime.AddCleanup(pr, func(a *conn.Async) {
+	// the server forget its answer. The cleanup is on the shared state, so
+	// Field promises and dependent calls keep the answer alive.
+	runtime.AddCleanup(p, func(a *conn.Async) {
 		select {
 		case <-a.Done():
 		default:
@@ -152,7 +154,7 @@ func Field[T, R any](p *Promise[R], path ...any) *Promise[T] {
 
 // Go0 sends a call to fn without waiting and returns its promise.
 func Go0[R any](ctx context.Context, c *Client, fn string) *Promise[R] {
-	return newPromise[R](ctx, c, fn, value.AppendArrayHeader(nil, 0), nil, false)
+	return newPromise[R](ctx, c, fn, value.AppendArrayHeader(nil, 0), nil, false, nil)
 }
 
 // Go1 sends a call to fn with one argument (a value or a promise) without
@@ -188,6 +190,7 @@ func Go3[R, A, B, C any](ctx context.Context, c *Client, fn string, a A, b B, cc
 type argEncoder struct {
 	cc        *conn.Conn
 	pipelined bool
+	deps      []*promise
 	err       error
 }
 
@@ -205,6 +208,8 @@ func appendPromisable[T any](e *argEncoder, b []byte, fn string, i int, v T) []b
 			e.err = status.Errorf(FailedPrecondition, "%s: argument %d is a promise of another connection", fn, i)
 		default:
 			e.cc, e.pipelined = cc, true
+			dep, _ := r.ref()
+			e.deps = append(e.deps, dep)
 		}
 		return b2
 	}
@@ -216,7 +221,7 @@ func sendPromise[R any](e *argEncoder, ctx context.Context, c *Client, fn string
 	if e.err != nil {
 		return &Promise[R]{promise: &promise{c: c, fn: fn, err: e.err}}
 	}
-	return newPromise[R](ctx, c, fn, args, e.cc, e.pipelined)
+	return newPromise[R](ctx, c, fn, args, e.cc, e.pipelined, e.deps)
 }
 
 // substitutePromises replaces the promise references among a pipelined

@@ -263,3 +263,25 @@ func TestLostConnectionRejectsPromises(t *testing.T) {
 		}
 	}
 }
+
+// Releasing (or dropping) a promise right after sending a call that uses
+// it does not pull the answer from under that call.
+func TestReleaseAfterDependentCall(t *testing.T) {
+	c, _, _ := promiseServer(t)
+	ctx := context.Background()
+	for i := 0; i < 200; i++ {
+		p1 := arbor.Go2[int](ctx, c, "add", i, 1)
+		p2 := arbor.Go2[int](ctx, c, "add", p1, 10)
+		p1.Release()
+		if v, err := p2.Wait(); err != nil || v != i+11 {
+			t.Fatalf("round %d: %d %v", i, v, err)
+		}
+	}
+	// A Field of a dropped parent keeps the parent's answer alive.
+	f := arbor.Field[int](arbor.Go1[pair](ctx, c, "mkpair", 7), "X")
+	runtime.GC()
+	runtime.GC()
+	if v, err := arbor.Go2[int](ctx, c, "add", f, 1).Wait(); err != nil || v != 8 {
+		t.Fatalf("field of a dropped parent: %d %v", v, err)
+	}
+}

@@ -196,6 +196,11 @@ func (s *Server) Serve(l net.Listener) error {
 				s.opts.logger.Warn("arbor: accept error, retrying", "err", err, "in", backoff)
 				time.Sleep(backoff)
 				s.mu.Lock()
+				if s.closed { // closed while we slept: nobody else will close l
+					s.mu.Unlock()
+					l.Close()
+					return ErrServerClosed
+				}
 				s.listeners[l] = struct{}{}
 				s.mu.Unlock()
 				continue

@@ -522,3 +522,22 @@ func TestTrailers(t *testing.T) {
 		t.Fatal("SetTrailer outside a handler reported success")
 	}
 }
+
+// A handler that first asks for Done after its deadline passed gets a
+// closed channel and DeadlineExceeded, not a double-close panic.
+func TestDoneAfterDeadline(t *testing.T) {
+	c := newCallCtx(context.Background(), time.Millisecond, nil)
+	time.Sleep(5 * time.Millisecond)
+	select {
+	case <-c.Done():
+	default:
+		t.Fatal("Done not closed after the deadline")
+	}
+	if c.Err() != context.DeadlineExceeded {
+		t.Fatalf("Err = %v", c.Err())
+	}
+	c.cancel(context.Canceled) // late CANCEL: no effect, no panic
+	if c.Err() != context.DeadlineExceeded {
+		t.Fatalf("Err after cancel = %v", c.Err())
+	}
+}

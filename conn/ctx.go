@@ -39,8 +39,8 @@ func (c *callCtx) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
+		c.checkDeadlineLocked() // before done exists, so it is closed once, below
 		c.done = make(chan struct{})
-		c.checkDeadlineLocked()
 		if c.err != nil {
 			close(c.done)
 		} else if !c.deadline.IsZero() {

@@ -270,7 +270,7 @@ func (c *Conn) acceptMux() {
 // the handler runs on a worker; the worker writes the answer and closes it.
 func (c *Conn) serveMux(qs net.Conn) {
 	defer c.loops.Done()
-	defer c.muxStreams.Done()
+	defer c.muxStreams.Add(-1)
 	defer qs.Close()
 	r := getMuxReader(qs, c.cfg.MaxFrame)
 	defer putMuxReader(r)

@@ -145,11 +145,30 @@ func (c *Conn) settle(id uint64, out []byte, err error) {
 	close(a.done)
 }
 
-// release drops a retained answer (RELEASE frame).
+// release drops a retained answer (RELEASE frame). While pipelined calls
+// that may reference it are still running it is only marked: a RELEASE
+// sent right after a dependent call must not pull the answer from under
+// it (the reader admits the call before it reads the RELEASE, but the call
+// looks the answer up later, on its worker).
 func (c *Conn) release(id uint64) {
 	c.smu.Lock()
-	delete(c.answers, id)
+	if c.pipelinedActive > 0 {
+		c.pendingReleases = append(c.pendingReleases, id)
+	} else {
+		delete(c.answers, id)
+	}
 	c.smu.Unlock()
+}
+
+// pipelinedDone is called when a pipelined call finishes; the last one out
+// applies the releases that waited for it. smu held.
+func (c *Conn) pipelinedDoneLocked() {
+	if c.pipelinedActive--; c.pipelinedActive == 0 {
+		for _, id := range c.pendingReleases {
+			delete(c.answers, id)
+		}
+		c.pendingReleases = c.pendingReleases[:0]
+	}
 }
 
 // Answer waits for the retained answer of the peer's call id, for a

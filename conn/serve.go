@@ -46,6 +46,7 @@ type Incoming struct {
 
 // serverCall is one incoming call; pooled.
 type serverCall struct {
+	pinned   bool     // reads retained answers: counted in pipelinedActive
 	retained bool     // keep the answer for pipelined calls
 	w        net.Conn // the native stream the call came on, if any
 	in       Incoming
@@ -116,7 +117,14 @@ func (c *Conn) admit(h wire.Header, p []byte, w net.Conn) (*serverCall, *status.
 	if h.Flags&wire.FlagStream != 0 {
 		c.servingStreams++
 	}
+	// Calls that read retained answers (promise arguments, or a promised
+	// capability as target) hold back releases until they finish.
+	pinned := h.Flags&wire.FlagPipelined != 0 || (len(wc.Function) > 2 && wc.Function[0] == '@' && wc.Function[1] == 'p')
+	if pinned {
+		c.pipelinedActive++
+	}
 	sc := serverCallPool.Get().(*serverCall)
+	sc.pinned = pinned
 	sc.buf = append(sc.buf[:0], p...)
 	wc, _ = wire.ParseCall(sc.buf) // re-slice into our copy; parsed once already
 	sc.in = Incoming{ID: h.ID, Function: wc.Function, Args: wc.Args, Timeout: wc.Timeout, Metadata: md, Conn: c,
@@ -221,6 +229,9 @@ func (c *Conn) serve(sc *serverCall) {
 	if sc.in.Stream != nil {
 		c.servingStreams--
 	}
+	if sc.pinned {
+		c.pipelinedDoneLocked()
+	}
 	if c.draining && len(c.serving) == 0 && c.drained != nil {
 		close(c.drained)
 		c.drained = nil
@@ -230,6 +241,7 @@ func (c *Conn) serve(sc *serverCall) {
 	sc.ctx = nil
 	sc.w = nil
 	sc.retained = false
+	sc.pinned = false
 	if cap(sc.buf) > 64<<10 {
 		sc.buf = nil
 	}
@@ -298,15 +310,19 @@ func (c *Conn) Drain(ctx context.Context, reason string) error {
 		if len(c.serving) > 0 {
 			c.drained = make(chan struct{})
 		}
-		if c.lockForAppend() == nil {
+		// Queued without waiting for room (we hold smu; the writer never
+		// needs it) and written by writeLoop: Drain must not block on a
+		// peer that stops reading, only on ctx.
+		c.wmu.Lock()
+		if c.werr == nil {
 			c.wbuf = wire.AppendGoAway(c.wbuf, wire.GoAway{LastID: c.lastIn, Code: uint32(status.Unavailable), Message: []byte(reason)})
-			c.wmu.Unlock() // flushed below: a failed write closes the conn, which takes smu
 		}
+		c.wmu.Unlock()
 	}
 	wait = c.drained
 	c.smu.Unlock()
 	c.wmu.Lock()
-	c.flushLocked()
+	c.flushLazyLocked()
 	var err error
 	if wait != nil {
 		select {
@@ -317,26 +333,34 @@ func (c *Conn) Drain(ctx context.Context, reason string) error {
 		}
 	}
 	if c.mux != nil && err == nil {
-		// Native streams: wait until callers have read their answers.
-		streams := make(chan struct{})
-		go func() { c.muxStreams.Wait(); close(streams) }()
-		t := time.NewTimer(5 * time.Second)
-		select {
-		case <-streams:
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-c.closed:
-		case <-t.C:
+		// Native streams: wait until callers have read their answers
+		// (a counter, polled: streams may still be accepted meanwhile).
+		tick := time.NewTicker(5 * time.Millisecond)
+		limit := time.NewTimer(5 * time.Second)
+	wait:
+		for c.muxStreams.Load() > 0 {
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				err = ctx.Err()
+				break wait
+			case <-c.closed:
+				break wait
+			case <-limit.C:
+				break wait
+			}
 		}
-		t.Stop()
+		tick.Stop()
+		limit.Stop()
 		if err != nil || c.Err() != nil {
-			c.Close() // ends the waiting goroutine too
-			<-streams
+			c.Close()
 			return err
 		}
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	c.flushNow() // the last results may still be queued for writeLoop
+	if err == nil {
+		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		c.flushNow() // the last results may still be queued for writeLoop
+	}
 	c.Close()
 	return err
 }

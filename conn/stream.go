@@ -32,6 +32,7 @@ type Stream struct {
 	consumed int  // bytes read since the last CREDIT
 	recvEnd  bool // no more messages will arrive
 	ended    bool // finish ran (guards stop)
+	credited bool // finish returned the queue's connection credit
 	recvSig  chan struct{}
 
 	sendCredit int64 // guarded by c.fmu
@@ -83,7 +84,16 @@ func (s *Stream) finish(result []byte, err error) {
 		s.recvEnd = true
 		s.ended = true
 		stop := s.stop
+		// Messages still queued give their connection credit back now:
+		// nobody may read them. They stay readable, uncounted.
+		unread := 0
+		if s.w == nil && !s.credited {
+			unread, s.credited = s.buffered, true
+		}
 		s.mu.Unlock()
+		if unread > 0 {
+			s.c.consumed(unread)
+		}
 		close(s.done)
 		s.signal()
 		if stop != nil {
@@ -271,6 +281,7 @@ func (s *Stream) Recv() ([]byte, error) {
 				credit, s.consumed = s.consumed, 0
 			}
 			ended := s.isDone()
+			credited := s.credited
 			s.mu.Unlock()
 			if s.w != nil { // no CREDIT on native streams: wake the reader instead
 				select {
@@ -279,7 +290,9 @@ func (s *Stream) Recv() ([]byte, error) {
 				}
 				return m, nil
 			}
-			s.c.consumed(len(m))
+			if !credited {
+				s.c.consumed(len(m))
+			}
 			if credit > 0 && !ended {
 				s.c.sendCredit(s.id, uint32(credit))
 			}
@@ -331,7 +344,8 @@ func (s *Stream) deliver(p []byte) error {
 	defer s.mu.Unlock()
 	if s.recvEnd {
 		if s.isDone() {
-			return nil // the stream ended locally; late data is dropped
+			s.dropped(len(p)) // the stream ended locally; late data is dropped
+			return nil
 		}
 		return fmt.Errorf("DATA on stream %d after END", s.id)
 	}
@@ -347,7 +361,8 @@ func (s *Stream) deliver(p []byte) error {
 		s.mu.Lock()
 	}
 	if s.isDone() {
-		return nil // ended while waiting for room
+		s.dropped(len(p)) // ended while waiting for room
+		return nil
 	}
 	if s.buffered+len(p) > int(s.c.streamWindow)+int(s.c.cfg.MaxFrame) {
 		return fmt.Errorf("flow control: stream %d sent %d bytes beyond its window of %d", s.id, s.buffered+len(p), s.c.streamWindow)
@@ -356,6 +371,14 @@ func (s *Stream) deliver(p []byte) error {
 	s.buffered += len(p)
 	s.signal()
 	return nil
+}
+
+// dropped returns the connection credit of a message that will never be
+// read (shared byte streams only: native streams have the transport's).
+func (s *Stream) dropped(n int) {
+	if s.w == nil {
+		s.c.consumed(n)
+	}
 }
 
 func (s *Stream) peerEnd() {
@@ -477,7 +500,13 @@ func (c *Conn) streamFrame(h wire.Header, p []byte) error {
 		if c.neverSeen(h.ID) {
 			return fmt.Errorf("%s for stream %d, which was never opened", h.Type, h.ID)
 		}
-		return nil // ended meanwhile
+		if h.Type == wire.TypeData { // ended meanwhile: the sender's credit comes back
+			c.fmu.Lock()
+			c.recvBuffered += len(p)
+			c.fmu.Unlock()
+			c.consumed(len(p))
+		}
+		return nil
 	}
 	if h.Type == wire.TypeEnd {
 		if len(p) != 0 {

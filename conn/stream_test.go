@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/arbor-rpc/arbor/internal/status"
 )
@@ -261,5 +262,56 @@ func TestStreamBrokenConnection(t *testing.T) {
 	sc.NetConn().Close()
 	if _, err := s.Recv(); status.CodeOf(err) != status.Unavailable {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// Streams that end with unread messages give their connection credit
+// back, so later streams on the connection are not starved.
+func TestUnreadMessagesReturnCredit(t *testing.T) {
+	const window = 32 << 10
+	cc, _ := streamPair(t, Config{StreamWindow: window, ConnWindow: window}, Config{},
+		func(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
+			if string(in.Function) == "ignore" {
+				return nil, nil // returns without reading what was sent
+			}
+			n := 0
+			for {
+				m, err := in.Stream.Recv()
+				if err == io.EOF {
+					return append(out, strconv.Itoa(n)...), nil
+				}
+				if err != nil {
+					return nil, err
+				}
+				n += len(m)
+			}
+		})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msg := make([]byte, 1024)
+	for i := 0; i < 4; i++ {
+		s, err := cc.OpenStream(ctx, "ignore", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := 0; j < 16; j++ { // half the window each, until the handler has returned
+			if err := s.Send(msg); err != nil {
+				break
+			}
+		}
+		s.Result()
+	}
+	s, err := cc.OpenStream(ctx, "count", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j := 0; j < 100; j++ { // 100 KiB through a 32 KiB connection window
+		if err := s.Send(msg); err != nil {
+			t.Fatalf("send %d: %v (connection credit leaked)", j, err)
+		}
+	}
+	s.CloseSend()
+	if res, err := s.Result(); err != nil || string(res) != strconv.Itoa(100*1024) {
+		t.Fatalf("result %q %v", res, err)
 	}
 }

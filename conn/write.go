@@ -157,16 +157,19 @@ func (c *Conn) sendControl(t wire.Type, id uint64) {
 	c.flushLocked()
 }
 
-// sendPing never waits for queue space: a ping must go out even when the
-// queue is full, and the keep-alive loop must not block behind a stuck write.
+// sendPing never waits for queue space and never writes itself: the
+// keep-alive loop and the reader must not block behind a stuck socket (the
+// keep-alive timeout is what unsticks it). A PONG is dropped when the queue
+// is over its bound, so a peer that floods PINGs without reading cannot
+// grow it.
 func (c *Conn) sendPing(pong bool, data uint64) {
 	c.wmu.Lock()
-	if c.werr != nil {
+	if c.werr != nil || (pong && len(c.wbuf) >= c.cfg.MaxPendingWrite) {
 		c.wmu.Unlock()
 		return
 	}
 	c.wbuf = wire.AppendPing(c.wbuf, pong, data)
-	c.flushLocked()
+	c.flushLazyLocked()
 }
 
 func (c *Conn) sendGoAway(code uint32, msg string) {

@@ -100,6 +100,7 @@ func build[T any](t reflect.Type) *Codec[T] {
 			return *as[T](&x), r.off, err
 		}
 	default:
+		elem := maxElemSize(t, map[reflect.Type]bool{})
 		c.enc = func(b []byte, v T) (out []byte, err error) {
 			defer func() {
 				if r := recover(); r != nil { // the reflective encoder panics on some inputs
@@ -117,6 +118,14 @@ func build[T any](t reflect.Type) *Codec[T] {
 			raw, err := r.Skip()
 			if err != nil {
 				return v, off, err
+			}
+			// The reflective decoder sizes slices by the counts it reads;
+			// each element costs at least a byte on the wire but up to
+			// elem bytes in memory, so bound the product before decoding.
+			if elem > 16 {
+				if n := claimedElements(raw); n*elem > MaxDecodeBytes {
+					return v, off, &Error{Offset: off, Msg: fmt.Sprintf("decoding %s: %d elements of up to %d bytes each exceed the %d-byte decode budget", c.name, n, elem, MaxDecodeBytes)}
+				}
 			}
 			defer func() {
 				// The reflective decoder panics on some mismatches (a string
@@ -180,4 +189,75 @@ func TypeName(t reflect.Type) string {
 		return "any"
 	}
 	return t.String()
+}
+
+// MaxDecodeBytes bounds what decoding one value into a Go type may
+// allocate for slices and maps whose sizes come from the input.
+const MaxDecodeBytes = 256 << 20
+
+// maxElemSize is the largest element size of any slice, array or map
+// reachable in t (0 when there is none).
+func maxElemSize(t reflect.Type, seen map[reflect.Type]bool) int {
+	if seen[t] {
+		return 0
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer:
+		return maxElemSize(t.Elem(), seen)
+	case reflect.Slice, reflect.Array:
+		return max(int(t.Elem().Size()), maxElemSize(t.Elem(), seen))
+	case reflect.Map:
+		return max(int(t.Key().Size()+t.Elem().Size()), maxElemSize(t.Key(), seen), maxElemSize(t.Elem(), seen))
+	case reflect.Struct:
+		m := 0
+		for i := 0; i < t.NumField(); i++ {
+			m = max(m, maxElemSize(t.Field(i).Type, seen))
+		}
+		return m
+	}
+	return 0
+}
+
+// claimedElements sums the element counts of every array and map in an
+// encoded value (already checked by Skip).
+func claimedElements(raw []byte) int {
+	r := NewReader(raw)
+	total := 0
+	var walk func(depth int) bool
+	walk = func(depth int) bool {
+		if depth > r.lim.MaxDepth || r.off >= len(r.b) {
+			return false
+		}
+		switch kindOf(r.b[r.off]) {
+		case KindArray:
+			n, err := r.ReadArrayHeader()
+			if err != nil {
+				return false
+			}
+			total += n
+			for i := 0; i < n; i++ {
+				if !walk(depth + 1) {
+					return false
+				}
+			}
+			return true
+		case KindMap:
+			n, err := r.ReadMapHeader()
+			if err != nil {
+				return false
+			}
+			total += n
+			for i := 0; i < 2*n; i++ {
+				if !walk(depth + 1) {
+					return false
+				}
+			}
+			return true
+		}
+		_, err := r.Skip()
+		return err == nil
+	}
+	walk(0)
+	return total
 }

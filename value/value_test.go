@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -163,5 +164,25 @@ func TestFastPathAllocations(t *testing.T) {
 func TestTypeNames(t *testing.T) {
 	if For[[]byte]().TypeName() != "bytes" || For[int]().TypeName() != "int" || For[point]().TypeName() != "value.point" || For[any]().TypeName() != "any" {
 		t.Fatal("bad type names")
+	}
+}
+
+// A small input cannot make the reflective decoder allocate a huge slice.
+func TestReflectiveDecodeBudget(t *testing.T) {
+	type big struct{ A [1024]byte }
+	b := AppendArrayHeader(nil, 1<<20)
+	for i := 0; i < 1<<20; i++ {
+		b = AppendNil(b)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	r := NewReader(b)
+	_, err := For[[]big]().Decode(&r)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "decode budget") {
+		t.Fatalf("got %v", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 {
+		t.Fatalf("allocated %d bytes refusing a 1 MiB input", n)
 	}
 }
