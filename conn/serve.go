@@ -137,6 +137,18 @@ func (c *Conn) admit(h wire.Header, p []byte, w net.Conn) (*serverCall, *status.
 		if i := bytes.IndexByte(target, '.'); i > 0 {
 			target = target[:i]
 		}
+		if _, known := c.tickets[string(target)]; !known && len(c.tickets) >= maxTargets {
+			// A peer naming ever new targets cannot grow the table.
+			refusal := status.Errorf(status.ResourceExhausted, "too many capability targets on this connection (limit %d)", maxTargets)
+			c.servingStreams -= boolInt(h.Flags&wire.FlagStream != 0)
+			if pinned {
+				c.pipelinedDoneLocked()
+			}
+			delete(c.answers, h.ID) // if it asked to be retained
+			sc.in, sc.ctx, sc.pinned = Incoming{}, nil, false
+			serverCallPool.Put(sc)
+			return nil, refusal, nil
+		}
 		c.tickets[string(target)]++
 		sc.ctx.ticket = c.tickets[string(target)]
 	}
@@ -370,4 +382,14 @@ func (c *Conn) Serving() int {
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	return len(c.serving)
+}
+
+// maxTargets bounds the distinct capability targets a connection tracks.
+const maxTargets = 100000
+
+func boolInt(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
 }
