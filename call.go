@@ -3,6 +3,7 @@ package arbor
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 
 	"github.com/arbor-rpc/arbor/conn"
@@ -30,6 +31,9 @@ func argEncodeError(fn string, i int, err error) error {
 func appendArg[T any](b []byte, fn string, i int, v T, err error) ([]byte, error) {
 	if err != nil {
 		return b, err
+	}
+	if reflect.TypeFor[T]() == refType {
+		return b, status.Errorf(Unimplemented, "%s: argument %d is a reference: passing a capability back to the side that exported it is not supported yet", fn, i)
 	}
 	if isServiceType[T]() {
 		return b, status.Errorf(InvalidArgument, "%s: argument %d is a service: pass services to methods of a reference (CallRefN) or return them from handlers", fn, i)

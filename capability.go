@@ -81,7 +81,17 @@ func (r *Ref) Close() error {
 		return nil
 	}
 	if r.promise != nil { // the answer holding the capability may go
-		r.promise.async.Release()
+		p := r.promise
+		select {
+		case <-p.async.Done(): // resolved: release the capability itself too
+			if res, err := p.async.Result(); err == nil {
+				if ref, err := p.sharedRef(res); err == nil && ref != nil {
+					ref.Close()
+				}
+			}
+		default:
+		}
+		p.async.Release()
 		return nil
 	}
 	r.c.ReleaseExport(r.id, 1)
@@ -376,6 +386,9 @@ func appendRefArg[T any](b []byte, c *conn.Conn, method string, i int, v T, err 
 	if err != nil {
 		return b, err
 	}
+	if reflect.TypeFor[T]() == refType {
+		return b, status.Errorf(Unimplemented, "%s: argument %d is a reference: passing a capability back to the side that exported it is not supported yet", method, i)
+	}
 	if reflect.TypeFor[T]() == serviceType {
 		return appendCapability(b, c, any(v).(*Service))
 	}
@@ -422,6 +435,13 @@ func (s *Server) Release(c *conn.Conn, id uint64, n uint32) { releaseExport(c, i
 type clientHandler struct{}
 
 func (clientHandler) ServeCall(ctx context.Context, in *conn.Incoming, out []byte) ([]byte, error) {
+	if in.Pipelined {
+		args, err := substitutePromises(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		in.Args = args
+	}
 	if len(in.Function) > 1 && in.Function[0] == '@' {
 		return serveCapability(ctx, in, out)
 	}
@@ -429,6 +449,16 @@ func (clientHandler) ServeCall(ctx context.Context, in *conn.Incoming, out []byt
 }
 
 func (clientHandler) Release(c *conn.Conn, id uint64, n uint32) { releaseExport(c, id, n) }
+
+// sharedRef decodes a promise's capability result once: every Wait and the
+// PipelineRef share that one reference (the export is counted once).
+func (p *promise) sharedRef(res []byte) (*Ref, error) {
+	p.refOnce.Do(func() {
+		rd := value.NewReader(res)
+		p.ref, p.refErr = readRef(&rd, p.async.Conn())
+	})
+	return p.ref, p.refErr
+}
 
 // PipelineRef returns a reference to the capability that p's call will
 // return, usable at once: calls on it are sent immediately and the server

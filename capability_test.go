@@ -270,3 +270,73 @@ func TestPromisedCapability(t *testing.T) {
 		t.Fatalf("call on a failed promised capability: %v", err)
 	}
 }
+
+func TestCapabilityEdgeCases(t *testing.T) {
+	f := capServer(t)
+	ctx := context.Background()
+	// A promise as the argument of a method call.
+	ref, err := Call1[*Ref](ctx, f.c, "newCounter", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	sc := <-f.srvConn
+	p := Go1[int](ctx, f.c, "double", 21) // unknown function: the dependent fails with its error
+	if _, err := GoRef1[int](ctx, ref, "inc", p).Wait(); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("promise argument of a failed call: %v", err)
+	}
+	srvAdd := Go0[*Ref](ctx, f.c, "hub")
+	if _, err := GoRef1[int](ctx, ref, "inc", Go1[*Ref](ctx, f.c, "newCounter", 1)).Wait(); !errors.Is(err, ErrUnimplemented) {
+		t.Fatalf("promised server capability as an argument: %v", err)
+	}
+	<-f.srvConn
+	// A reference passed back is refused on the client with a clear error.
+	if _, err := CallRef1[int](ctx, ref, "inc", ref); !errors.Is(err, ErrUnimplemented) || !strings.Contains(err.Error(), "reference") {
+		t.Fatalf("reference as an argument: %v", err)
+	}
+	// Wait twice gives the same reference; closing the pipelined one
+	// releases the capability.
+	r1, err1 := srvAdd.Wait()
+	r2, err2 := srvAdd.Wait()
+	if err1 != nil || err2 != nil || r1 != r2 {
+		t.Fatalf("Wait twice: %p %p %v %v", r1, r2, err1, err2)
+	}
+	before := exportsOn(sc)
+	PipelineRef(srvAdd).Close()
+	waitFor(t, func() bool { return exportsOn(sc) < before }, "the pipelined capability to be released")
+}
+
+// Releases are exact: back-to-back calls on promised capabilities do not
+// starve releases of other answers.
+func TestReleasesNotStarved(t *testing.T) {
+	srv := NewServer(WithMaxRetainedAnswers(20))
+	Handle1(srv, "newCounter", func(ctx context.Context, start int) (*Service, error) { return counter(start), nil })
+	Handle2(srv, "add", func(ctx context.Context, a, b int) (int, error) { return a + b, nil })
+	l, err := srv.Listen(context.Background(), "tcp://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := Dial(context.Background(), l.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	r := PipelineRef(Go1[*Ref](ctx, c, "newCounter", 0))
+	defer r.Close()
+	var last *Promise[int]
+	for i := 0; i < 500; i++ {
+		q := GoRef1[int](ctx, r, "inc", 1) // keeps a call on @p running most of the time
+		p := Go2[int](ctx, c, "add", i, 1)
+		if _, err := p.Wait(); err != nil {
+			t.Fatalf("iteration %d: %v", i, err)
+		}
+		p.Release()
+		if last != nil {
+			last.Wait()
+			last.Release()
+		}
+		last = q
+	}
+}

@@ -30,6 +30,9 @@ type promise struct {
 	err   error // set when the call could not be sent
 	fn    string
 
+	refOnce sync.Once // sharedRef
+	ref     *Ref
+	refErr  error
 	// deps are the promises this call's arguments reference: kept
 	// reachable so that their answers are not released before this call
 	// has used them.
@@ -125,6 +128,13 @@ func (p *Promise[R]) Wait() (R, error) {
 		if res, err = value.Select(res, p.path); err != nil {
 			return zero, status.Wrap(InvalidArgument, status.ErrSerialization, err, p.fn+": result field")
 		}
+	}
+	if reflect.TypeFor[R]() == refType && len(p.path) == 0 {
+		ref, err := p.sharedRef(res)
+		if err != nil {
+			return zero, status.Wrap(Internal, status.ErrSerialization, err, p.fn+": decoding the result as a reference")
+		}
+		return any(ref).(R), nil
 	}
 	return decodeResult[R](p.fn, res, p.async.Conn())
 }
@@ -267,6 +277,11 @@ func substitutePromises(ctx context.Context, in *conn.Incoming) ([]byte, error) 
 			if res, err = value.Select(res, path); err != nil {
 				return nil, status.Wrap(InvalidArgument, status.ErrSerialization, err, fmt.Sprintf("%s: argument %d (promise of call %d)", fn, i, id))
 			}
+		}
+		if vr := value.NewReader(res); vr.PeekKind() == value.KindExt {
+			// The answer is one of this side's own capabilities: as an
+			// argument it would read as the caller's export of that number.
+			return nil, status.Errorf(Unimplemented, "%s: argument %d is a promised capability of this server: passing a capability back to its exporter is not supported yet", fn, i)
 		}
 		out = append(out, res...)
 	}

@@ -100,6 +100,13 @@ func (s *Server) lookup(fn []byte) (*handler, error) {
 
 // ServeCall implements conn.Handler.
 func (s *Server) ServeCall(ctx context.Context, in *conn.Incoming, out []byte) ([]byte, error) {
+	if in.Pipelined { // arguments that are promises: wait for their answers
+		args, err := substitutePromises(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		in.Args, in.Pipelined = args, false
+	}
 	if len(in.Function) > 1 && in.Function[0] == '@' { // a method of an exported service
 		return serveCapability(ctx, in, out)
 	}
@@ -109,13 +116,6 @@ func (s *Server) ServeCall(ctx context.Context, in *conn.Incoming, out []byte) (
 			return nil, err
 		}
 		return s.serveStream(ctx, h, in, out)
-	}
-	if in.Pipelined { // arguments that are promises: wait for their answers
-		args, err := substitutePromises(ctx, in)
-		if err != nil {
-			return nil, err
-		}
-		in.Args = args
 	}
 	if s.chain == nil {
 		h, err := s.lookup(in.Function)

@@ -62,20 +62,16 @@ type Conn struct {
 	awayMsg   string
 
 	// Incoming calls.
-	smu     sync.Mutex
-	serving map[uint64]*serverCall
-	answers map[uint64]*answer // retained answers (promise pipelining)
-	// pipelinedActive counts running pipelined calls; releases wait in
-	// pendingReleases until none is left (see release).
-	pipelinedActive int
-	pendingReleases []uint64
-	tickets         map[string]uint64 // per capability target: calls arrived
-	servingStreams  uint32
-	lastIn          uint64 // highest incoming call id seen
-	draining        bool   // we sent GOAWAY
-	drained         chan struct{}
-	work            chan *serverCall
-	workers         int
+	smu            sync.Mutex
+	serving        map[uint64]*serverCall
+	answers        map[uint64]*answer // retained answers (promise pipelining)
+	tickets        map[string]uint64  // per capability target: calls arrived
+	servingStreams uint32
+	lastIn         uint64 // highest incoming call id seen
+	draining       bool   // we sent GOAWAY
+	drained        chan struct{}
+	work           chan *serverCall
+	workers        int
 
 	// Stream flow control (see stream.go).
 	streamWindow     uint32 // what we accept per stream

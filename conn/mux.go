@@ -86,8 +86,11 @@ func (c *Conn) muxLost(err error) error {
 	}
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
 		// The whole connection went (QUIC reports a closed connection
-		// on every stream), possibly before our control reader noticed.
-		return status.Wrap(status.Unavailable, status.ErrConnection, err, "connection lost")
+		// on every stream), possibly before our control reader noticed:
+		// close it now so the next call does not pick it again.
+		e := status.Wrap(status.Unavailable, status.ErrConnection, err, "connection lost")
+		c.closeWith(e)
+		return e
 	}
 	return status.Wrap(status.Unavailable, status.ErrStream, err, "stream lost")
 }

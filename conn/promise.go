@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/arbor-rpc/arbor/internal/status"
+	"github.com/arbor-rpc/arbor/value"
 	"github.com/arbor-rpc/arbor/wire"
 )
 
@@ -16,6 +17,10 @@ type answer struct {
 	done   chan struct{}
 	result []byte
 	err    *status.Error
+	// pins counts admitted calls that will read this answer; a RELEASE
+	// that arrives while pinned only marks it, and the last unpin drops it.
+	pins     int
+	released bool
 }
 
 // Async is an outgoing call whose answer is awaited later (a promise).
@@ -145,30 +150,80 @@ func (c *Conn) settle(id uint64, out []byte, err error) {
 	close(a.done)
 }
 
-// release drops a retained answer (RELEASE frame). While pipelined calls
-// that may reference it are still running it is only marked: a RELEASE
-// sent right after a dependent call must not pull the answer from under
-// it (the reader admits the call before it reads the RELEASE, but the call
-// looks the answer up later, on its worker).
+// release drops a retained answer (RELEASE frame). An answer that calls
+// admitted before the RELEASE will still read is only marked: the reader
+// admits such a call before it reads the RELEASE, but the call looks the
+// answer up later, on its worker.
 func (c *Conn) release(id uint64) {
 	c.smu.Lock()
-	if c.pipelinedActive > 0 {
-		c.pendingReleases = append(c.pendingReleases, id)
-	} else {
-		delete(c.answers, id)
+	if a := c.answers[id]; a != nil {
+		if a.pins > 0 {
+			a.released = true
+		} else {
+			delete(c.answers, id)
+		}
 	}
 	c.smu.Unlock()
 }
 
-// pipelinedDone is called when a pipelined call finishes; the last one out
-// applies the releases that waited for it. smu held.
-func (c *Conn) pipelinedDoneLocked() {
-	if c.pipelinedActive--; c.pipelinedActive == 0 {
-		for _, id := range c.pendingReleases {
-			delete(c.answers, id)
+// pinLocked pins the answers a call will read; smu held.
+func (c *Conn) pinLocked(ids []uint64) {
+	for _, id := range ids {
+		if a := c.answers[id]; a != nil {
+			a.pins++
 		}
-		c.pendingReleases = c.pendingReleases[:0]
 	}
+}
+
+// unpinLocked undoes pinLocked, dropping released answers nobody reads
+// any more; smu held.
+func (c *Conn) unpinLocked(ids []uint64) {
+	for _, id := range ids {
+		if a := c.answers[id]; a != nil {
+			if a.pins--; a.pins == 0 && a.released {
+				delete(c.answers, id)
+			}
+		}
+	}
+}
+
+// answerRefs lists the retained answers a CALL will read: a promised
+// capability target (@p<id>.method) and promise arguments.
+func answerRefs(fn, args []byte, pipelined bool, dst []uint64) []uint64 {
+	if len(fn) > 2 && fn[0] == '@' && fn[1] == 'p' {
+		var id uint64
+		i := 2
+		for ; i < len(fn) && fn[i] >= '0' && fn[i] <= '9'; i++ {
+			id = id*10 + uint64(fn[i]-'0')
+		}
+		dst = append(dst, id)
+	}
+	if !pipelined {
+		return dst
+	}
+	r := value.NewReader(args)
+	n, err := r.ReadArrayHeader()
+	if err != nil {
+		return dst
+	}
+	for i := 0; i < n; i++ {
+		if r.PeekKind() == value.KindExt {
+			t, data, err := r.ReadExt()
+			if err != nil {
+				return dst
+			}
+			if t == wire.PromiseExt {
+				if id, k := binary.Uvarint(data); k > 0 {
+					dst = append(dst, id)
+				}
+			}
+			continue
+		}
+		if _, err := r.Skip(); err != nil {
+			return dst
+		}
+	}
+	return dst
 }
 
 // Answer waits for the retained answer of the peer's call id, for a

@@ -46,7 +46,7 @@ type Incoming struct {
 
 // serverCall is one incoming call; pooled.
 type serverCall struct {
-	pinned   bool     // reads retained answers: counted in pipelinedActive
+	pins     []uint64 // retained answers this call reads (pinned)
 	retained bool     // keep the answer for pipelined calls
 	w        net.Conn // the native stream the call came on, if any
 	in       Incoming
@@ -117,14 +117,11 @@ func (c *Conn) admit(h wire.Header, p []byte, w net.Conn) (*serverCall, *status.
 	if h.Flags&wire.FlagStream != 0 {
 		c.servingStreams++
 	}
-	// Calls that read retained answers (promise arguments, or a promised
-	// capability as target) hold back releases until they finish.
-	pinned := h.Flags&wire.FlagPipelined != 0 || (len(wc.Function) > 2 && wc.Function[0] == '@' && wc.Function[1] == 'p')
-	if pinned {
-		c.pipelinedActive++
-	}
 	sc := serverCallPool.Get().(*serverCall)
-	sc.pinned = pinned
+	// Calls that read retained answers (promise arguments, or a promised
+	// capability as target) pin them until they finish.
+	sc.pins = answerRefs(wc.Function, wc.Args, h.Flags&wire.FlagPipelined != 0, sc.pins[:0])
+	c.pinLocked(sc.pins)
 	sc.buf = append(sc.buf[:0], p...)
 	wc, _ = wire.ParseCall(sc.buf) // re-slice into our copy; parsed once already
 	sc.in = Incoming{ID: h.ID, Function: wc.Function, Args: wc.Args, Timeout: wc.Timeout, Metadata: md, Conn: c,
@@ -141,11 +138,9 @@ func (c *Conn) admit(h wire.Header, p []byte, w net.Conn) (*serverCall, *status.
 			// A peer naming ever new targets cannot grow the table.
 			refusal := status.Errorf(status.ResourceExhausted, "too many capability targets on this connection (limit %d)", maxTargets)
 			c.servingStreams -= boolInt(h.Flags&wire.FlagStream != 0)
-			if pinned {
-				c.pipelinedDoneLocked()
-			}
+			c.unpinLocked(sc.pins)
 			delete(c.answers, h.ID) // if it asked to be retained
-			sc.in, sc.ctx, sc.pinned = Incoming{}, nil, false
+			sc.in, sc.ctx = Incoming{}, nil
 			serverCallPool.Put(sc)
 			return nil, refusal, nil
 		}
@@ -241,9 +236,7 @@ func (c *Conn) serve(sc *serverCall) {
 	if sc.in.Stream != nil {
 		c.servingStreams--
 	}
-	if sc.pinned {
-		c.pipelinedDoneLocked()
-	}
+	c.unpinLocked(sc.pins)
 	if c.draining && len(c.serving) == 0 && c.drained != nil {
 		close(c.drained)
 		c.drained = nil
@@ -253,7 +246,7 @@ func (c *Conn) serve(sc *serverCall) {
 	sc.ctx = nil
 	sc.w = nil
 	sc.retained = false
-	sc.pinned = false
+	sc.pins = sc.pins[:0]
 	if cap(sc.buf) > 64<<10 {
 		sc.buf = nil
 	}
