@@ -3,15 +3,13 @@ package arbor_test
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/arbor-rpc/arbor"
+	"github.com/arbor-rpc/arbor/internal/testproxy"
 )
 
 type pair struct {
@@ -141,68 +139,11 @@ func TestRetainedAnswersBounded(t *testing.T) {
 	runtime.KeepAlive(b)
 }
 
-// delayProxy forwards TCP between a client and target, holding every chunk
-// for d in each direction: a link with a round trip of 2d.
-func delayProxy(t *testing.T, target string, d time.Duration) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	mustS(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			pipe := func(dst, src net.Conn) {
-				defer wg.Done()
-				defer dst.Close()
-				type chunk struct {
-					at time.Time
-					b  []byte
-				}
-				q := make(chan chunk, 1024)
-				go func() {
-					defer close(q)
-					for {
-						buf := make([]byte, 64<<10)
-						n, err := src.Read(buf)
-						if n > 0 {
-							q <- chunk{time.Now().Add(d), buf[:n]}
-						}
-						if err != nil {
-							return
-						}
-					}
-				}()
-				for c := range q {
-					time.Sleep(time.Until(c.at))
-					if _, err := dst.Write(c.b); err != nil {
-						io.Copy(io.Discard, src)
-						return
-					}
-				}
-			}
-			wg.Add(2)
-			go pipe(out, in)
-			go pipe(in, out)
-		}
-	}()
-	return "tcp://" + l.Addr().String()
-}
-
 // Over a link with a 100 ms round trip, ten dependent calls sent as
 // promises take about one round trip; awaited one by one they take ten.
 func TestPipeliningSavesRoundTrips(t *testing.T) {
 	_, _, url := promiseServer(t)
-	proxied := delayProxy(t, strings.TrimPrefix(url, "tcp://"), 50*time.Millisecond)
+	proxied := testproxy.Delay(t, strings.TrimPrefix(url, "tcp://"), 50*time.Millisecond)
 	ctx := context.Background()
 	c, err := arbor.Dial(ctx, proxied, arbor.WithKeepAlive(-1, 0))
 	mustS(t, err)

@@ -3,12 +3,9 @@ package calculator_test
 import (
 	"context"
 	"errors"
-	"io"
 	"math"
-	"net"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +14,7 @@ import (
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/examples/calculator"
+	"github.com/arbor-rpc/arbor/internal/testproxy"
 )
 
 // Short names for the expression builders.
@@ -254,66 +252,6 @@ func TestClose(t *testing.T) {
 
 // ---- round trips ----
 
-// delayProxy forwards TCP between a client and target, holding every chunk
-// for d in each direction: a link with a round trip of 2d. (A copy of the
-// helper in arbor's promise_test.go.)
-func delayProxy(t *testing.T, target string, d time.Duration) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			pipe := func(dst, src net.Conn) {
-				defer wg.Done()
-				defer dst.Close()
-				type chunk struct {
-					at time.Time
-					b  []byte
-				}
-				q := make(chan chunk, 1024)
-				go func() {
-					defer close(q)
-					for {
-						buf := make([]byte, 64<<10)
-						n, err := src.Read(buf)
-						if n > 0 {
-							q <- chunk{time.Now().Add(d), buf[:n]}
-						}
-						if err != nil {
-							return
-						}
-					}
-				}()
-				for c := range q {
-					time.Sleep(time.Until(c.at))
-					if _, err := dst.Write(c.b); err != nil {
-						io.Copy(io.Discard, src)
-						return
-					}
-				}
-			}
-			wg.Add(2)
-			go pipe(out, in)
-			go pipe(in, out)
-		}
-	}()
-	return "tcp://" + l.Addr().String()
-}
-
 // fastest runs f n times and returns its shortest run: scheduling noise
 // only ever adds time.
 func fastest(n int, f func()) time.Duration {
@@ -336,7 +274,7 @@ func TestRoundTrips(t *testing.T) {
 	}
 	const d = 30 * time.Millisecond
 	url := server(t)
-	proxied := delayProxy(t, strings.TrimPrefix(url, "tcp://"), d)
+	proxied := testproxy.Delay(t, strings.TrimPrefix(url, "tcp://"), d)
 	c := dial(t, proxied, arbor.WithKeepAlive(-1, 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
