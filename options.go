@@ -69,6 +69,11 @@ func WithMaxConcurrentStreams(n uint32) Option {
 // ask for retention are refused with ResourceExhausted.
 func WithMaxRetainedAnswers(n uint32) Option { return func(o *options) { o.conn.MaxRetained = n } }
 
+// WithMaxRetainedBytes bounds the total size of the promise answers a
+// server connection keeps (default 64 MiB); an answer over it is kept as a
+// ResourceExhausted error that calls depending on it receive.
+func WithMaxRetainedBytes(n uint32) Option { return func(o *options) { o.conn.MaxRetainedBytes = n } }
+
 // WithStreamWindow sets the flow-control windows this side grants: unread
 // stream bytes buffered per stream and per connection before senders wait
 // (defaults 256 KiB and 1 MiB).

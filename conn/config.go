@@ -39,6 +39,9 @@ type Config struct {
 	// promise pipelining at once (default 10000); beyond it calls are
 	// refused with ResourceExhausted until the peer releases some.
 	MaxRetained uint32
+	// MaxRetainedBytes bounds the retained answers' total size (default
+	// 64 MiB); an answer over it is kept as a ResourceExhausted error.
+	MaxRetainedBytes uint32
 	// StreamWindow is how many bytes of unread stream messages this side
 	// buffers per stream before the sender must wait (default 256 KiB);
 	// ConnWindow bounds the same across all streams (default 1 MiB).
@@ -67,6 +70,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxRetained == 0 {
 		c.MaxRetained = 10000
+	}
+	if c.MaxRetainedBytes == 0 {
+		c.MaxRetainedBytes = 64 << 20
 	}
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = 256

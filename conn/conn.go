@@ -65,6 +65,7 @@ type Conn struct {
 	smu            sync.Mutex
 	serving        map[uint64]*serverCall
 	answers        map[uint64]*answer // retained answers (promise pipelining)
+	retainedBytes  int                // their results' total size
 	tickets        map[string]uint64  // per capability target: calls arrived
 	servingStreams uint32
 	lastIn         uint64 // highest incoming call id seen

@@ -541,3 +541,43 @@ func TestDoneAfterDeadline(t *testing.T) {
 		t.Fatalf("Err after cancel = %v", c.Err())
 	}
 }
+
+// Retained answers are bounded in bytes: one over the budget is kept as a
+// ResourceExhausted error, and releasing frees the budget.
+func TestRetainedBytesBounded(t *testing.T) {
+	cc, sc := streamPair(t, Config{MaxRetainedBytes: 1500}, Config{}, func(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
+		return append(out, in.Args...), nil
+	})
+	ctx := context.Background()
+	payload := make([]byte, 1000)
+	a1, err := cc.Go(ctx, "echo", nil, payload, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a1.Result(); err != nil {
+		t.Fatal(err)
+	}
+	a2, _ := cc.Go(ctx, "echo", nil, payload, true, false)
+	a2.Result() // the caller still gets its result; the retained copy is refused
+	if _, err := sc.Answer(ctx, a1.ID()); err != nil {
+		t.Fatalf("first answer: %v", err)
+	}
+	if _, err := sc.Answer(ctx, a2.ID()); status.CodeOf(err) != status.ResourceExhausted {
+		t.Fatalf("second answer over the byte budget: %v", err)
+	}
+	a1.Release()
+	a2.Release()
+	a3, _ := cc.Go(ctx, "echo", nil, payload, true, false)
+	a3.Result()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := sc.Answer(ctx, a3.ID())
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after release: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -134,10 +134,19 @@ func (c *Conn) retainLocked(id uint64) error {
 	return nil
 }
 
-// settle stores a retained call's outcome.
+// settle stores a retained call's outcome. Retained results are bounded
+// in bytes too: one over the budget is replaced by a ResourceExhausted
+// error that its dependents see.
 func (c *Conn) settle(id uint64, out []byte, err error) {
 	c.smu.Lock()
 	a := c.answers[id]
+	if a != nil && err == nil {
+		if c.retainedBytes+len(out) > int(c.cfg.MaxRetainedBytes) {
+			err = status.Errorf(status.ResourceExhausted, "retained answers on this connection exceed %d bytes: release promises", c.cfg.MaxRetainedBytes)
+		} else {
+			c.retainedBytes += len(out)
+		}
+	}
 	c.smu.Unlock()
 	if a == nil {
 		return // released already
@@ -150,6 +159,18 @@ func (c *Conn) settle(id uint64, out []byte, err error) {
 	close(a.done)
 }
 
+// dropAnswerLocked forgets a retained answer; smu held.
+func (c *Conn) dropAnswerLocked(id uint64) {
+	if a := c.answers[id]; a != nil {
+		select {
+		case <-a.done:
+			c.retainedBytes -= len(a.result)
+		default:
+		}
+		delete(c.answers, id)
+	}
+}
+
 // release drops a retained answer (RELEASE frame). An answer that calls
 // admitted before the RELEASE will still read is only marked: the reader
 // admits such a call before it reads the RELEASE, but the call looks the
@@ -160,7 +181,7 @@ func (c *Conn) release(id uint64) {
 		if a.pins > 0 {
 			a.released = true
 		} else {
-			delete(c.answers, id)
+			c.dropAnswerLocked(id)
 		}
 	}
 	c.smu.Unlock()
@@ -181,7 +202,7 @@ func (c *Conn) unpinLocked(ids []uint64) {
 	for _, id := range ids {
 		if a := c.answers[id]; a != nil {
 			if a.pins--; a.pins == 0 && a.released {
-				delete(c.answers, id)
+				c.dropAnswerLocked(id)
 			}
 		}
 	}
