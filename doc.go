@@ -14,6 +14,14 @@
 //	c, err := arbor.Dial(ctx, "tcp://127.0.0.1:7450")
 //	sum, err := arbor.Call2[int](ctx, c, "add", 2, 3)
 //
-// Addresses are tcp://host:port, tls://host:port, unix:/path and mem:name
-// (in-process, for tests); see package transport.
+// Beyond unary calls: typed server, client and bidirectional streams with
+// flow control (HandleServerStream, CallServerStream, ...); promises
+// (Go0..Go3) that are arguments of further calls before they resolve, so
+// a chain of dependent calls costs one round trip; services passed by
+// reference both ways (Service, Ref, CallRef1, PipelineRef); and request
+// trees resolved and cached by content on the server (EnableResolution,
+// Resolve, package request).
+//
+// Addresses are tcp://host:port, tls://host:port, quic://host:port,
+// unix:/path and mem:name (in-process, for tests); see package transport.
 package arbor

@@ -37,8 +37,7 @@ const (
 // Type is a frame type.
 type Type uint8
 
-// Frame types. Types above TypeGoAway are reserved for streams, flow
-// control and capabilities.
+// Frame types.
 const (
 	TypeHello   Type = 1
 	TypeCall    Type = 2
@@ -48,10 +47,10 @@ const (
 	TypePing    Type = 6
 	TypePong    Type = 7
 	TypeGoAway  Type = 8
-	TypeData    Type = 9  // reserved: stream message
-	TypeEnd     Type = 10 // reserved: stream half-close
-	TypeCredit  Type = 11 // reserved: flow-control credit
-	TypeRelease Type = 12 // reserved: capability release
+	TypeData    Type = 9  // one stream message
+	TypeEnd     Type = 10 // stream half-close
+	TypeCredit  Type = 11 // flow-control credit (id 0: the connection)
+	TypeRelease Type = 12 // release a retained answer, or (FlagCapability) references to an export
 	maxType          = TypeRelease
 )
 
