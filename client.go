@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/arbor-rpc/arbor/conn"
 	"github.com/arbor-rpc/arbor/internal/status"
@@ -21,21 +22,36 @@ type Client struct {
 	opts  options
 	chain UnaryFunc // nil without interceptors
 
-	cur    atomic.Pointer[conn.Conn]
-	mu     sync.Mutex // serializes dialing
-	old    []*conn.Conn
-	closed bool
+	cur     atomic.Pointer[conn.Conn]
+	mu      sync.Mutex // guards what follows
+	old     []*conn.Conn
+	closed  bool
+	dialing *dialCall // the dial in progress, shared by every caller
+	life    context.Context
+	stop    context.CancelFunc // cancels dials when the client closes
+	dials   sync.WaitGroup
+}
+
+// dialCall is one connection attempt that callers wait on, each with its
+// own context: a caller whose deadline passes stops waiting, the others
+// (and the dial) go on.
+type dialCall struct {
+	done chan struct{}
+	cc   *conn.Conn
+	err  error
 }
 
 // Dial connects to addr (tcp://host:port, tls://host:port, unix:/path,
 // mem:name) and returns a client once the connection is up.
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	c := &Client{addr: addr, opts: buildOptions(opts)}
+	c.life, c.stop = context.WithCancel(context.Background())
 	c.opts.conn.Handler = clientHandler{} // callbacks into services the client passes
 	if len(c.opts.interceptors) > 0 {
 		c.chain = chain(c.opts.interceptors, c.final)
 	}
 	if _, err := c.conn(ctx); err != nil {
+		c.Close() // stops a dial still in progress
 		return nil, err
 	}
 	return c, nil
@@ -44,32 +60,72 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 // Addr is the address the client dials.
 func (c *Client) Addr() string { return c.addr }
 
-// conn returns a usable connection, dialing if there is none.
+// conn returns a usable connection, dialing if there is none. Concurrent
+// callers share one dial and each waits with its own context.
 func (c *Client) conn(ctx context.Context) (*conn.Conn, error) {
 	if cc := c.cur.Load(); cc != nil && cc.Usable() {
 		return cc, nil
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil, &Error{Code: Unavailable, Category: status.ErrConnection, Message: "client is closed"}
 	}
 	if cc := c.cur.Load(); cc != nil && cc.Usable() {
+		c.mu.Unlock()
 		return cc, nil
 	}
+	d := c.dialing
+	if d == nil {
+		d = &dialCall{done: make(chan struct{})}
+		c.dialing = d
+		c.dials.Add(1)
+		go c.dial(d)
+	}
+	c.mu.Unlock()
+	select {
+	case <-d.done:
+		return d.cc, d.err
+	case <-ctx.Done():
+		return nil, dialError(c.addr, ctx.Err())
+	}
+}
+
+// dialTimeout bounds one connection attempt (transport and handshake).
+const dialTimeout = 30 * time.Second
+
+// dial makes one connection attempt for every caller waiting on d.
+func (c *Client) dial(d *dialCall) {
+	defer c.dials.Done()
+	ctx, cancel := context.WithTimeout(c.life, dialTimeout)
+	defer cancel()
+	var cc *conn.Conn
 	nc, err := transport.Dial(ctx, c.addr, c.opts.transport)
+	if err == nil {
+		// The HELLO exchange has its own timeout; a closing client (or the
+		// dial timeout) cuts it short too.
+		stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
+		cc, err = conn.Client(nc, c.opts.conn)
+		stop()
+	}
 	if err != nil {
-		return nil, dialError(c.addr, err)
+		err = dialError(c.addr, err)
 	}
-	cc, err := conn.Client(nc, c.opts.conn)
-	if err != nil {
-		return nil, dialError(c.addr, err)
+	c.mu.Lock()
+	c.dialing = nil
+	if err == nil && c.closed {
+		cc.Close()
+		cc, err = nil, &Error{Code: Unavailable, Category: status.ErrConnection, Message: "client is closed"}
 	}
-	if prev := c.cur.Swap(cc); prev != nil {
-		c.old = append(c.old[:0:0], liveConns(c.old)...)
-		c.old = append(c.old, prev) // draining: the server closes it when done
+	if err == nil {
+		if prev := c.cur.Swap(cc); prev != nil {
+			c.old = append(c.old[:0:0], liveConns(c.old)...)
+			c.old = append(c.old, prev) // draining: the server closes it when done
+		}
 	}
-	return cc, nil
+	c.mu.Unlock()
+	d.cc, d.err = cc, err
+	close(d.done)
 }
 
 func liveConns(cs []*conn.Conn) []*conn.Conn {
@@ -212,6 +268,8 @@ func (c *Client) Close() error {
 	old := c.old
 	c.old = nil
 	c.mu.Unlock()
+	c.stop()
+	c.dials.Wait() // a dial in progress ends (and closes what it made)
 	if cc := c.cur.Load(); cc != nil {
 		cc.Close()
 	}
