@@ -69,6 +69,7 @@ type Ref struct {
 	// promise keeps a promised capability's answer retained while the
 	// reference lives.
 	promise *promise
+	err     error // why a PipelineRef of a failed promise is unusable
 	// closed is allocated apart from the Ref so that the GC cleanup can
 	// read it without keeping the Ref reachable.
 	closed *atomic.Bool
@@ -77,21 +78,25 @@ type Ref struct {
 // Close releases the reference; the peer frees the service once every
 // reference to it is released.
 func (r *Ref) Close() error {
-	if r == nil || !r.closed.CompareAndSwap(false, true) {
+	if r == nil || r.c == nil && r.promise == nil || !r.closed.CompareAndSwap(false, true) {
 		return nil
 	}
 	if r.promise != nil { // the answer holding the capability may go
 		p := r.promise
-		select {
-		case <-p.async.Done(): // resolved: release the capability itself too
-			if res, err := p.async.Result(); err == nil {
+		release := func() {
+			if res, err := p.async.Result(); err == nil { // the capability itself too
 				if ref, err := p.sharedRef(res); err == nil && ref != nil {
 					ref.Close()
 				}
 			}
-		default:
+			p.async.Release()
 		}
-		p.async.Release()
+		select {
+		case <-p.async.Done():
+			release()
+		default:
+			go func() { <-p.async.Done(); release() }() // once it arrives (or the connection fails)
+		}
 		return nil
 	}
 	r.c.ReleaseExport(r.id, 1)
@@ -122,10 +127,80 @@ type export struct {
 }
 
 // sequencer runs the calls on one target (a reference) in arrival order.
+// Every ticket is used exactly once (leave), even by calls that fail
+// before running, so one bad call cannot stall the ones behind it.
 type sequencer struct {
 	mu   sync.Mutex
 	cond *sync.Cond
-	next uint64 // the ticket of the call to run next
+	next uint64              // the ticket of the call to run next
+	done map[uint64]struct{} // tickets that left out of turn
+}
+
+// enter waits for ticket's turn or for ctx to end.
+func (q *sequencer) enter(ctx context.Context, ticket uint64) error {
+	stop := context.AfterFunc(ctx, func() { q.mu.Lock(); q.cond.Broadcast(); q.mu.Unlock() })
+	defer stop()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.next != ticket && ctx.Err() == nil {
+		q.cond.Wait()
+	}
+	return ctx.Err()
+}
+
+// leave retires ticket, in turn or not, and lets the next one go.
+func (q *sequencer) leave(ticket uint64) {
+	q.mu.Lock()
+	if ticket == q.next {
+		q.next++
+		for {
+			if _, ok := q.done[q.next]; !ok {
+				break
+			}
+			delete(q.done, q.next)
+			q.next++
+		}
+	} else if ticket > q.next {
+		q.done[ticket] = struct{}{}
+	}
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+// sequencerFor returns the sequencer of a capability call's target.
+func sequencerFor(in *conn.Incoming) *sequencer {
+	target := string(in.Function)
+	if i := strings.IndexByte(target, '.'); i > 0 {
+		target = target[:i]
+	}
+	t := capsOf(in.Conn)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	q := t.seqs[target]
+	if q == nil {
+		q = &sequencer{next: 1, done: make(map[uint64]struct{})}
+		q.cond = sync.NewCond(&q.mu)
+		t.seqs[target] = q
+	}
+	return q
+}
+
+// serveCapabilityCall takes the call's turn on its target, substitutes
+// promise arguments, and runs it; the turn is given up on every path.
+func serveCapabilityCall(ctx context.Context, in *conn.Incoming, out []byte) ([]byte, error) {
+	q, ticket := sequencerFor(in), conn.TicketFromContext(ctx)
+	defer q.leave(ticket)
+	if err := q.enter(ctx, ticket); err != nil {
+		return nil, status.FromError(err)
+	}
+	if in.Pipelined {
+		args, err := substitutePromises(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		in.Args, in.Pipelined = args, false
+	}
+	return serveCapability(ctx, in, out)
 }
 
 // capTable holds a connection's exports.
@@ -209,42 +284,14 @@ func capCall(fn []byte) (target string, id uint64, promised bool, method string,
 	return target, id, promised, method, err == nil
 }
 
-// serveCapability runs a call on an exported service, in arrival order
-// for its target.
+// serveCapability runs a call on an exported service (its turn taken by
+// serveCapabilityCall).
 func serveCapability(ctx context.Context, in *conn.Incoming, out []byte) ([]byte, error) {
-	target, id, promised, method, ok := capCall(in.Function)
+	_, id, promised, method, ok := capCall(in.Function)
 	if !ok {
 		return nil, status.Errorf(InvalidArgument, "malformed capability call %q", in.Function)
 	}
 	t := capsOf(in.Conn)
-	t.mu.Lock()
-	sq := t.seqs[target]
-	if sq == nil {
-		sq = &sequencer{next: 1}
-		sq.cond = sync.NewCond(&sq.mu)
-		t.seqs[target] = sq
-	}
-	t.mu.Unlock()
-	ticket := conn.TicketFromContext(ctx)
-	// Wait for our turn: calls on one reference run in the order made,
-	// including across the moment a promised capability resolves (every
-	// call names the same target, so they share one sequence).
-	sq.mu.Lock()
-	for sq.next != ticket && ctx.Err() == nil {
-		sq.cond.Wait()
-	}
-	sq.mu.Unlock()
-	defer func() {
-		sq.mu.Lock()
-		if sq.next == ticket {
-			sq.next++
-		}
-		sq.cond.Broadcast()
-		sq.mu.Unlock()
-	}()
-	if err := ctx.Err(); err != nil {
-		return nil, status.FromError(err)
-	}
 	if promised { // the capability is in a retained answer: wait for it
 		res, err := in.Conn.Answer(ctx, id)
 		if err != nil {
@@ -338,7 +385,10 @@ func decodeArg[A any](ctx context.Context, h *handler, i int, ca *value.Codec[A]
 // ---- calling methods on references ----
 
 func (r *Ref) call(ctx context.Context, method string, args []byte) ([]byte, *conn.Reply, error) {
-	if r == nil || r.closed.Load() {
+	if r != nil && r.err != nil {
+		return nil, nil, r.err
+	}
+	if r == nil || r.c == nil || r.closed.Load() {
 		return nil, nil, status.Errorf(FailedPrecondition, "call %q on a closed or nil reference", method)
 	}
 	rep, err := r.c.Call(ctx, r.target+"."+method, outgoingMetadata(ctx), args)
@@ -435,15 +485,8 @@ func (s *Server) Release(c *conn.Conn, id uint64, n uint32) { releaseExport(c, i
 type clientHandler struct{}
 
 func (clientHandler) ServeCall(ctx context.Context, in *conn.Incoming, out []byte) ([]byte, error) {
-	if in.Pipelined {
-		args, err := substitutePromises(ctx, in)
-		if err != nil {
-			return nil, err
-		}
-		in.Args = args
-	}
 	if len(in.Function) > 1 && in.Function[0] == '@' {
-		return serveCapability(ctx, in, out)
+		return serveCapabilityCall(ctx, in, out)
 	}
 	return nil, status.Errorf(Unimplemented, "a client serves only calls on services it passed (got %q)", in.Function)
 }
@@ -456,6 +499,9 @@ func (p *promise) sharedRef(res []byte) (*Ref, error) {
 	p.refOnce.Do(func() {
 		rd := value.NewReader(res)
 		p.ref, p.refErr = readRef(&rd, p.async.Conn())
+		if p.materialized != nil && p.ref != nil {
+			p.materialized.Store(true)
+		}
 	})
 	return p.ref, p.refErr
 }
@@ -466,7 +512,11 @@ func (p *promise) sharedRef(res []byte) (*Ref, error) {
 // they were made. Close releases p's retained answer.
 func PipelineRef(p *Promise[*Ref]) *Ref {
 	if p.err != nil || p.async == nil {
-		return &Ref{closed: new(atomic.Bool), target: "@p0", c: nil}
+		err := p.err
+		if err == nil {
+			err = status.New(FailedPrecondition, "the promise was never sent")
+		}
+		return &Ref{closed: new(atomic.Bool), err: err}
 	}
 	return &Ref{c: p.async.Conn(), target: "@p" + strconv.FormatUint(p.async.ID(), 10), promise: p.promise, closed: new(atomic.Bool)}
 }
@@ -505,8 +555,10 @@ func appendRefPromisable[T any](e *argEncoder, b []byte, r *Ref, method string, 
 func goRef[R any](ctx context.Context, r *Ref, method string, args []byte, e *argEncoder) *Promise[R] {
 	fail := func(err error) *Promise[R] { return &Promise[R]{promise: &promise{fn: method, err: err}} }
 	switch {
+	case r != nil && r.err != nil:
+		return fail(r.err)
 	case r == nil || r.c == nil:
-		return fail(status.Errorf(FailedPrecondition, "call %q on a nil or failed reference", method))
+		return fail(status.Errorf(FailedPrecondition, "call %q on a nil reference", method))
 	case r.closed.Load():
 		return fail(status.Errorf(FailedPrecondition, "call %q on a closed reference", method))
 	case e != nil && e.err != nil:

@@ -340,3 +340,37 @@ func TestReleasesNotStarved(t *testing.T) {
 		last = q
 	}
 }
+
+// A call on a reference that fails before running (a failed promise
+// argument), or times out waiting its turn, does not stall the calls
+// behind it; a PipelineRef of a failed promise reports the failure.
+func TestSequencerNeverStalls(t *testing.T) {
+	f := capServer(t)
+	ctx := context.Background()
+	ref, err := Call1[*Ref](ctx, f.c, "newCounter", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	<-f.srvConn
+	bad := Go1[int](ctx, f.c, "nosuchfn", 1)
+	if _, err := GoRef1[int](ctx, ref, "inc", bad).Wait(); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("failed promise argument: %v", err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if v, err := CallRef1[int](tctx, ref, "inc", 5); err != nil || v != 5 {
+		t.Fatalf("the next call on the reference: %d %v", v, err)
+	}
+
+	closed, err := Dial(ctx, f.c.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	failed := PipelineRef(Go1[*Ref](ctx, closed, "newCounter", 1))
+	if _, err := CallRef1[int](ctx, failed, "inc", 1); err == nil {
+		t.Fatal("call on a failed PipelineRef succeeded")
+	}
+	failed.Close() // no panic
+}

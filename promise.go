@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/arbor-rpc/arbor/conn"
 	"github.com/arbor-rpc/arbor/internal/status"
@@ -30,9 +31,10 @@ type promise struct {
 	err   error // set when the call could not be sent
 	fn    string
 
-	refOnce sync.Once // sharedRef
-	ref     *Ref
-	refErr  error
+	refOnce      sync.Once    // sharedRef
+	materialized *atomic.Bool // sharedRef made a *Ref (which releases itself)
+	ref          *Ref
+	refErr       error
 	// deps are the promises this call's arguments reference: kept
 	// reachable so that their answers are not released before this call
 	// has used them.
@@ -85,7 +87,7 @@ func appendPromiseRef(b []byte, r promiseRef) ([]byte, *conn.Conn, error) {
 // newPromise sends fn with the encoded args (whose promise references, if
 // any, all point into cc and are deps) and returns its promise.
 func newPromise[R any](ctx context.Context, c *Client, fn string, args []byte, cc *conn.Conn, pipelined bool, deps []*promise) *Promise[R] {
-	p := &promise{c: c, fn: fn, deps: deps}
+	p := &promise{c: c, fn: fn, deps: deps, materialized: new(atomic.Bool)}
 	if cc == nil {
 		var err error
 		if cc, err = c.conn(ctx); err != nil {
@@ -103,14 +105,22 @@ func newPromise[R any](ctx context.Context, c *Client, fn string, args []byte, c
 	// A promise dropped unused cancels its call; any dropped promise lets
 	// the server forget its answer. The cleanup is on the shared state, so
 	// Field promises and dependent calls keep the answer alive.
-	runtime.AddCleanup(p, func(a *conn.Async) {
+	runtime.AddCleanup(p, func(s cleanupState) {
 		select {
-		case <-a.Done():
+		case <-s.a.Done():
+			// A capability result nobody turned into a *Ref is still
+			// counted by the server: release it.
+			if res, err := s.a.Result(); err == nil && !s.materialized.Load() {
+				rd := value.NewReader(res)
+				if id, err := readExportID(&rd); err == nil {
+					s.a.Conn().ReleaseExport(id, 1)
+				}
+			}
 		default:
-			a.Cancel()
+			s.a.Cancel()
 		}
-		a.Release()
-	}, a)
+		s.a.Release()
+	}, cleanupState{a, p.materialized})
 	return pr
 }
 
@@ -267,6 +277,9 @@ func substitutePromises(ctx context.Context, in *conn.Incoming) ([]byte, error) 
 		if err != nil || !ok {
 			return nil, status.Errorf(InvalidArgument, "%s: argument %d: malformed promise path", fn, i)
 		}
+		if id >= in.ID {
+			return nil, status.Errorf(InvalidArgument, "%s: argument %d refers to call %d, which is not an earlier call", fn, i, id)
+		}
 		res, err := in.Conn.Answer(ctx, id)
 		if err != nil {
 			se := status.FromError(err)
@@ -286,4 +299,11 @@ func substitutePromises(ctx context.Context, in *conn.Incoming) ([]byte, error) 
 		out = append(out, res...)
 	}
 	return out, nil
+}
+
+// cleanupState is what a promise's GC cleanup needs, apart from the
+// promise itself (which must be unreachable for the cleanup to run).
+type cleanupState struct {
+	a            *conn.Async
+	materialized *atomic.Bool
 }

@@ -100,15 +100,15 @@ func (s *Server) lookup(fn []byte) (*handler, error) {
 
 // ServeCall implements conn.Handler.
 func (s *Server) ServeCall(ctx context.Context, in *conn.Incoming, out []byte) ([]byte, error) {
+	if len(in.Function) > 1 && in.Function[0] == '@' { // a method of an exported service
+		return serveCapabilityCall(ctx, in, out)
+	}
 	if in.Pipelined { // arguments that are promises: wait for their answers
 		args, err := substitutePromises(ctx, in)
 		if err != nil {
 			return nil, err
 		}
 		in.Args, in.Pipelined = args, false
-	}
-	if len(in.Function) > 1 && in.Function[0] == '@' { // a method of an exported service
-		return serveCapability(ctx, in, out)
 	}
 	if in.Stream != nil {
 		h, err := s.lookup(in.Function)

@@ -64,6 +64,7 @@ type Conn struct {
 	// Incoming calls.
 	smu            sync.Mutex
 	serving        map[uint64]*serverCall
+	active         uint32             // calls counted against MaxConcurrent
 	answers        map[uint64]*answer // retained answers (promise pipelining)
 	retainedBytes  int                // their results' total size
 	tickets        map[string]uint64  // per capability target: calls arrived

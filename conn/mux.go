@@ -84,15 +84,33 @@ func (c *Conn) muxLost(err error) error {
 	if cerr := c.Err(); cerr != nil {
 		return cerr
 	}
-	if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
-		// The whole connection went (QUIC reports a closed connection
-		// on every stream), possibly before our control reader noticed:
-		// close it now so the next call does not pick it again.
+	if c.transportClosed() {
+		// The whole connection went (QUIC reports it on every stream),
+		// possibly before our control reader noticed: close it now so the
+		// next call does not pick it again.
 		e := status.Wrap(status.Unavailable, status.ErrConnection, err, "connection lost")
 		c.closeWith(e)
 		return e
 	}
 	return status.Wrap(status.Unavailable, status.ErrStream, err, "stream lost")
+}
+
+// transportClosed reports whether the native-stream connection itself has
+// closed, waiting a moment for the transport to say so: a stream error
+// caused by a connection close can surface just before it.
+func (c *Conn) transportClosed() bool {
+	d, ok := c.nc.(interface{ Done() <-chan struct{} })
+	if !ok {
+		return false
+	}
+	t := time.NewTimer(20 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-d.Done():
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // callMux is Call on a connection with native streams.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/internal/testcerts"
@@ -204,4 +205,43 @@ func TestMuxBrokenConnection(t *testing.T) {
 	if err := <-errc; status.CodeOf(err) != status.Unavailable {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// Cancelling one stream on a native-stream connection ends that stream
+// only: the server's handler sees its context end, and other calls go on.
+func TestMuxCancelEndsOnlyThatStream(t *testing.T) {
+	started := make(chan struct{}, 1)
+	handlerErr := make(chan error, 1)
+	cc, sc := quicPair(t, Config{}, Config{}, func(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
+		if in.Stream == nil {
+			return append(out, in.Args...), nil
+		}
+		started <- struct{}{}
+		for { // send until the caller goes away
+			if err := in.Stream.Send(make([]byte, 512)); err != nil {
+				handlerErr <- err
+				return nil, err
+			}
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := cc.OpenStream(ctx, "firehose", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	s.Recv()
+	cancel()
+	if err := <-handlerErr; err == nil {
+		t.Fatal("handler's send did not fail")
+	}
+	time.Sleep(50 * time.Millisecond) // let a wrongly closed connection show
+	if sc.Err() != nil || cc.Err() != nil {
+		t.Fatalf("connection closed by one cancelled stream: server %v, client %v", sc.Err(), cc.Err())
+	}
+	r, err := cc.Call(context.Background(), "echo", nil, []byte("still here"))
+	if err != nil || string(r.Result()) != "still here" {
+		t.Fatalf("call after the cancel: %v", err)
+	}
+	r.Release()
 }

@@ -21,6 +21,7 @@ type answer struct {
 	// that arrives while pinned only marks it, and the last unpin drops it.
 	pins     int
 	released bool
+	counted  int // bytes of result counted in retainedBytes (smu)
 }
 
 // Async is an outgoing call whose answer is awaited later (a promise).
@@ -139,22 +140,20 @@ func (c *Conn) retainLocked(id uint64) error {
 // error that its dependents see.
 func (c *Conn) settle(id uint64, out []byte, err error) {
 	c.smu.Lock()
+	defer c.smu.Unlock()
 	a := c.answers[id]
-	if a != nil && err == nil {
-		if c.retainedBytes+len(out) > int(c.cfg.MaxRetainedBytes) {
-			err = status.Errorf(status.ResourceExhausted, "retained answers on this connection exceed %d bytes: release promises", c.cfg.MaxRetainedBytes)
-		} else {
-			c.retainedBytes += len(out)
-		}
-	}
-	c.smu.Unlock()
 	if a == nil {
 		return // released already
+	}
+	if err == nil && c.retainedBytes+len(out) > int(c.cfg.MaxRetainedBytes) {
+		err = status.Errorf(status.ResourceExhausted, "retained answers on this connection exceed %d bytes: release promises", c.cfg.MaxRetainedBytes)
 	}
 	if err != nil {
 		a.err = status.FromError(err)
 	} else {
 		a.result = append([]byte(nil), out...)
+		a.counted = len(out)
+		c.retainedBytes += a.counted
 	}
 	close(a.done)
 }
@@ -162,11 +161,7 @@ func (c *Conn) settle(id uint64, out []byte, err error) {
 // dropAnswerLocked forgets a retained answer; smu held.
 func (c *Conn) dropAnswerLocked(id uint64) {
 	if a := c.answers[id]; a != nil {
-		select {
-		case <-a.done:
-			c.retainedBytes -= len(a.result)
-		default:
-		}
+		c.retainedBytes -= a.counted
 		delete(c.answers, id)
 	}
 }

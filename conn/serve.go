@@ -104,7 +104,7 @@ func (c *Conn) admit(h wire.Header, p []byte, w net.Conn) (*serverCall, *status.
 	switch {
 	case c.draining:
 		return nil, &status.Error{Code: status.Unavailable, Retryable: true, Message: "server is shutting down"}, nil
-	case uint32(len(c.serving)) >= c.cfg.MaxConcurrent:
+	case c.active >= c.cfg.MaxConcurrent:
 		return nil, status.Errorf(status.ResourceExhausted, "too many concurrent calls on this connection (limit %d)", c.cfg.MaxConcurrent), nil
 	case h.Flags&wire.FlagStream != 0 && c.servingStreams >= c.cfg.MaxConcurrentStreams:
 		return nil, status.Errorf(status.ResourceExhausted, "too many concurrent streams on this connection (limit %d)", c.cfg.MaxConcurrentStreams), nil
@@ -153,6 +153,7 @@ func (c *Conn) admit(h wire.Header, p []byte, w net.Conn) (*serverCall, *status.
 		sc.in.Stream.w = w
 	}
 	c.serving[h.ID] = sc
+	c.active++
 	c.inflight.Add(1)
 	return sc, nil, nil
 }
@@ -208,6 +209,11 @@ func (c *Conn) serve(sc *serverCall) {
 	if sc.retained {
 		c.settle(sc.in.ID, out, err)
 	}
+	// The call no longer counts against the limit once its answer is on
+	// its way: a caller that got it may send the next call at once.
+	c.smu.Lock()
+	c.active--
+	c.smu.Unlock()
 	if err == nil && len(out)+mdSize(trailer) > int(c.peerMaxFrame) {
 		err = status.Errorf(status.ResourceExhausted, "result of %s is %d bytes, over the peer's frame limit of %d", sc.in.Function, len(out), c.peerMaxFrame)
 	}

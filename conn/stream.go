@@ -221,6 +221,9 @@ func (s *Stream) Send(msg []byte) error {
 				}
 				return io.EOF
 			}
+			if cerr := s.ctx.Err(); cerr != nil { // cancelled: this stream only
+				return status.FromError(cerr)
+			}
 			return s.c.muxLost(err)
 		}
 		return nil
@@ -343,13 +346,13 @@ func (s *Stream) deliver(p []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.recvEnd {
-		if s.isDone() {
+		if s.ended {
 			s.dropped(len(p)) // the stream ended locally; late data is dropped
 			return nil
 		}
 		return fmt.Errorf("DATA on stream %d after END", s.id)
 	}
-	for s.w != nil && s.buffered >= int(s.c.streamWindow) && !s.isDone() {
+	for s.w != nil && s.buffered >= int(s.c.streamWindow) && !s.ended {
 		// Native stream: stop reading until the application makes room,
 		// so the transport's flow control holds the sender back.
 		s.mu.Unlock()
@@ -360,7 +363,7 @@ func (s *Stream) deliver(p []byte) error {
 		}
 		s.mu.Lock()
 	}
-	if s.isDone() {
+	if s.ended {
 		s.dropped(len(p)) // ended while waiting for room
 		return nil
 	}

@@ -442,6 +442,10 @@ func (c *quicConn) ConnectionState() tls.ConnectionState {
 	return c.qc.ConnectionState().TLS
 }
 
+// Done is closed when the QUIC connection itself has closed (locally, by
+// the peer, or by a timeout), as opposed to one of its streams.
+func (c *quicConn) Done() <-chan struct{} { return c.qc.Context().Done() }
+
 // OpenStream opens a new bidirectional stream, waiting while the peer's
 // limit on concurrent streams is reached (until ctx ends). The peer's
 // AcceptStream returns the stream only once data (or a CloseWrite) has
