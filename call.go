@@ -39,7 +39,7 @@ func appendArg[T any](b []byte, fn string, i int, v T, err error) ([]byte, error
 		return b, status.Errorf(InvalidArgument, "%s: argument %d is a service: pass services to methods of a reference (CallRefN) or return them from handlers", fn, i)
 	}
 	if isPromise[T]() {
-		return b, status.Errorf(InvalidArgument, "%s: argument %d is a promise: send the call with Go%s(...) and Wait", fn, i, "N")
+		return b, status.Errorf(InvalidArgument, "%s: argument %d is a promise: send the call with GoN(...) and Wait", fn, i)
 	}
 	b, err = value.For[T]().Append(b, v)
 	if err != nil {

@@ -269,25 +269,25 @@ func releaseExport(c *conn.Conn, id uint64, n uint32) {
 
 // capCall parses "@<export>.<method>" and "@p<call>.<method>" (a call on
 // the capability a retained answer holds, before or after it resolves).
-func capCall(fn []byte) (target string, id uint64, promised bool, method string, ok bool) {
+func capCall(fn []byte) (id uint64, promised bool, method string, ok bool) {
 	s := string(fn)
 	dot := strings.IndexByte(s, '.')
 	if dot <= 1 {
-		return "", 0, false, "", false
+		return 0, false, "", false
 	}
-	target, method = s[:dot], s[dot+1:]
-	num := target[1:]
+	method = s[dot+1:]
+	num := s[1:dot]
 	if strings.HasPrefix(num, "p") {
 		promised, num = true, num[1:]
 	}
 	id, err := strconv.ParseUint(num, 10, 64)
-	return target, id, promised, method, err == nil
+	return id, promised, method, err == nil
 }
 
 // serveCapability runs a call on an exported service (its turn taken by
 // serveCapabilityCall).
 func serveCapability(ctx context.Context, in *conn.Incoming, out []byte) ([]byte, error) {
-	_, id, promised, method, ok := capCall(in.Function)
+	id, promised, method, ok := capCall(in.Function)
 	if !ok {
 		return nil, status.Errorf(InvalidArgument, "malformed capability call %q", in.Function)
 	}

@@ -53,8 +53,8 @@ func DefaultConfig() Config {
 		MaxFrameSize:         wire.DefaultMaxFrame,
 		MaxConcurrentCalls:   1024,
 		MaxConcurrentStreams: 256,
-		StreamWindow:         256 << 10,
-		ConnWindow:           1 << 20,
+		StreamWindow:         conn.DefaultStreamWindow,
+		ConnWindow:           conn.DefaultConnWindow,
 	}
 }
 

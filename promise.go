@@ -56,6 +56,9 @@ var promiseTypes sync.Map // reflect.Type → bool
 // isPromise reports whether T is a promise type (cached per type).
 func isPromise[T any]() bool {
 	t := reflect.TypeFor[T]()
+	if t.Kind() != reflect.Pointer { // promises are *Promise[R]: plain arguments skip the lookup
+		return false
+	}
 	if v, ok := promiseTypes.Load(t); ok {
 		return v.(bool)
 	}

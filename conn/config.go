@@ -60,6 +60,12 @@ type Config struct {
 // DefaultKeepAlive is the keep-alive interval when none is configured.
 const DefaultKeepAlive = 30 * time.Second
 
+// Default flow-control windows (also what a peer's zero window means).
+const (
+	DefaultStreamWindow = 256 << 10
+	DefaultConnWindow   = 1 << 20
+)
+
 func (c Config) withDefaults() Config {
 	if c.MaxFrame == 0 {
 		c.MaxFrame = wire.DefaultMaxFrame
@@ -87,10 +93,10 @@ func (c Config) withDefaults() Config {
 		c.ReadBufferSize = 32 << 10
 	}
 	if c.StreamWindow == 0 {
-		c.StreamWindow = 256 << 10
+		c.StreamWindow = DefaultStreamWindow
 	}
 	if c.ConnWindow == 0 {
-		c.ConnWindow = 1 << 20
+		c.ConnWindow = DefaultConnWindow
 	}
 	c.StreamWindow = min(c.StreamWindow, 1<<30)
 	c.ConnWindow = min(max(c.ConnWindow, c.StreamWindow), 1<<30)

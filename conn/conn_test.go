@@ -65,42 +65,13 @@ type pair struct {
 
 func newPair(t *testing.T, scfg, ccfg Config) *pair {
 	t.Helper()
+	h := &testHandler{started: make(chan struct{}, 16), ended: make(chan error, 16)}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	h := &testHandler{started: make(chan struct{}, 16), ended: make(chan error, 16)}
-	scfg.Handler = h
-	type res struct {
-		c   *Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		nc, err := l.Accept()
-		if err != nil {
-			ch <- res{nil, err}
-			return
-		}
-		c, err := Server(nc, scfg)
-		ch <- res{c, err}
-	}()
-	nc, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := Client(nc, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	p := &pair{client: cc, server: r.c, h: h}
-	t.Cleanup(func() { p.client.Close(); p.server.Close() })
-	return p
+	cc, sc := connectPair(t, l, func() (net.Conn, error) { return net.Dial("tcp", l.Addr().String()) }, scfg, ccfg, h)
+	return &pair{client: cc, server: sc, h: h}
 }
 
 func callString(t *testing.T, c *Conn, ctx context.Context, fn string, args string) (string, error) {

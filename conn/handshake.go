@@ -50,12 +50,11 @@ func (c *Conn) handshake() (*wire.Reader, error) {
 	}
 	c.peerMaxFrame = min(peer.MaxFrame, wire.MaxMaxFrame)
 	c.peerMaxConcurrent = peer.MaxConcurrent
-	def := Config{}.withDefaults() // a zero window means the default
-	if peer.StreamWindow == 0 {
-		peer.StreamWindow = def.StreamWindow
+	if peer.StreamWindow == 0 { // a zero window means the default
+		peer.StreamWindow = DefaultStreamWindow
 	}
 	if peer.ConnWindow == 0 {
-		peer.ConnWindow = def.ConnWindow
+		peer.ConnWindow = DefaultConnWindow
 	}
 	c.peerStreamWindow = min(peer.StreamWindow, 1<<30)
 	c.connCredit = int64(min(peer.ConnWindow, 1<<30))

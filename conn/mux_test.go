@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,34 +27,12 @@ func quicPair(t *testing.T, scfg, ccfg Config, h HandlerFunc) (*Conn, *Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	scfg.Handler = h
-	ch := make(chan *Conn, 1)
-	go func() {
-		nc, err := l.Accept()
-		if err != nil {
-			ch <- nil
-			return
-		}
-		c, _ := Server(nc, scfg)
-		ch <- c
-	}()
-	nc, err := transport.Dial(ctx, l.URL(), &transport.Config{CAFile: files.CACert})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := Client(nc, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := <-ch
-	if sc == nil {
-		t.Fatal("server set-up failed")
-	}
+	cc, sc := connectPair(t, l, func() (net.Conn, error) {
+		return transport.Dial(ctx, l.URL(), &transport.Config{CAFile: files.CACert})
+	}, scfg, ccfg, h)
 	if cc.mux == nil || sc.mux == nil {
 		t.Fatal("QUIC connection not in native-stream mode")
 	}
-	t.Cleanup(func() { cc.Close(); sc.Close() })
 	return cc, sc
 }
 

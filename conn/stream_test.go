@@ -16,26 +16,28 @@ import (
 	"github.com/arbor-rpc/arbor/internal/status"
 )
 
-// streamPair connects a client to a server whose handler is h.
-func streamPair(t *testing.T, scfg, ccfg Config, h HandlerFunc) (*Conn, *Conn) {
+// connectPair completes the handshake of a server Conn (handler h) on the
+// first connection l accepts and a client Conn on what dial returns; the
+// test's cleanup closes both.
+func connectPair(t *testing.T, l net.Listener, dial func() (net.Conn, error), scfg, ccfg Config, h Handler) (*Conn, *Conn) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer l.Close()
 	scfg.Handler = h
-	ch := make(chan *Conn, 1)
+	type res struct {
+		c   *Conn
+		err error
+	}
+	ch := make(chan res, 1)
 	go func() {
 		nc, err := l.Accept()
 		if err != nil {
-			ch <- nil
+			ch <- res{nil, err}
 			return
 		}
-		c, _ := Server(nc, scfg)
-		ch <- c
+		c, err := Server(nc, scfg)
+		ch <- res{c, err}
 	}()
-	nc, err := net.Dial("tcp", l.Addr().String())
+	nc, err := dial()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,12 +45,22 @@ func streamPair(t *testing.T, scfg, ccfg Config, h HandlerFunc) (*Conn, *Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := <-ch
-	if sc == nil {
-		t.Fatal("server handshake failed")
+	r := <-ch
+	if r.err != nil {
+		t.Fatalf("server set-up: %v", r.err)
 	}
-	t.Cleanup(func() { cc.Close(); sc.Close() })
-	return cc, sc
+	t.Cleanup(func() { cc.Close(); r.c.Close() })
+	return cc, r.c
+}
+
+// streamPair connects a client to a server whose handler is h, over TCP.
+func streamPair(t *testing.T, scfg, ccfg Config, h HandlerFunc) (*Conn, *Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return connectPair(t, l, func() (net.Conn, error) { return net.Dial("tcp", l.Addr().String()) }, scfg, ccfg, h)
 }
 
 func TestBidiStream(t *testing.T) {
