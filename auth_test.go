@@ -15,7 +15,7 @@ import (
 
 type userKey struct{}
 
-func authServer(t *testing.T, srvOpts []arbor.Option, cliOpts ...arbor.Option) (*arbor.Server, *arbor.Client) {
+func authServer(t *testing.T, srvOpts []arbor.ServerOption, cliOpts ...arbor.ClientOption) (*arbor.Server, *arbor.Client) {
 	t.Helper()
 	srv := arbor.NewServer(srvOpts...)
 	mustS(t, arbor.Handle0(srv, "whoami", func(ctx context.Context) (string, error) {
@@ -60,7 +60,7 @@ func validator(ctx context.Context, token string) (context.Context, error) {
 }
 
 func TestBearerAuth(t *testing.T) {
-	_, good := authServer(t, []arbor.Option{arbor.WithBearerAuth(validator)}, arbor.WithBearerToken("s3cret"))
+	_, good := authServer(t, []arbor.ServerOption{arbor.WithBearerAuth(validator)}, arbor.WithBearerToken("s3cret"))
 	if u, err := arbor.Call0[string](context.Background(), good, "whoami"); err != nil || u != "alice" {
 		t.Fatalf("whoami: %q %v", u, err)
 	}
@@ -70,7 +70,7 @@ func TestBearerAuth(t *testing.T) {
 		t.Fatalf("authorized stream: %v", err)
 	}
 
-	_, bad := authServer(t, []arbor.Option{arbor.WithBearerAuth(validator)}, arbor.WithBearerToken("wrong"))
+	_, bad := authServer(t, []arbor.ServerOption{arbor.WithBearerAuth(validator)}, arbor.WithBearerToken("wrong"))
 	_, err = arbor.Call0[string](context.Background(), bad, "whoami")
 	if !errors.Is(err, arbor.ErrUnauthenticated) || !strings.Contains(err.Error(), "invalid bearer token") {
 		t.Fatalf("wrong token: %v", err)
@@ -81,7 +81,7 @@ func TestBearerAuth(t *testing.T) {
 		t.Fatalf("stream with wrong token: %v", err)
 	}
 
-	_, none := authServer(t, []arbor.Option{arbor.WithBearerAuth(validator)})
+	_, none := authServer(t, []arbor.ServerOption{arbor.WithBearerAuth(validator)})
 	if _, err := arbor.Call0[string](context.Background(), none, "whoami"); !errors.Is(err, arbor.ErrUnauthenticated) || !strings.Contains(err.Error(), "missing bearer token") {
 		t.Fatalf("no token: %v", err)
 	}
@@ -119,24 +119,29 @@ type countingStream struct {
 
 func (s countingStream) Send(m []byte) error { s.n.Add(1); return s.Stream.Send(m) }
 
-func TestStreamInterceptors(t *testing.T) {
+// One interceptor sees streams on both sides, and may wrap the stream to
+// watch its messages.
+func TestInterceptorsWrapStreams(t *testing.T) {
 	var mu sync.Mutex
 	var order []string
 	note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
 	var sent atomic.Int64
-	srvIc := arbor.StreamInterceptor{Handler: func(next arbor.StreamHandlerFunc) arbor.StreamHandlerFunc {
-		return func(ctx context.Context, req *arbor.StreamRequest, s arbor.Stream) ([]byte, error) {
-			note("server:" + req.Function + ":" + req.Kind)
-			return next(ctx, req, countingStream{s, &sent})
-		}
-	}}
-	cliIc := arbor.StreamInterceptor{Open: func(next arbor.StreamOpenFunc) arbor.StreamOpenFunc {
-		return func(ctx context.Context, req *arbor.StreamRequest) (arbor.Stream, error) {
-			note("client:" + req.Function)
+	srvIc := func(next arbor.CallFunc) arbor.CallFunc {
+		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
+			note("server:" + req.ID + ":" + string(req.Kind))
+			if req.Stream != nil {
+				req.Stream = countingStream{req.Stream, &sent}
+			}
 			return next(ctx, req)
 		}
-	}}
-	_, c := authServer(t, []arbor.Option{arbor.WithStreamInterceptors(srvIc)}, arbor.WithStreamInterceptors(cliIc))
+	}
+	cliIc := func(next arbor.CallFunc) arbor.CallFunc {
+		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
+			note("client:" + req.ID + ":" + string(req.Kind))
+			return next(ctx, req)
+		}
+	}
+	_, c := authServer(t, []arbor.ServerOption{arbor.WithInterceptors(srvIc)}, arbor.WithInterceptors(cliIc))
 	s, err := arbor.CallServerStream[int](context.Background(), c, "count", 5)
 	mustS(t, err)
 	n := 0
@@ -150,13 +155,13 @@ func TestStreamInterceptors(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if n != 5 || sent.Load() != 5 || strings.Join(order, ",") != "client:count,server:count:server-stream" {
+	if n != 5 || sent.Load() != 5 || strings.Join(order, ",") != "client:count:server-stream,server:count:server-stream" {
 		t.Fatalf("n=%d sent=%d order=%v", n, sent.Load(), order)
 	}
 }
 
 func TestMaxConcurrentStreams(t *testing.T) {
-	_, c := authServer(t, []arbor.Option{arbor.WithMaxConcurrentStreams(1)})
+	_, c := authServer(t, []arbor.ServerOption{arbor.WithLimits(arbor.Limits{MaxConcurrentStreams: 1})})
 	s, err := arbor.CallServerStream[int](context.Background(), c, "hold", 0)
 	mustS(t, err)
 	if _, err := s.Recv(); err != nil {

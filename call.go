@@ -7,9 +7,13 @@ import (
 	"sync"
 
 	"github.com/arbor-rpc/arbor/conn"
-	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/value"
 )
+
+// Typed calls exist per arity (Call0..Call3, Go0..Go3, Handle0..Handle3)
+// because Go generics have no variadic type parameters; everything else
+// has one form. Type parameters come result first, then arguments in
+// order, so Call1[int](ctx, c, id, a) infers the argument types.
 
 // argBuf is a reused buffer for encoding arguments.
 type argBuf struct{ b []byte }
@@ -24,108 +28,214 @@ func putArgBuf(b *argBuf) {
 	}
 }
 
-func argEncodeError(fn string, i int, err error) error {
-	return status.Wrap(InvalidArgument, status.ErrSerialization, err, fmt.Sprintf("%s: encoding argument %d", fn, i))
+// argEncoder collects what encoding a call's arguments learns: the
+// promises they use, the capabilities they hold, and the first error.
+type argEncoder struct {
+	id       string
+	promises []promiseUse
+	caps     *capEncoder
+	err      error
 }
 
-func appendArg[T any](b []byte, fn string, i int, v T, err error) ([]byte, error) {
-	if err != nil {
-		return b, err
-	}
-	if reflect.TypeFor[T]() == refType {
-		return b, status.Errorf(Unimplemented, "%s: argument %d is a reference: passing a capability back to the side that exported it is not supported yet", fn, i)
-	}
-	if isServiceType[T]() {
-		return b, status.Errorf(InvalidArgument, "%s: argument %d is a service: pass services to methods of a reference (CallRefN) or return them from handlers", fn, i)
+// appendArg encodes argument i.
+func appendArg[T any](e *argEncoder, b []byte, i int, v T) []byte {
+	if e.err != nil {
+		return b
 	}
 	if isPromise[T]() {
-		return b, status.Errorf(InvalidArgument, "%s: argument %d is a promise: send the call with GoN(...) and Wait", fn, i)
+		return appendPromiseArg(e, b, i, any(v).(promiseArg))
 	}
-	b, err = value.For[T]().Append(b, v)
-	if err != nil {
-		return b, argEncodeError(fn, i, err)
-	}
-	return b, nil
-}
-
-// finish sends the encoded arguments and decodes the result as R.
-func finish[R any](ctx context.Context, c *Client, fn string, buf *argBuf, err error) (R, error) {
-	var zero R
-	if err != nil {
-		putArgBuf(buf)
-		return zero, err
-	}
-	res, rep, err := c.invoke(ctx, fn, buf.b)
-	putArgBuf(buf)
-	if err != nil {
-		return zero, err
-	}
-	var cc *conn.Conn
-	if rep != nil {
-		cc = rep.Conn()
+	c := value.For[T]()
+	var err error
+	if capTypes.has(reflect.TypeFor[T]()) {
+		if e.caps == nil {
+			e.caps = &capEncoder{}
+		}
+		b, err = c.AppendHost(b, v, e.caps)
 	} else {
-		cc = c.cur.Load() // through interceptors: the current connection
+		b, err = c.Append(b, v)
 	}
-	v, err := decodeResult[R](fn, res, cc)
-	release(rep)
-	return v, err
+	if err != nil {
+		e.err = argEncodeError(e.id, i, err)
+	}
+	return b
 }
 
-// Call0 calls function fn, which takes no arguments, and decodes its result
-// as R.
-func Call0[R any](ctx context.Context, c *Client, fn string) (R, error) {
+func argEncodeError(id string, i int, err error) error {
+	if ae, ok := err.(*Error); ok {
+		return ae
+	}
+	return wrapErr(InvalidArgument, ErrSerialization, err, fmt.Sprintf("%s: encoding argument %d", id, i))
+}
+
+// done ends the encoder's uses of promises: the call has been sent (or
+// will not be).
+func (e *argEncoder) done() {
+	for _, u := range e.promises {
+		u.p.used()
+	}
+}
+
+// plain reports whether the call needs nothing beyond its bytes.
+func (e *argEncoder) plain() bool { return len(e.promises) == 0 && e.caps == nil }
+
+// finish sends the encoded arguments through c and decodes the result.
+func finish[R any](ctx context.Context, c Caller, e *argEncoder, buf *argBuf) (R, error) {
+	var zero R
+	defer putArgBuf(buf)
+	if e.err != nil {
+		e.done()
+		return zero, e.err
+	}
+	// The fast path: a plain call on a client without interceptors makes
+	// no Request and decodes straight from the pooled reply.
+	if cl, ok := c.(*Client); ok && cl.plain() && e.plain() && !resultCaps[R]() {
+		rep, err := cl.callPlain(ctx, e.id, buf.b)
+		if err != nil {
+			return zero, err
+		}
+		v, err := decodeResult[R](e.id, rep.Result(), nil)
+		rep.Release()
+		return v, err
+	}
+	req := &Request{ID: e.id, Kind: KindUnary, Metadata: outgoingMetadata(ctx), Args: buf.b, promises: e.promises, caps: e.caps}
+	resp, err := c.Call(ctx, req)
+	e.done()
+	if err != nil {
+		return zero, err
+	}
+	var dec *capDecoder
+	if len(resp.caps) > 0 {
+		dec = &capDecoder{cc: resp.cc, table: resp.caps, owner: resp.owner}
+		defer dec.releaseUnused()
+	}
+	return decodeResult[R](e.id, resp.Result, dec)
+}
+
+// callPlain is a unary call with no interceptor, promise or capability.
+func (c *Client) callPlain(ctx context.Context, id string, args []byte) (*conn.Reply, error) {
+	o := conn.Outgoing{Function: id, Metadata: outgoingMetadata(ctx), Args: args}
+	for attempt := 0; ; attempt++ {
+		cc, err := c.conn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rep, err := cc.Call(ctx, &o)
+		if err != nil {
+			err = fromStatus(err)
+			if attempt == 0 && refused(err) && ctx.Err() == nil {
+				cc.Retire()
+				continue
+			}
+			return nil, err
+		}
+		return rep, nil
+	}
+}
+
+// decodeResult decodes a result as R, binding the capabilities in it to
+// dec's connection.
+func decodeResult[R any](id string, res []byte, dec *capDecoder) (R, error) {
+	c := value.For[R]()
+	var v R
+	var err error
+	var rest int
+	if dec != nil {
+		r := value.NewReader(res) // escapes through DecodeHost: allocated only here
+		v, err = c.DecodeHost(&r, dec)
+		rest = len(r.Rest())
+	} else {
+		r := value.NewReader(res)
+		v, err = c.Decode(&r)
+		rest = len(r.Rest())
+	}
+	if err == nil && rest > 0 {
+		err = fmt.Errorf("%d byte(s) after the result", rest)
+	}
+	if err != nil {
+		var zero R
+		// The server answered; the caller's type does not fit it. Bad
+		// input to this side, not a fault of the server.
+		return zero, wrapErr(InvalidArgument, ErrSerialization, err, fmt.Sprintf("%s: decoding the result as %s", id, c.TypeName()))
+	}
+	return v, nil
+}
+
+// Call0 calls function id, which takes no arguments, and decodes its
+// result as R.
+func Call0[R any](ctx context.Context, c Caller, id string) (R, error) {
+	e := argEncoder{id: id}
 	buf := getArgBuf()
 	buf.b = value.AppendArrayHeader(buf.b[:0], 0)
-	return finish[R](ctx, c, fn, buf, nil)
+	return finish[R](ctx, c, &e, buf)
 }
 
-// Call1 calls function fn with one argument and decodes its result as R:
+// Call1 calls function id with one argument and decodes its result as R:
 //
 //	out, err := arbor.Call1[[]byte](ctx, client, "echo", payload)
-func Call1[R, A any](ctx context.Context, c *Client, fn string, a A) (R, error) {
+//
+// An argument may be a value, a promise (GoN), a *Ref or a *Service (or a
+// struct, slice or map holding them).
+func Call1[R, A any](ctx context.Context, c Caller, id string, a A) (R, error) {
+	e := argEncoder{id: id}
 	buf := getArgBuf()
 	b := value.AppendArrayHeader(buf.b[:0], 1)
-	b, err := appendArg(b, fn, 0, a, nil)
-	buf.b = b
-	return finish[R](ctx, c, fn, buf, err)
+	buf.b = appendArg(&e, b, 0, a)
+	return finish[R](ctx, c, &e, buf)
 }
 
-// Call2 calls function fn with two arguments and decodes its result as R:
+// Call2 calls function id with two arguments and decodes its result as R:
 //
 //	sum, err := arbor.Call2[int](ctx, client, "add", 2, 3)
-func Call2[R, A, B any](ctx context.Context, c *Client, fn string, a A, b B) (R, error) {
+func Call2[R, A, B any](ctx context.Context, c Caller, id string, a A, b B) (R, error) {
+	e := argEncoder{id: id}
 	buf := getArgBuf()
 	p := value.AppendArrayHeader(buf.b[:0], 2)
-	p, err := appendArg(p, fn, 0, a, nil)
-	p, err = appendArg(p, fn, 1, b, err)
-	buf.b = p
-	return finish[R](ctx, c, fn, buf, err)
+	p = appendArg(&e, p, 0, a)
+	buf.b = appendArg(&e, p, 1, b)
+	return finish[R](ctx, c, &e, buf)
 }
 
-// Call3 calls function fn with three arguments and decodes its result as R.
-func Call3[R, A, B, C any](ctx context.Context, c *Client, fn string, a A, b B, cc C) (R, error) {
+// Call3 calls function id with three arguments and decodes its result as
+// R.
+func Call3[R, A, B, C any](ctx context.Context, c Caller, id string, a A, b B, cc C) (R, error) {
+	e := argEncoder{id: id}
 	buf := getArgBuf()
 	p := value.AppendArrayHeader(buf.b[:0], 3)
-	p, err := appendArg(p, fn, 0, a, nil)
-	p, err = appendArg(p, fn, 1, b, err)
-	p, err = appendArg(p, fn, 2, cc, err)
-	buf.b = p
-	return finish[R](ctx, c, fn, buf, err)
+	p = appendArg(&e, p, 0, a)
+	p = appendArg(&e, p, 1, b)
+	buf.b = appendArg(&e, p, 2, cc)
+	return finish[R](ctx, c, &e, buf)
 }
 
-// CallAny calls fn with arguments given as plain Go values (what
+// CallAny calls id with arguments given as plain Go values (what
 // encoding/json produces, with json.Number for numbers) and returns the
 // result as a plain value. The CLI uses it; typed code should use CallN.
-func CallAny(ctx context.Context, c *Client, fn string, args ...any) (any, error) {
+func CallAny(ctx context.Context, c Caller, id string, args ...any) (any, error) {
+	e := argEncoder{id: id}
 	buf := getArgBuf()
 	p := value.AppendArrayHeader(buf.b[:0], len(args))
 	var err error
 	for i, a := range args {
 		if p, err = value.AppendAny(p, a); err != nil {
-			err = argEncodeError(fn, i, err)
+			e.err = argEncodeError(id, i, err)
 			break
 		}
 	}
 	buf.b = p
-	return finish[any](ctx, c, fn, buf, err)
+	return finish[any](ctx, c, &e, buf)
+}
+
+// CallRaw calls id with msgpack-encoded arguments (an array) and returns
+// the msgpack-encoded result, for code that encodes its own values (a
+// proxy, a bridge). Typed code should use CallN.
+func CallRaw(ctx context.Context, c Caller, id string, args []byte) ([]byte, error) {
+	resp, err := c.Call(ctx, &Request{ID: id, Kind: KindUnary, Metadata: outgoingMetadata(ctx), Args: args})
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.caps) > 0 { // nobody will decode them: the server may free them
+		(&capDecoder{cc: resp.cc, table: resp.caps}).releaseUnused()
+	}
+	return resp.Result, nil
 }

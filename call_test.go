@@ -30,7 +30,7 @@ type Shape struct {
 }
 
 // newServer returns a server with the functions most tests call.
-func newServer(t testing.TB, opts ...arbor.Option) *arbor.Server {
+func newServer(t testing.TB, opts ...arbor.ServerOption) *arbor.Server {
 	t.Helper()
 	s := arbor.NewServer(opts...)
 	must(t, arbor.Handle0(s, "hello", func(ctx context.Context) (string, error) { return "hello, world", nil }))
@@ -146,7 +146,7 @@ func TestTypedCalls(t *testing.T) {
 		check("CallAny split", v, []any{"x", "y"}, err)
 
 		// Raw msgpack: fixarray(2), 7, 8.
-		raw, err := c.Invoke(ctx, "add", []byte{0x92, 0x07, 0x08})
+		raw, err := arbor.CallRaw(ctx, c, "add", []byte{0x92, 0x07, 0x08})
 		check("Invoke add", raw, []byte{0x0f}, err)
 	})
 }
@@ -218,16 +218,18 @@ func TestUnknownFunction(t *testing.T) {
 		ctx := testContext(t)
 		c := start(t, nc, newServer(t)).dial()
 		_, err := arbor.Call1[int](ctx, c, "no.such.fn", 1)
-		wantCode(t, err, arbor.NotFound, `"no.such.fn"`)
-		if !errors.Is(err, arbor.ErrNotFound) {
-			t.Errorf("%v: errors.Is(err, ErrNotFound) is false", err)
+		// As in gRPC: Unimplemented, not NotFound (which a key-value
+		// service uses for a missing key).
+		wantCode(t, err, arbor.Unimplemented, `"no.such.fn"`)
+		if !errors.Is(err, arbor.ErrUnimplemented) || errors.Is(err, arbor.ErrNotFound) {
+			t.Errorf("%v: want ErrUnimplemented, not ErrNotFound", err)
+		}
+		if !errors.Is(err, arbor.ErrUnknownMethod) {
+			t.Fatalf("category lost across the wire: %v: errors.Is(err, ErrUnknownMethod) is false", err)
 		}
 		// The connection is still good.
 		if n, err := arbor.Call2[int](ctx, c, "add", 1, 1); err != nil || n != 2 {
 			t.Fatalf("add after unknown function: %v, %v", n, err)
-		}
-		if !errors.Is(err, arbor.ErrUnknownMethod) {
-			t.Fatalf("category lost across the wire: %v: errors.Is(err, ErrUnknownMethod) is false", err)
 		}
 	})
 }
@@ -266,14 +268,19 @@ func TestBadArguments(t *testing.T) {
 		wantCode(t, err, arbor.InvalidArgument, "got 1")
 
 		// Not an array at all.
-		_, err = c.Invoke(ctx, "add", []byte{0x07})
+		_, err = arbor.CallRaw(ctx, c, "add", []byte{0x07})
 		wantCode(t, err, arbor.InvalidArgument, "add", "array")
-		_, err = c.Invoke(ctx, "add", nil)
+		_, err = arbor.CallRaw(ctx, c, "add", nil)
 		wantCode(t, err, arbor.InvalidArgument, "add")
+		// Bytes after the argument array.
+		_, err = arbor.CallRaw(ctx, c, "add", []byte{0x92, 1, 2, 0xc0})
+		wantCode(t, err, arbor.InvalidArgument, "add", "1 byte(s) after the argument array")
 
-		// A result of the wrong type is the caller's problem, reported as such.
+		// A result of the wrong type is the caller's problem, reported as
+		// such: InvalidArgument, not Internal (which reads as a server
+		// fault).
 		_, err = arbor.Call2[int](ctx, c, "split", "a b", " ")
-		wantCode(t, err, arbor.Internal, "split", "decoding the result as int")
+		wantCode(t, err, arbor.InvalidArgument, "split", "decoding the result as int")
 		if !errors.Is(err, arbor.ErrSerialization) {
 			t.Errorf("%v: not ErrSerialization", err)
 		}
@@ -300,7 +307,7 @@ func TestCatalog(t *testing.T) {
 	err := arbor.Handle2(srv, "add", func(ctx context.Context, a, b int) (int, error) { return 0, nil })
 	wantCode(t, err, arbor.AlreadyExists, `"add"`)
 	err = arbor.Handle0(srv, arbor.CatalogFunction, func(ctx context.Context) (int, error) { return 0, nil })
-	wantCode(t, err, arbor.AlreadyExists)
+	wantCode(t, err, arbor.InvalidArgument, "reserved")
 	err = arbor.Handle0(srv, "", func(ctx context.Context) (int, error) { return 0, nil })
 	wantCode(t, err, arbor.InvalidArgument)
 

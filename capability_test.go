@@ -11,6 +11,7 @@ import (
 
 	"github.com/arbor-rpc/arbor/conn"
 	"github.com/arbor-rpc/arbor/value"
+	"github.com/arbor-rpc/arbor/wire"
 )
 
 // counter is a service with state: each call appends to its log.
@@ -55,7 +56,7 @@ func capServer(t *testing.T) *capFixture {
 		defer sink.Close()
 		// Call back into the client's object over the same connection.
 		for i := 1; i <= 3; i++ {
-			if _, err := CallRef1[bool](ctx, sink, "push", i*10); err != nil {
+			if _, err := Call1[bool](ctx, sink, "push", i*10); err != nil {
 				return false, err
 			}
 		}
@@ -83,11 +84,11 @@ func TestCapabilityCalls(t *testing.T) {
 	}
 	sc := <-f.srvConn
 	for i, want := range []int{101, 103, 106} {
-		if got, err := CallRef1[int](ctx, ref, "inc", i+1); err != nil || got != want {
+		if got, err := Call1[int](ctx, ref, "inc", i+1); err != nil || got != want {
 			t.Fatalf("inc %d: %d %v", i+1, got, err)
 		}
 	}
-	if _, err := CallRef0[int](ctx, ref, "nope"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `no method "nope"`) {
+	if _, err := Call0[int](ctx, ref, "nope"); !errors.Is(err, ErrUnimplemented) || !errors.Is(err, ErrUnknownMethod) || !strings.Contains(err.Error(), `no method "nope"`) {
 		t.Fatalf("unknown method: %v", err)
 	}
 	if n := exportsOn(sc); n != 1 {
@@ -95,11 +96,13 @@ func TestCapabilityCalls(t *testing.T) {
 	}
 	ref.Close()
 	waitFor(t, func() bool { return exportsOn(sc) == 0 }, "the export to be released")
-	if _, err := CallRef1[int](ctx, ref, "inc", 1); !errors.Is(err, ErrFailedPrecondition) {
+	if _, err := Call1[int](ctx, ref, "inc", 1); !errors.Is(err, ErrFailedPrecondition) {
 		t.Fatalf("call on a closed reference: %v", err)
 	}
 	// A forged call on a released export gets a clear error.
-	rep, err := ref.c.Call(ctx, "@1.inc", nil, value.AppendInt(value.AppendArrayHeader(nil, 1), 1))
+	rep, err := ref.cc.Call(ctx, &conn.Outgoing{Function: "inc", Target: &wire.Target{Kind: wire.TargetExport, ID: 1},
+		Args: value.AppendInt(value.AppendArrayHeader(nil, 1), 1)})
+	err = fromStatus(err)
 	if err == nil {
 		rep.Release()
 		t.Fatal("call on a released export succeeded")
@@ -122,7 +125,7 @@ func TestCapabilityEOrder(t *testing.T) {
 	const n = 200
 	var asyncs []*conn.Async
 	for i := 1; i <= n; i++ {
-		a, err := ref.c.Go(ctx, "@"+itoa(ref.id)+".inc", nil, value.AppendInt(value.AppendArrayHeader(nil, 1), int64(i)), false, false)
+		a, err := ref.cc.Go(ctx, &conn.Outgoing{Function: "inc", Target: &ref.target, Args: value.AppendInt(value.AppendArrayHeader(nil, 1), int64(i))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +136,7 @@ func TestCapabilityEOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	log, err := CallRef0[[]int](ctx, ref, "log")
+	log, err := Call0[[]int](ctx, ref, "log")
 	if err != nil || len(log) != n {
 		t.Fatalf("log: %d entries, %v", len(log), err)
 	}
@@ -154,7 +157,7 @@ func TestCallbacks(t *testing.T) {
 	defer hub.Close()
 	sink := NewService("sink")
 	Handle1(sink, "push", func(ctx context.Context, v int) (bool, error) { f.pushed <- v; return true, nil })
-	if ok, err := CallRef1[bool](ctx, hub, "subscribe", sink); err != nil || !ok {
+	if ok, err := Call1[bool](ctx, hub, "subscribe", sink); err != nil || !ok {
 		t.Fatalf("subscribe: %v %v", ok, err)
 	}
 	for _, want := range []int{10, 20, 30} {
@@ -243,7 +246,7 @@ func TestPromisedCapability(t *testing.T) {
 	r := PipelineRef(p)
 	var qs []*Promise[int]
 	for i := 1; i <= 20; i++ {
-		qs = append(qs, GoRef1[int](ctx, r, "inc", i))
+		qs = append(qs, Go1[int](ctx, r, "inc", i))
 	}
 	sum := 100
 	for i, q := range qs {
@@ -258,7 +261,7 @@ func TestPromisedCapability(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, err := CallRef0[[]int](ctx, direct, "log")
+	log, err := Call0[[]int](ctx, direct, "log")
 	if err != nil || len(log) != 20 || log[0] != 1 || log[19] != 20 {
 		t.Fatalf("log %v %v", log, err)
 	}
@@ -266,7 +269,7 @@ func TestPromisedCapability(t *testing.T) {
 	r.Close()
 	// A promised capability of a failed call fails its method calls.
 	bad := PipelineRef(Go1[*Ref](ctx, f.c, "newCounter", "not a number"))
-	if _, err := GoRef1[int](ctx, bad, "inc", 1).Wait(); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := Go1[int](ctx, bad, "inc", 1).Wait(); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("call on a failed promised capability: %v", err)
 	}
 }
@@ -282,20 +285,21 @@ func TestCapabilityEdgeCases(t *testing.T) {
 	defer ref.Close()
 	sc := <-f.srvConn
 	p := Go1[int](ctx, f.c, "double", 21) // unknown function: the dependent fails with its error
-	if _, err := GoRef1[int](ctx, ref, "inc", p).Wait(); !errors.Is(err, ErrNotFound) {
+	if _, err := Go1[int](ctx, ref, "inc", p).Wait(); !errors.Is(err, ErrUnimplemented) {
 		t.Fatalf("promise argument of a failed call: %v", err)
 	}
 	srvAdd := Go0[*Ref](ctx, f.c, "hub")
-	if _, err := GoRef1[int](ctx, ref, "inc", Go1[*Ref](ctx, f.c, "newCounter", 1)).Wait(); !errors.Is(err, ErrUnimplemented) {
+	if _, err := Go1[int](ctx, ref, "inc", Go1[*Ref](ctx, f.c, "newCounter", 1)).Wait(); !errors.Is(err, ErrUnimplemented) {
 		t.Fatalf("promised server capability as an argument: %v", err)
 	}
 	<-f.srvConn
-	// A reference passed back is refused on the client with a clear error.
-	if _, err := CallRef1[int](ctx, ref, "inc", ref); !errors.Is(err, ErrUnimplemented) || !strings.Contains(err.Error(), "reference") {
+	// A reference passed back reaches its exporter as a capability: where
+	// an int is wanted, that is a clear argument error.
+	if _, err := Call1[int](ctx, ref, "inc", ref); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "argument 0") {
 		t.Fatalf("reference as an argument: %v", err)
 	}
-	// Wait twice gives the same reference; closing the pipelined one
-	// releases the capability.
+	// Wait twice gives the same reference; closing it and the pipelined
+	// one (which holds the answer) releases the capability.
 	r1, err1 := srvAdd.Wait()
 	r2, err2 := srvAdd.Wait()
 	if err1 != nil || err2 != nil || r1 != r2 {
@@ -303,13 +307,14 @@ func TestCapabilityEdgeCases(t *testing.T) {
 	}
 	before := exportsOn(sc)
 	PipelineRef(srvAdd).Close()
+	r1.Close()
 	waitFor(t, func() bool { return exportsOn(sc) < before }, "the pipelined capability to be released")
 }
 
 // Releases are exact: back-to-back calls on promised capabilities do not
 // starve releases of other answers.
 func TestReleasesNotStarved(t *testing.T) {
-	srv := NewServer(WithMaxRetainedAnswers(20))
+	srv := NewServer(WithLimits(Limits{MaxRetainedAnswers: 20}))
 	Handle1(srv, "newCounter", func(ctx context.Context, start int) (*Service, error) { return counter(start), nil })
 	Handle2(srv, "add", func(ctx context.Context, a, b int) (int, error) { return a + b, nil })
 	l, err := srv.Listen(context.Background(), "tcp://127.0.0.1:0")
@@ -327,7 +332,7 @@ func TestReleasesNotStarved(t *testing.T) {
 	defer r.Close()
 	var last *Promise[int]
 	for i := 0; i < 500; i++ {
-		q := GoRef1[int](ctx, r, "inc", 1) // keeps a call on @p running most of the time
+		q := Go1[int](ctx, r, "inc", 1) // keeps a call on @p running most of the time
 		p := Go2[int](ctx, c, "add", i, 1)
 		if _, err := p.Wait(); err != nil {
 			t.Fatalf("iteration %d: %v", i, err)
@@ -354,12 +359,12 @@ func TestSequencerNeverStalls(t *testing.T) {
 	defer ref.Close()
 	<-f.srvConn
 	bad := Go1[int](ctx, f.c, "nosuchfn", 1)
-	if _, err := GoRef1[int](ctx, ref, "inc", bad).Wait(); !errors.Is(err, ErrNotFound) {
+	if _, err := Go1[int](ctx, ref, "inc", bad).Wait(); !errors.Is(err, ErrUnimplemented) {
 		t.Fatalf("failed promise argument: %v", err)
 	}
 	tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if v, err := CallRef1[int](tctx, ref, "inc", 5); err != nil || v != 5 {
+	if v, err := Call1[int](tctx, ref, "inc", 5); err != nil || v != 5 {
 		t.Fatalf("the next call on the reference: %d %v", v, err)
 	}
 
@@ -369,7 +374,7 @@ func TestSequencerNeverStalls(t *testing.T) {
 	}
 	closed.Close()
 	failed := PipelineRef(Go1[*Ref](ctx, closed, "newCounter", 1))
-	if _, err := CallRef1[int](ctx, failed, "inc", 1); err == nil {
+	if _, err := Call1[int](ctx, failed, "inc", 1); err == nil {
 		t.Fatal("call on a failed PipelineRef succeeded")
 	}
 	failed.Close() // no panic

@@ -4,23 +4,27 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/arbor-rpc/arbor/conn"
-	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/transport"
+	"github.com/arbor-rpc/arbor/wire"
 )
 
 // Client calls functions on one server address over one multiplexed
 // connection, which it re-establishes when the server goes away or the
-// connection breaks. Safe for concurrent use.
+// connection breaks. It is a Caller. Safe for concurrent use; Close it
+// when done.
 type Client struct {
-	addr  string
-	opts  options
-	chain UnaryFunc // nil without interceptors
+	addr   string
+	cfg    clientConfig
+	logger *slog.Logger
+	chain  CallFunc // interceptors around send; nil without any
+	serve  *dispatcher
 
 	cur     atomic.Pointer[conn.Conn]
 	mu      sync.Mutex // guards what follows
@@ -41,14 +45,20 @@ type dialCall struct {
 	err  error
 }
 
-// Dial connects to addr (tcp://host:port, tls://host:port, unix:/path,
-// mem:name) and returns a client once the connection is up.
-func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
-	c := &Client{addr: addr, opts: buildOptions(opts)}
+// Dial connects to addr (tcp://host:port, tls://host:port,
+// quic://host:port, unix:/path, mem:name) and returns a client once the
+// connection is up.
+func Dial(ctx context.Context, addr string, opts ...ClientOption) (*Client, error) {
+	c := &Client{addr: addr}
+	c.cfg.cfg = Config{}
+	for _, o := range opts {
+		o.applyClient(&c.cfg)
+	}
+	c.logger = c.cfg.logger()
 	c.life, c.stop = context.WithCancel(context.Background())
-	c.opts.conn.Handler = clientHandler{} // callbacks into services the client passes
-	if len(c.opts.interceptors) > 0 {
-		c.chain = chain(c.opts.interceptors, c.final)
+	c.serve = &dispatcher{} // callbacks into services the client passes
+	if len(c.cfg.interceptors) > 0 {
+		c.chain = chain(c.cfg.interceptors, c.send)
 	}
 	if _, err := c.conn(ctx); err != nil {
 		c.Close() // stops a dial still in progress
@@ -69,7 +79,7 @@ func (c *Client) conn(ctx context.Context) (*conn.Conn, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return nil, &Error{Code: Unavailable, Category: status.ErrConnection, Message: "client is closed"}
+		return nil, &Error{Code: Unavailable, Category: ErrConnection, Message: "client is closed"}
 	}
 	if cc := c.cur.Load(); cc != nil && cc.Usable() {
 		c.mu.Unlock()
@@ -100,12 +110,14 @@ func (c *Client) dial(d *dialCall) {
 	ctx, cancel := context.WithTimeout(c.life, dialTimeout)
 	defer cancel()
 	var cc *conn.Conn
-	nc, err := transport.Dial(ctx, c.addr, c.opts.transport)
+	nc, err := transport.Dial(ctx, c.addr, c.cfg.transportConfig())
 	if err == nil {
 		// The HELLO exchange has its own timeout; a closing client (or the
 		// dial timeout) cuts it short too.
 		stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
-		cc, err = conn.Client(nc, c.opts.conn)
+		cfg := c.cfg.connConfig()
+		cfg.Handler = c.serve
+		cc, err = conn.Client(nc, cfg)
 		stop()
 	}
 	if err != nil {
@@ -115,7 +127,7 @@ func (c *Client) dial(d *dialCall) {
 	c.dialing = nil
 	if err == nil && c.closed {
 		cc.Close()
-		cc, err = nil, &Error{Code: Unavailable, Category: status.ErrConnection, Message: "client is closed"}
+		cc, err = nil, &Error{Code: Unavailable, Category: ErrConnection, Message: "client is closed"}
 	}
 	if err == nil {
 		if prev := c.cur.Swap(cc); prev != nil {
@@ -141,20 +153,26 @@ func liveConns(cs []*conn.Conn) []*conn.Conn {
 }
 
 func dialError(addr string, err error) error {
-	cat := status.ErrConnection
+	err = fromStatus(err)
+	cat := ErrConnection
 	code := Unavailable
 	var alert tls.AlertError
 	var certErr *tls.CertificateVerificationError
+	var recErr tls.RecordHeaderError
+	hint := ""
 	switch {
 	case errors.Is(err, transport.ErrConfig):
-		cat, code = status.ErrConfig, InvalidArgument
+		cat, code = ErrConfig, InvalidArgument
 	case errors.As(err, &alert) || errors.As(err, &certErr) || isTLSAlert(err) || errors.Is(err, transport.ErrTLS):
 		// A TLS failure once connected: one side refused the other's
 		// certificate (QUIC reports the peer's alert as a CRYPTO_ERROR
 		// wrapped in transport.ErrTLS). A failure of identity.
-		cat, code = status.ErrTLS, Unauthenticated
+		cat, code = ErrTLS, Unauthenticated
+	case errors.As(err, &recErr):
+		// A TLS client talking to a plain server.
+		cat, hint = ErrTLS, " (the server may not speak TLS: try tcp://)"
 	case errors.Is(err, context.DeadlineExceeded):
-		cat, code = status.ErrTimeout, DeadlineExceeded
+		cat, code = ErrTimeout, DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		code = Canceled
 	default:
@@ -166,9 +184,11 @@ func dialError(addr string, err error) error {
 	msg := "dial " + addr
 	var se *Error
 	if errors.As(err, &se) { // the HELLO exchange failed; don't repeat its code
-		return &Error{Code: code, Category: cat, Message: msg + ": " + se.Message, Retryable: se.Retryable, Cause: err}
+		return &Error{Code: code, Category: cat, Message: msg + ": " + se.Message + hint, Retryable: se.Retryable, Cause: err}
 	}
-	return status.Wrap(code, cat, err, msg)
+	e := wrapErr(code, cat, err, msg)
+	e.Message += hint
+	return e
 }
 
 // isTLSAlert reports whether err is a TLS alert received from the peer.
@@ -181,78 +201,156 @@ func isTLSAlert(err error) bool {
 	return errors.As(err, &oe) && oe.Op == "remote error"
 }
 
-// invoke sends encoded arguments and returns the encoded result. A non-nil
-// reply owns the result's buffer: release it once the result is decoded.
-func (c *Client) invoke(ctx context.Context, fn string, args []byte) ([]byte, *conn.Reply, error) {
+// Call implements Caller: it sends req to the server through the
+// client's interceptors.
+func (c *Client) Call(ctx context.Context, req *Request) (*Response, error) {
+	if c.cfg.token != "" {
+		req.Metadata = append(req.Metadata[:len(req.Metadata):len(req.Metadata)], Pair{Key: AuthorizationKey, Value: "Bearer " + c.cfg.token})
+	}
 	if c.chain != nil {
-		req := &Request{Function: fn, Metadata: outgoingMetadata(ctx), Args: args}
-		if cc := c.cur.Load(); cc != nil {
+		if cc := c.cur.Load(); cc != nil && req.Peer.Addr == nil {
 			req.Peer = peerOf(cc.NetConn())
 		}
-		resp, err := c.chain(ctx, req)
-		if err != nil {
-			return nil, nil, err
+		return c.chain(ctx, req)
+	}
+	return c.send(ctx, req)
+}
+
+// plain reports whether calls need no interceptor or option: the typed
+// helpers' fast path, which makes no Request.
+func (c *Client) plain() bool { return c.chain == nil && c.cfg.token == "" }
+
+// send is the end of the client's chain: it picks the connection (the
+// target's, the promises', or the current one) and sends the call.
+func (c *Client) send(ctx context.Context, req *Request) (*Response, error) {
+	if t := req.Target; t != nil {
+		if t.local != nil {
+			return callLocal(ctx, t.local, req)
 		}
-		return resp.Result, nil, nil
+		return sendOn(ctx, t.cc, req, c)
 	}
-	rep, err := c.send(ctx, fn, outgoingMetadata(ctx), args)
-	if err != nil {
-		return nil, nil, err
+	if cc := req.boundConn(); cc != nil {
+		return sendOn(ctx, cc, req, c)
 	}
-	return rep.Result(), rep, nil
-}
-
-func release(rep *conn.Reply) {
-	if rep != nil {
-		rep.Release()
-	}
-}
-
-// send makes the call on the current connection. A call refused because
-// the server was going away never ran, so it is retried once on a new
-// connection.
-func (c *Client) send(ctx context.Context, fn string, md Metadata, args []byte) (*conn.Reply, error) {
 	for attempt := 0; ; attempt++ {
 		cc, err := c.conn(ctx)
 		if err != nil {
 			return nil, err
 		}
-		rep, err := cc.Call(ctx, fn, md, args)
+		resp, err := sendOn(ctx, cc, req, c)
 		if err != nil && attempt == 0 && refused(err) && ctx.Err() == nil {
-			cc.Retire() // the refusal may beat the GOAWAY that explains it
+			// A call refused because the server was going away never
+			// ran: once more on a new connection. The refusal may beat
+			// the GOAWAY that explains it.
+			cc.Retire()
 			continue
 		}
-		return rep, err
+		return resp, err
 	}
+}
+
+// sendOn sends req on cc: a unary call, an asynchronous call or a
+// stream, with its target, promises and capabilities as frame fields.
+// owner is the client whose interceptors references in the result use.
+func sendOn(ctx context.Context, cc *conn.Conn, req *Request, owner *Client) (*Response, error) {
+	var o conn.Outgoing
+	if err := req.outgoing(cc, &o); err != nil {
+		return nil, err
+	}
+	switch {
+	case req.Kind.IsStream():
+		st, err := cc.OpenStream(ctx, &o)
+		if err != nil {
+			req.undoCaps(cc, o.Caps)
+			return nil, fromStatus(err)
+		}
+		return &Response{Stream: rawStream{st}, raw: st, cc: cc, owner: owner}, nil
+	case req.Async:
+		o.Retain = true
+		a, err := cc.Go(ctx, &o)
+		if err != nil {
+			req.undoCaps(cc, o.Caps)
+			return nil, fromStatus(err)
+		}
+		return &Response{async: a, cc: cc, owner: owner}, nil
+	}
+	rep, err := cc.Call(ctx, &o)
+	if err != nil {
+		if !delivered(err) {
+			req.undoCaps(cc, o.Caps)
+		}
+		return nil, fromStatus(err)
+	}
+	// Interceptors may keep what they got: the result is copied out of
+	// the pooled reply (the typed helpers' fast path does not copy).
+	resp := &Response{Result: append([]byte(nil), rep.Result()...), cc: cc, owner: owner}
+	if caps := rep.Caps(); len(caps) > 0 {
+		resp.caps = append([]wire.CapDescriptor(nil), caps...)
+	}
+	rep.Release()
+	return resp, nil
+}
+
+// outgoing fills in what the connection sends for req on cc.
+func (req *Request) outgoing(cc *conn.Conn, o *conn.Outgoing) error {
+	*o = conn.Outgoing{Function: req.ID, Metadata: req.Metadata, Args: req.Args}
+	if t := req.Target; t != nil {
+		if t.cc != cc {
+			return Errorf(FailedPrecondition, "%s: the reference belongs to another connection", req.ID)
+		}
+		o.Target = &t.target
+	}
+	if len(req.promises) > 0 {
+		o.Promises = make([]wire.PromiseRef, len(req.promises))
+		for i, u := range req.promises {
+			if u.p.cc != cc {
+				return Errorf(FailedPrecondition, "%s: a promise argument belongs to another connection", req.ID)
+			}
+			o.Promises[i] = wire.PromiseRef{ID: u.p.async.ID(), Path: u.path}
+		}
+	}
+	if req.caps != nil {
+		var err error
+		if o.Caps, err = req.caps.resolve(cc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// undoCaps releases the exports made for a call that was not sent.
+func (req *Request) undoCaps(cc *conn.Conn, caps []wire.CapDescriptor) {
+	for _, d := range caps {
+		if d.Kind == wire.CapSenderHosted {
+			releaseExport(cc, d.ID, 1)
+		}
+	}
+}
+
+// delivered reports whether a failed call may have reached the peer (so
+// the capabilities it carried are the peer's to release).
+func delivered(err error) bool {
+	var e *Error
+	if fe, ok := fromStatus(err).(*Error); ok {
+		e = fe
+	}
+	return e == nil || !(e.Code == Unavailable && e.Retryable) && e.Code != ResourceExhausted && e.Code != DeadlineExceeded
+}
+
+// boundConn is the connection the request's promises tie it to, or nil.
+func (req *Request) boundConn() *conn.Conn {
+	for _, u := range req.promises {
+		if u.p.cc != nil {
+			return u.p.cc
+		}
+	}
+	return nil
 }
 
 // refused reports an error for a call the server never ran.
 func refused(err error) bool {
 	var se *Error
 	return errors.As(err, &se) && se.Code == Unavailable && se.Retryable
-}
-
-// final is the end of the client's interceptor chain.
-func (c *Client) final(ctx context.Context, req *Request) (*Response, error) {
-	rep, err := c.send(ctx, req.Function, req.Metadata, req.Args)
-	if err != nil {
-		return nil, err
-	}
-	resp := &Response{Result: append([]byte(nil), rep.Result()...)}
-	rep.Release()
-	return resp, nil
-}
-
-// Invoke calls fn with msgpack-encoded arguments (an array) and returns
-// the msgpack-encoded result. Typed code should use Call0..Call3.
-func (c *Client) Invoke(ctx context.Context, fn string, args []byte) ([]byte, error) {
-	res, rep, err := c.invoke(ctx, fn, args)
-	if err != nil {
-		return nil, err
-	}
-	out := append([]byte(nil), res...)
-	release(rep)
-	return out, nil
 }
 
 // Catalog asks the server for its functions.

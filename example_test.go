@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"strings"
 
@@ -140,14 +141,14 @@ func ExampleWithInterceptors() {
 	ctx := context.Background()
 	mem := &transport.Config{Mem: transport.NewMemNetwork()}
 
-	logCalls := func(next arbor.UnaryFunc) arbor.UnaryFunc {
+	logCalls := func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
 			resp, err := next(ctx, req)
-			fmt.Printf("server: %s -> %v\n", req.Function, arbor.CodeOf(err))
+			fmt.Printf("server: %s -> %v\n", req.ID, arbor.CodeOf(err))
 			return resp, err
 		}
 	}
-	auth := func(next arbor.UnaryFunc) arbor.UnaryFunc {
+	auth := func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
 			if req.Metadata.Get("token") != "s3cret" {
 				return nil, arbor.NewError(arbor.Unauthenticated, "missing or wrong token")
@@ -161,7 +162,7 @@ func ExampleWithInterceptors() {
 	go srv.Serve(l)
 	defer srv.Close()
 
-	addToken := func(next arbor.UnaryFunc) arbor.UnaryFunc {
+	addToken := func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
 			req.Metadata = append(req.Metadata, arbor.Pair{Key: "token", Value: "s3cret"})
 			return next(ctx, req)
@@ -282,4 +283,161 @@ func ExampleServer_Shutdown() {
 	// arbor: server closed
 	// finished <nil>
 	// <nil>
+}
+
+// Promises: a call sent with GoN returns at once; its promise is an
+// argument of further calls before it resolves, and the server resolves
+// the chain, so these three dependent calls cost one round trip.
+func ExampleGo2() {
+	ctx := context.Background()
+	mem := &transport.Config{Mem: transport.NewMemNetwork()}
+	srv := arbor.NewServer()
+	arbor.Handle2(srv, "add", func(ctx context.Context, a, b int) (int, error) { return a + b, nil })
+	arbor.Handle2(srv, "mul", func(ctx context.Context, a, b int) (int, error) { return a * b, nil })
+	l, _ := transport.Listen(ctx, "mem:math", mem)
+	go srv.Serve(l)
+	defer srv.Close()
+	c, err := arbor.Dial(ctx, "mem:math", arbor.WithTransport(mem))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	sum := arbor.Go2[int](ctx, c, "add", 1, 2)       // 3
+	product := arbor.Go2[int](ctx, c, "mul", sum, 7) // (1 + 2) * 7, sent before sum resolves
+	total := arbor.Go2[int](ctx, c, "add", product, sum)
+	fmt.Println(total.Wait())
+	fmt.Println(sum.Wait()) // Wait also lets the server forget the answer
+	// Output:
+	// 24 <nil>
+	// 3 <nil>
+}
+
+// Capabilities: a handler returns a Service (an object with methods) and
+// the caller gets a *Ref, a Caller of its own, with the same typed
+// helpers. A Ref can go back as an argument, and a service can sit in a
+// struct field.
+func ExampleService() {
+	ctx := context.Background()
+	mem := &transport.Config{Mem: transport.NewMemNetwork()}
+	srv := arbor.NewServer()
+	arbor.Handle1(srv, "counter", func(ctx context.Context, start int) (*arbor.Service, error) {
+		n := start
+		svc := arbor.NewService("counter")
+		arbor.Handle1(svc, "add", func(ctx context.Context, d int) (int, error) { n += d; return n, nil })
+		return svc, nil
+	})
+	type Pair struct {
+		Name    string
+		Counter *arbor.Ref
+	}
+	arbor.Handle1(srv, "bump", func(ctx context.Context, p Pair) (string, error) {
+		n, err := arbor.Call1[int](ctx, p.Counter, "add", 100) // a call on the capability inside the struct
+		return fmt.Sprintf("%s is at %d", p.Name, n), err
+	})
+	l, _ := transport.Listen(ctx, "mem:counters", mem)
+	go srv.Serve(l)
+	defer srv.Close()
+	c, err := arbor.Dial(ctx, "mem:counters", arbor.WithTransport(mem))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	ref, err := arbor.Call1[*arbor.Ref](ctx, c, "counter", 10)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ref.Close() // references are released when closed (or, with a warning, when collected)
+	fmt.Println(arbor.Call1[int](ctx, ref, "add", 5))
+	fmt.Println(arbor.Call1[string](ctx, c, "bump", Pair{Name: "ref", Counter: ref}))
+	// Output:
+	// 15 <nil>
+	// ref is at 115 <nil>
+}
+
+// Streams: a server stream sends any number of messages after one
+// argument; Recv returns io.EOF after the last.
+func ExampleCallServerStream() {
+	ctx := context.Background()
+	mem := &transport.Config{Mem: transport.NewMemNetwork()}
+	srv := arbor.NewServer()
+	arbor.HandleServerStream(srv, "countdown", func(ctx context.Context, from int, out *arbor.Sender[int]) error {
+		for i := from; i > 0; i-- {
+			if err := out.Send(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	l, _ := transport.Listen(ctx, "mem:streams", mem)
+	go srv.Serve(l)
+	defer srv.Close()
+	c, err := arbor.Dial(ctx, "mem:streams", arbor.WithTransport(mem))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	s, err := arbor.CallServerStream[int](ctx, c, "countdown", 3)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for {
+		n, err := s.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Print(n, " ")
+	}
+	fmt.Println("liftoff")
+	// Output: 3 2 1 liftoff
+}
+
+// Bidirectional streams send and receive independently.
+func ExampleOpenBidiStream() {
+	ctx := context.Background()
+	mem := &transport.Config{Mem: transport.NewMemNetwork()}
+	srv := arbor.NewServer()
+	arbor.HandleBidiStream(srv, "shout", func(ctx context.Context, in *arbor.Receiver[string], out *arbor.Sender[string]) error {
+		for {
+			s, err := in.Recv()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := out.Send(strings.ToUpper(s) + "!"); err != nil {
+				return err
+			}
+		}
+	})
+	l, _ := transport.Listen(ctx, "mem:shout", mem)
+	go srv.Serve(l)
+	defer srv.Close()
+	c, err := arbor.Dial(ctx, "mem:shout", arbor.WithTransport(mem))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	s, err := arbor.OpenBidiStream[string, string](ctx, c, "shout") // receives Out, sends In
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, w := range []string{"hey", "you"} {
+		s.Send(w)
+		fmt.Println(s.Recv())
+	}
+	s.CloseSend()
+	_, err = s.Recv()
+	fmt.Println(err)
+	// Output:
+	// HEY! <nil>
+	// YOU! <nil>
+	// EOF
 }

@@ -36,14 +36,14 @@ func (tr *trace) take() []string {
 
 // recorder is an interceptor that logs the call on its way in and out.
 func recorder(tr *trace, name string) arbor.Interceptor {
-	return func(next arbor.UnaryFunc) arbor.UnaryFunc {
+	return func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
-			tr.add("%s> %s user=%s", name, req.Function, req.Metadata.Get("user"))
+			tr.add("%s> %s user=%s", name, req.ID, req.Metadata.Get("user"))
 			resp, err := next(ctx, req)
 			if err != nil {
-				tr.add("%s< %s error %v", name, req.Function, arbor.CodeOf(err))
+				tr.add("%s< %s error %v", name, req.ID, arbor.CodeOf(err))
 			} else {
-				tr.add("%s< %s result %x", name, req.Function, resp.Result)
+				tr.add("%s< %s result %x", name, req.ID, resp.Result)
 			}
 			return resp, err
 		}
@@ -52,10 +52,10 @@ func recorder(tr *trace, name string) arbor.Interceptor {
 
 // requireToken refuses calls without the right token in their metadata.
 func requireToken(token string) arbor.Interceptor {
-	return func(next arbor.UnaryFunc) arbor.UnaryFunc {
+	return func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
 			if req.Metadata.Get("token") != token {
-				return nil, arbor.NewError(arbor.Unauthenticated, "bad token for "+req.Function)
+				return nil, arbor.NewError(arbor.Unauthenticated, "bad token for "+req.ID)
 			}
 			return next(ctx, req)
 		}
@@ -66,9 +66,9 @@ func TestInterceptors(t *testing.T) {
 	eachNet(t, func(t *testing.T, nc netCase) {
 		tr := &trace{}
 		srvPeer := make(chan arbor.Peer, 100)
-		srvPeerCheck := func(next arbor.UnaryFunc) arbor.UnaryFunc {
+		srvPeerCheck := func(next arbor.CallFunc) arbor.CallFunc {
 			return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
-				if req.Function == "add" {
+				if req.ID == "add" {
 					srvPeer <- req.Peer
 				}
 				return next(ctx, req)
@@ -81,10 +81,10 @@ func TestInterceptors(t *testing.T) {
 			return md.Get("user"), nil
 		}))
 		var peerSeen sync.Map
-		peerCheck := func(next arbor.UnaryFunc) arbor.UnaryFunc {
+		peerCheck := func(next arbor.CallFunc) arbor.CallFunc {
 			return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
 				if req.Peer.Addr != nil {
-					peerSeen.Store(req.Function, req.Peer.Addr.Network())
+					peerSeen.Store(req.ID, req.Peer.Addr.Network())
 				}
 				return next(ctx, req)
 			}
@@ -139,7 +139,7 @@ func TestInterceptors(t *testing.T) {
 			t.Errorf("echo through interceptors: %q %v", out, err)
 		}
 		_, err = arbor.Call0[int](ctx, c, "missing")
-		wantCode(t, err, arbor.NotFound, "missing")
+		wantCode(t, err, arbor.Unimplemented, "missing")
 		_, err = arbor.Call2[int](ctx, c, "add", 1, "x")
 		wantCode(t, err, arbor.InvalidArgument, "argument 1")
 		tr.take()
@@ -163,22 +163,22 @@ func TestInterceptorRewrites(t *testing.T) {
 	ctx := testContext(t)
 	// Server: double every int result of "add"; see local errors in full.
 	localErr := make(chan error, 1)
-	srvIC := func(next arbor.UnaryFunc) arbor.UnaryFunc {
+	srvIC := func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
 			resp, err := next(ctx, req)
-			if req.Function == "missing" {
+			if req.ID == "missing" {
 				localErr <- err
 			}
-			if err == nil && req.Function == "add" {
+			if err == nil && req.ID == "add" {
 				resp.Result = []byte{resp.Result[0] * 2} // positive fixint
 			}
 			return resp, err
 		}
 	}
 	calls := 0
-	cliIC := func(next arbor.UnaryFunc) arbor.UnaryFunc {
+	cliIC := func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
-			switch req.Function {
+			switch req.ID {
 			case "cached":
 				return &arbor.Response{Result: []byte{0xa2, 'h', 'i'}}, nil // never sent
 			case "refused":
@@ -215,7 +215,7 @@ func TestInterceptorRewrites(t *testing.T) {
 		t.Errorf("%d calls went to the network, want 3", calls)
 	}
 	_, err = arbor.Call0[int](ctx, c, "missing")
-	wantCode(t, err, arbor.NotFound)
+	wantCode(t, err, arbor.Unimplemented)
 	// On the server, before the wire, the error has its category.
 	if err := recv(t, localErr, "the server interceptor"); !errors.Is(err, arbor.ErrUnknownMethod) {
 		t.Errorf("server interceptor saw %v, want an ErrUnknownMethod", err)
@@ -225,11 +225,13 @@ func TestInterceptorRewrites(t *testing.T) {
 func TestMetadata(t *testing.T) {
 	for _, withIC := range []bool{false, true} {
 		t.Run(fmt.Sprintf("interceptors=%v", withIC), func(t *testing.T) {
-			var opts []arbor.Option
+			var sopts []arbor.ServerOption
+			var copts []arbor.ClientOption
 			if withIC {
-				opts = append(opts, arbor.WithInterceptors(func(next arbor.UnaryFunc) arbor.UnaryFunc { return next }))
+				ic := arbor.WithInterceptors(func(next arbor.CallFunc) arbor.CallFunc { return next })
+				sopts, copts = append(sopts, ic), append(copts, ic)
 			}
-			srv := arbor.NewServer(opts...)
+			srv := arbor.NewServer(sopts...)
 			must(t, arbor.Handle0(srv, "md", func(ctx context.Context) ([]string, error) {
 				var kv []string
 				for _, p := range arbor.IncomingMetadata(ctx) {
@@ -237,7 +239,7 @@ func TestMetadata(t *testing.T) {
 				}
 				return kv, nil
 			}))
-			c := start(t, netCases[0], srv).dial(opts...)
+			c := start(t, netCases[0], srv).dial(copts...)
 
 			ctx := testContext(t)
 			got, err := arbor.Call0[[]string](ctx, c, "md")

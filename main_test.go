@@ -146,9 +146,9 @@ func (e *env) serve(addr string, srv *arbor.Server) {
 }
 
 // dial returns a client of the env's server, closed when the test ends.
-func (e *env) dial(opts ...arbor.Option) *arbor.Client {
+func (e *env) dial(opts ...arbor.ClientOption) *arbor.Client {
 	e.t.Helper()
-	c, err := arbor.Dial(testContext(e.t), e.url, append([]arbor.Option{arbor.WithTransport(e.cliCfg)}, opts...)...)
+	c, err := arbor.Dial(testContext(e.t), e.url, append([]arbor.ClientOption{arbor.WithTransport(e.cliCfg)}, opts...)...)
 	if err != nil {
 		e.t.Fatalf("dial %s: %v", e.url, err)
 	}
@@ -184,5 +184,17 @@ func recv[T any](t testing.TB, ch <-chan T, what string) T {
 	case <-time.After(testTimeout):
 		t.Fatalf("timed out waiting for %s", what)
 		panic("unreachable")
+	}
+}
+
+// waitFor polls cond until it holds, failing t after testTimeout.
+func waitFor(t testing.TB, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

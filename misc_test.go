@@ -15,7 +15,7 @@ import (
 func TestResultTypeMismatchOnClient(t *testing.T) {
 	_, c := authServer(t, nil)
 	_, err := arbor.Call0[[]int](context.Background(), c, "whoami")
-	if !errors.Is(err, arbor.ErrSerialization) || arbor.CodeOf(err) != arbor.Internal {
+	if !errors.Is(err, arbor.ErrSerialization) || arbor.CodeOf(err) != arbor.InvalidArgument {
 		t.Fatalf("got %v", err)
 	}
 }

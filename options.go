@@ -6,86 +6,254 @@ import (
 
 	"github.com/arbor-rpc/arbor/conn"
 	"github.com/arbor-rpc/arbor/transport"
+	"github.com/arbor-rpc/arbor/wire"
 )
 
-// Option configures a Server (NewServer) or a Client (Dial). Options that
-// concern only one side are ignored by the other. Every setting has a safe
-// default, so no option is required.
-type Option func(*options)
+// ServerOption configures a Server (NewServer).
+type ServerOption interface{ applyServer(*serverConfig) }
 
-type options struct {
-	logger             *slog.Logger
-	interceptors       []Interceptor
-	streamInterceptors []StreamInterceptor
-	conn               conn.Config
-	transport          *transport.Config
+// ClientOption configures a Client (Dial).
+type ClientOption interface{ applyClient(*clientConfig) }
+
+// Option configures either side: it is both a ServerOption and a
+// ClientOption. Options that concern only one side have that side's type,
+// so passing a server option to Dial does not compile.
+type Option interface {
+	ServerOption
+	ClientOption
 }
 
-func buildOptions(opts []Option) options {
-	var o options
-	for _, f := range opts {
-		f(&o)
-	}
-	if o.logger == nil {
-		o.logger = slog.New(slog.DiscardHandler)
-	}
-	o.conn.Logger = o.logger
-	return o
+// Config gathers the settings of a server or a client in one value, like
+// RpcNet's RpcConfig. Start from DefaultConfig and change what you need;
+// apply it with WithConfig. The With… options set the same fields, so an
+// option given after WithConfig overrides that field and nothing else.
+// Zero fields mean the default.
+type Config struct {
+	// CertFile and KeyFile: the server's certificate, or the client's for
+	// mutual TLS. CAFile: on a server, requires client certificates
+	// signed by it; on a client, the roots that verify the server.
+	CertFile, KeyFile, CAFile string
+	// ServerName is the name a client verifies (default: the host).
+	ServerName string
+	// KeepAlive is the ping interval proposed to the peer; both ends use
+	// the smaller of the two proposals so their pings stay in step.
+	// Negative turns it off on this side. Default 30s.
+	KeepAlive time.Duration
+	// KeepAliveTimeout is how long a silent peer is tolerated before the
+	// connection is closed and its calls fail with Unavailable (default:
+	// twice the agreed interval).
+	KeepAliveTimeout time.Duration
+	// HandshakeTimeout bounds connection set-up (default 10s).
+	HandshakeTimeout time.Duration
+	// MaxFrameSize bounds one call, result or stream message this side
+	// accepts (default 4 MiB).
+	MaxFrameSize uint32
+	// StreamWindow and ConnWindow are the flow-control windows this side
+	// grants: unread stream bytes buffered per stream and per connection
+	// before senders wait (defaults 256 KiB and 1 MiB).
+	StreamWindow, ConnWindow uint32
+	// Logger receives connection events and protocol errors (default:
+	// discard).
+	Logger *slog.Logger
+
+	// The rest bound what one peer can make a server hold (see
+	// WithLimits); a client uses them for the callbacks it serves.
+
+	// MaxConcurrentCalls and MaxConcurrentStreams bound what one
+	// connection may have running (defaults 1024 and 256); further calls
+	// are refused with ResourceExhausted.
+	MaxConcurrentCalls, MaxConcurrentStreams uint32
+	// MaxRetainedAnswers and MaxRetainedBytes bound the promise answers
+	// one connection keeps (defaults 10000 and 64 MiB).
+	MaxRetainedAnswers, MaxRetainedBytes uint32
+	// MaxConnMemory bounds the bytes one connection's calls hold at once
+	// (requests until their handler returns, results until written;
+	// default 32 MiB); MaxMemory bounds the same over all of a server's
+	// connections (default 256 MiB). When either is spent the server stops
+	// reading that connection until bytes come back: backpressure, not
+	// growth.
+	MaxConnMemory, MaxMemory int64
+	// MaxConnections bounds a server's open connections (default 10000);
+	// beyond it new connections are refused with a GOAWAY that says so.
+	MaxConnections int
 }
+
+// Defaults of the limits in Config.
+const (
+	DefaultMaxMemory      = 256 << 20
+	DefaultMaxConnections = 10000
+)
+
+// DefaultConfig returns the defaults, spelled out.
+func DefaultConfig() Config {
+	return Config{
+		KeepAlive:            conn.DefaultKeepAlive,
+		HandshakeTimeout:     10 * time.Second,
+		MaxFrameSize:         wire.DefaultMaxFrame,
+		StreamWindow:         conn.DefaultStreamWindow,
+		ConnWindow:           conn.DefaultConnWindow,
+		MaxConcurrentCalls:   1024,
+		MaxConcurrentStreams: 256,
+		MaxRetainedAnswers:   10000,
+		MaxRetainedBytes:     64 << 20,
+		MaxConnMemory:        conn.DefaultMaxMemory,
+		MaxMemory:            DefaultMaxMemory,
+		MaxConnections:       DefaultMaxConnections,
+	}
+}
+
+// common is what both sides are configured with.
+type common struct {
+	cfg          Config
+	interceptors []Interceptor
+	transport    *transport.Config
+}
+
+type serverConfig struct {
+	common
+	auth TokenValidator
+}
+
+type clientConfig struct {
+	common
+	token string
+}
+
+// logger is the configured logger or one that discards.
+func (c *common) logger() *slog.Logger {
+	if c.cfg.Logger != nil {
+		return c.cfg.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// connConfig is the connection configuration the settings make.
+func (c *common) connConfig() conn.Config {
+	return conn.Config{
+		MaxFrame:             c.cfg.MaxFrameSize,
+		MaxConcurrent:        c.cfg.MaxConcurrentCalls,
+		MaxConcurrentStreams: c.cfg.MaxConcurrentStreams,
+		KeepAlive:            c.cfg.KeepAlive,
+		KeepAliveTimeout:     c.cfg.KeepAliveTimeout,
+		HandshakeTimeout:     c.cfg.HandshakeTimeout,
+		MaxRetained:          c.cfg.MaxRetainedAnswers,
+		MaxRetainedBytes:     c.cfg.MaxRetainedBytes,
+		StreamWindow:         c.cfg.StreamWindow,
+		ConnWindow:           c.cfg.ConnWindow,
+		MaxMemory:            c.cfg.MaxConnMemory,
+		Logger:               c.logger(),
+	}
+}
+
+// transportConfig merges the TLS fields of Config into the transport
+// configuration.
+func (c *common) transportConfig() *transport.Config {
+	t := transport.Config{}
+	if c.transport != nil {
+		t = *c.transport
+	}
+	if c.cfg.CertFile != "" {
+		t.CertFile = c.cfg.CertFile
+	}
+	if c.cfg.KeyFile != "" {
+		t.KeyFile = c.cfg.KeyFile
+	}
+	if c.cfg.CAFile != "" {
+		t.CAFile = c.cfg.CAFile
+	}
+	if c.cfg.ServerName != "" {
+		t.ServerName = c.cfg.ServerName
+	}
+	return &t
+}
+
+// bothOption sets something both sides have.
+type bothOption func(*common)
+
+func (f bothOption) applyServer(c *serverConfig) { f(&c.common) }
+func (f bothOption) applyClient(c *clientConfig) { f(&c.common) }
+
+type serverOption func(*serverConfig)
+
+func (f serverOption) applyServer(c *serverConfig) { f(c) }
+
+type clientOption func(*clientConfig)
+
+func (f clientOption) applyClient(c *clientConfig) { f(c) }
+
+// WithConfig sets every field of Config at once; options after it change
+// single fields.
+func WithConfig(cfg Config) Option { return bothOption(func(c *common) { c.cfg = cfg }) }
 
 // WithLogger sets where connection events and protocol errors are logged
 // (default: nowhere).
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+func WithLogger(l *slog.Logger) Option { return bothOption(func(c *common) { c.cfg.Logger = l }) }
 
-// WithInterceptors adds unary interceptors; the first is the outermost.
+// WithInterceptors adds interceptors; the first is the outermost. On a
+// server they see every incoming call (functions, capability methods,
+// streams and the functions request trees run); on a client, every call
+// it makes (unary, promises, calls on references, streams).
 func WithInterceptors(ics ...Interceptor) Option {
-	return func(o *options) { o.interceptors = append(o.interceptors, ics...) }
+	return bothOption(func(c *common) { c.interceptors = append(c.interceptors, ics...) })
 }
 
-// WithKeepAlive sets the keep-alive ping interval proposed to the peer (the
-// connection uses the smaller of both sides'; negative turns it off on this
-// side) and how long a connection may stay silent before the peer is
-// declared dead (zero: twice the interval). Default 30s.
+// WithKeepAlive sets the keep-alive ping interval proposed to the peer
+// and how long a silent peer is tolerated (zero: twice the interval).
 func WithKeepAlive(interval, timeout time.Duration) Option {
-	return func(o *options) { o.conn.KeepAlive, o.conn.KeepAliveTimeout = interval, timeout }
+	return bothOption(func(c *common) { c.cfg.KeepAlive, c.cfg.KeepAliveTimeout = interval, timeout })
 }
 
-// WithMaxFrameSize sets the largest frame this side accepts (default 4 MiB).
-// Calls and results are single frames, so it also bounds their size.
-func WithMaxFrameSize(n uint32) Option { return func(o *options) { o.conn.MaxFrame = n } }
+// WithMaxFrameSize sets the largest frame this side accepts (default
+// 4 MiB). Calls and results are single frames, so it bounds them too.
+func WithMaxFrameSize(n uint32) Option { return bothOption(func(c *common) { c.cfg.MaxFrameSize = n }) }
 
-// WithMaxConcurrentCalls bounds the calls a connection serves at once
-// (default 1024); further calls fail with ResourceExhausted.
-func WithMaxConcurrentCalls(n uint32) Option { return func(o *options) { o.conn.MaxConcurrent = n } }
-
-// WithMaxConcurrentStreams bounds the streams a connection serves at once
-// (default 256); further streams fail with ResourceExhausted.
-func WithMaxConcurrentStreams(n uint32) Option {
-	return func(o *options) { o.conn.MaxConcurrentStreams = n }
-}
-
-// WithMaxRetainedAnswers bounds the promise answers a client may make a
-// server connection keep at once (default 10000); beyond it calls that
-// ask for retention are refused with ResourceExhausted.
-func WithMaxRetainedAnswers(n uint32) Option { return func(o *options) { o.conn.MaxRetained = n } }
-
-// WithMaxRetainedBytes bounds the total size of the promise answers a
-// server connection keeps (default 64 MiB); an answer over it is kept as a
-// ResourceExhausted error that calls depending on it receive.
-func WithMaxRetainedBytes(n uint32) Option { return func(o *options) { o.conn.MaxRetainedBytes = n } }
-
-// WithStreamWindow sets the flow-control windows this side grants: unread
-// stream bytes buffered per stream and per connection before senders wait
-// (defaults 256 KiB and 1 MiB).
+// WithStreamWindow sets the flow-control windows this side grants per
+// stream and per connection.
 func WithStreamWindow(perStream, perConn uint32) Option {
-	return func(o *options) { o.conn.StreamWindow, o.conn.ConnWindow = perStream, perConn }
+	return bothOption(func(c *common) { c.cfg.StreamWindow, c.cfg.ConnWindow = perStream, perConn })
 }
 
 // WithHandshakeTimeout bounds connection set-up (default 10s).
 func WithHandshakeTimeout(d time.Duration) Option {
-	return func(o *options) { o.conn.HandshakeTimeout = d }
+	return bothOption(func(c *common) { c.cfg.HandshakeTimeout = d })
 }
 
-// WithTransport sets the transport configuration: TLS files, server name,
-// the mem network for mem: addresses.
-func WithTransport(cfg *transport.Config) Option { return func(o *options) { o.transport = cfg } }
+// WithTransport sets the transport configuration: a ready *tls.Config,
+// the MemNetwork of mem: addresses. TLS file names in Config win over
+// the ones here.
+func WithTransport(cfg *transport.Config) Option {
+	return bothOption(func(c *common) { c.transport = cfg })
+}
+
+// Limits bounds what one peer can make a server hold; zero fields keep
+// their current value. See Config for each one's meaning and default.
+type Limits struct {
+	MaxConcurrentCalls, MaxConcurrentStreams uint32
+	MaxRetainedAnswers, MaxRetainedBytes     uint32
+	MaxConnMemory, MaxMemory                 int64
+	MaxConnections                           int
+}
+
+// WithLimits sets a server's resource limits.
+func WithLimits(l Limits) ServerOption {
+	return serverOption(func(c *serverConfig) {
+		set := func(dst *uint32, v uint32) {
+			if v != 0 {
+				*dst = v
+			}
+		}
+		set(&c.cfg.MaxConcurrentCalls, l.MaxConcurrentCalls)
+		set(&c.cfg.MaxConcurrentStreams, l.MaxConcurrentStreams)
+		set(&c.cfg.MaxRetainedAnswers, l.MaxRetainedAnswers)
+		set(&c.cfg.MaxRetainedBytes, l.MaxRetainedBytes)
+		if l.MaxConnMemory != 0 {
+			c.cfg.MaxConnMemory = l.MaxConnMemory
+		}
+		if l.MaxMemory != 0 {
+			c.cfg.MaxMemory = l.MaxMemory
+		}
+		if l.MaxConnections != 0 {
+			c.cfg.MaxConnections = l.MaxConnections
+		}
+	})
+}

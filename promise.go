@@ -4,165 +4,196 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
 
 	"github.com/arbor-rpc/arbor/conn"
-	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/value"
 	"github.com/arbor-rpc/arbor/wire"
 )
 
 // Promise is the future result of a call sent with Go0..Go3. Pass it (or
-// Field of it) as an argument to further Go or Call calls before it
-// resolves: the server substitutes the result itself, so a chain of
-// dependent calls costs one round trip. Dropping a promise unused cancels
-// its call on the server; Release lets the server forget its answer.
+// Field of it) as an argument to further calls on the same Caller before
+// it resolves: the server substitutes the result itself, so a chain of
+// dependent calls costs one round trip. PipelineRef turns a promise of a
+// capability into a reference that takes calls at once.
+//
+// Lifetime: the call runs to completion whatever happens to the promise
+// (a fire-and-forget Go1 completes); only its context or Cancel stop it.
+// The server keeps the answer for calls pipelined on it until Wait has
+// returned it (and no PipelineRef needs it) or Release is called. A
+// promise dropped without either is released when the garbage collector
+// finds it, with a warning in the client's log: a safety net, not the way
+// to do it.
 type Promise[R any] struct {
 	*promise
 	path []any // a field path into the result (Field)
 }
 
 type promise struct {
-	c     *Client
+	id    string  // the function called, for messages
+	via   Caller  // what it was sent through (Request.Bound)
+	owner *Client // whose interceptors references in the result use
+	cc    *conn.Conn
 	async *conn.Async
-	err   error // set when the call could not be sent
-	fn    string
+	err   error // why the call could not be sent
 
-	refOnce      sync.Once    // sharedRef
-	materialized *atomic.Bool // sharedRef made a *Ref (which releases itself)
-	ref          *Ref
-	refErr       error
-	// deps are the promises this call's arguments reference: kept
-	// reachable so that their answers are not released before this call
-	// has used them.
-	deps []*promise
+	mu      sync.Mutex
+	users   int  // calls being sent that name the answer
+	wantRel bool // release once users is zero
+
+	pipelined atomic.Bool // a PipelineRef names the answer: Wait does not release it
+	decOnce   sync.Once
+	dec       *capDecoder // the result's capabilities, decoded once for every Wait
+	rel       *promiseRelease
 }
 
-// promiseRef is implemented by promises so that argument encoding can
+// promiseRelease releases a retained answer once; the GC cleanup holds it
+// apart from the promise.
+type promiseRelease struct {
+	done   atomic.Bool
+	async  *conn.Async
+	dec    atomic.Pointer[capDecoder]
+	id     string
+	logger *slog.Logger
+}
+
+func (r *promiseRelease) release() {
+	if r.done.CompareAndSwap(false, true) {
+		r.async.Release()
+		if d := r.dec.Load(); d != nil {
+			d.releaseUnused()
+		}
+	}
+}
+
+// promiseArg is implemented by promises so that argument encoding can
 // recognize them.
-type promiseRef interface {
-	ref() (*promise, []any)
+type promiseArg interface {
+	promised() (*promise, []any)
 }
 
-func (p *Promise[R]) ref() (*promise, []any) { return p.promise, p.path }
-
-var promiseRefType = reflect.TypeFor[promiseRef]()
-
-var promiseTypes sync.Map // reflect.Type → bool
-
-// isPromise reports whether T is a promise type (cached per type).
-func isPromise[T any]() bool {
-	t := reflect.TypeFor[T]()
-	if t.Kind() != reflect.Pointer { // promises are *Promise[R]: plain arguments skip the lookup
-		return false
+func (p *Promise[R]) promised() (*promise, []any) {
+	if p == nil {
+		return nil, nil
 	}
-	if v, ok := promiseTypes.Load(t); ok {
-		return v.(bool)
-	}
-	is := t.Implements(promiseRefType)
-	promiseTypes.Store(t, is)
-	return is
+	return p.promise, p.path
 }
 
-// appendPromiseRef encodes a promise argument as a msgpack extension the
-// server resolves. It returns the promise's connection, which the call
-// must use.
-func appendPromiseRef(b []byte, r promiseRef) ([]byte, *conn.Conn, error) {
-	p, path := r.ref()
-	if p.err != nil {
-		return b, nil, p.err
+// newPromise makes the promise of an asynchronous call's response.
+func newPromise[R any](id string, via Caller, resp *Response, owner *Client) *Promise[R] {
+	if resp.async == nil {
+		return failedPromise[R](id, Errorf(Unimplemented, "%s: the Caller did not send the call asynchronously (an interceptor answered it?); promises need the connection's answer", id))
 	}
-	var data []byte
-	data = binary.AppendUvarint(data, p.async.ID())
-	data = value.AppendArrayHeader(data, len(path))
-	for _, seg := range path {
-		var err error
-		if data, err = value.AppendAny(data, seg); err != nil {
-			return b, nil, err
+	p := &promise{id: id, via: via, owner: owner, cc: resp.cc, async: resp.async}
+	p.rel = &promiseRelease{async: resp.async, id: id, logger: loggerOf(owner)}
+	runtime.AddCleanup(p, func(r *promiseRelease) {
+		if !r.done.Load() {
+			r.logger.Warn("arbor: a promise was garbage-collected without Wait or Release; releasing its answer", "function", r.id)
+			r.release()
 		}
-	}
-	return value.AppendExt(b, wire.PromiseExt, data), p.async.Conn(), nil
+	}, p.rel)
+	return &Promise[R]{promise: p}
 }
 
-// newPromise sends fn with the encoded args (whose promise references, if
-// any, all point into cc and are deps) and returns its promise.
-func newPromise[R any](ctx context.Context, c *Client, fn string, args []byte, cc *conn.Conn, pipelined bool, deps []*promise) *Promise[R] {
-	p := &promise{c: c, fn: fn, deps: deps, materialized: new(atomic.Bool)}
-	if cc == nil {
-		var err error
-		if cc, err = c.conn(ctx); err != nil {
-			p.err = err
-			return &Promise[R]{promise: p}
-		}
-	}
-	a, err := cc.Go(ctx, fn, outgoingMetadata(ctx), args, true, pipelined)
-	if err != nil {
-		p.err = err
-		return &Promise[R]{promise: p}
-	}
-	p.async = a
-	pr := &Promise[R]{promise: p}
-	// A promise dropped unused cancels its call; any dropped promise lets
-	// the server forget its answer. The cleanup is on the shared state, so
-	// Field promises and dependent calls keep the answer alive.
-	runtime.AddCleanup(p, func(s cleanupState) {
-		select {
-		case <-s.a.Done():
-			// A capability result nobody turned into a *Ref is still
-			// counted by the server: release it.
-			if res, err := s.a.Result(); err == nil && !s.materialized.Load() {
-				rd := value.NewReader(res)
-				if id, err := readExportID(&rd); err == nil {
-					s.a.Conn().ReleaseExport(id, 1)
-				}
-			}
-		default:
-			s.a.Cancel()
-		}
-		s.a.Release()
-	}, cleanupState{a, p.materialized})
-	return pr
+func failedPromise[R any](id string, err error) *Promise[R] {
+	return &Promise[R]{promise: &promise{id: id, err: err}}
 }
 
-// Wait waits for the result. For a Field promise it returns that field.
+// Wait waits for the result and decodes it (for a Field promise, that
+// field). After the first Wait the server may forget the answer: later
+// calls that use the promise as an argument send its value.
 func (p *Promise[R]) Wait() (R, error) {
 	var zero R
+	if p == nil || p.promise == nil {
+		return zero, Errorf(FailedPrecondition, "Wait on a nil promise")
+	}
 	if p.err != nil {
 		return zero, p.err
 	}
 	res, err := p.async.Result()
+	p.async.Forget() // answered: its context no longer matters
 	if err != nil {
-		return zero, err
+		p.settled(false)
+		return zero, fromStatus(err)
 	}
+	caps := p.async.Caps()
 	if len(p.path) > 0 {
 		if res, err = value.Select(res, p.path); err != nil {
-			return zero, status.Wrap(InvalidArgument, status.ErrSerialization, err, p.fn+": result field")
+			return zero, wrapErr(InvalidArgument, ErrSerialization, err, p.id+": result field")
 		}
 	}
-	if reflect.TypeFor[R]() == refType && len(p.path) == 0 {
-		ref, err := p.sharedRef(res)
-		if err != nil {
-			return zero, status.Wrap(Internal, status.ErrSerialization, err, p.fn+": decoding the result as a reference")
-		}
-		return any(ref).(R), nil
+	v, err := decodeResult[R](p.id, res, p.decoder(caps))
+	p.settled(len(caps) > 0)
+	return v, err
+}
+
+// decoder returns the decoder of the result's capabilities, made once so
+// that every Wait gets the same references.
+func (p *promise) decoder(caps []wire.CapDescriptor) *capDecoder {
+	if len(caps) == 0 {
+		return nil
 	}
-	return decodeResult[R](p.fn, res, p.async.Conn())
+	p.decOnce.Do(func() {
+		p.dec = &capDecoder{cc: p.cc, table: caps, owner: p.owner}
+		p.rel.dec.Store(p.dec)
+	})
+	return p.dec
+}
+
+// settled releases the answer after Wait unless it is still needed: by a
+// PipelineRef, or because it holds capabilities (calls using it as an
+// argument must name the answer then, not copy it).
+func (p *promise) settled(holdsCaps bool) {
+	if p.pipelined.Load() || holdsCaps {
+		return
+	}
+	p.mu.Lock()
+	p.wantRel = true
+	now := p.users == 0
+	p.mu.Unlock()
+	if now {
+		p.rel.release()
+	}
 }
 
 // Release tells the server it may forget the answer; the promise must not
-// be used as an argument afterwards (Wait still works).
+// be used as an argument afterwards (Wait still works). A promise that
+// holds capabilities no Wait took releases them too.
 func (p *Promise[R]) Release() {
-	if p.async != nil {
-		p.async.Release()
+	if p == nil || p.promise == nil || p.async == nil {
+		return
+	}
+	p.mu.Lock()
+	p.wantRel = true
+	now := p.users == 0
+	p.mu.Unlock()
+	if now {
+		p.rel.release()
 	}
 }
 
-// Cancel abandons the call if it has not finished.
+// releaseWhenDone releases the answer once it has arrived (a PipelineRef
+// closing before its capability resolved).
+func (p *promise) releaseWhenDone() {
+	if p.async == nil {
+		return
+	}
+	select {
+	case <-p.async.Done():
+		p.rel.release()
+	default:
+		go func() { <-p.async.Done(); p.rel.release() }() // ends when the answer comes or the connection fails
+	}
+}
+
+// Cancel abandons the call if it has not finished: the server's handler
+// sees its context cancelled, and Wait returns Canceled.
 func (p *Promise[R]) Cancel() {
-	if p.async != nil {
+	if p != nil && p.promise != nil && p.async != nil {
 		p.async.Cancel()
 	}
 }
@@ -171,142 +202,157 @@ func (p *Promise[R]) Cancel() {
 // struct field name (string) or an array index (int), nested in order.
 // Use it as an argument before p resolves, or Wait on it.
 func Field[T, R any](p *Promise[R], path ...any) *Promise[T] {
+	if p == nil {
+		return failedPromise[T]("", Errorf(FailedPrecondition, "Field of a nil promise"))
+	}
 	full := append(append([]any(nil), p.path...), path...)
 	return &Promise[T]{promise: p.promise, path: full}
 }
 
-// Go0 sends a call to fn without waiting and returns its promise.
-func Go0[R any](ctx context.Context, c *Client, fn string) *Promise[R] {
-	return newPromise[R](ctx, c, fn, value.AppendArrayHeader(nil, 0), nil, false, nil)
+// use marks a call about to be sent that names the answer; it reports
+// false when the answer was released (the caller sends the value).
+func (p *promise) use() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.wantRel || p.rel.done.Load() {
+		return false
+	}
+	p.users++
+	return true
 }
 
-// Go1 sends a call to fn with one argument (a value or a promise) without
-// waiting and returns its promise.
-func Go1[R, A any](ctx context.Context, c *Client, fn string, a A) *Promise[R] {
-	var e argEncoder
+// used ends a use; a release wanted meanwhile happens now.
+func (p *promise) used() {
+	p.mu.Lock()
+	p.users--
+	now := p.users == 0 && p.wantRel
+	p.mu.Unlock()
+	if now {
+		p.rel.release()
+	}
+}
+
+// encodePath encodes a Field path for the wire.
+func encodePath(path []any) []byte {
+	if len(path) == 0 {
+		return nil
+	}
+	segs := make([]wire.PathSegment, len(path))
+	for i, s := range path {
+		switch x := s.(type) {
+		case string:
+			segs[i] = wire.PathSegment{Key: x}
+		case int:
+			segs[i] = wire.PathSegment{Index: x, IsIndex: true}
+		default:
+			segs[i] = wire.PathSegment{Key: fmt.Sprint(x)}
+		}
+	}
+	return wire.AppendPath(nil, segs)
+}
+
+// promiseUse is one promise argument of a call.
+type promiseUse struct {
+	p    *promise
+	path []byte
+}
+
+var promiseTypes sync.Map // reflect.Type → bool
+
+// isPromise reports whether T is a promise type.
+func isPromise[T any]() bool {
+	t := reflect.TypeFor[T]()
+	if t.Kind() != reflect.Pointer { // promises are *Promise[R]: plain arguments skip the lookup
+		return false
+	}
+	if v, ok := promiseTypes.Load(t); ok {
+		return v.(bool)
+	}
+	is := t.Implements(promiseIfc)
+	promiseTypes.Store(t, is)
+	return is
+}
+
+// appendPromiseArg encodes a promise argument: its value if it has
+// resolved and the server forgot it, else a placeholder the server
+// replaces by the answer.
+func appendPromiseArg(e *argEncoder, b []byte, i int, pa promiseArg) []byte {
+	p, path := pa.promised()
+	switch {
+	case p == nil:
+		e.err = Errorf(InvalidArgument, "%s: argument %d is a nil promise", e.id, i)
+		return b
+	case p.err != nil:
+		e.err = wrapErr(CodeOf(p.err), nil, p.err, fmt.Sprintf("%s: argument %d is a promise whose call failed", e.id, i))
+		return b
+	}
+	if !p.use() { // resolved and released: send the value
+		res, err := p.async.Result()
+		if err == nil && len(path) > 0 {
+			res, err = value.Select(res, path)
+		}
+		if err != nil {
+			e.err = wrapErr(CodeOf(fromStatus(err)), nil, fromStatus(err), fmt.Sprintf("%s: argument %d (a promise)", e.id, i))
+			return b
+		}
+		return append(b, res...)
+	}
+	idx := len(e.promises)
+	e.promises = append(e.promises, promiseUse{p: p, path: encodePath(path)})
+	return value.AppendExt(b, wire.PromiseExt, binary.AppendUvarint(nil, uint64(idx)))
+}
+
+// sendAsync sends an encoded call without waiting and returns its
+// promise.
+func sendAsync[R any](ctx context.Context, c Caller, e *argEncoder, args []byte) *Promise[R] {
+	if e.err != nil {
+		e.done()
+		return failedPromise[R](e.id, e.err)
+	}
+	req := &Request{ID: e.id, Kind: KindUnary, Async: true, Metadata: outgoingMetadata(ctx), Args: args,
+		promises: e.promises, caps: e.caps}
+	resp, err := c.Call(ctx, req)
+	e.done()
+	if err != nil {
+		return failedPromise[R](e.id, err)
+	}
+	return newPromise[R](e.id, c, resp, resp.owner)
+}
+
+// Go0 sends a call to id without waiting and returns its promise.
+func Go0[R any](ctx context.Context, c Caller, id string) *Promise[R] {
+	e := argEncoder{id: id}
+	return sendAsync[R](ctx, c, &e, value.AppendArrayHeader(nil, 0))
+}
+
+// Go1 sends a call to id with one argument (a value or a promise) without
+// waiting and returns its promise:
+//
+//	p1 := arbor.Go2[int](ctx, client, "add", 1, 2)
+//	p2 := arbor.Go2[int](ctx, client, "add", p1, 10) // sent at once; the server waits for p1
+//	sum, err := p2.Wait()                            // 13, in one round trip
+func Go1[R, A any](ctx context.Context, c Caller, id string, a A) *Promise[R] {
+	e := argEncoder{id: id}
 	b := value.AppendArrayHeader(nil, 1)
-	b = appendPromisable(&e, b, fn, 0, a)
-	return sendPromise[R](&e, ctx, c, fn, b)
+	b = appendArg(&e, b, 0, a)
+	return sendAsync[R](ctx, c, &e, b)
 }
 
 // Go2 is Go1 with two arguments.
-func Go2[R, A, B any](ctx context.Context, c *Client, fn string, a A, b B) *Promise[R] {
-	var e argEncoder
+func Go2[R, A, B any](ctx context.Context, c Caller, id string, a A, b B) *Promise[R] {
+	e := argEncoder{id: id}
 	p := value.AppendArrayHeader(nil, 2)
-	p = appendPromisable(&e, p, fn, 0, a)
-	p = appendPromisable(&e, p, fn, 1, b)
-	return sendPromise[R](&e, ctx, c, fn, p)
+	p = appendArg(&e, p, 0, a)
+	p = appendArg(&e, p, 1, b)
+	return sendAsync[R](ctx, c, &e, p)
 }
 
 // Go3 is Go1 with three arguments.
-func Go3[R, A, B, C any](ctx context.Context, c *Client, fn string, a A, b B, cc C) *Promise[R] {
-	var e argEncoder
+func Go3[R, A, B, C any](ctx context.Context, c Caller, id string, a A, b B, cc C) *Promise[R] {
+	e := argEncoder{id: id}
 	p := value.AppendArrayHeader(nil, 3)
-	p = appendPromisable(&e, p, fn, 0, a)
-	p = appendPromisable(&e, p, fn, 1, b)
-	p = appendPromisable(&e, p, fn, 2, cc)
-	return sendPromise[R](&e, ctx, c, fn, p)
-}
-
-// argEncoder collects what encoding promise arguments learns: the
-// connection they tie the call to, and the first error.
-type argEncoder struct {
-	cc        *conn.Conn
-	pipelined bool
-	deps      []*promise
-	err       error
-}
-
-func appendPromisable[T any](e *argEncoder, b []byte, fn string, i int, v T) []byte {
-	if e.err != nil {
-		return b
-	}
-	if isPromise[T]() {
-		r := any(v).(promiseRef)
-		b2, cc, err := appendPromiseRef(b, r)
-		switch {
-		case err != nil:
-			e.err = status.Wrap(status.CodeOf(err), nil, err, fmt.Sprintf("%s: argument %d is a failed promise", fn, i))
-		case e.cc != nil && cc != e.cc:
-			e.err = status.Errorf(FailedPrecondition, "%s: argument %d is a promise of another connection", fn, i)
-		default:
-			e.cc, e.pipelined = cc, true
-			dep, _ := r.ref()
-			e.deps = append(e.deps, dep)
-		}
-		return b2
-	}
-	b, e.err = appendArg(b, fn, i, v, nil)
-	return b
-}
-
-func sendPromise[R any](e *argEncoder, ctx context.Context, c *Client, fn string, args []byte) *Promise[R] {
-	if e.err != nil {
-		return &Promise[R]{promise: &promise{c: c, fn: fn, err: e.err}}
-	}
-	return newPromise[R](ctx, c, fn, args, e.cc, e.pipelined, e.deps)
-}
-
-// substitutePromises replaces the promise references among a pipelined
-// call's arguments by the results they name, waiting for those calls.
-func substitutePromises(ctx context.Context, in *conn.Incoming) ([]byte, error) {
-	fn := string(in.Function)
-	r := value.NewReader(in.Args)
-	n, err := r.ReadArrayHeader()
-	if err != nil {
-		return nil, status.Wrap(InvalidArgument, status.ErrSerialization, err, fn+": arguments must be a msgpack array")
-	}
-	out := value.AppendArrayHeader(make([]byte, 0, len(in.Args)+64), n)
-	for i := 0; i < n; i++ {
-		if r.PeekKind() != value.KindExt {
-			raw, err := r.Skip()
-			if err != nil {
-				return nil, status.Wrap(InvalidArgument, status.ErrSerialization, err, fmt.Sprintf("%s: argument %d", fn, i))
-			}
-			out = append(out, raw...)
-			continue
-		}
-		t, data, err := r.ReadExt()
-		if err != nil || t != wire.PromiseExt {
-			return nil, status.Errorf(InvalidArgument, "%s: argument %d is a msgpack extension of type %d, not a promise", fn, i, t)
-		}
-		id, k := binary.Uvarint(data)
-		if k <= 0 {
-			return nil, status.Errorf(InvalidArgument, "%s: argument %d: malformed promise reference", fn, i)
-		}
-		pr := value.NewReader(data[k:])
-		pathV, err := pr.ReadAny()
-		path, ok := pathV.([]any)
-		if err != nil || !ok {
-			return nil, status.Errorf(InvalidArgument, "%s: argument %d: malformed promise path", fn, i)
-		}
-		if id >= in.ID {
-			return nil, status.Errorf(InvalidArgument, "%s: argument %d refers to call %d, which is not an earlier call", fn, i, id)
-		}
-		res, err := in.Conn.Answer(ctx, id)
-		if err != nil {
-			se := status.FromError(err)
-			return nil, &Error{Code: se.Code, Category: se.Category, Retryable: se.Retryable,
-				Message: fmt.Sprintf("%s: argument %d (promise of call %d): %s", fn, i, id, se.Message), Cause: err}
-		}
-		if len(path) > 0 {
-			if res, err = value.Select(res, path); err != nil {
-				return nil, status.Wrap(InvalidArgument, status.ErrSerialization, err, fmt.Sprintf("%s: argument %d (promise of call %d)", fn, i, id))
-			}
-		}
-		if vr := value.NewReader(res); vr.PeekKind() == value.KindExt {
-			// The answer is one of this side's own capabilities: as an
-			// argument it would read as the caller's export of that number.
-			return nil, status.Errorf(Unimplemented, "%s: argument %d is a promised capability of this server: passing a capability back to its exporter is not supported yet", fn, i)
-		}
-		out = append(out, res...)
-	}
-	return out, nil
-}
-
-// cleanupState is what a promise's GC cleanup needs, apart from the
-// promise itself (which must be unreachable for the cleanup to run).
-type cleanupState struct {
-	a            *conn.Async
-	materialized *atomic.Bool
+	p = appendArg(&e, p, 0, a)
+	p = appendArg(&e, p, 1, b)
+	p = appendArg(&e, p, 2, cc)
+	return sendAsync[R](ctx, c, &e, p)
 }

@@ -4,69 +4,121 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/arbor-rpc/arbor/conn"
-	"github.com/arbor-rpc/arbor/internal/status"
+	"github.com/arbor-rpc/arbor/internal/builtin"
 	"github.com/arbor-rpc/arbor/transport"
+	"github.com/arbor-rpc/arbor/wire"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("arbor: server closed")
 
-// CatalogFunction is the id of the built-in function that lists a server's
-// catalog ([]FunctionInfo).
+// CatalogFunction is the id of the built-in function that lists a
+// server's catalog ([]FunctionInfo).
 const CatalogFunction = "arbor.catalog"
 
-// Server serves registered functions on any number of listeners.
+// Server serves registered functions on any number of listeners. Its
+// registry is the catalog: every function registered with HandleN,
+// HandleRaw or a stream handler, described by FunctionInfo, listed by
+// Catalog (and remotely by the built-in arbor.catalog), and run through
+// the server's interceptors however it is reached (a call, a method of a
+// Service, a request tree). Close or Shutdown it when done.
 type Server struct {
-	opts     options
+	cfg      serverConfig
+	logger   *slog.Logger
 	handlers atomic.Pointer[map[string]*handler]
 	regMu    sync.Mutex
-	chain    UnaryFunc // nil without interceptors
+	serve    *dispatcher
+	budget   *conn.Budget
+	// invoke runs a function in process through the interceptors.
+	invokeChain CallFunc
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	setup     map[net.Conn]struct{} // accepted, still in the TLS or HELLO handshake
 	conns     map[*conn.Conn]struct{}
+	urls      []string
 	closed    bool
+	done      chan struct{}   // closed when closed is set
 	drainCtx  context.Context // set by Shutdown, nil after Close
+	draining  atomic.Bool
 	wg        sync.WaitGroup
+
+	// Rate-limits the log of failed handshakes (a flood of bad clients
+	// must not flood the log).
+	failLog logLimiter
+}
+
+func init() {
+	builtin.Register = func(srv any, id string, args []string, result string, fn builtin.RawFunc) error {
+		s, ok := srv.(*Server)
+		if !ok {
+			return fmt.Errorf("builtin.Register: %T is not an *arbor.Server", srv)
+		}
+		return handleRaw(s, FunctionInfo{ID: id, Args: args, Result: result}, fn, nil, true)
+	}
+	builtin.Invoke = func(srv any, ctx context.Context, id string, args []byte) ([]byte, error) {
+		res, err := srv.(*Server).Invoke(ctx, id, args)
+		return res, toStatus(err)
+	}
 }
 
 // NewServer returns a server with no functions but the built-in catalog.
-func NewServer(opts ...Option) *Server {
+func NewServer(opts ...ServerOption) *Server {
 	s := &Server{
-		opts:      buildOptions(opts),
 		listeners: make(map[net.Listener]struct{}),
 		setup:     make(map[net.Conn]struct{}),
 		conns:     make(map[*conn.Conn]struct{}),
+		done:      make(chan struct{}),
 	}
+	s.cfg.cfg = DefaultConfig()
+	for _, o := range opts {
+		o.applyServer(&s.cfg)
+	}
+	s.logger = s.cfg.logger()
+	mem := s.cfg.cfg.MaxMemory
+	if mem <= 0 {
+		mem = DefaultMaxMemory
+	}
+	s.budget = conn.NewBudget(mem)
 	s.handlers.Store(&map[string]*handler{})
-	if len(s.opts.interceptors) > 0 {
-		s.chain = chain(s.opts.interceptors, s.final)
+	ics := s.cfg.interceptors
+	if s.cfg.auth != nil { // authentication runs before anything the user added
+		ics = append([]Interceptor{bearerAuth(s.cfg.auth)}, ics...)
 	}
-	Handle0(s, CatalogFunction, func(ctx context.Context) ([]FunctionInfo, error) { return s.Catalog(), nil })
+	s.serve = &dispatcher{functions: s.lookupBytes}
+	if len(ics) > 0 {
+		s.serve.chain = chain(ics, finalServe)
+	}
+	s.invokeChain = chain(ics, finalServe)
+	Handle0(builtinRegistrar{s}, CatalogFunction, func(ctx context.Context) ([]FunctionInfo, error) { return s.Catalog(), nil })
 	return s
 }
 
+// builtinRegistrar registers built-in functions, whose ids are reserved.
+type builtinRegistrar struct{ s *Server }
+
+func (b builtinRegistrar) register(h *handler, _ bool) error { return b.s.register(h, true) }
+
 // register adds h; an id may be registered once.
-func (s *Server) register(h *handler) error {
-	if h.info.ID == "" {
-		return status.New(InvalidArgument, "function id is empty")
-	}
-	if h.info.ID[0] == '@' {
-		return status.Errorf(InvalidArgument, "function id %q: ids starting with @ name capabilities", h.info.ID)
+func (s *Server) register(h *handler, builtin bool) error {
+	if !builtin && strings.HasPrefix(h.info.ID, reservedPrefix) {
+		return Errorf(InvalidArgument, "function id %q: the %q prefix is reserved for Arbor's built-in functions", h.info.ID, reservedPrefix)
 	}
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
 	old := *s.handlers.Load()
 	if _, dup := old[h.info.ID]; dup {
-		return status.Errorf(AlreadyExists, "function %q is already registered", h.info.ID)
+		return Errorf(AlreadyExists, "function %q is already registered", h.info.ID)
 	}
 	m := make(map[string]*handler, len(old)+1)
 	for k, v := range old {
@@ -77,13 +129,18 @@ func (s *Server) register(h *handler) error {
 	return nil
 }
 
-// Catalog lists the registered functions, sorted by id. Built-in functions
-// (ids starting with "arbor.") are left out.
+func (s *Server) lookup(id string) *handler { return (*s.handlers.Load())[id] }
+
+// lookupBytes is lookup without converting the id (no allocation).
+func (s *Server) lookupBytes(id []byte) *handler { return (*s.handlers.Load())[string(id)] }
+
+// Catalog lists the registered functions, sorted by id. Built-in
+// functions (ids starting with "arbor.") are left out.
 func (s *Server) Catalog() []FunctionInfo {
 	m := *s.handlers.Load()
 	out := make([]FunctionInfo, 0, len(m))
 	for id, h := range m {
-		if !strings.HasPrefix(id, "arbor.") { // built-ins are not the user's catalog
+		if !strings.HasPrefix(id, reservedPrefix) {
 			out = append(out, h.info)
 		}
 	}
@@ -91,82 +148,83 @@ func (s *Server) Catalog() []FunctionInfo {
 	return out
 }
 
-func (s *Server) lookup(fn []byte) (*handler, error) {
-	if h := (*s.handlers.Load())[string(fn)]; h != nil {
-		return h, nil
+// Function describes the function registered as id, built-ins included.
+func (s *Server) Function(id string) (FunctionInfo, bool) {
+	h := s.lookup(id)
+	if h == nil {
+		return FunctionInfo{}, false
 	}
-	return nil, &Error{Code: NotFound, Category: status.ErrUnknownMethod, Message: "unknown function " + quote(fn)}
+	return h.info, true
 }
 
-// ServeCall implements conn.Handler.
-func (s *Server) ServeCall(ctx context.Context, in *conn.Incoming, out []byte) ([]byte, error) {
-	if len(in.Function) > 1 && in.Function[0] == '@' { // a method of an exported service
-		return serveCapabilityCall(ctx, in, out)
+// Invoke runs function id in process with msgpack-encoded arguments (an
+// array) and returns its msgpack-encoded result, through the server's
+// interceptors, which see the metadata and peer of ctx when ctx is a
+// handler's. Errors are *Error values with the codes a remote caller
+// would see. Request-tree resolution runs functions this way.
+func (s *Server) Invoke(ctx context.Context, id string, args []byte) ([]byte, error) {
+	h := s.lookup(id)
+	if h == nil {
+		return nil, &Error{Code: Unimplemented, Category: ErrUnknownMethod, Message: "unknown function " + quote([]byte(id))}
 	}
-	if in.Pipelined { // arguments that are promises: wait for their answers
-		args, err := substitutePromises(ctx, in)
-		if err != nil {
-			return nil, err
-		}
-		in.Args, in.Pipelined = args, false
+	if h.invoke == nil {
+		return nil, Errorf(InvalidArgument, "%s is a %s function; it cannot be invoked as unary", id, h.info.Kind)
 	}
-	if in.Stream != nil {
-		h, err := s.lookup(in.Function)
-		if err != nil {
-			return nil, err
-		}
-		return s.serveStream(ctx, h, in, out)
-	}
-	if s.chain == nil {
-		h, err := s.lookup(in.Function)
-		if err != nil {
-			return nil, err
-		}
-		if h.invoke == nil {
-			return nil, status.Errorf(InvalidArgument, "%s is a %s function; open a stream to call it", h.info.ID, h.info.Kind)
-		}
-		return h.invoke(ctx, in.Args, out)
-	}
-	req := &Request{Function: string(in.Function), Metadata: Metadata(in.Metadata), Args: in.Args}
+	req := &Request{ID: id, Kind: KindUnary, Metadata: IncomingMetadata(ctx), Args: args, h: h}
 	if p, ok := PeerFromContext(ctx); ok {
 		req.Peer = p
 	}
-	resp, err := s.chain(ctx, req)
+	resp, err := s.invokeChain(ctx, req)
 	if err != nil {
-		return nil, err
+		return nil, fromStatus(err)
 	}
-	return append(out, resp.Result...), nil
+	return resp.Result, nil
 }
 
-// final is the end of the server's interceptor chain.
-func (s *Server) final(ctx context.Context, req *Request) (*Response, error) {
-	h, err := s.lookup([]byte(req.Function))
-	if err != nil {
-		return nil, err
-	}
-	if h.invoke == nil {
-		return nil, status.Errorf(InvalidArgument, "%s is a %s function; open a stream to call it", h.info.ID, h.info.Kind)
-	}
-	res, err := h.invoke(ctx, req.Args, nil)
-	if err != nil {
-		return nil, err
-	}
-	return &Response{Result: res}, nil
-}
-
-// ListenAndServe listens on addr (tcp://, tls://, unix:, mem:) with the
-// server's transport configuration and serves it.
+// ListenAndServe listens on addr with the server's transport
+// configuration and serves it until Shutdown or Close.
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
-	l, err := transport.Listen(ctx, addr, s.opts.transport)
+	l, err := transport.Listen(ctx, addr, s.cfg.transportConfig())
 	if err != nil {
-		return err
+		return fromStatus(err)
 	}
 	return s.Serve(l)
 }
 
+// Listen binds addr with the server's transport configuration and serves
+// it in the background until Shutdown or Close. The listener's URL is the
+// address actually bound (port 0 resolved).
+func (s *Server) Listen(ctx context.Context, addr string) (transport.Listener, error) {
+	l, err := transport.Listen(ctx, addr, s.cfg.transportConfig())
+	if err != nil {
+		return nil, err
+	}
+	started := make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		close(started)
+		s.Serve(l)
+	}()
+	<-started
+	return l, nil
+}
+
+// URLs lists the addresses the server's listeners are bound to.
+func (s *Server) URLs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.urls...)
+}
+
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
 // Serve accepts connections on l until Shutdown or Close, then returns
 // ErrServerClosed. Each connection is set up in its own goroutine, so a
-// slow or hostile client cannot hold up others.
+// slow or hostile client cannot hold up others. Accept errors that pass
+// (out of file descriptors, say) are retried with a backoff, and logged
+// once per burst.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
@@ -175,9 +233,13 @@ func (s *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners[l] = struct{}{}
+	if u, ok := l.(interface{ URL() string }); ok {
+		s.urls = append(s.urls, u.URL())
+	}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
+	defer s.forgetListener(l)
 
 	var backoff time.Duration
 	for {
@@ -185,34 +247,39 @@ func (s *Server) Serve(l net.Listener) error {
 		if err != nil {
 			s.mu.Lock()
 			closed := s.closed
-			delete(s.listeners, l)
 			s.mu.Unlock()
 			if closed {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.opts.logger.Warn("arbor: accept error, retrying", "err", err, "in", backoff)
-				time.Sleep(backoff)
-				s.mu.Lock()
-				if s.closed { // closed while we slept: nobody else will close l
-					s.mu.Unlock()
-					l.Close()
-					return ErrServerClosed
-				}
-				s.listeners[l] = struct{}{}
-				s.mu.Unlock()
-				continue
+			if !temporary(err) {
+				l.Close()
+				return err
 			}
-			l.Close()
-			return err
+			if backoff == 0 { // once per burst
+				s.logger.Warn("arbor: accept failed, retrying", "err", err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.done:
+			}
+			t.Stop()
+			continue
 		}
-		backoff = 0
+		if backoff > 0 {
+			s.logger.Info("arbor: accepting again")
+			backoff = 0
+		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			nc.Close()
+			continue
+		}
+		if max := s.cfg.cfg.MaxConnections; max > 0 && len(s.conns)+len(s.setup) >= max {
+			s.mu.Unlock()
+			s.refuse(nc, fmt.Sprintf("server is at its connection limit (%d)", max))
 			continue
 		}
 		s.setup[nc] = struct{}{} // so that Close need not wait for its handshake
@@ -222,10 +289,48 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
+func (s *Server) forgetListener(l net.Listener) {
+	s.mu.Lock()
+	delete(s.listeners, l)
+	if u, ok := l.(interface{ URL() string }); ok {
+		for i, x := range s.urls {
+			if x == u.URL() {
+				s.urls = append(s.urls[:i], s.urls[i+1:]...)
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+}
+
+// temporary reports an accept error that passes: out of descriptors or
+// memory, a connection aborted before it was accepted, a timeout.
+func temporary(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EAGAIN, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// refuse turns a connection away with a GOAWAY that says why (on plain
+// transports; a TLS one is closed, its handshake not worth doing).
+func (s *Server) refuse(nc net.Conn, why string) {
+	if _, isTLS := nc.(*tls.Conn); !isTLS {
+		nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		nc.Write(wire.AppendGoAway(nil, wire.GoAway{Code: uint32(ResourceExhausted), Message: []byte(why)}))
+	}
+	nc.Close()
+	s.failLog.log(s.logger, "arbor: connection refused", "remote", nc.RemoteAddr().String(), "why", why)
+}
+
 func (s *Server) serveConn(nc net.Conn) {
 	defer s.wg.Done()
-	cfg := s.opts.conn
-	cfg.Handler = s
+	cfg := s.cfg.connConfig()
+	cfg.Handler = s.serve
+	cfg.Budget = s.budget
 	peer := &Peer{Addr: nc.RemoteAddr()}
 	if tc, ok := nc.(*tls.Conn); ok {
 		timeout := cfg.HandshakeTimeout
@@ -236,7 +341,7 @@ func (s *Server) serveConn(nc net.Conn) {
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
-			s.opts.logger.Info("arbor: TLS handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+			s.failLog.log(s.logger, "arbor: TLS handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
 			s.setupDone(nc)
 			nc.Close()
 			return
@@ -250,7 +355,7 @@ func (s *Server) serveConn(nc net.Conn) {
 	c, err := conn.Server(nc, cfg)
 	if err != nil {
 		s.setupDone(nc)
-		s.opts.logger.Info("arbor: connection set-up failed", "remote", nc.RemoteAddr().String(), "err", err)
+		s.failLog.log(s.logger, "arbor: connection set-up failed", "remote", nc.RemoteAddr().String(), "err", err)
 		return
 	}
 	// conn.Server has started serving calls: register and check for
@@ -294,12 +399,13 @@ func (s *Server) setupDone(nc net.Conn) {
 }
 
 // Shutdown stops accepting connections, sends GOAWAY on every connection,
-// lets running calls finish (new calls are refused with Unavailable), then
-// closes. Connections still in their handshake are drained in turn once
-// set up (or dropped when their handshake times out). If ctx ends first,
-// the remaining connections are closed at once and ctx's error is
-// returned.
+// lets running calls finish (new calls are refused with a retryable
+// Unavailable), then closes. Connections still in their handshake are
+// drained in turn once set up (or dropped when their handshake times
+// out). If ctx ends first, the remaining connections are closed at once
+// and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
 	conns := s.stop(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(conns))
@@ -329,9 +435,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// Close closes all listeners and connections at once; running handlers see
-// their contexts cancelled.
+// Close closes all listeners and connections at once; running handlers
+// see their contexts cancelled.
 func (s *Server) Close() error {
+	s.draining.Store(true)
 	for _, c := range s.stop(nil) {
 		c.Close()
 	}
@@ -348,6 +455,9 @@ func (s *Server) stop(drain context.Context) []*conn.Conn {
 	if drain == nil || !s.closed || s.drainCtx != nil { // Close wins over Shutdown
 		s.drainCtx = drain
 	}
+	if !s.closed {
+		close(s.done)
+	}
 	s.closed = true
 	for l := range s.listeners {
 		l.Close()
@@ -360,4 +470,38 @@ func (s *Server) stop(drain context.Context) []*conn.Conn {
 		conns = append(conns, c)
 	}
 	return conns
+}
+
+// MemoryInUse reports the bytes the server's connections hold of its
+// memory budget (Config.MaxMemory): request copies and unwritten results.
+func (s *Server) MemoryInUse() int64 { return s.budget.Used() }
+
+// logLimiter logs at most a few lines per second, then says how many it
+// dropped.
+type logLimiter struct {
+	mu      sync.Mutex
+	window  time.Time
+	n       int
+	dropped int
+}
+
+func (l *logLimiter) log(logger *slog.Logger, msg string, args ...any) {
+	const perSecond = 5
+	l.mu.Lock()
+	now := time.Now()
+	if now.Sub(l.window) >= time.Second {
+		if l.dropped > 0 {
+			logger.Info("arbor: dropped log lines", "count", l.dropped, "like", msg)
+		}
+		l.window, l.n, l.dropped = now, 0, 0
+	}
+	l.n++
+	ok := l.n <= perSecond
+	if !ok {
+		l.dropped++
+	}
+	l.mu.Unlock()
+	if ok {
+		logger.Info(msg, args...)
+	}
 }

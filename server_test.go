@@ -367,13 +367,13 @@ func TestDialErrors(t *testing.T) {
 	ctx := testContext(t)
 	cases := []struct {
 		addr string
-		opts []arbor.Option
+		opts []arbor.ClientOption
 		code arbor.Code
 		cat  error
 	}{
 		{"bogus://x", nil, arbor.InvalidArgument, arbor.ErrConfig},
 		{"mem:x", nil, arbor.InvalidArgument, arbor.ErrConfig}, // no MemNetwork
-		{"mem:nobody", []arbor.Option{arbor.WithTransport(&transport.Config{Mem: transport.NewMemNetwork()})}, arbor.Unavailable, arbor.ErrConnection},
+		{"mem:nobody", []arbor.ClientOption{arbor.WithTransport(&transport.Config{Mem: transport.NewMemNetwork()})}, arbor.Unavailable, arbor.ErrConnection},
 		{"unix:" + socketPath(t), nil, arbor.Unavailable, arbor.ErrConnection},
 		{closedPort(t), nil, arbor.Unavailable, arbor.ErrConnection},
 	}
@@ -596,7 +596,7 @@ func TestMutualTLS(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	ctx := testContext(t)
-	srv := newServer(t, arbor.WithMaxConcurrentCalls(1), arbor.WithMaxFrameSize(64<<10))
+	srv := newServer(t, arbor.WithLimits(arbor.Limits{MaxConcurrentCalls: 1}), arbor.WithMaxFrameSize(64<<10))
 	g := addGate(t, srv, "S")
 	c := start(t, netCases[0], srv).dial()
 

@@ -2,25 +2,21 @@ package arbor
 
 import (
 	"context"
-	"fmt"
-	"io"
+	"reflect"
 	"unsafe"
 
 	"github.com/arbor-rpc/arbor/conn"
-	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/value"
 )
 
-// Kinds of functions, as introspection shows them.
-const (
-	KindUnary        = "unary"
-	KindServerStream = "server-stream"
-	KindClientStream = "client-stream"
-	KindBidiStream   = "bidi-stream"
-)
+// Streams: a server stream sends messages of type Out after one argument;
+// a client stream receives messages of type In and returns one result; a
+// bidirectional stream does both. Type parameters come in the function's
+// order on both sides: what it sends (or returns) first, what it takes
+// second.
 
-// Sender sends typed messages on a stream. Send blocks while the receiver's
-// flow-control window is full.
+// Sender sends typed messages on a stream. Send blocks while the
+// receiver's flow-control window is full.
 type Sender[M any] struct {
 	st    Stream
 	codec *value.Codec[M]
@@ -31,10 +27,10 @@ type Sender[M any] struct {
 func (s *Sender[M]) Send(m M) error {
 	b, err := s.codec.Append(s.buf[:0], m)
 	if err != nil {
-		return status.Wrap(InvalidArgument, status.ErrSerialization, err, "encoding a stream message")
+		return wrapErr(InvalidArgument, ErrSerialization, err, "encoding a stream message")
 	}
 	s.buf = b
-	return streamError(s.st.Send(b))
+	return s.st.Send(b)
 }
 
 // Receiver receives typed messages from a stream.
@@ -50,7 +46,7 @@ func (r *Receiver[M]) Recv() (M, error) {
 	var zero M
 	b, err := r.st.Recv()
 	if err != nil {
-		return zero, streamError(err)
+		return zero, err
 	}
 	rd := value.NewReader(b)
 	if r.bytes {
@@ -60,7 +56,7 @@ func (r *Receiver[M]) Recv() (M, error) {
 		if !rd.ReadNil() {
 			p, err := rd.ReadStringBytes()
 			if err != nil {
-				return zero, status.Wrap(InvalidArgument, status.ErrSerialization, err, "decoding a stream message as bytes")
+				return zero, wrapErr(InvalidArgument, ErrSerialization, err, "decoding a stream message as bytes")
 			}
 			*(*[]byte)(unsafe.Pointer(&m)) = p
 		}
@@ -68,225 +64,219 @@ func (r *Receiver[M]) Recv() (M, error) {
 	}
 	m, err := r.codec.Decode(&rd)
 	if err != nil {
-		return zero, status.Wrap(InvalidArgument, status.ErrSerialization, err, "decoding a stream message as "+r.codec.TypeName())
+		return zero, wrapErr(InvalidArgument, ErrSerialization, err, "decoding a stream message as "+r.codec.TypeName())
 	}
 	return m, nil
 }
 
-// streamError marks stream failures with the stream category, keeping
-// io.EOF as is.
-func streamError(err error) error {
-	if err == nil || err == io.EOF {
-		return err
-	}
-	se := status.FromError(err)
-	if se.Category == nil {
-		c := *se
-		c.Category = status.ErrStream
-		return &c
-	}
-	return se
-}
-
-func newSender[M any](st Stream) *Sender[M] {
-	return &Sender[M]{st: st, codec: value.For[M]()}
-}
+func newSender[M any](st Stream) *Sender[M] { return &Sender[M]{st: st, codec: value.For[M]()} }
 
 func newReceiver[M any](st Stream) *Receiver[M] {
 	_, isBytes := any((*M)(nil)).(*[]byte)
 	return &Receiver[M]{st: st, codec: value.For[M](), bytes: isBytes}
 }
 
+// checkMessage validates a stream's message type at registration.
+func checkMessage[M any](id, what string) error {
+	if capTypes.has(reflect.TypeFor[M]()) && reflect.TypeFor[M]().Kind() != reflect.Interface {
+		return Errorf(InvalidArgument, "%s: %s messages hold capabilities, which streams cannot carry yet", id, what)
+	}
+	if err := value.For[M]().Err(); err != nil {
+		return Errorf(InvalidArgument, "%s: %s messages: %v", id, what, err)
+	}
+	return nil
+}
+
 // ---- server side ----
 
-// HandleServerStream registers fn as a server-streaming function: it takes
-// one argument and sends any number of messages; returning ends the stream
-// (with the error, if any).
-func HandleServerStream[A, M any](s Registrar, id string, fn func(ctx context.Context, a A, out *Sender[M]) error) error {
+// HandleServerStream registers fn as a server-streaming function: it
+// takes one argument and sends any number of messages; returning ends the
+// stream (with the error, if any).
+func HandleServerStream[Out, A any](r Registrar, id string, fn func(ctx context.Context, a A, out *Sender[Out]) error, opts ...HandleOption) error {
+	if err := precheck(id, fn == nil); err != nil {
+		return err
+	}
+	if err := firstErr(checkArg[A](id, 0), checkMessage[Out](id, "sent")); err != nil {
+		return err
+	}
 	ca := value.For[A]()
-	h := newHandler(id, "stream "+value.For[M]().TypeName(), ca.TypeName())
-	h.info.Kind = KindServerStream
-	h.stream = func(ctx context.Context, st Stream, args, out []byte) ([]byte, error) {
-		r := value.NewReader(args)
-		if err := h.arity(&r); err != nil {
+	h := newHandler(id, KindServerStream, "stream "+value.For[Out]().TypeName(), opts, ca.TypeName())
+	h.caps = hasCaps(reflect.TypeFor[A]())
+	h.stream = func(ctx context.Context, in *conn.Incoming, st Stream, args, out []byte) ([]byte, error) {
+		d, err := h.decoder(in, args)
+		if err != nil {
 			return nil, err
 		}
-		a, err := ca.Decode(&r)
+		a, err := decodeArg(&d, 0, ca)
 		if err != nil {
-			return nil, h.argError(0, err)
+			return nil, err
 		}
-		return value.AppendNil(out), fn(ctx, a, newSender[M](st))
+		if err := d.finish(in); err != nil {
+			return nil, err
+		}
+		return value.AppendNil(out), fn(ctx, a, newSender[Out](st))
 	}
-	return s.register(h)
+	return r.register(h, false)
 }
 
 // HandleClientStream registers fn as a client-streaming function: it
 // receives messages until io.EOF and returns one result.
-func HandleClientStream[M, R any](s Registrar, id string, fn func(ctx context.Context, in *Receiver[M]) (R, error)) error {
-	h := newHandler(id, value.For[R]().TypeName(), "stream "+value.For[M]().TypeName())
-	h.info.Kind = KindClientStream
-	h.stream = func(ctx context.Context, st Stream, args, out []byte) ([]byte, error) {
-		res, err := fn(ctx, newReceiver[M](st))
+func HandleClientStream[R, In any](r Registrar, id string, fn func(ctx context.Context, in *Receiver[In]) (R, error), opts ...HandleOption) error {
+	if err := precheck(id, fn == nil); err != nil {
+		return err
+	}
+	if err := firstErr(checkResult[R](id), checkMessage[In](id, "received")); err != nil {
+		return err
+	}
+	h := newHandler(id, KindClientStream, value.For[R]().TypeName(), opts, "stream "+value.For[In]().TypeName())
+	h.stream = func(ctx context.Context, in *conn.Incoming, st Stream, args, out []byte) ([]byte, error) {
+		res, err := fn(ctx, newReceiver[In](st))
 		if err != nil {
 			return nil, err
 		}
-		return encodeResult(ctx, h, out, res)
+		return encodeResult(h, in, out, res)
 	}
-	return s.register(h)
+	return r.register(h, false)
 }
 
-// HandleBidiStream registers fn as a bidirectional streaming function:
-// it receives and sends independently; returning ends the stream.
-func HandleBidiStream[I, O any](s Registrar, id string, fn func(ctx context.Context, in *Receiver[I], out *Sender[O]) error) error {
-	h := newHandler(id, "stream "+value.For[O]().TypeName(), "stream "+value.For[I]().TypeName())
-	h.info.Kind = KindBidiStream
-	h.stream = func(ctx context.Context, st Stream, args, out []byte) ([]byte, error) {
-		return value.AppendNil(out), fn(ctx, newReceiver[I](st), newSender[O](st))
+// HandleBidiStream registers fn as a bidirectional streaming function: it
+// receives and sends independently; returning ends the stream.
+func HandleBidiStream[Out, In any](r Registrar, id string, fn func(ctx context.Context, in *Receiver[In], out *Sender[Out]) error, opts ...HandleOption) error {
+	if err := precheck(id, fn == nil); err != nil {
+		return err
 	}
-	return s.register(h)
-}
-
-// serveStream runs a streaming handler for an incoming stream, through the
-// server's stream interceptors.
-func (s *Server) serveStream(ctx context.Context, h *handler, in *conn.Incoming, out []byte) ([]byte, error) {
-	if h.stream == nil {
-		return nil, status.Errorf(InvalidArgument, "%s is a unary function; call it without a stream", h.info.ID)
+	if err := firstErr(checkMessage[Out](id, "sent"), checkMessage[In](id, "received")); err != nil {
+		return err
 	}
-	if len(s.opts.streamInterceptors) == 0 {
-		return h.stream(ctx, in.Stream, in.Args, out)
+	h := newHandler(id, KindBidiStream, "stream "+value.For[Out]().TypeName(), opts, "stream "+value.For[In]().TypeName())
+	h.stream = func(ctx context.Context, in *conn.Incoming, st Stream, args, out []byte) ([]byte, error) {
+		return value.AppendNil(out), fn(ctx, newReceiver[In](st), newSender[Out](st))
 	}
-	req := &StreamRequest{Function: h.info.ID, Kind: h.info.Kind, Metadata: Metadata(in.Metadata), Args: in.Args}
-	if p, ok := PeerFromContext(ctx); ok {
-		req.Peer = p
-	}
-	final := func(ctx context.Context, req *StreamRequest, st Stream) ([]byte, error) {
-		return h.stream(ctx, st, req.Args, nil)
-	}
-	res, err := chainStreamHandler(s.opts.streamInterceptors, final)(ctx, req, in.Stream)
-	if err != nil {
-		return nil, err
-	}
-	return append(out, res...), nil
+	return r.register(h, false)
 }
 
 // ---- client side ----
 
-// openStream opens a stream through the client's stream interceptors. It
-// returns the stream to use (possibly wrapped) and the connection's own.
-func (c *Client) openStream(ctx context.Context, fn string, args []byte) (Stream, *conn.Stream, error) {
-	if len(c.opts.streamInterceptors) == 0 {
-		raw, err := c.openRaw(ctx, fn, outgoingMetadata(ctx), args)
-		return raw, raw, err
+// openStream opens a stream of the given kind through c.
+func openStream(ctx context.Context, c Caller, kind Kind, e *argEncoder, args []byte) (*Response, error) {
+	if e.err != nil {
+		e.done()
+		return nil, e.err
 	}
-	var raw *conn.Stream
-	final := func(ctx context.Context, req *StreamRequest) (Stream, error) {
-		st, err := c.openRaw(ctx, req.Function, outgoingMetadata(ctx), req.Args)
-		raw = st
-		return st, err
-	}
-	st, err := chainStreamOpen(c.opts.streamInterceptors, final)(ctx, &StreamRequest{Function: fn, Metadata: outgoingMetadata(ctx), Args: args})
+	req := &Request{ID: e.id, Kind: kind, Metadata: outgoingMetadata(ctx), Args: args, promises: e.promises, caps: e.caps}
+	resp, err := c.Call(ctx, req)
+	e.done()
 	if err != nil {
-		if raw != nil {
-			raw.Cancel()
-		}
-		return nil, nil, err
+		return nil, err
 	}
-	return st, raw, nil
-}
-
-func (c *Client) openRaw(ctx context.Context, fn string, md Metadata, args []byte) (*conn.Stream, error) {
-	for attempt := 0; ; attempt++ {
-		cc, err := c.conn(ctx)
-		if err != nil {
-			return nil, err
-		}
-		st, err := cc.OpenStream(ctx, fn, md, args)
-		if err != nil && attempt == 0 && refused(err) && ctx.Err() == nil {
-			cc.Retire()
-			continue
-		}
-		return st, err
+	if resp.Stream == nil {
+		return nil, Errorf(Internal, "%s: the Caller returned no stream for a streaming call", e.id)
 	}
+	return resp, nil
 }
 
 // ServerStream is the caller's side of a server-streaming call.
-type ServerStream[M any] struct {
-	Receiver[M]
+type ServerStream[Out any] struct {
+	Receiver[Out]
 	raw *conn.Stream
 }
 
 // Close abandons the stream (the server's handler sees its context
-// cancelled if it is still running).
-func (s *ServerStream[M]) Close() error {
-	s.raw.Cancel()
+// cancelled if it is still running). Reading until io.EOF ends the stream
+// too; one of the two is needed.
+func (s *ServerStream[Out]) Close() error {
+	if s.raw != nil {
+		s.raw.Cancel()
+	}
 	return nil
 }
 
-// CallServerStream starts a server-streaming call with one argument;
-// read its messages with Recv until io.EOF. Cancel ctx to stop early.
-func CallServerStream[M, A any](ctx context.Context, c *Client, fn string, a A) (*ServerStream[M], error) {
+// CallServerStream starts a server-streaming call with one argument; read
+// its messages with Recv until io.EOF. Cancel ctx or Close to stop early.
+func CallServerStream[Out, A any](ctx context.Context, c Caller, id string, a A) (*ServerStream[Out], error) {
+	e := argEncoder{id: id}
 	args := value.AppendArrayHeader(nil, 1)
-	args, err := appendArg(args, fn, 0, a, nil)
+	args = appendArg(&e, args, 0, a)
+	resp, err := openStream(ctx, c, KindServerStream, &e, args)
 	if err != nil {
 		return nil, err
 	}
-	st, raw, err := c.openStream(ctx, fn, args)
-	if err != nil {
-		return nil, err
-	}
-	st.CloseSend() // nothing to upload
-	return &ServerStream[M]{Receiver: *newReceiver[M](st), raw: raw}, nil
+	resp.Stream.CloseSend() // nothing to upload
+	return &ServerStream[Out]{Receiver: *newReceiver[Out](resp.Stream), raw: resp.raw}, nil
 }
 
-// ClientStream is the caller's side of a client-streaming call.
-type ClientStream[M, R any] struct {
-	Sender[M]
-	fn  string
+// ClientStream is the caller's side of a client-streaming call: Send
+// messages, then CloseAndRecv for the result.
+type ClientStream[R, In any] struct {
+	Sender[In]
+	id  string
 	raw *conn.Stream
+	own *Client
 }
 
-// OpenClientStream starts a client-streaming call: Send messages, then
-// CloseAndRecv for the result.
-func OpenClientStream[M, R any](ctx context.Context, c *Client, fn string) (*ClientStream[M, R], error) {
-	st, raw, err := c.openStream(ctx, fn, value.AppendArrayHeader(nil, 0))
+// OpenClientStream starts a client-streaming call.
+func OpenClientStream[R, In any](ctx context.Context, c Caller, id string) (*ClientStream[R, In], error) {
+	e := argEncoder{id: id}
+	resp, err := openStream(ctx, c, KindClientStream, &e, value.AppendArrayHeader(nil, 0))
 	if err != nil {
 		return nil, err
 	}
-	return &ClientStream[M, R]{Sender: *newSender[M](st), fn: fn, raw: raw}, nil
+	return &ClientStream[R, In]{Sender: *newSender[In](resp.Stream), id: id, raw: resp.raw, own: resp.owner}, nil
 }
 
 // CloseAndRecv half-closes the upload and waits for the result.
-func (s *ClientStream[M, R]) CloseAndRecv() (R, error) {
+func (s *ClientStream[R, In]) CloseAndRecv() (R, error) {
 	var zero R
 	s.st.CloseSend()
+	if s.raw == nil {
+		return zero, Errorf(Internal, "%s: the stream has no result (an interceptor replaced it)", s.id)
+	}
 	res, err := s.raw.Result()
 	if err != nil {
 		return zero, streamError(err)
 	}
-	r := value.NewReader(res)
-	v, err := value.For[R]().Decode(&r)
-	if err != nil {
-		return zero, status.Wrap(Internal, status.ErrSerialization, err, fmt.Sprintf("%s: decoding the result", s.fn))
+	var dec *capDecoder
+	if caps := s.raw.ResultCaps(); len(caps) > 0 {
+		dec = &capDecoder{cc: s.raw.Conn(), table: caps, owner: s.own}
+		defer dec.releaseUnused()
 	}
-	return v, nil
+	return decodeResult[R](s.id, res, dec)
 }
 
-// BidiStream is the caller's side of a bidirectional stream: Send and Recv
-// are independent and may run in different goroutines.
-type BidiStream[O, I any] struct {
-	Sender[O]
-	Receiver[I]
+// Close abandons the stream.
+func (s *ClientStream[R, In]) Close() error {
+	if s.raw != nil {
+		s.raw.Cancel()
+	}
+	return nil
+}
+
+// BidiStream is the caller's side of a bidirectional stream: Send (In)
+// and Recv (Out) are independent and may run in different goroutines.
+type BidiStream[Out, In any] struct {
+	Sender[In]
+	Receiver[Out]
+	raw *conn.Stream
 }
 
 // OpenBidiStream starts a bidirectional streaming call.
-func OpenBidiStream[O, I any](ctx context.Context, c *Client, fn string) (*BidiStream[O, I], error) {
-	st, _, err := c.openStream(ctx, fn, value.AppendArrayHeader(nil, 0))
+func OpenBidiStream[Out, In any](ctx context.Context, c Caller, id string) (*BidiStream[Out, In], error) {
+	e := argEncoder{id: id}
+	resp, err := openStream(ctx, c, KindBidiStream, &e, value.AppendArrayHeader(nil, 0))
 	if err != nil {
 		return nil, err
 	}
-	return &BidiStream[O, I]{Sender: *newSender[O](st), Receiver: *newReceiver[I](st)}, nil
+	return &BidiStream[Out, In]{Sender: *newSender[In](resp.Stream), Receiver: *newReceiver[Out](resp.Stream), raw: resp.raw}, nil
 }
 
 // CloseSend half-closes the upload; Recv still returns what the server
 // sends until it ends the stream.
-func (s *BidiStream[O, I]) CloseSend() error { return s.Sender.st.CloseSend() }
+func (s *BidiStream[Out, In]) CloseSend() error { return s.Sender.st.CloseSend() }
+
+// Close abandons the stream.
+func (s *BidiStream[Out, In]) Close() error {
+	if s.raw != nil {
+		s.raw.Cancel()
+	}
+	return nil
+}

@@ -158,7 +158,7 @@ func TestStreamKindsAndMisuse(t *testing.T) {
 	c := streamServer(t)
 	infos, err := c.Catalog(context.Background())
 	mustS(t, err)
-	kinds := map[string]string{}
+	kinds := map[string]arbor.Kind{}
 	for _, f := range infos {
 		kinds[f.ID] = f.Kind
 	}

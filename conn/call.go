@@ -17,7 +17,8 @@ type call struct {
 	doneCh  chan struct{} // promises only: closed when the answer is in
 	buf     []byte        // the RESULT payload
 	err     error
-	trailer []wire.MD // the callee's trailers, if it sent any
+	trailer []wire.MD            // the callee's trailers, if it sent any
+	caps    []wire.CapDescriptor // the result's capability table, if any
 	conn    *Conn
 }
 
@@ -26,6 +27,10 @@ type Reply call
 
 // Result is the encoded result.
 func (r *Reply) Result() []byte { return r.buf }
+
+// Caps is the result's capability table (wire.CapabilityExt values in
+// the result index into it); valid until Release.
+func (r *Reply) Caps() []wire.CapDescriptor { return r.caps }
 
 // Conn is the connection the call ran on.
 func (r *Reply) Conn() *Conn { return r.conn }
@@ -44,6 +49,7 @@ func putCall(cl *call) {
 	}
 	cl.err = nil
 	cl.trailer = nil
+	cl.caps = cl.caps[:0]
 	cl.conn = nil
 	callPool.Put(cl)
 }
@@ -59,55 +65,115 @@ func (cl *call) complete(err error) {
 	cl.done <- struct{}{}
 }
 
-// Call sends a call and waits for its answer. md and args are copied before
-// Call returns. The context's deadline travels with the call; cancelling the
-// context sends CANCEL and returns at once.
-func (c *Conn) Call(ctx context.Context, function string, md []wire.MD, args []byte) (*Reply, error) {
+// Outgoing is a call this side makes: what goes into its CALL frame. The
+// connection copies what it needs before Call, Go or OpenStream return.
+type Outgoing struct {
+	Function string
+	Metadata []wire.MD
+	Args     []byte // a msgpack array
+	// Target, when set, addresses the call to a capability (an export of
+	// the peer, or one in the answer of an earlier retained call).
+	Target *wire.Target
+	// Promises are the answers of earlier retained calls that Args use
+	// (wire.PromiseExt values index into them).
+	Promises []wire.PromiseRef
+	// Caps is the capability table of Args (wire.CapabilityExt values
+	// index into it).
+	Caps []wire.CapDescriptor
+	// Retain asks the peer to keep the answer for pipelined calls until
+	// Release (Go only).
+	Retain bool
+}
+
+// size estimates the CALL frame's payload size for the frame limit.
+func (o *Outgoing) size() int {
+	n := len(o.Args) + len(o.Function) + 32 + mdSize(o.Metadata)
+	if o.Target != nil {
+		n += 12 + len(o.Target.Path)
+	}
+	for _, p := range o.Promises {
+		n += 11 + len(p.Path)
+	}
+	return n + 11*len(o.Caps)
+}
+
+// timeoutOf checks ctx before a call and returns the time left (0: no
+// deadline).
+func timeoutOf(ctx context.Context) (time.Duration, error) {
 	var timeout time.Duration
 	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-		if timeout <= 0 {
-			return nil, status.Wrap(status.DeadlineExceeded, status.ErrTimeout, context.DeadlineExceeded, "deadline passed before the call was sent")
+		if timeout = time.Until(dl); timeout <= 0 {
+			return 0, status.Wrap(status.DeadlineExceeded, status.ErrTimeout, context.DeadlineExceeded, "deadline passed before the call was sent")
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, status.FromError(err)
+		return 0, status.FromError(err)
 	}
-	if size := len(args) + len(function) + 32 + mdSize(md); size > int(c.peerMaxFrame) {
-		return nil, status.Errorf(status.ResourceExhausted, "call to %q is %d bytes, over the peer's frame limit of %d", function, size, c.peerMaxFrame)
-	}
-	if c.mux != nil {
-		return c.callMux(ctx, timeout, function, md, args)
-	}
+	return timeout, nil
+}
 
-	cl := getCall()
+// start is the one call set-up: it checks the call, takes an id, registers
+// cl (a call) or st (a stream) under it, and queues the CALL frame. lazy
+// leaves the write to the writer goroutine so that a batch of calls
+// (promises) shares one write.
+func (c *Conn) start(ctx context.Context, o *Outgoing, cl *call, st *Stream, lazy bool) (uint64, error) {
+	timeout, err := timeoutOf(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if size := o.size(); size > int(c.peerMaxFrame) {
+		return 0, status.Errorf(status.ResourceExhausted, "call to %q is %d bytes, over the peer's frame limit of %d", o.Function, size, c.peerMaxFrame)
+	}
 	// The id is taken under the write lock so that ids reach the wire in
 	// increasing order, which the peer checks.
 	if err := c.lockForAppend(); err != nil {
-		putCall(cl)
-		return nil, err
+		return 0, err
 	}
 	c.cmu.Lock()
 	if c.goingAway || c.Err() != nil {
 		err := c.refusal()
 		c.cmu.Unlock()
 		c.wmu.Unlock()
-		putCall(cl)
-		return nil, err
+		return 0, err
 	}
 	id := c.nextID
 	c.nextID += 2
-	c.calls[id] = cl
+	if st != nil {
+		st.id = id
+		c.ostreams[id] = st
+	} else {
+		c.calls[id] = cl
+	}
 	c.cmu.Unlock()
-	c.inflight.Add(1)
-	defer c.inflight.Add(-1)
-
+	f := wire.CallFrame{ID: id, Stream: st != nil, Retain: o.Retain, Timeout: timeout, Function: o.Function,
+		Metadata: o.Metadata, Target: o.Target, Promises: o.Promises, Caps: o.Caps}
 	var at int
-	c.wbuf, at = wire.BeginCall(c.wbuf, id, timeout, function, md)
-	c.wbuf = append(c.wbuf, args...)
+	c.wbuf, at = wire.AppendCall(c.wbuf, &f)
+	c.wbuf = append(c.wbuf, o.Args...)
 	wire.EndFrame(c.wbuf, at)
-	c.flushLocked()
+	if lazy {
+		c.flushLazyLocked()
+	} else {
+		c.flushLocked()
+	}
+	return id, nil
+}
 
+// Call sends a call and waits for its answer. The context's deadline
+// travels with the call; cancelling the context sends CANCEL and returns
+// at once.
+func (c *Conn) Call(ctx context.Context, o *Outgoing) (*Reply, error) {
+	if o.Retain {
+		return nil, status.New(status.InvalidArgument, "conn: Call cannot retain its answer; use Go")
+	}
+	cl := getCall()
+	c.inflight.Add(1) // before the frame is queued: it decides how the write goes
+	defer c.inflight.Add(-1)
+	id, err := c.start(ctx, o, cl, nil, false)
+	if err != nil {
+		putCall(cl)
+		return nil, err
+	}
 	select {
 	case <-cl.done:
 	case <-ctx.Done():
@@ -151,25 +217,52 @@ func mdSize(md []wire.MD) int {
 	return n
 }
 
-// answer delivers a RESULT or ERROR frame to its waiter.
-func (c *Conn) answer(h wire.Header, p []byte) error {
-	var trailer []wire.MD
+// parsedAnswer is a RESULT or ERROR frame, decoded.
+type parsedAnswer struct {
+	trailer []wire.MD
+	caps    []byte // the encoded capability table
+	value   []byte // the result
+	err     *status.Error
+}
+
+func parseAnswer(h wire.Header, p []byte) (parsedAnswer, error) {
+	var a parsedAnswer
+	if h.Type == wire.TypeResult {
+		r, err := wire.ParseResult(h.Flags, p)
+		if err != nil {
+			return a, err
+		}
+		if len(r.Trailer) > 0 {
+			if a.trailer, err = wire.ParseMetadata(nil, r.Trailer); err != nil {
+				return a, err
+			}
+		}
+		a.caps, a.value = r.Caps, r.Value
+		return a, nil
+	}
 	if h.Flags&wire.FlagMetadata != 0 {
 		block, rest, err := wire.SplitMetadata(h.Type, p)
 		if err != nil {
-			return err
+			return a, err
 		}
-		if trailer, err = wire.ParseMetadata(nil, block); err != nil {
-			return err
+		if a.trailer, err = wire.ParseMetadata(nil, block); err != nil {
+			return a, err
 		}
 		p = rest
 	}
-	var perr error
-	var e wire.ErrorPayload
-	if h.Type == wire.TypeError {
-		if e, perr = wire.ParseError(p); perr != nil {
-			return perr
-		}
+	e, err := wire.ParseError(p)
+	if err != nil {
+		return a, err
+	}
+	a.err = remoteError(e)
+	return a, nil
+}
+
+// answer delivers a RESULT or ERROR frame to its waiter.
+func (c *Conn) answer(h wire.Header, p []byte) error {
+	a, err := parseAnswer(h, p)
+	if err != nil {
+		return err
 	}
 	c.cmu.Lock()
 	cl := c.calls[h.ID]
@@ -181,14 +274,15 @@ func (c *Conn) answer(h wire.Header, p []byte) error {
 	}
 	c.cmu.Unlock()
 	if st != nil {
-		st.trailer = trailer
-		if trailer != nil {
-			sinkTrailer(st.ctx, trailer)
+		st.trailer = a.trailer
+		if a.trailer != nil {
+			sinkTrailer(st.ctx, a.trailer)
 		}
-		if h.Type == wire.TypeResult {
-			st.finish(append([]byte(nil), p...), nil)
+		if a.err == nil {
+			st.resultCaps, _ = wire.ParseCapTable(nil, a.caps) // checked by parseAnswer
+			st.finish(append([]byte(nil), a.value...), nil)
 		} else {
-			st.finish(nil, remoteError(e))
+			st.finish(nil, a.err)
 		}
 		return nil
 	}
@@ -198,13 +292,14 @@ func (c *Conn) answer(h wire.Header, p []byte) error {
 		}
 		return nil // cancelled meanwhile
 	}
-	cl.trailer = trailer
-	if h.Type == wire.TypeResult {
-		cl.buf = append(cl.buf[:0], p...)
+	cl.trailer = a.trailer
+	if a.err == nil {
+		cl.buf = append(cl.buf[:0], a.value...)
+		cl.caps, _ = wire.ParseCapTable(cl.caps[:0], a.caps)
 		cl.complete(nil)
 		return nil
 	}
-	cl.complete(remoteError(e))
+	cl.complete(a.err)
 	return nil
 }
 

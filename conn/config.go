@@ -47,6 +47,14 @@ type Config struct {
 	// ConnWindow bounds the same across all streams (default 1 MiB).
 	StreamWindow uint32
 	ConnWindow   uint32
+	// MaxMemory bounds the bytes the peer's calls may hold at once on this
+	// connection: request copies until their handler returns, results
+	// until written (default 32 MiB, at least twice MaxFrame). When it is
+	// spent the connection stops reading until bytes come back.
+	MaxMemory int64
+	// Budget, when set, is shared by many connections (a server's) and
+	// bounds the same bytes across them.
+	Budget *Budget
 	// Handler serves the peer's calls. Nil refuses them with Unimplemented.
 	Handler Handler
 	// BaseContext is the parent of every handler's context, for values
@@ -56,6 +64,9 @@ type Config struct {
 	// logger that discards).
 	Logger *slog.Logger
 }
+
+// DefaultMaxMemory is a connection's memory budget when none is set.
+const DefaultMaxMemory = 32 << 20
 
 // DefaultKeepAlive is the keep-alive interval when none is configured.
 const DefaultKeepAlive = 30 * time.Second
@@ -100,6 +111,10 @@ func (c Config) withDefaults() Config {
 	}
 	c.StreamWindow = min(c.StreamWindow, 1<<30)
 	c.ConnWindow = min(max(c.ConnWindow, c.StreamWindow), 1<<30)
+	if c.MaxMemory <= 0 {
+		c.MaxMemory = DefaultMaxMemory
+	}
+	c.MaxMemory = max(c.MaxMemory, 2*int64(c.MaxFrame))
 	if c.MaxPendingWrite <= 0 {
 		c.MaxPendingWrite = 4 << 20
 	}

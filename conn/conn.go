@@ -28,12 +28,6 @@ type Conn struct {
 	nc     net.Conn
 	cfg    Config
 	client bool
-	mux    muxConn // set when the transport has native streams
-	// muxStreams counts the peer's native streams still being read.
-	muxStreams atomic.Int64
-	// life is cancelled when the connection closes (ends AcceptStream).
-	life     context.Context
-	lifeStop context.CancelFunc
 
 	// Agreed at handshake.
 	peerMaxFrame      uint32
@@ -46,8 +40,11 @@ type Conn struct {
 	wbuf    []byte
 	wspare  []byte
 	writing bool
-	werr    error
-	wsig    chan struct{} // wakes writeLoop
+	// wcharged is the memory budget that the results queued in wbuf hold,
+	// given back once they are written.
+	wcharged int
+	werr     error
+	wsig     chan struct{} // wakes writeLoop
 	// inflight counts calls in flight both ways; under load, writes are
 	// left to writeLoop so that they coalesce.
 	inflight atomic.Int64
@@ -64,10 +61,10 @@ type Conn struct {
 	// Incoming calls.
 	smu            sync.Mutex
 	serving        map[uint64]*serverCall
-	active         uint32             // calls counted against MaxConcurrent
-	answers        map[uint64]*answer // retained answers (promise pipelining)
-	retainedBytes  int                // their results' total size
-	tickets        map[string]uint64  // per capability target: calls arrived
+	active         uint32               // calls counted against MaxConcurrent
+	answers        map[uint64]*answer   // retained answers (promise pipelining)
+	retainedBytes  int                  // their results' total size
+	tickets        map[targetKey]uint64 // per capability target: calls arrived
 	servingStreams uint32
 	lastIn         uint64 // highest incoming call id seen
 	draining       bool   // we sent GOAWAY
@@ -85,11 +82,15 @@ type Conn struct {
 	recvBuffered     int
 	recvConsumed     int
 
+	// mem is what incoming calls hold of the memory budgets.
+	mem memAccount
+
 	attachMu sync.Mutex
 	attach   any
 
-	recvFlag atomic.Bool // a frame arrived since the last keep-alive tick
-	unusable atomic.Bool // closed or the peer sent GOAWAY: start no new calls
+	recvFlag   atomic.Bool // a frame arrived since the last keep-alive tick
+	readPaused atomic.Bool // the reader waits for budget: the peer is not silent
+	unusable   atomic.Bool // closed or the peer sent GOAWAY: start no new calls
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -115,16 +116,13 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 		creditCh: make(chan struct{}),
 		serving:  make(map[uint64]*serverCall),
 		answers:  make(map[uint64]*answer),
-		tickets:  make(map[string]uint64),
+		tickets:  make(map[targetKey]uint64),
 		work:     make(chan *serverCall),
 		wsig:     make(chan struct{}, 1),
 		closed:   make(chan struct{}),
 	}
 	c.wcond.L = &c.wmu
-	c.life, c.lifeStop = context.WithCancel(context.Background())
-	if m, ok := nc.(muxConn); ok {
-		c.mux = m
-	}
+	c.mem = memAccount{own: NewBudget(c.cfg.MaxMemory), shared: c.cfg.Budget}
 	if client {
 		c.nextID = 1
 	} else {
@@ -132,13 +130,8 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 	}
 	r, err := c.handshake()
 	if err != nil {
-		c.lifeStop()
 		nc.Close()
 		return nil, err
-	}
-	if c.mux != nil {
-		c.loops.Add(1)
-		go c.acceptMux()
 	}
 	c.loops.Add(2)
 	go c.readLoop(r)
@@ -221,7 +214,7 @@ func (c *Conn) closeWith(err *status.Error) {
 		c.closeErr = err
 		c.unusable.Store(true)
 		close(c.closed)
-		c.lifeStop()
+		c.mem.closeAccount()
 		c.attachMu.Lock()
 		c.attach = nil // per-connection state of upper layers (exports) dies here
 		c.attachMu.Unlock()
@@ -260,18 +253,25 @@ func (c *Conn) protocolError(err error) {
 	c.sendGoAway(uint32(status.InvalidArgument), "protocol error: "+err.Error())
 	c.nc.SetWriteDeadline(time.Now().Add(time.Second)) // the peer may not be reading
 	c.flushNow()
-	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && c.mux != nil {
-		// Closing a QUIC connection discards unsent stream data: end the
-		// control stream and give the GOAWAY a moment to leave.
-		cw.CloseWrite()
-		t := time.NewTimer(100 * time.Millisecond)
-		select {
-		case <-t.C:
-		case <-c.closed:
-		}
-		t.Stop()
-	}
+	c.closeWriteAndWait(100 * time.Millisecond)
 	c.closeWith(status.Wrap(status.Unavailable, status.ErrProtocol, err, "connection closed: protocol error"))
+}
+
+// closeWriteAndWait half-closes the transport after the last frames and
+// waits up to d for the peer to close its side: closing at once can make
+// the transport drop what is still unsent (QUIC discards stream data on
+// close; TCP may reset when unread data is pending).
+func (c *Conn) closeWriteAndWait(d time.Duration) {
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.closed:
+	}
 }
 
 func (c *Conn) lostConnection(err error) *status.Error {

@@ -74,9 +74,14 @@ func newPair(t *testing.T, scfg, ccfg Config) *pair {
 	return &pair{client: cc, server: sc, h: h}
 }
 
+// out describes a plain call.
+func out(fn string, md []wire.MD, args []byte) *Outgoing {
+	return &Outgoing{Function: fn, Metadata: md, Args: args}
+}
+
 func callString(t *testing.T, c *Conn, ctx context.Context, fn string, args string) (string, error) {
 	t.Helper()
-	r, err := c.Call(ctx, fn, nil, []byte(args))
+	r, err := c.Call(ctx, out(fn, nil, []byte(args)))
 	if err != nil {
 		return "", err
 	}
@@ -110,7 +115,7 @@ func TestConcurrentCalls(t *testing.T) {
 func TestLargeFrames(t *testing.T) {
 	p := newPair(t, Config{}, Config{})
 	big := bytes.Repeat([]byte("xyz"), 1<<20) // 3 MiB, above the read buffer
-	r, err := p.client.Call(context.Background(), "echo", nil, big)
+	r, err := p.client.Call(context.Background(), out("echo", nil, big))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +123,7 @@ func TestLargeFrames(t *testing.T) {
 		t.Fatal("large echo corrupted")
 	}
 	r.Release()
-	_, err = p.client.Call(context.Background(), "echo", nil, make([]byte, 5<<20))
+	_, err = p.client.Call(context.Background(), out("echo", nil, make([]byte, 5<<20)))
 	if status.CodeOf(err) != status.ResourceExhausted || !strings.Contains(err.Error(), "frame limit") {
 		t.Fatalf("oversized call: %v", err)
 	}
@@ -183,7 +188,7 @@ func TestDeadlineTravels(t *testing.T) {
 
 func TestMetadata(t *testing.T) {
 	p := newPair(t, Config{}, Config{})
-	r, err := p.client.Call(context.Background(), "md", []wire.MD{{Key: "a", Value: "1"}, {Key: "auth", Value: "x"}}, nil)
+	r, err := p.client.Call(context.Background(), out("md", []wire.MD{{Key: "a", Value: "1"}, {Key: "auth", Value: "x"}}, nil))
 	if err != nil || string(r.Result()) != "a=1;auth=x;" {
 		t.Fatalf("metadata: %v", err)
 	}
@@ -291,7 +296,7 @@ func TestKeepAliveDetectsDeadPeer(t *testing.T) {
 	if c.KeepAlive() != 20*time.Millisecond {
 		t.Fatalf("agreed keep-alive %v", c.KeepAlive())
 	}
-	_, err = c.Call(context.Background(), "echo", nil, nil) // would hang forever without keep-alive
+	_, err = c.Call(context.Background(), out("echo", nil, nil)) // would hang forever without keep-alive
 	if status.CodeOf(err) != status.Unavailable || !errors.Is(err, status.ErrTimeout) || !strings.Contains(err.Error(), "keep-alive") {
 		t.Fatalf("got %v", err)
 	}
@@ -460,7 +465,7 @@ func BenchmarkCallEcho64(b *testing.B) {
 	b.SetParallelism(32)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			r, err := c.Call(context.Background(), "echo", nil, payload)
+			r, err := c.Call(context.Background(), out("echo", nil, payload))
 			if err != nil {
 				b.Error(err)
 				return
@@ -480,13 +485,13 @@ func TestTrailers(t *testing.T) {
 	})
 	var tr []wire.MD
 	ctx := WithTrailerSink(context.Background(), &tr)
-	r, err := cc.Call(ctx, "good", nil, nil)
+	r, err := cc.Call(ctx, out("good", nil, nil))
 	if err != nil || string(r.Result()) != "ok" || len(tr) != 1 || tr[0].Value != "3ms" {
 		t.Fatalf("result %v, trailers %v", err, tr)
 	}
 	r.Release()
 	tr = nil
-	if _, err := cc.Call(ctx, "bad", nil, nil); status.CodeOf(err) != status.Aborted || len(tr) != 1 {
+	if _, err := cc.Call(ctx, out("bad", nil, nil)); status.CodeOf(err) != status.Aborted || len(tr) != 1 {
 		t.Fatalf("error %v, trailers %v", err, tr)
 	}
 	if SetTrailer(context.Background()) {
@@ -521,28 +526,28 @@ func TestRetainedBytesBounded(t *testing.T) {
 	})
 	ctx := context.Background()
 	payload := make([]byte, 1000)
-	a1, err := cc.Go(ctx, "echo", nil, payload, true, false)
+	a1, err := cc.Go(ctx, &Outgoing{Function: "echo", Args: payload, Retain: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a1.Result(); err != nil {
 		t.Fatal(err)
 	}
-	a2, _ := cc.Go(ctx, "echo", nil, payload, true, false)
+	a2, _ := cc.Go(ctx, &Outgoing{Function: "echo", Args: payload, Retain: true})
 	a2.Result() // the caller still gets its result; the retained copy is refused
-	if _, err := sc.Answer(ctx, a1.ID()); err != nil {
+	if _, _, err := sc.Answer(ctx, a1.ID()); err != nil {
 		t.Fatalf("first answer: %v", err)
 	}
-	if _, err := sc.Answer(ctx, a2.ID()); status.CodeOf(err) != status.ResourceExhausted {
+	if _, _, err := sc.Answer(ctx, a2.ID()); status.CodeOf(err) != status.ResourceExhausted {
 		t.Fatalf("second answer over the byte budget: %v", err)
 	}
 	a1.Release()
 	a2.Release()
-	a3, _ := cc.Go(ctx, "echo", nil, payload, true, false)
+	a3, _ := cc.Go(ctx, &Outgoing{Function: "echo", Args: payload, Retain: true})
 	a3.Result()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		_, err := sc.Answer(ctx, a3.ID())
+		_, _, err := sc.Answer(ctx, a3.ID())
 		if err == nil {
 			break
 		}

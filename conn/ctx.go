@@ -13,7 +13,6 @@ import (
 // handlers never do; Err checks the clock itself.
 type callCtx struct {
 	conn     *Conn
-	ticket   uint64
 	parent   context.Context
 	deadline time.Time
 	md       []wire.MD
@@ -80,17 +79,6 @@ type connKey struct{}
 func FromContext(ctx context.Context) *Conn {
 	c, _ := ctx.Value(connKey{}).(*Conn)
 	return c
-}
-
-// TicketFromContext returns the arrival ticket of a call to a capability
-// target ("@target.method"): calls to one target are numbered 1, 2, ... in
-// the order they arrived, so the target can run them in that order.
-func TicketFromContext(ctx context.Context) uint64 {
-	c, _ := ctx.Value(callCtxKey{}).(*callCtx)
-	if c == nil {
-		return 0
-	}
-	return c.ticket
 }
 
 func (c *callCtx) Value(key any) any {

@@ -10,37 +10,48 @@ import (
 )
 
 // keepAliveLoop pings when the connection has been quiet for an interval
-// and closes it when nothing at all has arrived for KeepAliveTimeout. Any
-// frame counts as a sign of life, so a busy connection sends no pings.
+// and closes it once nothing at all has arrived for KeepAliveTimeout
+// (twice the agreed interval by default). Any frame counts as a sign of
+// life, so a busy connection sends no pings; a reader paused by its memory
+// budget counts as alive too, since the silence is this side's.
+//
+// It checks eight times per interval, so a silent peer is dropped between
+// the timeout and a quarter interval after it, never before.
 func (c *Conn) keepAliveLoop() {
 	defer c.loops.Done()
 	timeout := c.cfg.KeepAliveTimeout
 	if timeout <= 0 {
 		timeout = 2 * c.keepAlive
 	}
-	t := time.NewTicker(c.keepAlive)
+	tick := max(min(c.keepAlive, timeout)/8, time.Millisecond)
+	t := time.NewTicker(tick)
 	defer t.Stop()
-	var quiet time.Duration
+	lastSeen := time.Now()
+	lastPing := lastSeen
 	var seq uint64
 	for {
+		var now time.Time
 		select {
 		case <-c.closed:
 			return
-		case <-t.C:
+		case now = <-t.C:
 		}
-		if c.recvFlag.Swap(false) {
-			quiet = 0
+		if c.recvFlag.Swap(false) || c.readPaused.Load() {
+			lastSeen = now
 			continue
 		}
-		quiet += c.keepAlive
-		if quiet > timeout {
-			c.cfg.Logger.Warn("arbor: keep-alive timeout, closing connection", "remote", c.nc.RemoteAddr().String(), "quiet", quiet)
+		quiet := now.Sub(lastSeen)
+		if quiet >= timeout {
+			c.cfg.Logger.Warn("arbor: keep-alive timeout, closing connection", "remote", c.nc.RemoteAddr().String(), "quiet", quiet.Round(time.Millisecond))
 			c.closeWith(status.Wrap(status.Unavailable, status.ErrTimeout, nil,
-				fmt.Sprintf("keep-alive: no frame from %s for %v", c.nc.RemoteAddr(), quiet)))
+				fmt.Sprintf("keep-alive: no frame from %s for %v (limit %v)", c.nc.RemoteAddr(), quiet.Round(time.Millisecond), timeout)))
 			return
 		}
-		seq++
-		c.sendPing(false, seq)
+		if quiet >= c.keepAlive && now.Sub(lastPing) >= c.keepAlive {
+			seq++
+			lastPing = now
+			c.sendPing(false, seq)
+		}
 	}
 }
 

@@ -2,12 +2,9 @@ package conn
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
-	"time"
 
 	"github.com/arbor-rpc/arbor/internal/status"
-	"github.com/arbor-rpc/arbor/value"
 	"github.com/arbor-rpc/arbor/wire"
 )
 
@@ -16,6 +13,7 @@ import (
 type answer struct {
 	done   chan struct{}
 	result []byte
+	caps   []wire.CapDescriptor
 	err    *status.Error
 	// pins counts admitted calls that will read this answer; a RELEASE
 	// that arrives while pinned only marks it, and the last unpin drops it.
@@ -49,55 +47,21 @@ func (a *Async) Result() ([]byte, error) {
 	return a.cl.buf, a.cl.err
 }
 
-// Go sends a call without waiting for its answer. With retain, the peer
-// keeps the answer for pipelined calls until Release; pipelined says args
-// reference earlier retained calls. Cancelling ctx before the answer
-// arrives sends CANCEL.
-func (c *Conn) Go(ctx context.Context, function string, md []wire.MD, args []byte, retain, pipelined bool) (*Async, error) {
-	if c.mux != nil {
-		return nil, status.New(status.Unimplemented, "promise pipelining is not supported on transports with native streams (quic://) yet")
-	}
-	var timeout time.Duration
-	if dl, ok := ctx.Deadline(); ok {
-		if timeout = time.Until(dl); timeout <= 0 {
-			return nil, status.Wrap(status.DeadlineExceeded, status.ErrTimeout, context.DeadlineExceeded, "deadline passed before the call was sent")
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, status.FromError(err)
-	}
-	if size := len(args) + len(function) + 32 + mdSize(md); size > int(c.peerMaxFrame) {
-		return nil, status.Errorf(status.ResourceExhausted, "call to %q is %d bytes, over the peer's frame limit of %d", function, size, c.peerMaxFrame)
-	}
-	var flags uint8
-	if retain {
-		flags |= wire.FlagRetain
-	}
-	if pipelined {
-		flags |= wire.FlagPipelined
-	}
-	cl := &call{done: make(chan struct{}, 1), doneCh: make(chan struct{})}
-	if err := c.lockForAppend(); err != nil {
-		return nil, err
-	}
-	c.cmu.Lock()
-	if c.goingAway || c.Err() != nil {
-		err := c.refusal()
-		c.cmu.Unlock()
-		c.wmu.Unlock()
-		return nil, err
-	}
-	id := c.nextID
-	c.nextID += 2
-	c.calls[id] = cl
-	c.cmu.Unlock()
-	var at int
-	c.wbuf, at = wire.BeginCall(c.wbuf, id, timeout, function, md)
-	c.wbuf[at+5] = flags
-	c.wbuf = append(c.wbuf, args...)
-	wire.EndFrame(c.wbuf, at)
-	c.flushLazyLocked() // promises come in batches: let them share a write
+// Caps is the result's capability table; valid after Done.
+func (a *Async) Caps() []wire.CapDescriptor {
+	<-a.cl.doneCh
+	return a.cl.caps
+}
 
+// Go sends a call without waiting for its answer. With o.Retain, the peer
+// keeps the answer for pipelined calls until Release. Cancelling ctx
+// before the answer arrives sends CANCEL.
+func (c *Conn) Go(ctx context.Context, o *Outgoing) (*Async, error) {
+	cl := &call{done: make(chan struct{}, 1), doneCh: make(chan struct{})}
+	id, err := c.start(ctx, o, cl, nil, true) // promises come in batches: let them share a write
+	if err != nil {
+		return nil, err
+	}
 	a := &Async{c: c, id: id, cl: cl}
 	a.stop = context.AfterFunc(ctx, func() { a.cancel(ctx.Err()) })
 	return a, nil
@@ -123,7 +87,15 @@ func (a *Async) Release() {
 	if a.stop != nil {
 		a.stop()
 	}
-	a.c.sendControl(wire.TypeRelease, a.id)
+	a.c.sendRelease(a.id, 0)
+}
+
+// Forget stops watching the call's context without releasing the answer:
+// the caller no longer cancels it when ctx ends.
+func (a *Async) Forget() {
+	if a.stop != nil {
+		a.stop()
+	}
 }
 
 // retain registers the answer slot of a retained incoming call; smu held.
@@ -138,7 +110,7 @@ func (c *Conn) retainLocked(id uint64) error {
 // settle stores a retained call's outcome. Retained results are bounded
 // in bytes too: one over the budget is replaced by a ResourceExhausted
 // error that its dependents see.
-func (c *Conn) settle(id uint64, out []byte, err error) {
+func (c *Conn) settle(id uint64, out []byte, caps []wire.CapDescriptor, err error) {
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	a := c.answers[id]
@@ -152,7 +124,8 @@ func (c *Conn) settle(id uint64, out []byte, err error) {
 		a.err = status.FromError(err)
 	} else {
 		a.result = append([]byte(nil), out...)
-		a.counted = len(out)
+		a.caps = append([]wire.CapDescriptor(nil), caps...)
+		a.counted = len(out) + 16*len(caps)
 		c.retainedBytes += a.counted
 	}
 	close(a.done)
@@ -203,41 +176,14 @@ func (c *Conn) unpinLocked(ids []uint64) {
 	}
 }
 
-// answerRefs lists the retained answers a CALL will read: a promised
-// capability target (@p<id>.method) and promise arguments.
-func answerRefs(fn, args []byte, pipelined bool, dst []uint64) []uint64 {
-	if len(fn) > 2 && fn[0] == '@' && fn[1] == 'p' {
-		var id uint64
-		i := 2
-		for ; i < len(fn) && fn[i] >= '0' && fn[i] <= '9'; i++ {
-			id = id*10 + uint64(fn[i]-'0')
-		}
-		dst = append(dst, id)
+// answerRefs lists the retained answers a CALL will read: a target in a
+// promised answer and the promise table. Both are frame fields.
+func answerRefs(in *Incoming, dst []uint64) []uint64 {
+	if in.HasTarget && in.Target.Kind == wire.TargetAnswer {
+		dst = append(dst, in.Target.ID)
 	}
-	if !pipelined {
-		return dst
-	}
-	r := value.NewReader(args)
-	n, err := r.ReadArrayHeader()
-	if err != nil {
-		return dst
-	}
-	for i := 0; i < n; i++ {
-		if r.PeekKind() == value.KindExt {
-			t, data, err := r.ReadExt()
-			if err != nil {
-				return dst
-			}
-			if t == wire.PromiseExt {
-				if id, k := binary.Uvarint(data); k > 0 {
-					dst = append(dst, id)
-				}
-			}
-			continue
-		}
-		if _, err := r.Skip(); err != nil {
-			return dst
-		}
+	for _, p := range in.Promises {
+		dst = append(dst, p.ID)
 	}
 	return dst
 }
@@ -245,22 +191,22 @@ func answerRefs(fn, args []byte, pipelined bool, dst []uint64) []uint64 {
 // Answer waits for the retained answer of the peer's call id, for a
 // pipelined call that references it. It fails if the peer never made that
 // call with FlagRetain, or has released it.
-func (c *Conn) Answer(ctx context.Context, id uint64) ([]byte, error) {
+func (c *Conn) Answer(ctx context.Context, id uint64) ([]byte, []wire.CapDescriptor, error) {
 	c.smu.Lock()
 	a := c.answers[id]
 	c.smu.Unlock()
 	if a == nil {
-		return nil, status.Errorf(status.InvalidArgument, "promise refers to call %d, which is unknown, not retained, or released", id)
+		return nil, nil, status.Errorf(status.InvalidArgument, "promise refers to call %d, which is unknown, not retained, or released", id)
 	}
 	select {
 	case <-a.done:
 	case <-ctx.Done():
-		return nil, status.FromError(ctx.Err())
+		return nil, nil, status.FromError(ctx.Err())
 	}
 	if a.err != nil {
-		return nil, a.err
+		return nil, nil, a.err
 	}
-	return a.result, nil
+	return a.result, a.caps, nil
 }
 
 // Releaser is implemented by handlers that export capabilities: RELEASE
@@ -273,12 +219,17 @@ type Releaser interface {
 // ReleaseExport tells the peer this side dropped n references to its
 // export id.
 func (c *Conn) ReleaseExport(id uint64, n uint32) {
+	if n > 0 {
+		c.sendRelease(id, n)
+	}
+}
+
+// sendRelease queues a RELEASE frame (n == 0: a retained answer) for the
+// writer goroutine.
+func (c *Conn) sendRelease(id uint64, n uint32) {
 	if c.lockForAppend() != nil {
 		return
 	}
-	var at int
-	c.wbuf, at = wire.BeginFrame(c.wbuf, wire.TypeRelease, wire.FlagCapability, id)
-	c.wbuf = binary.AppendUvarint(c.wbuf, uint64(n))
-	wire.EndFrame(c.wbuf, at)
+	c.wbuf = wire.AppendRelease(c.wbuf, id, n)
 	c.flushLazyLocked()
 }

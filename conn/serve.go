@@ -1,10 +1,8 @@
 package conn
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -31,24 +29,36 @@ func (f HandlerFunc) ServeCall(ctx context.Context, in *Incoming, out []byte) ([
 // Incoming is a call from the peer.
 type Incoming struct {
 	ID       uint64
-	Function []byte
-	Args     []byte
+	Function []byte        // the function id, or the method name when HasTarget
+	Args     []byte        // a msgpack array
 	Timeout  time.Duration // zero when the caller set no deadline
 	Metadata []wire.MD
 	Conn     *Conn
+	// Target is the capability the call is addressed to, when HasTarget.
+	Target    wire.Target
+	HasTarget bool
+	// Ticket numbers the calls to one target in arrival order (1, 2, ...),
+	// so the target can deliver them in that order (E-order).
+	Ticket uint64
+	// Promises are the peer's retained answers the arguments use:
+	// wire.PromiseExt values in Args index into it. Read them with Answer.
+	Promises []wire.PromiseRef
+	// Caps is the capability table of Args (wire.CapabilityExt values
+	// index into it).
+	Caps []wire.CapDescriptor
 	// Stream is set when the caller opened a stream; the handler sends and
 	// receives on it, and its return ends the stream.
 	Stream *Stream
-	// Pipelined says Args hold promise references (wire.PromiseExt) to be
-	// replaced by the referenced answers (Conn.Answer) before use.
-	Pipelined bool
+	// ResultCaps is set by the handler: the capability table of the
+	// result it returns.
+	ResultCaps []wire.CapDescriptor
 }
 
 // serverCall is one incoming call; pooled.
 type serverCall struct {
 	pins     []uint64 // retained answers this call reads (pinned)
 	retained bool     // keep the answer for pipelined calls
-	w        net.Conn // the native stream the call came on, if any
+	charged  int      // bytes of the budget the request copy holds
 	in       Incoming
 	buf      []byte // a copy of the CALL payload; in's slices point into it
 	out      []byte
@@ -57,10 +67,18 @@ type serverCall struct {
 
 var serverCallPool = sync.Pool{New: func() any { return new(serverCall) }}
 
-// incoming registers a CALL read from the shared byte stream and hands it
-// to a worker.
+// incoming registers a CALL read from the connection and hands it to a
+// worker. It first takes the request's size from the memory budget,
+// waiting (and so not reading: TCP backpressure) while the budget is
+// spent.
 func (c *Conn) incoming(h wire.Header, p []byte) error {
-	sc, refusal, err := c.admit(h, p, nil)
+	if !c.reserve(len(p)) {
+		return nil // closed while waiting
+	}
+	sc, refusal, err := c.admit(h, p)
+	if err != nil || refusal != nil {
+		c.unreserve(len(p))
+	}
 	if err != nil {
 		return err
 	}
@@ -68,19 +86,26 @@ func (c *Conn) incoming(h wire.Header, p []byte) error {
 		c.sendError(h.ID, refusal)
 		return nil
 	}
+	sc.charged = len(p)
 	c.dispatchCall(sc)
 	return nil
 }
 
+// targetKey identifies a capability target for ticketing.
+type targetKey struct {
+	kind wire.TargetKind
+	id   uint64
+	path string
+}
+
 // admit checks a CALL and registers it. A malformed frame is an error (a
-// protocol error on a shared stream); a call the connection will not serve
-// now (draining, limits) gets a refusal. w, when set, is the native stream
-// the call arrived on and its answer goes to.
-func (c *Conn) admit(h wire.Header, p []byte, w net.Conn) (*serverCall, *status.Error, error) {
+// protocol error); a call the connection will not serve now (draining,
+// limits) gets a refusal.
+func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error) {
 	if h.ID%2 == c.myParity() {
 		return nil, nil, fmt.Errorf("CALL id %d has this side's parity", h.ID)
 	}
-	wc, err := wire.ParseCall(p)
+	wc, err := wire.ParseCall(h.Flags, p)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -90,72 +115,79 @@ func (c *Conn) admit(h wire.Header, p []byte, w net.Conn) (*serverCall, *status.
 			return nil, nil, err
 		}
 	}
+	stream, retain := h.Flags&wire.FlagStream != 0, h.Flags&wire.FlagRetain != 0
 
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	if w == nil {
-		if h.ID <= c.lastIn {
-			return nil, nil, fmt.Errorf("CALL id %d reuses or precedes id %d", h.ID, c.lastIn)
-		}
-	} else if c.serving[h.ID] != nil { // native streams arrive in any order
-		return nil, nil, fmt.Errorf("CALL id %d is already running", h.ID)
+	if h.ID <= c.lastIn {
+		return nil, nil, fmt.Errorf("CALL id %d reuses or precedes id %d", h.ID, c.lastIn)
 	}
-	c.lastIn = max(c.lastIn, h.ID)
+	c.lastIn = h.ID
 	switch {
 	case c.draining:
 		return nil, &status.Error{Code: status.Unavailable, Retryable: true, Message: "server is shutting down"}, nil
 	case c.active >= c.cfg.MaxConcurrent:
 		return nil, status.Errorf(status.ResourceExhausted, "too many concurrent calls on this connection (limit %d)", c.cfg.MaxConcurrent), nil
-	case h.Flags&wire.FlagStream != 0 && c.servingStreams >= c.cfg.MaxConcurrentStreams:
+	case stream && c.servingStreams >= c.cfg.MaxConcurrentStreams:
 		return nil, status.Errorf(status.ResourceExhausted, "too many concurrent streams on this connection (limit %d)", c.cfg.MaxConcurrentStreams), nil
 	}
-	if h.Flags&wire.FlagRetain != 0 {
+	var key targetKey
+	if wc.HasTarget {
+		key = targetKey{kind: wc.Target.Kind, id: wc.Target.ID}
+		if len(wc.Target.Path) > 0 {
+			key.path = string(wc.Target.Path)
+		}
+		if _, known := c.tickets[key]; !known && len(c.tickets) >= maxTargets {
+			// A peer naming ever new targets cannot grow the table.
+			return nil, status.Errorf(status.ResourceExhausted, "too many capability targets on this connection (limit %d)", maxTargets), nil
+		}
+	}
+	if retain {
 		if err := c.retainLocked(h.ID); err != nil {
 			return nil, status.New(status.ResourceExhausted, err.Error()), nil
 		}
 	}
-	if h.Flags&wire.FlagStream != 0 {
+	if stream {
 		c.servingStreams++
 	}
 	sc := serverCallPool.Get().(*serverCall)
+	sc.buf = append(sc.buf[:0], p...)
+	wc, _ = wire.ParseCall(h.Flags, sc.buf) // re-slice into our copy; checked above
+	sc.in = Incoming{ID: h.ID, Function: wc.Function, Args: wc.Args, Timeout: wc.Timeout, Metadata: md, Conn: c,
+		Target: wc.Target, HasTarget: wc.HasTarget, Promises: sc.in.Promises[:0], Caps: sc.in.Caps[:0]}
+	if len(wc.Promises) > 0 {
+		sc.in.Promises, _ = wire.ParsePromises(sc.in.Promises, wc.Promises) // checked by ParseCall
+	}
+	if len(wc.Caps) > 0 {
+		sc.in.Caps, _ = wire.ParseCapTable(sc.in.Caps, wc.Caps)
+	}
+	if wc.HasTarget {
+		c.tickets[key]++
+		sc.in.Ticket = c.tickets[key]
+	}
 	// Calls that read retained answers (promise arguments, or a promised
 	// capability as target) pin them until they finish.
-	sc.pins = answerRefs(wc.Function, wc.Args, h.Flags&wire.FlagPipelined != 0, sc.pins[:0])
+	sc.pins = answerRefs(&sc.in, sc.pins[:0])
 	c.pinLocked(sc.pins)
-	sc.buf = append(sc.buf[:0], p...)
-	wc, _ = wire.ParseCall(sc.buf) // re-slice into our copy; parsed once already
-	sc.in = Incoming{ID: h.ID, Function: wc.Function, Args: wc.Args, Timeout: wc.Timeout, Metadata: md, Conn: c,
-		Pipelined: h.Flags&wire.FlagPipelined != 0}
-	sc.retained = h.Flags&wire.FlagRetain != 0
+	sc.retained = retain
 	sc.ctx = newCallCtx(c.cfg.BaseContext, wc.Timeout, md)
 	sc.ctx.conn = c
-	if len(wc.Function) > 1 && wc.Function[0] == '@' { // a call on a capability: ticket it
-		target := wc.Function
-		if i := bytes.IndexByte(target, '.'); i > 0 {
-			target = target[:i]
-		}
-		if _, known := c.tickets[string(target)]; !known && len(c.tickets) >= maxTargets {
-			// A peer naming ever new targets cannot grow the table.
-			refusal := status.Errorf(status.ResourceExhausted, "too many capability targets on this connection (limit %d)", maxTargets)
-			c.servingStreams -= boolInt(h.Flags&wire.FlagStream != 0)
-			c.unpinLocked(sc.pins)
-			delete(c.answers, h.ID) // if it asked to be retained
-			sc.in, sc.ctx = Incoming{}, nil
-			serverCallPool.Put(sc)
-			return nil, refusal, nil
-		}
-		c.tickets[string(target)]++
-		sc.ctx.ticket = c.tickets[string(target)]
-	}
-	sc.w = w
-	if h.Flags&wire.FlagStream != 0 {
-		sc.in.Stream = newStream(c, h.ID, false, sc.ctx)
-		sc.in.Stream.w = w
+	if stream {
+		sc.in.Stream = newStream(c, false, sc.ctx)
+		sc.in.Stream.id = h.ID
 	}
 	c.serving[h.ID] = sc
 	c.active++
 	c.inflight.Add(1)
 	return sc, nil, nil
+}
+
+// ForgetTarget drops the arrival count of a capability target that will
+// receive no more calls (its export was released).
+func (c *Conn) ForgetTarget(kind wire.TargetKind, id uint64) {
+	c.smu.Lock()
+	delete(c.tickets, targetKey{kind: kind, id: id})
+	c.smu.Unlock()
 }
 
 // dispatchCall hands a registered call to an idle worker, or starts one.
@@ -206,33 +238,34 @@ func (c *Conn) serve(sc *serverCall) {
 		sc.in.Stream.finish(nil, status.New(status.Canceled, "stream handler returned"))
 	}
 	sc.ctx.cancel(context.Canceled) // the handler is done; release its resources
-	if sc.retained {
-		c.settle(sc.in.ID, out, err)
+	caps := sc.in.ResultCaps
+	if err != nil {
+		caps = nil
 	}
-	// The call no longer counts against the limit once its answer is on
-	// its way: a caller that got it may send the next call at once.
-	c.smu.Lock()
-	c.active--
-	c.smu.Unlock()
+	if sc.retained {
+		c.settle(sc.in.ID, out, caps, err)
+	}
 	if err == nil && len(out)+mdSize(trailer) > int(c.peerMaxFrame) {
 		err = status.Errorf(status.ResourceExhausted, "result of %s is %d bytes, over the peer's frame limit of %d", sc.in.Function, len(out), c.peerMaxFrame)
 	}
-	if sc.w != nil { // a native stream: answer on it and close it
-		fb := frameBufs.Get().(*frameBuf)
-		fb.b = appendAnswer(fb.b[:0], sc.in.ID, out, err, trailer)
-		sc.w.Write(fb.b)
-		frameBufs.Put(fb)
-		// Half-close only: the stream's reader closes it once the caller
-		// has read the answer and closed its side, which is what a drain
-		// waits for (closing the connection earlier would lose the answer).
-		if cw, ok := sc.w.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		} else {
-			sc.w.Close()
-		}
-	} else if c.lockForAppend() == nil {
-		c.wbuf = appendAnswer(c.wbuf, sc.in.ID, out, err, trailer)
+	// The result counts against the memory budget until it is written to
+	// the socket (see writeLocked); the request copy no longer does.
+	reply := len(out) + mdSize(trailer) + wire.HeaderSize
+	c.charge(reply)
+	c.unreserve(sc.charged)
+	sc.charged = 0
+	// The call no longer counts against the concurrency limit once its
+	// answer is on its way: a caller that got it may send the next call at
+	// once.
+	c.smu.Lock()
+	c.active--
+	c.smu.Unlock()
+	if c.lockForAppend() == nil {
+		c.wbuf = appendAnswer(c.wbuf, sc.in.ID, out, err, trailer, caps)
+		c.wcharged += reply
 		c.flushLocked()
+	} else {
+		c.unreserve(reply)
 	}
 	if cap(out) <= 64<<10 {
 		sc.out = out[:0]
@@ -248,9 +281,8 @@ func (c *Conn) serve(sc *serverCall) {
 		c.drained = nil
 	}
 	c.smu.Unlock()
-	sc.in = Incoming{}
+	sc.in = Incoming{Promises: sc.in.Promises[:0], Caps: sc.in.Caps[:0]}
 	sc.ctx = nil
-	sc.w = nil
 	sc.retained = false
 	sc.pins = sc.pins[:0]
 	if cap(sc.buf) > 64<<10 {
@@ -274,20 +306,13 @@ func (c *Conn) invoke(sc *serverCall) (out []byte, err error) {
 }
 
 // appendAnswer appends the RESULT (err nil) or ERROR frame of call id.
-func appendAnswer(dst []byte, id uint64, out []byte, err error, trailer []wire.MD) []byte {
+func appendAnswer(dst []byte, id uint64, out []byte, err error, trailer []wire.MD, caps []wire.CapDescriptor) []byte {
 	if err != nil {
 		e := status.FromError(err)
 		return wire.AppendError(dst, id, wire.ErrorPayload{Code: uint32(e.Code), Retryable: e.Retryable,
 			Category: status.CategoryID(e.Category), Message: []byte(e.Message), Details: e.Details}, trailer...)
 	}
-	if len(trailer) == 0 {
-		return wire.AppendFrame(dst, wire.TypeResult, 0, id, out)
-	}
-	dst, at := wire.BeginFrame(dst, wire.TypeResult, wire.FlagMetadata, id)
-	dst = wire.AppendMetadata(dst, trailer)
-	dst = append(dst, out...)
-	wire.EndFrame(dst, at)
-	return dst
+	return wire.AppendResult(dst, id, out, trailer, caps)
 }
 
 func (c *Conn) sendError(id uint64, e *status.Error, trailer ...wire.MD) {
@@ -343,34 +368,10 @@ func (c *Conn) Drain(ctx context.Context, reason string) error {
 		case <-c.closed:
 		}
 	}
-	if c.mux != nil && err == nil {
-		// Native streams: wait until callers have read their answers
-		// (a counter, polled: streams may still be accepted meanwhile).
-		tick := time.NewTicker(5 * time.Millisecond)
-		limit := time.NewTimer(5 * time.Second)
-	wait:
-		for c.muxStreams.Load() > 0 {
-			select {
-			case <-tick.C:
-			case <-ctx.Done():
-				err = ctx.Err()
-				break wait
-			case <-c.closed:
-				break wait
-			case <-limit.C:
-				break wait
-			}
-		}
-		tick.Stop()
-		limit.Stop()
-		if err != nil || c.Err() != nil {
-			c.Close()
-			return err
-		}
-	}
 	if err == nil {
 		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		c.flushNow() // the last results may still be queued for writeLoop
+		c.closeWriteAndWait(time.Second)
 	}
 	c.Close()
 	return err
@@ -385,10 +386,3 @@ func (c *Conn) Serving() int {
 
 // maxTargets bounds the distinct capability targets a connection tracks.
 const maxTargets = 100000
-
-func boolInt(b bool) uint32 {
-	if b {
-		return 1
-	}
-	return 0
-}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"sync"
-	"time"
 
 	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/wire"
@@ -37,18 +35,13 @@ type Stream struct {
 
 	sendCredit int64 // guarded by c.fmu
 	sendClosed bool
-	// w is the native stream this stream runs on (muxed transports); nil
-	// on a shared byte stream. wmu serializes writes to it.
-	w        net.Conn
-	wmu      sync.Mutex
-	wb       []byte
-	spaceSig chan struct{} // Recv made room (native streams: deliver waits)
 
-	doneOnce sync.Once
-	done     chan struct{}
-	err      error     // why the stream ended, when not a plain success
-	result   []byte    // the callee's RESULT payload (opener side)
-	trailer  []wire.MD // the callee's trailers (opener side)
+	doneOnce   sync.Once
+	done       chan struct{}
+	err        error                // why the stream ended, when not a plain success
+	result     []byte               // the callee's RESULT payload (opener side)
+	resultCaps []wire.CapDescriptor // its capability table
+	trailer    []wire.MD            // the callee's trailers (opener side)
 }
 
 // Trailer returns the callee's trailers once the stream has ended.
@@ -57,10 +50,14 @@ func (s *Stream) Trailer() []wire.MD {
 	return s.trailer
 }
 
-func newStream(c *Conn, id uint64, opener bool, ctx context.Context) *Stream {
-	return &Stream{c: c, id: id, opener: opener, ctx: ctx, recvSig: make(chan struct{}, 1),
-		spaceSig: make(chan struct{}, 1), done: make(chan struct{}), sendCredit: int64(c.peerStreamWindow)}
+// newStream makes a stream; its id is set when it is registered.
+func newStream(c *Conn, opener bool, ctx context.Context) *Stream {
+	return &Stream{c: c, opener: opener, ctx: ctx, recvSig: make(chan struct{}, 1),
+		done: make(chan struct{}), sendCredit: int64(c.peerStreamWindow)}
 }
+
+// Conn is the connection the stream runs on.
+func (s *Stream) Conn() *Conn { return s.c }
 
 // ID is the stream's call id.
 func (s *Stream) ID() uint64 { return s.id }
@@ -87,7 +84,7 @@ func (s *Stream) finish(result []byte, err error) {
 		// Messages still queued give their connection credit back now:
 		// nobody may read them. They stay readable, uncounted.
 		unread := 0
-		if s.w == nil && !s.credited {
+		if !s.credited {
 			unread, s.credited = s.buffered, true
 		}
 		s.mu.Unlock()
@@ -106,48 +103,18 @@ func (s *Stream) finish(result []byte, err error) {
 	})
 }
 
-// OpenStream starts a streaming call to function with the given metadata
-// and initial arguments. Cancelling ctx cancels the stream on both sides.
-func (c *Conn) OpenStream(ctx context.Context, function string, md []wire.MD, args []byte) (*Stream, error) {
-	var timeout time.Duration
-	if dl, ok := ctx.Deadline(); ok {
-		if timeout = time.Until(dl); timeout <= 0 {
-			return nil, status.Wrap(status.DeadlineExceeded, status.ErrTimeout, context.DeadlineExceeded, "deadline passed before the stream opened")
-		}
+// OpenStream starts a streaming call. Cancelling ctx cancels the stream on
+// both sides.
+func (c *Conn) OpenStream(ctx context.Context, o *Outgoing) (*Stream, error) {
+	if o.Retain {
+		return nil, status.New(status.InvalidArgument, "conn: a stream cannot retain its answer")
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, status.FromError(err)
-	}
-	if size := len(args) + len(function) + 32 + mdSize(md); size > int(c.peerMaxFrame) {
-		return nil, status.Errorf(status.ResourceExhausted, "stream call to %q is %d bytes, over the peer's frame limit of %d", function, size, c.peerMaxFrame)
-	}
-	if c.mux != nil {
-		return c.openStreamMux(ctx, timeout, function, md, args)
-	}
-	if err := c.lockForAppend(); err != nil {
+	s := newStream(c, true, ctx)
+	c.inflight.Add(1) // finish takes it back
+	if _, err := c.start(ctx, o, nil, s, false); err != nil {
+		c.inflight.Add(-1)
 		return nil, err
 	}
-	c.cmu.Lock()
-	if c.goingAway || c.Err() != nil {
-		err := c.refusal()
-		c.cmu.Unlock()
-		c.wmu.Unlock()
-		return nil, err
-	}
-	id := c.nextID
-	c.nextID += 2
-	s := newStream(c, id, true, ctx)
-	c.ostreams[id] = s
-	c.cmu.Unlock()
-	c.inflight.Add(1)
-
-	var at int
-	c.wbuf, at = wire.BeginCall(c.wbuf, id, timeout, function, md)
-	c.wbuf[at+5] = wire.FlagStream
-	c.wbuf = append(c.wbuf, args...)
-	wire.EndFrame(c.wbuf, at)
-	c.flushLocked()
-
 	s.watch()
 	return s, nil
 }
@@ -170,16 +137,6 @@ func (s *Stream) watch() {
 // abort ends an opened stream from this side: CANCEL to the peer, the
 // context's error locally.
 func (s *Stream) abort(cause error) {
-	if s.w != nil {
-		if !s.isDone() {
-			s.wmu.Lock()
-			writeCancel(s.w, cause)
-			s.wmu.Unlock()
-			s.finish(nil, status.FromError(cause))
-			s.w.Close()
-		}
-		return
-	}
 	s.c.cmu.Lock()
 	_, mine := s.c.ostreams[s.id]
 	delete(s.c.ostreams, s.id)
@@ -209,25 +166,6 @@ func (s *Stream) Send(msg []byte) error {
 	if len(msg) > int(s.c.peerMaxFrame) {
 		return status.Errorf(status.ResourceExhausted, "stream message of %d bytes is over the peer's frame limit of %d", len(msg), s.c.peerMaxFrame)
 	}
-	if s.w != nil { // the transport's flow control applies
-		s.wmu.Lock()
-		s.wb = wire.AppendFrame(s.wb[:0], wire.TypeData, 0, s.id, msg)
-		_, err := s.w.Write(s.wb)
-		s.wmu.Unlock()
-		if err != nil {
-			if s.isDone() {
-				if s.err != nil && s.opener {
-					return s.err
-				}
-				return io.EOF
-			}
-			if cerr := s.ctx.Err(); cerr != nil { // cancelled: this stream only
-				return status.FromError(cerr)
-			}
-			return s.c.muxLost(err)
-		}
-		return nil
-	}
 	if err := s.c.waitCredit(s, len(msg)); err != nil {
 		return err
 	}
@@ -253,12 +191,6 @@ func (s *Stream) CloseSend() error {
 	case <-s.done:
 		return nil
 	default:
-	}
-	if s.w != nil {
-		s.wmu.Lock()
-		s.w.Write(wire.AppendHeader(nil, wire.Header{Type: wire.TypeEnd, ID: s.id}))
-		s.wmu.Unlock()
-		return nil
 	}
 	s.c.sendControl(wire.TypeEnd, s.id)
 	return nil
@@ -286,13 +218,6 @@ func (s *Stream) Recv() ([]byte, error) {
 			ended := s.isDone()
 			credited := s.credited
 			s.mu.Unlock()
-			if s.w != nil { // no CREDIT on native streams: wake the reader instead
-				select {
-				case s.spaceSig <- struct{}{}:
-				default:
-				}
-				return m, nil
-			}
 			if !credited {
 				s.c.consumed(len(m))
 			}
@@ -338,6 +263,12 @@ func (s *Stream) Result() ([]byte, error) {
 	return s.result, s.err
 }
 
+// ResultCaps is the capability table of the result; valid after Result.
+func (s *Stream) ResultCaps() []wire.CapDescriptor {
+	<-s.done
+	return s.resultCaps
+}
+
 // Done is closed when the stream has ended.
 func (s *Stream) Done() <-chan struct{} { return s.done }
 
@@ -352,21 +283,6 @@ func (s *Stream) deliver(p []byte) error {
 		}
 		return fmt.Errorf("DATA on stream %d after END", s.id)
 	}
-	for s.w != nil && s.buffered >= int(s.c.streamWindow) && !s.ended {
-		// Native stream: stop reading until the application makes room,
-		// so the transport's flow control holds the sender back.
-		s.mu.Unlock()
-		select {
-		case <-s.spaceSig:
-		case <-s.done:
-		case <-s.c.closed:
-		}
-		s.mu.Lock()
-	}
-	if s.ended {
-		s.dropped(len(p)) // ended while waiting for room
-		return nil
-	}
 	if s.buffered+len(p) > int(s.c.streamWindow)+int(s.c.cfg.MaxFrame) {
 		return fmt.Errorf("flow control: stream %d sent %d bytes beyond its window of %d", s.id, s.buffered+len(p), s.c.streamWindow)
 	}
@@ -377,12 +293,8 @@ func (s *Stream) deliver(p []byte) error {
 }
 
 // dropped returns the connection credit of a message that will never be
-// read (shared byte streams only: native streams have the transport's).
-func (s *Stream) dropped(n int) {
-	if s.w == nil {
-		s.c.consumed(n)
-	}
-}
+// read.
+func (s *Stream) dropped(n int) { s.c.consumed(n) }
 
 func (s *Stream) peerEnd() {
 	s.mu.Lock()

@@ -80,7 +80,7 @@ func TestBidiStream(t *testing.T) {
 			}
 		}
 	})
-	s, err := cc.OpenStream(context.Background(), "chat", nil, nil)
+	s, err := cc.OpenStream(context.Background(), out("chat", nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestStreamErrorMidway(t *testing.T) {
 		in.Stream.Send([]byte("two"))
 		return nil, status.New(status.DataLoss, "disk on fire")
 	})
-	s, err := cc.OpenStream(context.Background(), "f", nil, nil)
+	s, err := cc.OpenStream(context.Background(), out("f", nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestStreamCancelEndsBothSides(t *testing.T) {
 		return nil, err
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := cc.OpenStream(ctx, "f", nil, nil)
+	s, err := cc.OpenStream(ctx, out("f", nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestFlowControlBoundsMemory(t *testing.T) {
 			}
 			return nil, nil
 		})
-	s, err := cc.OpenStream(context.Background(), "download", nil, nil)
+	s, err := cc.OpenStream(context.Background(), out("download", nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestClientStreamResult(t *testing.T) {
 			sum += v
 		}
 	})
-	s, err := cc.OpenStream(context.Background(), "sum", nil, nil)
+	s, err := cc.OpenStream(context.Background(), out("sum", nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestStreamBrokenConnection(t *testing.T) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})
-	s, err := cc.OpenStream(context.Background(), "f", nil, nil)
+	s, err := cc.OpenStream(context.Background(), out("f", nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func TestUnreadMessagesReturnCredit(t *testing.T) {
 	defer cancel()
 	msg := make([]byte, 1024)
 	for i := 0; i < 4; i++ {
-		s, err := cc.OpenStream(ctx, "ignore", nil, nil)
+		s, err := cc.OpenStream(ctx, out("ignore", nil, nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -313,7 +313,7 @@ func TestUnreadMessagesReturnCredit(t *testing.T) {
 		}
 		s.Result()
 	}
-	s, err := cc.OpenStream(ctx, "count", nil, nil)
+	s, err := cc.OpenStream(ctx, out("count", nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}

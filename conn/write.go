@@ -67,10 +67,11 @@ func (c *Conn) flushLazyLocked() {
 func (c *Conn) writeLocked() {
 	c.writing = true
 	for len(c.wbuf) > 0 && c.werr == nil {
-		buf := c.wbuf
-		c.wbuf = c.wspare[:0]
+		buf, charged := c.wbuf, c.wcharged
+		c.wbuf, c.wcharged = c.wspare[:0], 0
 		c.wmu.Unlock()
 		_, err := c.nc.Write(buf)
+		c.unreserve(charged) // the results in buf hold memory no more
 		c.wmu.Lock()
 		if cap(buf) <= 1<<20 { // don't pin a burst's buffer forever
 			c.wspare = buf[:0]
@@ -149,6 +150,7 @@ func (c *Conn) sendCancel(id uint64, cause error) {
 	c.flushLocked()
 }
 
+// sendControl queues a payload-less frame (END).
 func (c *Conn) sendControl(t wire.Type, id uint64) {
 	if c.lockForAppend() != nil {
 		return

@@ -594,8 +594,8 @@ func (e *Engine) invoke(ctx context.Context, fn Func, n *request.Node, path *req
 }
 
 func retryable(err error) bool {
-	var se *status.Error
-	return errors.As(err, &se) && se.Retryable
+	se := status.FromError(err)
+	return se != nil && se.Retryable
 }
 
 // lookup consults the caches the level names.

@@ -1,12 +1,9 @@
 package value
 
 import (
-	"fmt"
 	"reflect"
 	"sync"
 	"unsafe"
-
-	"github.com/shamaton/msgpack/v2"
 )
 
 // Codec encodes and decodes values of one Go type. The choice between a
@@ -18,6 +15,11 @@ type Codec[T any] struct {
 	enc  func(b []byte, v T) ([]byte, error)
 	dec  func(b []byte, off int, lim Limits) (T, int, error)
 	name string
+	err  error // why T cannot be carried (Check)
+	// encHost and decHost pass a host to Marshaler and Unmarshaler types
+	// inside the value; nil for the plain types, which have none.
+	encHost func(b []byte, v T, host any) ([]byte, error)
+	decHost func(r *Reader, host any) (T, error)
 }
 
 // Append encodes v after b.
@@ -34,6 +36,28 @@ func (c *Codec[T]) Decode(r *Reader) (T, error) {
 // TypeName is the type's name as introspection shows it ("int", "string",
 // "bytes", or the Go type's name).
 func (c *Codec[T]) TypeName() string { return c.name }
+
+// Err says why values of T cannot be carried (a chan, a func, a struct
+// with no exported fields ...), or is nil.
+func (c *Codec[T]) Err() error { return c.err }
+
+// AppendHost encodes v after b, passing host to the Marshaler values
+// inside it.
+func (c *Codec[T]) AppendHost(b []byte, v T, host any) ([]byte, error) {
+	if c.encHost == nil {
+		return c.enc(b, v)
+	}
+	return c.encHost(b, v, host)
+}
+
+// DecodeHost reads one value from r, passing host to the Unmarshaler
+// values inside it.
+func (c *Codec[T]) DecodeHost(r *Reader, host any) (T, error) {
+	if c.decHost == nil {
+		return c.Decode(r)
+	}
+	return c.decHost(r, host)
+}
 
 // codecs caches one codec per type: codecs are immutable, so sharing them
 // is safe and saves rebuilding closures on every call.
@@ -100,45 +124,35 @@ func build[T any](t reflect.Type) *Codec[T] {
 			return *as[T](&x), r.off, err
 		}
 	default:
-		elem := maxElemSize(t, map[reflect.Type]bool{})
-		c.enc = func(b []byte, v T) (out []byte, err error) {
-			defer func() {
-				if r := recover(); r != nil { // the reflective encoder panics on some inputs
-					out, err = b, fmt.Errorf("encoding %s: %v", c.name, r)
-				}
-			}()
-			p, err := msgpack.Marshal(v)
-			if err != nil {
-				return b, fmt.Errorf("encoding %s: %w", c.name, err)
-			}
-			return append(b, p...), nil
+		pl := planFor(t)
+		c.err = pl.err
+		c.enc = func(b []byte, v T) ([]byte, error) {
+			var e encState
+			return pl.enc(&e, b, unsafe.Pointer(&v))
 		}
 		c.dec = func(b []byte, off int, lim Limits) (v T, end int, err error) {
 			r := Reader{b: b, off: off, lim: lim}
-			raw, err := r.Skip()
-			if err != nil {
-				return v, off, err
-			}
-			// The reflective decoder sizes slices by the counts it reads;
-			// each element costs at least a byte on the wire but up to
-			// elem bytes in memory, so bound the product before decoding.
-			if elem > 16 {
-				if n := claimedElements(raw); n*elem > MaxDecodeBytes {
-					return v, off, &Error{Offset: off, Msg: fmt.Sprintf("decoding %s: %d elements of up to %d bytes each exceed the %d-byte decode budget", c.name, n, elem, MaxDecodeBytes)}
-				}
-			}
-			defer func() {
-				// The reflective decoder panics on some mismatches (a string
-				// where a slice is expected); that is bad input, not a crash.
-				if p := recover(); p != nil {
-					var zero T
-					v, end, err = zero, off, &Error{Offset: off, Msg: fmt.Sprintf("expected %s, got %s", c.name, kindOf(b[off]))}
-				}
-			}()
-			if err := msgpack.Unmarshal(raw, &v); err != nil {
-				return v, off, &Error{Offset: off, Msg: fmt.Sprintf("expected %s: %v", c.name, err)}
+			d := newDecState(&r, nil)
+			if err := pl.dec(&d, unsafe.Pointer(&v)); err != nil {
+				var zero T
+				return zero, off, err
 			}
 			return v, r.off, nil
+		}
+		c.encHost = func(b []byte, v T, host any) ([]byte, error) {
+			e := encState{host: host}
+			return pl.enc(&e, b, unsafe.Pointer(&v))
+		}
+		c.decHost = func(r *Reader, host any) (T, error) {
+			var v T
+			start := r.off
+			d := newDecState(r, host)
+			if err := pl.dec(&d, unsafe.Pointer(&v)); err != nil {
+				r.off = start
+				var zero T
+				return zero, err
+			}
+			return v, nil
 		}
 	}
 	return c
@@ -177,87 +191,6 @@ func readUnsigned[I unsigned](r *Reader) (I, error) {
 	return I(x), nil
 }
 
-// TypeName names a Go type for introspection: "bytes" for []byte, "any"
-// for interfaces, otherwise the Go spelling.
-func TypeName(t reflect.Type) string {
-	switch {
-	case t == nil:
-		return "nil"
-	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
-		return "bytes"
-	case t.Kind() == reflect.Interface && t.NumMethod() == 0:
-		return "any"
-	}
-	return t.String()
-}
-
 // MaxDecodeBytes bounds what decoding one value into a Go type may
-// allocate for slices and maps whose sizes come from the input.
+// allocate, whatever Limits.MaxAlloc says.
 const MaxDecodeBytes = 256 << 20
-
-// maxElemSize is the largest element size of any slice, array or map
-// reachable in t (0 when there is none).
-func maxElemSize(t reflect.Type, seen map[reflect.Type]bool) int {
-	if seen[t] {
-		return 0
-	}
-	seen[t] = true
-	switch t.Kind() {
-	case reflect.Pointer:
-		return maxElemSize(t.Elem(), seen)
-	case reflect.Slice, reflect.Array:
-		return max(int(t.Elem().Size()), maxElemSize(t.Elem(), seen))
-	case reflect.Map:
-		return max(int(t.Key().Size()+t.Elem().Size()), maxElemSize(t.Key(), seen), maxElemSize(t.Elem(), seen))
-	case reflect.Struct:
-		m := 0
-		for i := 0; i < t.NumField(); i++ {
-			m = max(m, maxElemSize(t.Field(i).Type, seen))
-		}
-		return m
-	}
-	return 0
-}
-
-// claimedElements sums the element counts of every array and map in an
-// encoded value (already checked by Skip).
-func claimedElements(raw []byte) int {
-	r := NewReader(raw)
-	total := 0
-	var walk func(depth int) bool
-	walk = func(depth int) bool {
-		if depth > r.lim.MaxDepth || r.off >= len(r.b) {
-			return false
-		}
-		switch kindOf(r.b[r.off]) {
-		case KindArray:
-			n, err := r.ReadArrayHeader()
-			if err != nil {
-				return false
-			}
-			total += n
-			for i := 0; i < n; i++ {
-				if !walk(depth + 1) {
-					return false
-				}
-			}
-			return true
-		case KindMap:
-			n, err := r.ReadMapHeader()
-			if err != nil {
-				return false
-			}
-			total += n
-			for i := 0; i < 2*n; i++ {
-				if !walk(depth + 1) {
-					return false
-				}
-			}
-			return true
-		}
-		_, err := r.Skip()
-		return err == nil
-	}
-	walk(0)
-	return total
-}

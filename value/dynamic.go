@@ -4,16 +4,33 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"reflect"
 	"strconv"
 )
 
 // ReadAny decodes one value into plain Go values: nil, bool, int64, uint64
 // (only above MaxInt64), float64, string, []byte, []any and map[string]any
-// (non-string keys are formatted as strings). Limits apply.
-func (r *Reader) ReadAny() (any, error) { return r.readAny(0) }
+// (non-string keys are formatted as strings). Limits apply, and the values
+// made may take at most the allocation budget (Limits.MaxAlloc; by default
+// 16 times the input plus 64 KiB): nested containers that each claim the
+// rest of the input cannot multiply it.
+func (r *Reader) ReadAny() (any, error) {
+	budget := r.lim.MaxAlloc
+	if budget <= 0 {
+		budget = min(int64(len(r.b)-r.off)*allocRatio+allocFloor, MaxDecodeBytes)
+	}
+	return r.readAny(0, &budget)
+}
 
-func (r *Reader) readAny(depth int) (any, error) {
+// charge takes n bytes from the budget of a ReadAny.
+func (r *Reader) charge(budget *int64, n int64) error {
+	if n > *budget {
+		return r.errorf("decoding would allocate more than the budget for a %d-byte input (see value.Limits.MaxAlloc)", len(r.b))
+	}
+	*budget -= n
+	return nil
+}
+
+func (r *Reader) readAny(depth int, budget *int64) (any, error) {
 	if depth > r.lim.MaxDepth {
 		return nil, r.errorf("nesting deeper than %d", r.lim.MaxDepth)
 	}
@@ -49,9 +66,12 @@ func (r *Reader) readAny(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		out := make([]any, n) // n is bounded by the bytes left
+		if err := r.charge(budget, 16*int64(n)); err != nil {
+			return nil, err
+		}
+		out := make([]any, n) // n is bounded by the bytes left and the budget
 		for i := range out {
-			if out[i], err = r.readAny(depth + 1); err != nil {
+			if out[i], err = r.readAny(depth+1, budget); err != nil {
 				return nil, err
 			}
 		}
@@ -61,9 +81,12 @@ func (r *Reader) readAny(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := r.charge(budget, 64*int64(n)); err != nil {
+			return nil, err
+		}
 		out := make(map[string]any, n)
 		for i := 0; i < n; i++ {
-			k, err := r.readAny(depth + 1)
+			k, err := r.readAny(depth+1, budget)
 			if err != nil {
 				return nil, err
 			}
@@ -71,17 +94,22 @@ func (r *Reader) readAny(depth int) (any, error) {
 			if !ok {
 				ks = fmt.Sprint(k)
 			}
-			if out[ks], err = r.readAny(depth + 1); err != nil {
+			if out[ks], err = r.readAny(depth+1, budget); err != nil {
 				return nil, err
 			}
 		}
 		return out, nil
 	case KindExt:
 		start := r.off
-		if err := r.skipExt(); err != nil {
+		t, _, err := r.ReadExt()
+		if err != nil {
 			return nil, err
 		}
-		return nil, &Error{Offset: start, Msg: "msgpack extension types are not supported"}
+		if t == TimestampExt {
+			r.off = start
+			return r.ReadTime()
+		}
+		return nil, &Error{Offset: start, Msg: fmt.Sprintf("msgpack extension type %d has no plain value", t)}
 	}
 	return nil, r.errorf("invalid msgpack type byte 0x%02x", c)
 }
@@ -145,12 +173,6 @@ func AppendAny(b []byte, v any) ([]byte, error) {
 		}
 		return b, nil
 	}
-	if reflect.ValueOf(v).Kind() == reflect.Func {
-		return b, fmt.Errorf("cannot encode %T", v)
-	}
-	p, err := marshalReflect(v)
-	if err != nil {
-		return b, err
-	}
-	return append(b, p...), nil
+	var e encState
+	return appendValue(&e, b, v)
 }

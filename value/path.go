@@ -119,3 +119,50 @@ func toIndex(v any) (int, bool) {
 	}
 	return 0, false
 }
+
+// Walk calls ext for the type of every extension value inside the encoded
+// value b (to find capabilities in a result, say). Malformed input ends
+// the walk.
+func Walk(b []byte, ext func(t int8)) {
+	r := NewReader(b)
+	var walk func(depth int) bool
+	walk = func(depth int) bool {
+		if depth > r.lim.MaxDepth || r.off >= len(r.b) {
+			return false
+		}
+		switch kindOf(r.b[r.off]) {
+		case KindArray:
+			n, err := r.ReadArrayHeader()
+			if err != nil {
+				return false
+			}
+			for i := 0; i < n; i++ {
+				if !walk(depth + 1) {
+					return false
+				}
+			}
+			return true
+		case KindMap:
+			n, err := r.ReadMapHeader()
+			if err != nil {
+				return false
+			}
+			for i := 0; i < 2*n; i++ {
+				if !walk(depth + 1) {
+					return false
+				}
+			}
+			return true
+		case KindExt:
+			t, _, err := r.ReadExt()
+			if err != nil {
+				return false
+			}
+			ext(t)
+			return true
+		}
+		_, err := r.Skip()
+		return err == nil
+	}
+	walk(0)
+}

@@ -24,18 +24,26 @@ const (
 	KindExt
 )
 
-var kindNames = [...]string{"invalid", "nil", "bool", "int", "uint", "float", "string", "bytes", "array", "map", "ext"}
+// Both integer kinds read as "int" in messages: the sign is msgpack's detail.
+var kindNames = [...]string{"invalid", "nil", "bool", "int", "int", "float", "string", "bytes", "array", "map", "extension"}
 
 func (k Kind) String() string { return kindNames[k] }
 
-// Error is a decoding error: what was expected, what was found, and the
+// Error is a decoding error: where in the Go value (Path, such as
+// "Items[3].Name"), what was expected and what was found (Msg), and the
 // byte offset in the encoded value.
 type Error struct {
+	Path   string
 	Offset int
 	Msg    string
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("%s (at byte %d)", e.Msg, e.Offset) }
+func (e *Error) Error() string {
+	if e.Path != "" {
+		return fmt.Sprintf("field %s: %s (at byte %d)", e.Path, e.Msg, e.Offset)
+	}
+	return fmt.Sprintf("%s (at byte %d)", e.Msg, e.Offset)
+}
 
 // Reader decodes msgpack values from a byte slice.
 type Reader struct {

@@ -1,10 +1,50 @@
-// Package value is Arbor's value model: how arguments and results are
-// encoded (msgpack) and how any msgpack value is checked, converted to and
-// from JSON, and named for introspection.
+// Package value is Arbor's value model: how Go values are encoded as
+// msgpack for arguments and results, and how any msgpack value is checked,
+// converted to and from JSON, and named for introspection.
+//
+// How Go types map to msgpack:
+//
+//   - bool, integers, floats and strings are msgpack's own types; an
+//     integer decodes into any Go integer type it fits ("integer 300
+//     overflows int8" otherwise), and a float with an integral value
+//     decodes into an integer (JSON callers cannot tell them apart).
+//   - []byte and [N]byte are bin; a nil []byte is nil. time.Time is the
+//     msgpack timestamp extension, and decodes from an RFC 3339 string too.
+//   - Slices and arrays are arrays; maps are maps, their keys sorted by
+//     encoding so equal maps encode to equal bytes (content keys depend
+//     on it). Integer-keyed maps also decode from string keys ("3").
+//   - A pointer is its element, or nil; nil decodes into nil pointers,
+//     slices, maps and interfaces, and is an error for anything else
+//     ("expected PutReq, got nil").
+//   - A struct is a map from field names to values. A field's name is its
+//     msgpack tag, else its json tag (so types shared with JSON APIs work
+//     unchanged), else its Go name; "-" leaves it out, "omitempty" leaves
+//     out zero values. Unexported fields are not sent. Fields of embedded
+//     structs are promoted, as in encoding/json. Decoding matches keys to
+//     names exactly, then case-insensitively (as encoding/json does, so
+//     JSON typed by hand in the CLI decodes), and skips keys that name no
+//     field, so peers with older or newer versions of a type interoperate.
+//   - any holds what ReadAny returns: nil, bool, int64, uint64 (above
+//     MaxInt64 only), float64, string, []byte, []any, map[string]any,
+//     time.Time.
+//   - Types that implement Marshaler and Unmarshaler encode themselves;
+//     the root package's capabilities (*Ref, *Service) do, so they may sit
+//     anywhere inside a value.
+//   - Channels, functions, unsafe pointers, complex numbers, interfaces
+//     with methods and structs with no exported fields cannot be carried:
+//     Check (and registering a function that uses them) says so.
 //
 // Plain types (integers, floats, bool, string, []byte) have hand-written
 // encoders and decoders that allocate nothing beyond the value itself;
-// anything else (structs, maps, slices) goes through shamaton/msgpack.
+// other types are encoded by a plan worked out once per type.
+//
+// Decoding never trusts a count: a container's length is checked against
+// the bytes left (each element takes at least one) and Limits, and the
+// whole decode against an allocation budget (Limits.MaxAlloc, by default
+// 16 times the input plus 64 KiB). Errors name the field path, the Go
+// type expected, what was found and the byte offset:
+// "field Items[1].Name: expected string, got bool (at byte 31)".
+//
 // It is not a schema system: a Go type is the schema.
 package value
 
@@ -17,6 +57,10 @@ import (
 type Limits struct {
 	MaxDepth  int // nesting of arrays and maps
 	MaxLength int // elements in one array or map, bytes in one string
+	// MaxAlloc bounds the bytes decoding one value into a Go type may
+	// allocate. Zero: 16 times the encoded size plus 64 KiB (at most
+	// MaxDecodeBytes).
+	MaxAlloc int64
 }
 
 // DefaultLimits are used where none are given.

@@ -55,33 +55,8 @@ func ParseHello(p []byte) (Hello, error) {
 	}, nil
 }
 
-// Call is a decoded CALL payload. Its slices alias the payload.
-type Call struct {
-	// Timeout is the caller's remaining time when it sent the call; zero
-	// means no deadline. Relative, so clocks need not agree.
-	Timeout  time.Duration
-	Function []byte
-	// Metadata holds the encoded key/value pairs; see ParseMetadata.
-	Metadata []byte
-	Args     []byte
-}
-
 // MD is one metadata key/value pair.
 type MD struct{ Key, Value string }
-
-// BeginCall begins a CALL frame with everything but the arguments; append
-// the arguments, then call EndFrame(buf, at).
-func BeginCall(dst []byte, id uint64, timeout time.Duration, function string, md []MD) ([]byte, int) {
-	dst, at := BeginFrame(dst, TypeCall, 0, id)
-	if timeout < 0 {
-		timeout = 1 // already expired: the smallest non-zero timeout
-	}
-	dst = binary.AppendUvarint(dst, uint64(timeout))
-	dst = binary.AppendUvarint(dst, uint64(len(function)))
-	dst = append(dst, function...)
-	dst = appendMetadata(dst, md)
-	return dst, at
-}
 
 func appendMetadata(dst []byte, md []MD) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(md)))
@@ -92,33 +67,6 @@ func appendMetadata(dst []byte, md []MD) []byte {
 		dst = append(dst, kv.Value...)
 	}
 	return dst
-}
-
-// ParseCall decodes a CALL payload.
-func ParseCall(p []byte) (Call, error) {
-	d := decoder{p: p, frame: TypeCall}
-	var c Call
-	t, err := d.uvarint("timeout")
-	if err != nil {
-		return c, err
-	}
-	if t > uint64(1<<63-1) {
-		return c, d.errorf("timeout %d overflows", t)
-	}
-	c.Timeout = time.Duration(t)
-	if c.Function, err = d.bytes("function id", 1<<10); err != nil {
-		return c, err
-	}
-	if len(c.Function) == 0 {
-		return c, d.errorf("empty function id")
-	}
-	start := d.off
-	if err := d.skipMetadata(); err != nil {
-		return c, err
-	}
-	c.Metadata = p[start:d.off]
-	c.Args = p[d.off:]
-	return c, nil
 }
 
 // ParseMetadata decodes encoded metadata (as found in Call.Metadata),
@@ -357,35 +305,22 @@ func (d *decoder) bytes(what string, max int) ([]byte, error) {
 	return b, nil
 }
 
-// FlagStream on a CALL frame opens a stream: both sides may then send DATA
-// frames with the call's id, END to half-close their direction, and the
-// callee ends the stream with RESULT or ERROR.
-const FlagStream uint8 = 1
-
-// FlagRetain on a CALL asks the callee to keep the answer after sending it,
-// until a RELEASE frame with the call's id, so that later calls can use it
-// as an argument (promise pipelining).
-const FlagRetain uint8 = 4
-
-// FlagPipelined on a CALL says its arguments contain promise references
-// (msgpack extension PromiseExt) to earlier retained calls on the same
-// connection; the callee substitutes their results before the call runs.
-const FlagPipelined uint8 = 8
-
 // FlagCapability on a RELEASE frame means the id is an export (a
 // capability) and the payload is a uvarint count of references dropped;
 // without it the id is a retained call answer and the payload is empty.
 const FlagCapability uint8 = 1
 
-// CapabilityExt is the msgpack extension type of a capability reference:
-// its data is the sender's export id (uvarint).
-const CapabilityExt int8 = 0x42
-
-// PromiseExt is the msgpack extension type of a promise reference: its
-// data is the referenced call id (uvarint) followed by a msgpack array
-// path into that call's result (map keys as strings, array indexes as
-// integers).
-const PromiseExt int8 = 0x41
+// AppendRelease appends a RELEASE frame: of a retained answer (n == 0) or
+// of n references to export id.
+func AppendRelease(dst []byte, id uint64, n uint32) []byte {
+	if n == 0 {
+		return AppendHeader(dst, Header{Type: TypeRelease, ID: id})
+	}
+	dst, at := BeginFrame(dst, TypeRelease, FlagCapability, id)
+	dst = binary.AppendUvarint(dst, uint64(n))
+	EndFrame(dst, at)
+	return dst
+}
 
 // AppendCredit appends a CREDIT frame granting n more bytes of stream
 // messages on stream id (0: the whole connection).

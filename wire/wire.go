@@ -23,8 +23,9 @@ import (
 // HeaderSize is the size of every frame header.
 const HeaderSize = 16
 
-// Version is the protocol version this package speaks.
-const Version = 1
+// Version is the protocol version this package speaks. Version 2 made a
+// CALL's target and promise references frame fields.
+const Version = 2
 
 // Defaults and bounds for negotiated limits.
 const (

@@ -91,7 +91,7 @@ func TestReaderRefusesOversizeBeforeAllocating(t *testing.T) {
 func TestReaderFrames(t *testing.T) {
 	var buf []byte
 	buf = AppendHello(buf, Hello{Version: Version, MaxFrame: 1 << 20, MaxConcurrent: 10, KeepAlive: 3 * time.Second, StreamWindow: 7})
-	buf, at := BeginCall(buf, 1, 2*time.Second, "add", []MD{{Key: "k", Value: "v"}, {Key: "auth", Value: "bearer x"}})
+	buf, at := AppendCall(buf, &CallFrame{ID: 1, Timeout: 2 * time.Second, Function: "add", Metadata: []MD{{Key: "k", Value: "v"}, {Key: "auth", Value: "bearer x"}}})
 	buf = append(buf, 0x92, 1, 2)
 	EndFrame(buf, at)
 	big := bytes.Repeat([]byte{'x'}, 10000) // larger than the read buffer
@@ -115,7 +115,7 @@ func TestReaderFrames(t *testing.T) {
 	if err != nil || h.Type != TypeCall || h.ID != 1 {
 		t.Fatalf("call: %v %v", h, err)
 	}
-	c, err := ParseCall(p)
+	c, err := ParseCall(h.Flags, p)
 	if err != nil || string(c.Function) != "add" || c.Timeout != 2*time.Second || !bytes.Equal(c.Args, []byte{0x92, 1, 2}) {
 		t.Fatalf("call: %+v %v", c, err)
 	}
@@ -171,10 +171,17 @@ func TestPayloadErrorsNameOffsets(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"call empty", second(ParseCall(nil)), "timeout: truncated varint (at byte 16)"},
-		{"call function too long", second(ParseCall([]byte{0, 10, 'a'})), "function id length 10 exceeds the 1 bytes left in the frame (at byte 18)"},
-		{"call empty function", second(ParseCall([]byte{0, 0, 0})), "empty function id"},
-		{"call metadata count", second(ParseCall([]byte{0, 1, 'f', 100})), "metadata count 100 exceeds"},
+		{"call empty", second(ParseCall(0, nil)), "timeout: truncated varint (at byte 16)"},
+		{"call function too long", second(ParseCall(0, []byte{0, 10, 'a'})), "function id length 10 exceeds the 1 bytes left in the frame (at byte 18)"},
+		{"call empty function", second(ParseCall(0, []byte{0, 0, 0})), "empty function id"},
+		{"call metadata count", second(ParseCall(0, []byte{0, 1, 'f', 100})), "metadata count 100 exceeds"},
+		{"call bad utf-8", second(ParseCall(0, []byte{0, 1, 0xff, 0})), "not valid UTF-8"},
+		{"call unknown flag", second(ParseCall(128, []byte{0, 1, 'f', 0})), "unknown CALL flags"},
+		{"call target kind", second(ParseCall(FlagTarget, []byte{0, 1, 'f', 0, 9, 1, 0})), "target kind 9 unknown"},
+		{"call export path", second(ParseCall(FlagTarget, []byte{0, 1, 'f', 0, 1, 1, 1, 1, 3})), "a target export has no path"},
+		{"call promise count", second(ParseCall(FlagPromises, []byte{0, 1, 'f', 0, 0})), "promise count 0 out of range"},
+		{"call promise path", second(ParseCall(FlagPromises, []byte{0, 1, 'f', 0, 1, 5, 1, 7})), "path segment tag 7 unknown"},
+		{"call path too long", second(ParseCall(FlagPromises, []byte{0, 1, 'f', 0, 1, 5, 100})), "path of 100 segments exceeds limit 64"},
 		{"hello magic", second(ParseHello(make([]byte, 26))), "bad magic"},
 		{"hello short", second(ParseHello(nil)), "want at least 26"},
 		{"error flags", second(ParseError([]byte{1})), "flags: missing"},
@@ -186,6 +193,85 @@ func TestPayloadErrorsNameOffsets(t *testing.T) {
 		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
 			t.Errorf("%s: got %v, want %q", c.name, c.err, c.want)
 		}
+	}
+}
+
+// TestCallFields round-trips a CALL with every optional field: the target
+// and promise table are frame fields that the callee reads without looking
+// at the arguments.
+func TestCallFields(t *testing.T) {
+	path := AppendPath(nil, []PathSegment{{Key: "Calc"}, {Index: 3, IsIndex: true}})
+	f := &CallFrame{ID: 9, Stream: true, Retain: true, Timeout: time.Second, Function: "eval",
+		Target:   &Target{Kind: TargetAnswer, ID: 7, Path: path},
+		Promises: []PromiseRef{{ID: 3}, {ID: 5, Path: path}}}
+	b, at := AppendCall(nil, f)
+	b = append(b, 0x91, 0xd4, byte(PromiseExt), 1)
+	EndFrame(b, at)
+	h, err := ParseHeader(b, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := FlagStream | FlagRetain | FlagTarget | FlagPromises; h.Flags != want {
+		t.Fatalf("flags %08b, want %08b", h.Flags, want)
+	}
+	c, err := ParseCall(h.Flags, b[HeaderSize:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.HasTarget || c.Target.Kind != TargetAnswer || c.Target.ID != 7 || !bytes.Equal(c.Target.Path, path) {
+		t.Fatalf("target %+v", c.Target)
+	}
+	segs, err := ParsePath(c.Target.Path)
+	if err != nil || len(segs) != 2 || segs[0].Key != "Calc" || !segs[1].IsIndex || segs[1].Index != 3 {
+		t.Fatalf("path %+v %v", segs, err)
+	}
+	ps, err := ParsePromises(nil, c.Promises)
+	if err != nil || len(ps) != 2 || ps[0].ID != 3 || ps[0].Path != nil || ps[1].ID != 5 || !bytes.Equal(ps[1].Path, path) {
+		t.Fatalf("promises %+v %v", ps, err)
+	}
+	if !bytes.Equal(c.Args, []byte{0x91, 0xd4, byte(PromiseExt), 1}) {
+		t.Fatalf("args %x", c.Args)
+	}
+	// A plain call has neither.
+	b, at = AppendCall(nil, &CallFrame{ID: 1, Function: "f"})
+	EndFrame(b, at)
+	if c, err := ParseCall(b[5], b[HeaderSize:]); err != nil || c.HasTarget || c.Promises != nil {
+		t.Fatalf("plain call: %+v %v", c, err)
+	}
+}
+
+func TestCapTables(t *testing.T) {
+	caps := []CapDescriptor{{Kind: CapSenderHosted, ID: 1}, {Kind: CapReceiverHosted, ID: 300}}
+	b, at := AppendCall(nil, &CallFrame{ID: 1, Function: "f", Caps: caps})
+	b = append(b, 0x91, 0xd4, byte(CapabilityExt), 1)
+	EndFrame(b, at)
+	c, err := ParseCall(b[5], b[HeaderSize:])
+	if err != nil || b[5]&FlagCaps == 0 {
+		t.Fatalf("%v flags %b", err, b[5])
+	}
+	got, err := ParseCapTable(nil, c.Caps)
+	if err != nil || len(got) != 2 || got[1] != caps[1] {
+		t.Fatalf("%+v %v", got, err)
+	}
+	res := AppendResult(nil, 1, []byte{0xc0}, []MD{{Key: "k", Value: "v"}}, caps)
+	h, _ := ParseHeader(res, 1<<20)
+	r, err := ParseResult(h.Flags, res[HeaderSize:])
+	if err != nil || string(r.Value) != "\xc0" {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if md, _ := ParseMetadata(nil, r.Trailer); len(md) != 1 {
+		t.Fatalf("trailer %v", md)
+	}
+	if got, _ := ParseCapTable(nil, r.Caps); len(got) != 2 {
+		t.Fatalf("result caps %v", got)
+	}
+	for _, bad := range [][]byte{{0}, {1, 9, 1}, {2, 1, 1}, {1, 1, 0x80}} {
+		if _, err := ParseCall(FlagCaps, append([]byte{0, 1, 'f', 0}, bad...)); err == nil {
+			t.Errorf("cap table %x accepted", bad)
+		}
+	}
+	if _, err := ParseResult(8, nil); err == nil {
+		t.Error("unknown RESULT flag accepted")
 	}
 }
 

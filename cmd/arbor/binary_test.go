@@ -78,8 +78,8 @@ func TestBinary(t *testing.T) {
 	if code, stdout, stderr := arbor("call", addr, "add", "2", "3"); code != 0 || stdout != "5\n" || stderr != "" {
 		t.Errorf("arbor call add 2 3 = %d, %q, %q; want 0, \"5\\n\"", code, stdout, stderr)
 	}
-	if code, stdout, stderr := arbor("call", addr, "nope"); code != 1 || stdout != "" || stderr != "error: NotFound: unknown function \"nope\"\n" {
-		t.Errorf("arbor call nope = %d, %q, %q; want 1 and a NotFound error", code, stdout, stderr)
+	if code, stdout, stderr := arbor("call", addr, "nope"); code != 1 || stdout != "" || stderr != "error: Unimplemented: unknown function \"nope\"\n" {
+		t.Errorf("arbor call nope = %d, %q, %q; want 1 and an Unimplemented error", code, stdout, stderr)
 	}
 	if code, stdout, stderr := arbor("call", addr, "add", "1", `"x"`); code != 1 || stdout != "" ||
 		!strings.HasPrefix(stderr, "error: InvalidArgument: add: argument 1 (int)") {

@@ -29,7 +29,7 @@ func TestCall(t *testing.T) {
 		{[]string{"concat", `"<a&"`, `"b>"`}, 0, "\"<a&b>\"\n", ""},
 		{[]string{"echo", `"hi"`}, 0, "\"aGk=\"\n", ""},
 		{[]string{"sleep", "1"}, 0, "1\n", ""},
-		{[]string{"nope"}, 1, "", "error: NotFound: unknown function \"nope\"\n"},
+		{[]string{"nope"}, 1, "", "error: Unimplemented: unknown function \"nope\"\n"},
 		{[]string{"add", "1", `"x"`}, 1, "", "error: InvalidArgument: add: argument 1 (int): "},
 		{[]string{"add", "1"}, 1, "", "error: InvalidArgument: add takes 2 argument(s)"},
 		{[]string{"fail", `"boom: it broke"`}, 1, "", "error: Internal: boom: it broke\n"},

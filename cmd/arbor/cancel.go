@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/arbor-rpc/arbor"
+	"github.com/arbor-rpc/arbor/tree"
 )
 
 const cancelAbout = `Cancels the submitted request tree ID on the server at ADDR. PATH names
@@ -29,7 +30,7 @@ func cancel(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		path = fs.Arg(2)
 	}
 	return cf.run(ctx, fs.Arg(0), stderr, func(ctx context.Context, c *arbor.Client) error {
-		return arbor.CancelRequest(ctx, c, fs.Arg(1), path)
+		return tree.Cancel(ctx, c, fs.Arg(1), path)
 	})
 }
 
@@ -50,6 +51,6 @@ func release(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageError(fs, stderr, "want ADDR and ID, got %d argument(s)", fs.NArg())
 	}
 	return cf.run(ctx, fs.Arg(0), stderr, func(ctx context.Context, c *arbor.Client) error {
-		return arbor.ReleaseRequest(ctx, c, fs.Arg(1))
+		return tree.Release(ctx, c, fs.Arg(1))
 	})
 }

@@ -14,9 +14,9 @@ import (
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/cache"
-	"github.com/arbor-rpc/arbor/internal/demo"
 	"github.com/arbor-rpc/arbor/request"
 	"github.com/arbor-rpc/arbor/resolve"
+	"github.com/arbor-rpc/arbor/tree"
 )
 
 // stdin is where "-" reads a request from (a variable for tests).
@@ -127,7 +127,7 @@ func resolveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return printError(stderr, err)
 	}
 	return cf.run(ctx, fs.Arg(0), stderr, func(ctx context.Context, c *arbor.Client) error {
-		res, err := arbor.ResolveJSON(ctx, c, body)
+		res, err := tree.ResolveJSON(ctx, c, body)
 		if err != nil {
 			return err
 		}
@@ -205,10 +205,10 @@ func (f *cacheFlags) enable(srv *arbor.Server, log *slog.Logger) (*resolve.Engin
 	default:
 		log.Info("request cache", "memory", f.memSize, "disk", "none")
 	}
-	e, err := arbor.EnableResolution(srv, arbor.ResolveConfig{
+	e, err := tree.Enable(srv, tree.Config{
 		MemoryCacheBytes: f.memBytes,
 		SecondaryCache:   secondary,
-		Functions:        demo.TreeFunctions(),
+		Logger:           log,
 	})
 	if err != nil {
 		if secondary != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/resolve"
+	"github.com/arbor-rpc/arbor/tree"
 )
 
 const statusAbout = `Prints the status tree of the submitted request tree ID on the server at
@@ -32,7 +33,7 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageError(fs, stderr, "want ADDR and ID, got %d argument(s)", fs.NArg())
 	}
 	return cf.run(ctx, fs.Arg(0), stderr, func(ctx context.Context, c *arbor.Client) error {
-		st, err := arbor.RequestStatus(ctx, c, fs.Arg(1))
+		st, err := tree.Status(ctx, c, fs.Arg(1))
 		if err != nil {
 			return err
 		}

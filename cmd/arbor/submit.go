@@ -6,6 +6,7 @@ import (
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/request"
+	"github.com/arbor-rpc/arbor/tree"
 )
 
 const submitAbout = `Sends the request tree in FILE (Cradle JSON; - reads standard input) to
@@ -30,7 +31,7 @@ func submit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return printError(stderr, err)
 	}
 	return cf.run(ctx, fs.Arg(0), stderr, func(ctx context.Context, c *arbor.Client) error {
-		id, err := arbor.SubmitJSON(ctx, c, body)
+		id, err := tree.SubmitJSON(ctx, c, body)
 		if err != nil {
 			return err
 		}
@@ -54,7 +55,7 @@ func result(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageError(fs, stderr, "want ADDR and ID, got %d argument(s)", fs.NArg())
 	}
 	return cf.run(ctx, fs.Arg(0), stderr, func(ctx context.Context, c *arbor.Client) error {
-		res, err := arbor.RequestResultRaw(ctx, c, fs.Arg(1))
+		res, err := tree.ResultRaw(ctx, c, fs.Arg(1))
 		if err != nil {
 			return err
 		}

@@ -148,7 +148,7 @@ func (f *defined) call(ctx context.Context, params []float64) (float64, error) {
 type remote struct{ ref *arbor.Ref }
 
 func (r remote) call(ctx context.Context, params []float64) (float64, error) {
-	return arbor.CallRef1[float64](ctx, r.ref, "call", params)
+	return arbor.Call1[float64](ctx, r.ref, "call", params)
 }
 
 // ---- expressions ----

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -30,7 +29,7 @@ func TestMain(m *testing.M) {
 }
 
 // server starts a calculator server on TCP and returns its address.
-func server(t *testing.T, opts ...arbor.Option) string {
+func server(t *testing.T, opts ...arbor.ServerOption) string {
 	t.Helper()
 	srv := arbor.NewServer(opts...)
 	if err := calculator.Register(srv); err != nil {
@@ -44,7 +43,7 @@ func server(t *testing.T, opts ...arbor.Option) string {
 	return l.URL()
 }
 
-func dial(t *testing.T, url string, opts ...arbor.Option) *arbor.Client {
+func dial(t *testing.T, url string, opts ...arbor.ClientOption) *arbor.Client {
 	t.Helper()
 	c, err := arbor.Dial(context.Background(), url, opts...)
 	if err != nil {
@@ -220,7 +219,7 @@ func TestClose(t *testing.T) {
 	defer cancel()
 	// The server keeps at most 20 answers for the client: the loop below
 	// fails unless closing releases them.
-	s := calculator.Open(ctx, dial(t, server(t, arbor.WithMaxRetainedAnswers(20))))
+	s := calculator.Open(ctx, dial(t, server(t, arbor.WithLimits(arbor.Limits{MaxRetainedAnswers: 20}))))
 	defer s.Close()
 	add := s.Operator(ctx, calculator.Add)
 	inc := s.DefFunction(ctx, 1, call(add, param(0), lit(1)))
@@ -264,33 +263,34 @@ func fastest(n int, f func()) time.Duration {
 	return best
 }
 
-// Over a link with a 60 ms round trip, each of the sample's steps takes
-// the round trips the sample says (one; two with the callback), and a
-// chain of dependent calls sent with Go/GoRef/PipelineRef takes one round
-// trip where the same calls awaited one by one take four.
+// Each of the sample's steps takes the round trips the sample says (one;
+// two with the callback), counted at a proxy on the link, and a chain of
+// dependent calls sent with Go and PipelineRef takes one round trip where
+// the same calls awaited one by one take four.
 func TestRoundTrips(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timing test")
-	}
-	const d = 30 * time.Millisecond
 	url := server(t)
-	proxied := testproxy.Delay(t, strings.TrimPrefix(url, "tcp://"), d)
-	c := dial(t, proxied, arbor.WithKeepAlive(-1, 0))
+	proxy := testproxy.Start(t, strings.TrimPrefix(url, "tcp://"), time.Millisecond)
+	c := dial(t, proxy.URL, arbor.WithKeepAlive(-1, 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	trips := func(f func()) int64 {
+		before := proxy.RoundTrips()
+		f()
+		return proxy.RoundTrips() - before
+	}
 
-	// One simple round trip: read() on a Value that exists.
 	s := calculator.Open(ctx, c)
 	defer s.Close()
 	v := s.Evaluate(ctx, lit(1))
 	expect(t, "1", v.Read(ctx), 1)
-	one := fastest(3, func() { expect(t, "1", v.Read(ctx), 1) })
-	t.Logf("one round trip: %v", one)
+	if n := trips(func() { expect(t, "1", v.Read(ctx), 1) }); n != 1 {
+		t.Errorf("read() on an existing Value: %d round trips, want 1", n)
+	}
 
 	var calls atomic.Int32
 	for _, step := range []struct {
 		name  string
-		trips float64
+		trips int64
 		run   func(context.Context, *testing.T, *calculator.Session)
 	}{
 		{"literal", 1, literal},
@@ -299,10 +299,8 @@ func TestRoundTrips(t *testing.T) {
 		{"defining functions", 1, definingFunctions},
 		{"callback", 2, func(ctx context.Context, t *testing.T, s *calculator.Session) { usingACallback(ctx, t, s, &calls) }},
 	} {
-		took := fastest(3, func() { step.run(ctx, t, s) })
-		t.Logf("%s: %v (%.2f round trips, sample: %v)", step.name, took, float64(took)/float64(one), step.trips)
-		if took > time.Duration((step.trips+0.5)*float64(one)) {
-			t.Errorf("%s took %v, more than %v round trips of %v", step.name, took, step.trips, one)
+		if n := trips(func() { step.run(ctx, t, s) }); n != step.trips {
+			t.Errorf("%s: %d round trips, the sample says %d", step.name, n, step.trips)
 		}
 	}
 
@@ -317,51 +315,44 @@ func TestRoundTrips(t *testing.T) {
 	expr := func(add, mul int) calculator.Expression {
 		return callSlot(mul, callSlot(add, lit(4), lit(6)), lit(7))
 	}
-	pipelined := fastest(3, func() {
+	pipelined := trips(func() {
 		slot += 3
-		addP := arbor.GoRef2[*arbor.Ref](ctx, calc, "getOperator", calculator.Add, slot)
-		mulP := arbor.GoRef2[*arbor.Ref](ctx, calc, "getOperator", calculator.Multiply, slot+1)
-		valP := arbor.GoRef2[*arbor.Ref](ctx, calc, "evaluate", expr(slot, slot+1), slot+2)
+		addP := arbor.Go2[*arbor.Ref](ctx, calc, "getOperator", calculator.Add, slot)
+		mulP := arbor.Go2[*arbor.Ref](ctx, calc, "getOperator", calculator.Multiply, slot+1)
+		valP := arbor.Go2[*arbor.Ref](ctx, calc, "evaluate", expr(slot, slot+1), slot+2)
 		val := arbor.PipelineRef(valP)
-		x, err := arbor.GoRef0[float64](ctx, val, "read").Wait()
+		x, err := arbor.Go0[float64](ctx, val, "read").Wait()
 		if err != nil || x != 70 {
 			t.Fatalf("pipelined (4 + 6) * 7 = %v, %v", x, err)
 		}
-		// The promises must outlive the calls on PipelineRef(valP): see
-		// the package documentation.
-		runtime.KeepAlive(addP)
-		runtime.KeepAlive(mulP)
-		runtime.KeepAlive(valP)
+		addP.Release()
+		mulP.Release()
 		val.Close()
 	})
-	blocking := fastest(1, func() {
+	blocking := trips(func() {
 		slot += 3
-		add, err := arbor.CallRef2[*arbor.Ref](ctx, calc, "getOperator", calculator.Add, slot)
+		add, err := arbor.Call2[*arbor.Ref](ctx, calc, "getOperator", calculator.Add, slot)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer add.Close()
-		mul, err := arbor.CallRef2[*arbor.Ref](ctx, calc, "getOperator", calculator.Multiply, slot+1)
+		mul, err := arbor.Call2[*arbor.Ref](ctx, calc, "getOperator", calculator.Multiply, slot+1)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer mul.Close()
-		val, err := arbor.CallRef2[*arbor.Ref](ctx, calc, "evaluate", expr(slot, slot+1), slot+2)
+		val, err := arbor.Call2[*arbor.Ref](ctx, calc, "evaluate", expr(slot, slot+1), slot+2)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer val.Close()
-		if x, err := arbor.CallRef0[float64](ctx, val, "read"); err != nil || x != 70 {
+		if x, err := arbor.Call0[float64](ctx, val, "read"); err != nil || x != 70 {
 			t.Fatalf("blocking (4 + 6) * 7 = %v, %v", x, err)
 		}
 	})
-	t.Logf("getOperator ×2 → evaluate → read: pipelined %v (%.2f round trips), blocking %v (%.2f)",
-		pipelined, float64(pipelined)/float64(one), blocking, float64(blocking)/float64(one))
-	if pipelined >= one*3/2 {
-		t.Errorf("pipelined chain took %v, not under 1.5 round trips of %v", pipelined, one)
-	}
-	if blocking < 3*one {
-		t.Errorf("blocking chain took %v, less than 3 round trips of %v", blocking, one)
+	t.Logf("getOperator ×2 → evaluate → read: pipelined %d round trip(s), blocking %d", pipelined, blocking)
+	if pipelined != 1 || blocking != 4 {
+		t.Errorf("pipelined chain: %d round trips (want 1); blocking: %d (want 4)", pipelined, blocking)
 	}
 }
 

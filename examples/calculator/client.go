@@ -67,7 +67,7 @@ func (c *capability) close(ctx context.Context) error {
 	if !live {
 		return nil
 	}
-	forgot := arbor.GoRef1[bool](ctx, c.s.ref, "forget", c.slot)
+	forgot := arbor.Go1[bool](ctx, c.s.ref, "forget", c.slot)
 	c.release()
 	_, err := forgot.Wait()
 	forgot.Release()
@@ -119,20 +119,20 @@ func (f *Function) Close(ctx context.Context) error { return f.close(ctx) }
 // Evaluate sends evaluate(e).
 func (s *Session) Evaluate(ctx context.Context, e Expression) *Value {
 	slot := newSlot()
-	return &Value{s.start(slot, arbor.GoRef2[*arbor.Ref](ctx, s.ref, "evaluate", e, slot))}
+	return &Value{s.start(slot, arbor.Go2[*arbor.Ref](ctx, s.ref, "evaluate", e, slot))}
 }
 
 // DefFunction sends defFunction: body may use Param(0)..Param(paramCount-1).
 func (s *Session) DefFunction(ctx context.Context, paramCount int, body Expression) *Function {
 	slot := newSlot()
 	def := Definition{ParamCount: paramCount, Body: body}
-	return &Function{s.start(slot, arbor.GoRef2[*arbor.Ref](ctx, s.ref, "defFunction", def, slot))}
+	return &Function{s.start(slot, arbor.Go2[*arbor.Ref](ctx, s.ref, "defFunction", def, slot))}
 }
 
 // Operator sends getOperator(op).
 func (s *Session) Operator(ctx context.Context, op Operator) *Function {
 	slot := newSlot()
-	return &Function{s.start(slot, arbor.GoRef2[*arbor.Ref](ctx, s.ref, "getOperator", op, slot))}
+	return &Function{s.start(slot, arbor.Go2[*arbor.Ref](ctx, s.ref, "getOperator", op, slot))}
 }
 
 // Import passes fn, a client-side Function (see NewFunction), to the
@@ -140,17 +140,17 @@ func (s *Session) Operator(ctx context.Context, op Operator) *Function {
 // Function.
 func (s *Session) Import(ctx context.Context, fn *arbor.Service) *Function {
 	slot := newSlot()
-	return &Function{s.start(slot, arbor.GoRef2[*arbor.Ref](ctx, s.ref, "importFunction", fn, slot))}
+	return &Function{s.start(slot, arbor.Go2[*arbor.Ref](ctx, s.ref, "importFunction", fn, slot))}
 }
 
 // Read sends read().
 func (v *Value) Read(ctx context.Context) *Result {
-	return &Result{p: arbor.GoRef0[float64](ctx, v.ref, "read"), keep: v}
+	return &Result{p: arbor.Go0[float64](ctx, v.ref, "read"), keep: v}
 }
 
 // Call sends call(params).
 func (f *Function) Call(ctx context.Context, params ...float64) *Result {
-	return &Result{p: arbor.GoRef1[float64](ctx, f.ref, "call", params), keep: f}
+	return &Result{p: arbor.Go1[float64](ctx, f.ref, "call", params), keep: f}
 }
 
 // Result is a number the server will send: the reply to Read or Call.

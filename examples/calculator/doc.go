@@ -18,9 +18,9 @@
 //	getOperator(op) -> func                  "getOperator" (Operator, slot) -> Function
 //	struct Expression (a union)              Expression, with Kind saying which member is set
 //	Function::Server on the client           NewFunction, then "importFunction" (fn, slot) -> Function
-//	request.send()                           arbor.GoRef2: returns a *arbor.Promise at once
+//	request.send()                           arbor.Go2 on a *arbor.Ref: returns a *arbor.Promise at once
 //	promise.getValue() (a pipelined cap)     arbor.PipelineRef(promise)
-//	.readRequest().send() on it              arbor.GoRef0(ctx, pipelineRef, "read")
+//	.readRequest().send() on it              arbor.Go0(ctx, pipelineRef, "read")
 //	.wait(waitScope)                         Promise.Wait
 //
 // Session, Value and Function wrap those calls for a client; the
@@ -58,7 +58,7 @@
 // *arbor.Service made by NewFunction. Session.Import passes it to
 // "importFunction", which Arbor exports on the connection: the server
 // receives an *arbor.Ref and, when an expression calls it, calls back
-// into the client over the same connection (arbor.CallRef1). As in the
+// into the client over the same connection (arbor.Call1 on the *arbor.Ref). As in the
 // sample, such an evaluation takes two round trips.
 //
 // # Round trips

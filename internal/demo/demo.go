@@ -24,9 +24,9 @@ import (
 // already registered.
 func Register(s *arbor.Server) error {
 	return errors.Join(
-		arbor.Handle2(s, "add", add),
-		arbor.Handle2(s, "concat", concat),
-		arbor.Handle1(s, "echo", echo),
+		arbor.Handle2(s, "add", add, arbor.Idempotent()),
+		arbor.Handle2(s, "concat", concat, arbor.Idempotent()),
+		arbor.Handle1(s, "echo", echo, arbor.Idempotent()),
 		arbor.Handle1(s, "sleep", sleep),
 		arbor.Handle1(s, "fail", fail),
 		registerTrees(s),   // trees.go: request-tree functions
@@ -34,7 +34,14 @@ func Register(s *arbor.Server) error {
 	)
 }
 
-func add(_ context.Context, a, b int) (int, error) { return a + b, nil }
+// add is the sum, or OutOfRange when it does not fit an int.
+func add(_ context.Context, a, b int) (int, error) {
+	s := a + b
+	if (b > 0 && s < a) || (b < 0 && s > a) {
+		return 0, arbor.Errorf(arbor.OutOfRange, "add: %d + %d overflows int", a, b)
+	}
+	return s, nil
+}
 
 func concat(_ context.Context, a, b string) (string, error) { return a + b, nil }
 

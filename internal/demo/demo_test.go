@@ -41,12 +41,12 @@ func start(t *testing.T) (*arbor.Client, <-chan handled) {
 	ctx := testContext(t)
 	mem := transport.NewMemNetwork()
 	seen := make(chan handled, 64)
-	record := func(next arbor.UnaryFunc) arbor.UnaryFunc {
+	record := func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
 			begin := time.Now()
 			resp, err := next(ctx, req)
-			if req.Function != arbor.CatalogFunction {
-				seen <- handled{fn: req.Function, code: arbor.CodeOf(err), elapsed: time.Since(begin)}
+			if req.ID != arbor.CatalogFunction {
+				seen <- handled{fn: req.ID, code: arbor.CodeOf(err), elapsed: time.Since(begin)}
 			}
 			return resp, err
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"math"
 	"sync"
 
 	"github.com/arbor-rpc/arbor"
@@ -98,35 +99,27 @@ func (o *objectStore) get(_ context.Context, id string) ([]byte, error) {
 
 func makeBlob(_ context.Context, p Payload) ([]byte, error) { return []byte(p.Value0), nil }
 
-func mul(_ context.Context, a, b int) (int, error) { return a * b, nil }
+// mul is the product, or OutOfRange when it does not fit an int.
+func mul(_ context.Context, a, b int) (int, error) {
+	p := a * b
+	if a != 0 && (p/a != b || (a == -1 && b == math.MinInt) || (b == -1 && a == math.MinInt)) {
+		return 0, arbor.Errorf(arbor.OutOfRange, "multiply: %d × %d overflows int", a, b)
+	}
+	return p, nil
+}
 
 // registerTrees adds the request-tree demo functions to s.
 func registerTrees(s *arbor.Server) error {
 	store := &objectStore{objs: make(map[string][]byte)}
 	errs := []error{
-		arbor.Handle1(s, MakeBlobID, makeBlob),
-		arbor.Handle3(s, PostISSObjectID, store.post),
-		arbor.Handle1(s, GetISSObjectID, store.get),
+		arbor.Handle1(s, MakeBlobID, makeBlob, arbor.WithTitle("make_blob_coro"), arbor.Idempotent()),
+		arbor.Handle3(s, PostISSObjectID, store.post, arbor.WithTitle("post_iss_object"), arbor.Idempotent()),
+		arbor.Handle1(s, GetISSObjectID, store.get, arbor.WithTitle("get_iss_object"), arbor.Idempotent()),
 	}
 	for _, l := range Levels {
 		errs = append(errs,
-			arbor.Handle2(s, "math_add+"+l, add),
-			arbor.Handle2(s, "math_mul+"+l, mul))
+			arbor.Handle2(s, "math_add+"+l, add, arbor.WithTitle("add"), arbor.Idempotent()),
+			arbor.Handle2(s, "math_mul+"+l, mul, arbor.WithTitle("multiply"), arbor.Idempotent()))
 	}
 	return errors.Join(errs...)
-}
-
-// TreeFunctions gives the demo's request-tree functions their titles, for
-// arbor.ResolveConfig.Functions.
-func TreeFunctions() map[string]arbor.FunctionMeta {
-	m := map[string]arbor.FunctionMeta{
-		MakeBlobID:      {Title: "make_blob_coro"},
-		PostISSObjectID: {Title: "post_iss_object"},
-		GetISSObjectID:  {Title: "get_iss_object"},
-	}
-	for _, l := range Levels {
-		m["math_add+"+l] = arbor.FunctionMeta{Title: "add"}
-		m["math_mul+"+l] = arbor.FunctionMeta{Title: "multiply"}
-	}
-	return m
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"math"
 	"testing"
 
 	"github.com/arbor-rpc/arbor"
@@ -60,8 +61,34 @@ func TestObjectStoreBound(t *testing.T) {
 }
 
 func TestTreeFunctionsTitled(t *testing.T) {
-	m := TreeFunctions()
-	if m[PostISSObjectID].Title != "post_iss_object" || m[MakeBlobID].Title != "make_blob_coro" || len(m) != 3+2*len(Levels) {
-		t.Errorf("TreeFunctions = %v", m)
+	srv := arbor.NewServer()
+	if err := Register(srv); err != nil {
+		t.Fatal(err)
+	}
+	titles := map[string]string{}
+	for _, f := range srv.Catalog() {
+		titles[f.ID] = f.Title
+	}
+	if titles[PostISSObjectID] != "post_iss_object" || titles[MakeBlobID] != "make_blob_coro" || titles["math_add+mem"] != "add" {
+		t.Errorf("titles %v", titles)
+	}
+}
+
+// The demo's arithmetic reports overflow instead of wrapping around.
+func TestArithmeticOverflow(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		f    func(context.Context, int, int) (int, error)
+		a, b int
+	}{{add, math.MaxInt, 1}, {add, math.MinInt, -1}, {mul, math.MaxInt / 2, 3}, {mul, -1, math.MinInt}, {mul, math.MinInt, -1}} {
+		if v, err := c.f(ctx, c.a, c.b); arbor.CodeOf(err) != arbor.OutOfRange {
+			t.Errorf("%d, %d: %d %v", c.a, c.b, v, err)
+		}
+	}
+	if v, err := mul(ctx, -4, 5); err != nil || v != -20 {
+		t.Errorf("mul(-4, 5) = %d %v", v, err)
+	}
+	if v, err := add(ctx, math.MaxInt, -1); err != nil || v != math.MaxInt-1 {
+		t.Errorf("add = %d %v", v, err)
 	}
 }

@@ -132,6 +132,25 @@ func (e *Error) Error() string {
 // Unwrap exposes the local cause.
 func (e *Error) Unwrap() error { return e.Cause }
 
+// AsForeign lets errors.As read an *Error as the root package's error
+// type: it converts e into *target when target is a pointer to that type.
+// The root package sets it when it initializes; it is never changed
+// afterwards.
+var AsForeign func(e *Error, target any) bool
+
+// As implements errors.As for the root package's error type, so that an
+// error of a lower package reads as an *arbor.Error.
+func (e *Error) As(target any) bool {
+	if AsForeign == nil {
+		return false
+	}
+	return AsForeign(e, target)
+}
+
+// IsForeign matches e against the root package's code sentinels. Set by
+// the root package when it initializes.
+var IsForeign func(e *Error, target error) (is, known bool)
+
 // Is matches code sentinels, category sentinels and the context errors.
 func (e *Error) Is(target error) bool {
 	switch t := target.(type) {
@@ -140,6 +159,11 @@ func (e *Error) Is(target error) bool {
 			return t.Code == e.Code
 		}
 		return t == e
+	}
+	if IsForeign != nil {
+		if is, known := IsForeign(e, target); known {
+			return is
+		}
 	}
 	switch target {
 	case nil:
@@ -176,9 +200,15 @@ func categoryOf(c Code) error {
 // CategoryOf is categoryOf for decoders in other packages.
 func CategoryOf(c Code) error { return categoryOf(c) }
 
+// Foreign converts the error type of a layer above (the root package's
+// arbor.Error, which handlers and callbacks return) into an *Error, or
+// returns nil. The root package sets it when it initializes; it is never
+// changed afterwards.
+var Foreign func(err error) *Error
+
 // FromError converts any error into an *Error: an *Error in the chain is
-// returned as is, context errors become Canceled/DeadlineExceeded, anything
-// else is Unknown wrapping it.
+// returned as is, an arbor.Error becomes one, context errors become
+// Canceled/DeadlineExceeded, anything else is Unknown wrapping it.
 func FromError(err error) *Error {
 	if err == nil {
 		return nil
@@ -186,6 +216,11 @@ func FromError(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
+	}
+	if Foreign != nil {
+		if e := Foreign(err); e != nil {
+			return e
+		}
 	}
 	switch {
 	case errors.Is(err, context.Canceled):

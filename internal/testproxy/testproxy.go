@@ -1,24 +1,44 @@
 // Package testproxy is a TCP proxy for tests that holds every chunk for a
-// fixed delay in each direction: a slow link on loopback, since this
-// machine's kernel has no netem. It is not a general proxy.
+// fixed delay in each direction (a slow link on loopback, since this
+// machine's kernel has no netem) and counts round trips: how often the
+// server answered after the client had sent. It is not a general proxy.
 package testproxy
 
 import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
+// Proxy is a running delay proxy.
+type Proxy struct {
+	// URL is the proxy's tcp:// address.
+	URL string
+	// turns counts changes of direction from client→server to
+	// server→client: round trips, whatever the timing.
+	turns   atomic.Int64
+	lastDir atomic.Int32 // 1: the client sent last, 2: the server did
+}
+
+// RoundTrips is the number of round trips the proxy has carried: each
+// time data went back to the client after data had come from it.
+func (p *Proxy) RoundTrips() int64 { return p.turns.Load() }
+
 // Delay forwards TCP between a client and target (host:port), holding
 // every chunk for d in each direction: a link with a round trip of 2d. It
 // returns the proxy's tcp:// address; the test's cleanup stops it.
-func Delay(t testing.TB, target string, d time.Duration) string {
+func Delay(t testing.TB, target string, d time.Duration) string { return Start(t, target, d).URL }
+
+// Start is Delay returning the Proxy, to count its round trips.
+func Start(t testing.TB, target string, d time.Duration) *Proxy {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := &Proxy{URL: "tcp://" + l.Addr().String()}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { l.Close(); wg.Wait() })
 	wg.Add(1)
@@ -34,7 +54,7 @@ func Delay(t testing.TB, target string, d time.Duration) string {
 				in.Close()
 				continue
 			}
-			pipe := func(dst, src net.Conn) {
+			pipe := func(dst, src net.Conn, dir int32) {
 				defer wg.Done()
 				defer dst.Close()
 				type chunk struct {
@@ -57,6 +77,9 @@ func Delay(t testing.TB, target string, d time.Duration) string {
 				}()
 				for c := range q {
 					time.Sleep(time.Until(c.at))
+					if prev := p.lastDir.Swap(dir); dir == 2 && prev == 1 {
+						p.turns.Add(1)
+					}
 					if _, err := dst.Write(c.b); err != nil {
 						io.Copy(io.Discard, src)
 						return
@@ -64,9 +87,9 @@ func Delay(t testing.TB, target string, d time.Duration) string {
 				}
 			}
 			wg.Add(2)
-			go pipe(out, in)
-			go pipe(in, out)
+			go pipe(out, in, 1)
+			go pipe(in, out, 2)
 		}
 	}()
-	return "tcp://" + l.Addr().String()
+	return p
 }

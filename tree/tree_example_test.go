@@ -1,4 +1,4 @@
-package arbor_test
+package tree_test
 
 import (
 	"context"
@@ -7,16 +7,17 @@ import (
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/request"
 	"github.com/arbor-rpc/arbor/transport"
+	"github.com/arbor-rpc/arbor/tree"
 )
 
 // A server that resolves request trees, and a client that sends one in a
 // single call. "+mem" caches the sum: the second call does not run it.
-func ExampleEnableResolution() {
+func ExampleEnable() {
 	ctx := context.Background()
 	cfg := &transport.Config{Mem: transport.NewMemNetwork()}
 	srv := arbor.NewServer(arbor.WithTransport(cfg))
 	arbor.Handle2(srv, "add+mem", func(ctx context.Context, a, b int) (int, error) { return a + b, nil })
-	engine, err := arbor.EnableResolution(srv, arbor.ResolveConfig{MemoryCacheBytes: 64 << 20})
+	engine, err := tree.Enable(srv, tree.Config{MemoryCacheBytes: 64 << 20})
 	if err != nil {
 		panic(err)
 	}
@@ -34,14 +35,14 @@ func ExampleEnableResolution() {
 		panic(err)
 	}
 	defer c.Close()
-	tree := request.New("add+mem", request.New("add+mem", 1, 2), 3)
+	tr := request.New("add+mem", request.New("add+mem", 1, 2), 3)
 	for range 2 {
-		sum, err := arbor.Resolve[int](ctx, c, tree)
+		sum, err := tree.Resolve[int](ctx, c, tr)
 		fmt.Println(sum, err)
 	}
 	fmt.Println("runs:", engine.Calls("add+mem"))
 
-	_, err = arbor.Resolve[int](ctx, c, request.New("add+mem", 1, request.New("nope")))
+	_, err = tree.Resolve[int](ctx, c, request.New("add+mem", 1, request.New("nope")))
 	fmt.Println(err)
 	// Output:
 	// 6 <nil>

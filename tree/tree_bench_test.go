@@ -1,4 +1,4 @@
-package arbor_test
+package tree_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/request"
+	"github.com/arbor-rpc/arbor/tree"
 )
 
 // benchTree7 is a 3-level tree of 7 nodes; every node is cached.
@@ -23,8 +24,8 @@ func benchTree7() *request.Node {
 func BenchmarkTreeVsUnary(b *testing.B) {
 	ts := startTreeServer(b, treeServerOpts{})
 	ctx := context.Background()
-	tree := benchTree7()
-	if got, err := arbor.Resolve[int](ctx, ts.c, tree); err != nil || got != 36 {
+	tr := benchTree7()
+	if got, err := tree.Resolve[int](ctx, ts.c, tr); err != nil || got != 36 {
 		b.Fatalf("warm-up: %d, %v", got, err)
 	}
 	unary := func() error {
@@ -32,7 +33,7 @@ func BenchmarkTreeVsUnary(b *testing.B) {
 		return err
 	}
 	resolveTree := func() error {
-		_, err := arbor.Resolve[int](ctx, ts.c, tree)
+		_, err := tree.Resolve[int](ctx, ts.c, tr)
 		return err
 	}
 	for _, bc := range []struct {

@@ -1,4 +1,4 @@
-package arbor_test
+package tree_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/arbor-rpc/arbor/request"
 	"github.com/arbor-rpc/arbor/resolve"
 	"github.com/arbor-rpc/arbor/transport"
+	"github.com/arbor-rpc/arbor/tree"
 )
 
 // treeServer is a server with the demo catalog and resolution enabled,
@@ -28,8 +29,8 @@ type treeServer struct {
 
 type treeServerOpts struct {
 	cacheDir string // "" : no secondary cache
-	config   arbor.ResolveConfig
-	options  []arbor.Option
+	config   tree.Config
+	options  []arbor.ServerOption
 }
 
 func startTreeServer(t testing.TB, o treeServerOpts) *treeServer {
@@ -40,7 +41,6 @@ func startTreeServer(t testing.TB, o treeServerOpts) *treeServer {
 		t.Fatal(err)
 	}
 	cfg := o.config
-	cfg.Functions = demo.TreeFunctions()
 	if o.cacheDir != "" {
 		d, err := cache.OpenDisk(o.cacheDir, 0)
 		if err != nil {
@@ -48,7 +48,7 @@ func startTreeServer(t testing.TB, o treeServerOpts) *treeServer {
 		}
 		cfg.SecondaryCache = d
 	}
-	e, err := arbor.EnableResolution(srv, cfg)
+	e, err := tree.Enable(srv, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func (ts *treeServer) stop() {
 
 func (ts *treeServer) calls(t testing.TB, id string) int64 {
 	t.Helper()
-	fs, err := arbor.ResolveCatalog(testContext(t), ts.c)
+	fs, err := tree.Catalog(testContext(t), ts.c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,11 +96,11 @@ func (ts *treeServer) calls(t testing.TB, id string) int64 {
 func TestResolveSeedExampleVerbatim(t *testing.T) {
 	ts := startTreeServer(t, treeServerOpts{})
 	ctx := testContext(t)
-	seed, err := os.ReadFile("request/testdata/seed_example.json")
+	seed, err := os.ReadFile("../request/testdata/seed_example.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := arbor.ResolveJSON(ctx, ts.c, seed)
+	res, err := tree.ResolveJSON(ctx, ts.c, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,16 +113,16 @@ func TestResolveSeedExampleVerbatim(t *testing.T) {
 		t.Fatalf("stored object = %q, %v", blob, err)
 	}
 	// The same tree built in Go, typed result; "+full" caches it.
-	tree := request.New(demo.PostISSObjectID, "123", "string",
+	tr := request.New(demo.PostISSObjectID, "123", "string",
 		request.New(demo.MakeBlobID, demo.Payload{Value0: "payload"}).WithTitle("make_blob_coro")).WithTitle("post_iss_object")
-	id, err := arbor.Resolve[string](ctx, ts.c, tree)
+	id, err := tree.Resolve[string](ctx, ts.c, tr)
 	if err != nil || id != want {
 		t.Fatalf("Resolve = %q, %v", id, err)
 	}
 	if n := ts.calls(t, demo.PostISSObjectID); n != 1 {
 		t.Errorf("post_iss_object ran %d times, want 1 (the second was a cache hit)", n)
 	}
-	fs, err := arbor.ResolveCatalog(ctx, ts.c)
+	fs, err := tree.Catalog(ctx, ts.c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,13 +144,13 @@ func TestResolveLevelsByCallCounters(t *testing.T) {
 		for i := range 3 {
 			// Different requests with the same resolved values: (2, 3)
 			// once as literals, then with a subrequest giving 3.
-			var tree *request.Node
+			var tr *request.Node
 			if i == 0 {
-				tree = request.New(id, 2, 3)
+				tr = request.New(id, 2, 3)
 			} else {
-				tree = request.New(id, 2, request.New("add", 1, 2))
+				tr = request.New(id, 2, request.New("add", 1, 2))
 			}
-			sum, err := arbor.Resolve[int](ctx, ts.c, tree)
+			sum, err := tree.Resolve[int](ctx, ts.c, tr)
 			if err != nil || sum != 5 {
 				t.Fatalf("%s: %d, %v", id, sum, err)
 			}
@@ -168,7 +168,7 @@ func TestResolveLevelsByCallCounters(t *testing.T) {
 			t.Errorf("%s ran %d times, want %d", id, got, n)
 		}
 	}
-	st, err := arbor.ResolveStats(ctx, ts.c)
+	st, err := tree.Stats(ctx, ts.c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,14 +179,14 @@ func TestResolveLevelsByCallCounters(t *testing.T) {
 
 func TestResolveFullOnceAcrossRestart(t *testing.T) {
 	dir := t.TempDir()
-	tree := request.New("math_mul+full", request.New("math_add+mem", 2, 4), 7)
+	tr := request.New("math_mul+full", request.New("math_add+mem", 2, 4), 7)
 	mem := request.New("math_mul+mem", 6, 7)
 	for round := range 2 {
 		ts := startTreeServer(t, treeServerOpts{cacheDir: dir})
 		ctx := testContext(t)
 		for range 2 {
-			for _, n := range []*request.Node{tree, mem} {
-				if got, err := arbor.Resolve[int](ctx, ts.c, n); err != nil || got != 42 {
+			for _, n := range []*request.Node{tr, mem} {
+				if got, err := tree.Resolve[int](ctx, ts.c, n); err != nil || got != 42 {
 					t.Fatalf("round %d: %d, %v", round, got, err)
 				}
 			}
@@ -205,7 +205,7 @@ func TestResolveFullOnceAcrossRestart(t *testing.T) {
 func TestResolveConcurrentIdenticalOnce(t *testing.T) {
 	ts := startTreeServer(t, treeServerOpts{})
 	ctx := testContext(t)
-	tree := request.New("math_add+mem", request.New("sleep", 100), 1)
+	tr := request.New("math_add+mem", request.New("sleep", 100), 1)
 	const n = 20
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -213,7 +213,7 @@ func TestResolveConcurrentIdenticalOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, err := arbor.Resolve[int](ctx, ts.c, tree)
+			got, err := tree.Resolve[int](ctx, ts.c, tr)
 			if err == nil && got != 101 {
 				err = errors.New("wrong sum")
 			}
@@ -236,7 +236,7 @@ func TestResolveConcurrentIdenticalOnce(t *testing.T) {
 }
 
 func TestResolveBadInput(t *testing.T) {
-	ts := startTreeServer(t, treeServerOpts{config: arbor.ResolveConfig{Limits: request.Limits{MaxDepth: 8, MaxNodes: 50}}})
+	ts := startTreeServer(t, treeServerOpts{config: tree.Config{Limits: request.Limits{MaxDepth: 8, MaxNodes: 50}}})
 	ctx := testContext(t)
 	deep := `{"uuid":"math_add+none","args":{"tuple_element0":1,"tuple_element1":` + strings.Repeat(`{"uuid":"math_add+none","args":{"tuple_element0":1,"tuple_element1":`, 9) + `1` + strings.Repeat(`}}`, 10)
 	for _, tc := range []struct {
@@ -258,7 +258,7 @@ func TestResolveBadInput(t *testing.T) {
 			arbor.InvalidArgument, []string{"args.tuple_element0", "blob size 4 disagrees with its data (3 bytes)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := arbor.ResolveJSON(ctx, ts.c, []byte(tc.json))
+			_, err := tree.ResolveJSON(ctx, ts.c, []byte(tc.json))
 			if arbor.CodeOf(err) != tc.code {
 				t.Fatalf("err = %v, want %v", err, tc.code)
 			}
@@ -270,14 +270,14 @@ func TestResolveBadInput(t *testing.T) {
 		})
 	}
 	// A raw call with a bad argument.
-	if _, err := arbor.Call1[int](ctx, ts.c, arbor.ResolveFunction, 5); arbor.CodeOf(err) != arbor.InvalidArgument {
+	if _, err := arbor.Call1[int](ctx, ts.c, tree.ResolveID, 5); arbor.CodeOf(err) != arbor.InvalidArgument {
 		t.Errorf("arbor.resolve(5) = %v", err)
 	}
-	if _, err := ts.c.Invoke(ctx, arbor.ResolveFunction, []byte{0x91, 0x93, 0xa1}); arbor.CodeOf(err) != arbor.InvalidArgument {
+	if _, err := arbor.CallRaw(ctx, ts.c, tree.ResolveID, []byte{0x91, 0x93, 0xa1}); arbor.CodeOf(err) != arbor.InvalidArgument {
 		t.Errorf("truncated msgpack request = %v", err)
 	}
 	// Still serving.
-	if sum, err := arbor.Resolve[int](ctx, ts.c, request.New("math_add+none", 1, 2)); err != nil || sum != 3 {
+	if sum, err := tree.Resolve[int](ctx, ts.c, request.New("math_add+none", 1, 2)); err != nil || sum != 3 {
 		t.Fatalf("after bad input: %d, %v", sum, err)
 	}
 }
@@ -285,14 +285,14 @@ func TestResolveBadInput(t *testing.T) {
 func TestSubmitStatusCancelOverWire(t *testing.T) {
 	ts := startTreeServer(t, treeServerOpts{})
 	ctx := testContext(t)
-	tree := request.New("math_add+none", request.New("sleep", 10_000).WithTitle("long"), request.New("math_mul+mem", 2, 3))
-	id, err := arbor.SubmitRequest(ctx, ts.c, tree)
+	tr := request.New("math_add+none", request.New("sleep", 10_000).WithTitle("long"), request.New("math_mul+mem", 2, 3))
+	id, err := tree.Submit(ctx, ts.c, tr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var st *resolve.Status
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		st, err = arbor.RequestStatus(ctx, ts.c, id)
+		st, err = tree.Status(ctx, ts.c, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -307,62 +307,62 @@ func TestSubmitStatusCancelOverWire(t *testing.T) {
 	if st.State != resolve.SubrequestsRunning || st.Subrequests[0].Title != "long" || st.Subrequests[0].Path != "args.tuple_element0" {
 		t.Errorf("status %+v / %+v", st, st.Subrequests[0])
 	}
-	if err := arbor.CancelRequest(ctx, ts.c, id, "args.tuple_element0"); err != nil {
+	if err := tree.Cancel(ctx, ts.c, id, "args.tuple_element0"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = arbor.RequestResult[int](ctx, ts.c, id)
+	_, err = tree.Result[int](ctx, ts.c, id)
 	if arbor.CodeOf(err) != arbor.Canceled || !strings.Contains(err.Error(), "sleep: canceled") {
 		t.Errorf("result after cancel: %v", err)
 	}
-	st, _ = arbor.RequestStatus(ctx, ts.c, id)
+	st, _ = tree.Status(ctx, ts.c, id)
 	if st.Subrequests[0].State != resolve.Cancelled {
 		t.Errorf("cancelled node %+v", st.Subrequests[0])
 	}
-	if err := arbor.ReleaseRequest(ctx, ts.c, id); err != nil {
+	if err := tree.Release(ctx, ts.c, id); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := arbor.RequestStatus(ctx, ts.c, id); arbor.CodeOf(err) != arbor.NotFound {
+	if _, err := tree.Status(ctx, ts.c, id); arbor.CodeOf(err) != arbor.NotFound {
 		t.Errorf("status after release: %v", err)
 	}
 	// A tree that finishes, submitted as JSON.
-	id, err = arbor.SubmitJSON(ctx, ts.c, []byte(`{"uuid":"math_add+mem","args":{"tuple_element0":40,"tuple_element1":2}}`))
+	id, err = tree.SubmitJSON(ctx, ts.c, []byte(`{"uuid":"math_add+mem","args":{"tuple_element0":40,"tuple_element1":2}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := arbor.RequestResult[int](ctx, ts.c, id); err != nil || got != 42 {
+	if got, err := tree.Result[int](ctx, ts.c, id); err != nil || got != 42 {
 		t.Errorf("result %d, %v", got, err)
 	}
 }
 
 func TestResolveRunsInterceptors(t *testing.T) {
-	deny := func(next arbor.UnaryFunc) arbor.UnaryFunc {
+	deny := func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
-			if req.Function == "math_mul+none" {
-				return nil, arbor.Errorf(arbor.PermissionDenied, "%s is not for you", req.Function)
+			if req.ID == "math_mul+none" {
+				return nil, arbor.Errorf(arbor.PermissionDenied, "%s is not for you", req.ID)
 			}
 			return next(ctx, req)
 		}
 	}
-	ts := startTreeServer(t, treeServerOpts{options: []arbor.Option{arbor.WithInterceptors(deny)}})
+	ts := startTreeServer(t, treeServerOpts{options: []arbor.ServerOption{arbor.WithInterceptors(deny)}})
 	ctx := testContext(t)
-	_, err := arbor.Resolve[int](ctx, ts.c, request.New("math_add+none", 1, request.New("math_mul+none", 2, 3)))
+	_, err := tree.Resolve[int](ctx, ts.c, request.New("math_add+none", 1, request.New("math_mul+none", 2, 3)))
 	if arbor.CodeOf(err) != arbor.PermissionDenied || !strings.Contains(err.Error(), "args.tuple_element1") {
 		t.Errorf("err = %v, want PermissionDenied at args.tuple_element1", err)
 	}
-	if got, err := arbor.Resolve[int](ctx, ts.c, request.New("math_add+none", 1, request.New("math_add+mem", 2, 3))); err != nil || got != 6 {
-		t.Errorf("allowed tree: %d, %v", got, err)
+	if got, err := tree.Resolve[int](ctx, ts.c, request.New("math_add+none", 1, request.New("math_add+mem", 2, 3))); err != nil || got != 6 {
+		t.Errorf("allowed tr: %d, %v", got, err)
 	}
 }
 
 func TestEnableResolutionTwice(t *testing.T) {
 	srv := arbor.NewServer()
 	defer srv.Close()
-	e, err := arbor.EnableResolution(srv, arbor.ResolveConfig{MemoryCacheBytes: 1 << 20})
+	e, err := tree.Enable(srv, tree.Config{MemoryCacheBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	if _, err := arbor.EnableResolution(srv, arbor.ResolveConfig{}); arbor.CodeOf(err) != arbor.AlreadyExists {
+	if _, err := tree.Enable(srv, tree.Config{}); arbor.CodeOf(err) != arbor.AlreadyExists {
 		t.Errorf("second EnableResolution: %v", err)
 	}
 }
@@ -374,18 +374,18 @@ func TestResolveAuthorize(t *testing.T) {
 		}
 		return nil
 	}
-	ts := startTreeServer(t, treeServerOpts{config: arbor.ResolveConfig{Authorize: auth}})
-	tree := request.New("math_add+none", 1, request.New("math_mul+mem", 2, 3))
+	ts := startTreeServer(t, treeServerOpts{config: tree.Config{Authorize: auth}})
+	tr := request.New("math_add+none", 1, request.New("math_mul+mem", 2, 3))
 	alice := arbor.WithMetadata(testContext(t), "user", "alice")
-	if got, err := arbor.Resolve[int](alice, ts.c, tree); err != nil || got != 7 {
+	if got, err := tree.Resolve[int](alice, ts.c, tr); err != nil || got != 7 {
 		t.Fatalf("alice: %d, %v", got, err)
 	}
 	// Now cached: bob still may not have it.
-	_, err := arbor.Resolve[int](testContext(t), ts.c, tree)
+	_, err := tree.Resolve[int](testContext(t), ts.c, tr)
 	if arbor.CodeOf(err) != arbor.PermissionDenied || !strings.Contains(err.Error(), "args.tuple_element1") {
 		t.Errorf("bob: %v", err)
 	}
-	_, err = arbor.Resolve[int](testContext(t), ts.c, request.New("math_mul+mem", 2, 3))
+	_, err = tree.Resolve[int](testContext(t), ts.c, request.New("math_mul+mem", 2, 3))
 	if arbor.CodeOf(err) != arbor.PermissionDenied {
 		t.Errorf("bob, cached root: %v", err)
 	}

@@ -17,8 +17,8 @@ import (
 	"github.com/arbor-rpc/arbor/transport"
 )
 
-// quicPair connects a client and a server Conn over real QUIC: every call
-// and stream runs on a native QUIC stream.
+// quicPair connects a client and a server Conn over real QUIC: calls and
+// streams run on the connection's stream, framed as on TCP.
 func quicPair(t *testing.T, scfg, ccfg Config, h HandlerFunc) (*Conn, *Conn) {
 	t.Helper()
 	files := testcerts.Write(t, t.TempDir())
@@ -30,13 +30,10 @@ func quicPair(t *testing.T, scfg, ccfg Config, h HandlerFunc) (*Conn, *Conn) {
 	cc, sc := connectPair(t, l, func() (net.Conn, error) {
 		return transport.Dial(ctx, l.URL(), &transport.Config{CAFile: files.CACert})
 	}, scfg, ccfg, h)
-	if cc.mux == nil || sc.mux == nil {
-		t.Fatal("QUIC connection not in native-stream mode")
-	}
 	return cc, sc
 }
 
-func TestMuxUnaryAndCancel(t *testing.T) {
+func TestQUICUnaryAndCancel(t *testing.T) {
 	started := make(chan struct{}, 1)
 	handlerErr := make(chan error, 1)
 	cc, _ := quicPair(t, Config{}, Config{}, func(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
@@ -58,7 +55,7 @@ func TestMuxUnaryAndCancel(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 50; i++ {
 				msg := strings.Repeat("q", g*100+i)
-				r, err := cc.Call(context.Background(), "echo", nil, []byte(msg))
+				r, err := cc.Call(context.Background(), out("echo", nil, []byte(msg)))
 				if err != nil || string(r.Result()) != msg {
 					t.Errorf("echo: %v", err)
 					return
@@ -68,12 +65,12 @@ func TestMuxUnaryAndCancel(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if _, err := cc.Call(context.Background(), "fail", nil, nil); status.CodeOf(err) != status.NotFound {
+	if _, err := cc.Call(context.Background(), out("fail", nil, nil)); status.CodeOf(err) != status.NotFound {
 		t.Fatalf("remote error: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { _, err := cc.Call(ctx, "block", nil, nil); errc <- err }()
+	go func() { _, err := cc.Call(ctx, out("block", nil, nil)); errc <- err }()
 	<-started
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
@@ -84,7 +81,7 @@ func TestMuxUnaryAndCancel(t *testing.T) {
 	}
 }
 
-func TestMuxStreams(t *testing.T) {
+func TestQUICStreams(t *testing.T) {
 	cc, _ := quicPair(t, Config{}, Config{}, func(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
 		n := 0
 		for {
@@ -101,7 +98,7 @@ func TestMuxStreams(t *testing.T) {
 			}
 		}
 	})
-	s, err := cc.OpenStream(context.Background(), "chat", nil, nil)
+	s, err := cc.OpenStream(context.Background(), out("chat", nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +121,7 @@ func TestMuxStreams(t *testing.T) {
 	}
 }
 
-func TestMuxFlowControl(t *testing.T) {
+func TestQUICFlowControl(t *testing.T) {
 	const window = 64 << 10
 	var sent atomic.Int64
 	cc, _ := quicPair(t, Config{}, Config{StreamWindow: window}, func(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
@@ -137,7 +134,7 @@ func TestMuxFlowControl(t *testing.T) {
 		}
 		return nil, nil
 	})
-	s, err := cc.OpenStream(context.Background(), "download", nil, nil)
+	s, err := cc.OpenStream(context.Background(), out("download", nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +167,7 @@ func TestMuxFlowControl(t *testing.T) {
 	}
 }
 
-func TestMuxBrokenConnection(t *testing.T) {
+func TestQUICBrokenConnection(t *testing.T) {
 	started := make(chan struct{})
 	cc, sc := quicPair(t, Config{}, Config{}, func(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
 		close(started)
@@ -178,7 +175,7 @@ func TestMuxBrokenConnection(t *testing.T) {
 		return nil, ctx.Err()
 	})
 	errc := make(chan error, 1)
-	go func() { _, err := cc.Call(context.Background(), "block", nil, nil); errc <- err }()
+	go func() { _, err := cc.Call(context.Background(), out("block", nil, nil)); errc <- err }()
 	<-started
 	sc.Close()
 	if err := <-errc; status.CodeOf(err) != status.Unavailable {
@@ -188,7 +185,7 @@ func TestMuxBrokenConnection(t *testing.T) {
 
 // Cancelling one stream on a native-stream connection ends that stream
 // only: the server's handler sees its context end, and other calls go on.
-func TestMuxCancelEndsOnlyThatStream(t *testing.T) {
+func TestQUICCancelEndsOnlyThatStream(t *testing.T) {
 	started := make(chan struct{}, 1)
 	handlerErr := make(chan error, 1)
 	cc, sc := quicPair(t, Config{}, Config{}, func(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
@@ -204,7 +201,7 @@ func TestMuxCancelEndsOnlyThatStream(t *testing.T) {
 		}
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := cc.OpenStream(ctx, "firehose", nil, nil)
+	s, err := cc.OpenStream(ctx, out("firehose", nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +215,7 @@ func TestMuxCancelEndsOnlyThatStream(t *testing.T) {
 	if sc.Err() != nil || cc.Err() != nil {
 		t.Fatalf("connection closed by one cancelled stream: server %v, client %v", sc.Err(), cc.Err())
 	}
-	r, err := cc.Call(context.Background(), "echo", nil, []byte("still here"))
+	r, err := cc.Call(context.Background(), out("echo", nil, []byte("still here")))
 	if err != nil || string(r.Result()) != "still here" {
 		t.Fatalf("call after the cancel: %v", err)
 	}

@@ -1,0 +1,215 @@
+package arbor
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+
+	"github.com/arbor-rpc/arbor/conn"
+	"github.com/arbor-rpc/arbor/value"
+	"github.com/arbor-rpc/arbor/wire"
+)
+
+// Capabilities travel as Cap'n Proto's do: a value holds an index into
+// its message's capability table (a wire.CapabilityExt), and the frame
+// carries the table, whose entries say whose export each one is. Encoding
+// a value collects the capabilities in it (capEncoder) without knowing the
+// connection yet, so arguments can be encoded before a Caller has chosen
+// where the call goes; the table is made for the connection at send time.
+
+// capEncoder collects the capabilities a value holds while it is encoded.
+type capEncoder struct {
+	entries []capEntry
+}
+
+type capEntry struct {
+	svc *Service
+	ref *Ref
+}
+
+// add records a capability and returns its index in the table.
+func (e *capEncoder) add(c capEntry) uint64 {
+	for i, x := range e.entries {
+		if x == c {
+			return uint64(i)
+		}
+	}
+	e.entries = append(e.entries, c)
+	return uint64(len(e.entries) - 1)
+}
+
+// resolve makes the table for connection cc: services are exported there;
+// a reference to an export of cc's peer is passed back as the peer's own;
+// any other reference is re-exported through a proxy that forwards to it.
+// On error, what it exported is released again.
+func (e *capEncoder) resolve(cc *conn.Conn) ([]wire.CapDescriptor, error) {
+	if len(e.entries) == 0 {
+		return nil, nil
+	}
+	if len(e.entries) > wire.MaxCaps {
+		return nil, Errorf(ResourceExhausted, "a message holds %d capabilities, over the limit of %d", len(e.entries), wire.MaxCaps)
+	}
+	out := make([]wire.CapDescriptor, 0, len(e.entries))
+	undo := func() {
+		for _, d := range out {
+			if d.Kind == wire.CapSenderHosted {
+				releaseExport(cc, d.ID, 1)
+			}
+		}
+	}
+	for _, en := range e.entries {
+		svc := en.svc
+		if r := en.ref; r != nil {
+			if err := r.usable("(passed as an argument)"); err != nil {
+				undo()
+				return nil, err
+			}
+			switch {
+			case r.local != nil:
+				svc = r.local
+			case r.cc == cc && r.target.Kind == wire.TargetExport:
+				out = append(out, wire.CapDescriptor{Kind: wire.CapReceiverHosted, ID: r.target.ID})
+				continue
+			case r.cc == cc:
+				undo()
+				return nil, Errorf(Unimplemented, "passing a promised capability (PipelineRef) back to the server that will return it is not supported yet: Wait for it first")
+			default:
+				svc = proxyService(r)
+			}
+		}
+		id, err := exportOn(cc, svc)
+		if err != nil {
+			undo()
+			return nil, err
+		}
+		out = append(out, wire.CapDescriptor{Kind: wire.CapSenderHosted, ID: id})
+	}
+	return out, nil
+}
+
+// capDecoder turns the capability table of a received message into Refs.
+type capDecoder struct {
+	cc    *conn.Conn
+	table []wire.CapDescriptor
+	owner *Client // the client whose interceptors the Refs use, if any
+	refs  []*Ref  // made so far, by index
+	mu    sync.Mutex
+}
+
+// ref returns the reference that entry i names, made once per entry.
+func (d *capDecoder) ref(i uint64) (*Ref, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if i >= uint64(len(d.table)) {
+		return nil, fmt.Errorf("capability index %d out of range: the message holds %d", i, len(d.table))
+	}
+	if d.refs == nil {
+		d.refs = make([]*Ref, len(d.table))
+	}
+	if r := d.refs[i]; r != nil {
+		return r, nil
+	}
+	e := d.table[i]
+	var r *Ref
+	switch e.Kind {
+	case wire.CapSenderHosted:
+		r = newImport(d.cc, e.ID, d.owner, loggerOf(d.owner))
+	case wire.CapReceiverHosted: // one of ours, passed back: the object itself
+		svc := exportedService(d.cc, e.ID)
+		if svc == nil {
+			return nil, fmt.Errorf("capability %d is not an export of this side", e.ID)
+		}
+		r = localRef(svc)
+	}
+	d.refs[i] = r
+	return r, nil
+}
+
+// releaseUnused releases the peer's exports in the table that no value
+// took: the peer counted a reference for each.
+func (d *capDecoder) releaseUnused() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, e := range d.table {
+		if e.Kind == wire.CapSenderHosted && (d.refs == nil || d.refs[i] == nil) {
+			d.cc.ReleaseExport(e.ID, 1)
+		}
+	}
+	d.table = nil
+}
+
+func loggerOf(c *Client) *slog.Logger {
+	if c == nil {
+		return discardLogger
+	}
+	return c.logger
+}
+
+var discardLogger = slog.New(slog.DiscardHandler)
+
+// ---- encoding and decoding as values ----
+
+// AppendMsgpack encodes the reference as an entry of the message's
+// capability table (value.Marshaler).
+func (r *Ref) AppendMsgpack(b []byte, host any) ([]byte, error) {
+	e, ok := host.(*capEncoder)
+	if !ok || e == nil {
+		return b, fmt.Errorf("a *arbor.Ref can only be sent as (part of) an argument or result of a call")
+	}
+	if err := r.usable("(passed as an argument)"); err != nil {
+		return b, err
+	}
+	return value.AppendExt(b, wire.CapabilityExt, binary.AppendUvarint(nil, e.add(capEntry{ref: r}))), nil
+}
+
+// ResolveMsgpack decodes a reference from the message's capability
+// table (value.Resolver): the same entry always gives the same *Ref.
+func (*Ref) ResolveMsgpack(rd *value.Reader, host any) (any, error) {
+	d, ok := host.(*capDecoder)
+	t, data, err := rd.ReadExt()
+	if err != nil {
+		return nil, err
+	}
+	if t != wire.CapabilityExt {
+		return nil, fmt.Errorf("expected a capability, got extension type %d", t)
+	}
+	i, n := binary.Uvarint(data)
+	if n <= 0 || n != len(data) {
+		return nil, fmt.Errorf("malformed capability index")
+	}
+	if !ok || d == nil {
+		return nil, fmt.Errorf("capability index %d out of range: the message holds none", i)
+	}
+	return d.ref(i)
+}
+
+// AppendMsgpack encodes the service as an entry of the message's
+// capability table: the peer receives a *Ref to it (value.Marshaler).
+func (s *Service) AppendMsgpack(b []byte, host any) ([]byte, error) {
+	e, ok := host.(*capEncoder)
+	if !ok || e == nil {
+		return b, fmt.Errorf("a *arbor.Service can only be sent as (part of) an argument or result of a call")
+	}
+	return value.AppendExt(b, wire.CapabilityExt, binary.AppendUvarint(nil, e.add(capEntry{svc: s}))), nil
+}
+
+// ReadMsgpack refuses: a service is received as a *Ref.
+func (s *Service) ReadMsgpack(rd *value.Reader, host any) error {
+	return fmt.Errorf("a capability is received as *arbor.Ref, not *arbor.Service")
+}
+
+// capTypes caches, per type, whether its values may hold capabilities.
+var capTypes typeFlags
+
+type typeFlags struct{ m sync.Map }
+
+func (f *typeFlags) has(t reflect.Type) bool {
+	if v, ok := f.m.Load(t); ok {
+		return v.(bool)
+	}
+	v := hasCaps(t)
+	f.m.Store(t, v)
+	return v
+}

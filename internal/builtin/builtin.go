@@ -1,0 +1,21 @@
+// Package builtin lets this module's own packages (package tree's
+// arbor.resolve, say) register functions under the reserved "arbor."
+// prefix, which the root package refuses to users. It is not for users;
+// the internal path keeps it so.
+package builtin
+
+import "context"
+
+// RawFunc is a function over an encoded argument array and result.
+type RawFunc = func(ctx context.Context, args []byte) ([]byte, error)
+
+// Register registers fn as a built-in unary function on srv (an
+// *arbor.Server). The root package sets it when it initializes; it is
+// never changed afterwards.
+var Register func(srv any, id string, args []string, result string, fn RawFunc) error
+
+// Invoke runs function id of srv (an *arbor.Server) in process through
+// its interceptors, like Server.Invoke, but returns errors as the lower
+// layers' type (internal/status), which engines below the root package
+// read. Set by the root package when it initializes.
+var Invoke func(srv any, ctx context.Context, id string, args []byte) ([]byte, error)
