@@ -49,3 +49,38 @@ func BenchmarkParseJSONSeed(b *testing.B) {
 		}
 	}
 }
+
+// benchJSONWide is a tree of 100 subrequests with a few values each.
+func benchJSONWide(b *testing.B) []byte {
+	subs := make([]any, 100)
+	for i := range subs {
+		subs[i] = New("g+mem", i, "some text", map[string]any{"value0": []any{1.5, true, nil}}, []byte("blob"))
+	}
+	raw, err := New("f+full", subs...).MarshalJSON()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
+}
+
+func BenchmarkParseJSONWide(b *testing.B) {
+	raw := benchJSONWide(b)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseJSON(raw, Limits{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCanonicalUnsorted(b *testing.B) {
+	raw := nestedUnsortedMaps(8, 1000)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Canonical(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -32,8 +32,13 @@ func canonical(b []byte, lim value.Limits) ([]byte, error) {
 	if ok {
 		return b, nil
 	}
-	out, _, err := appendCanon(make([]byte, 0, len(b)), b, 0, 0, lim)
-	return out, err
+	// The canonical encoding is never longer than the input: shortest
+	// headers, the same entries in another order.
+	c := canonWriter{out: make([]byte, 0, len(b))}
+	if _, err := c.value(b, 0, 0, lim); err != nil {
+		return nil, err
+	}
+	return c.out, nil
 }
 
 // checkValue checks that b is one well-formed value within lim.
@@ -231,79 +236,153 @@ func scanCanon(b []byte, off, depth int, lim value.Limits) (int, bool, error) {
 	return off, canon, nil
 }
 
-// appendCanon appends the canonical encoding of the value at b[off:].
-func appendCanon(dst, b []byte, off, depth int, lim value.Limits) ([]byte, int, error) {
+// canonWriter re-encodes msgpack values in canonical form into out. A
+// map's entries are written in the order they come and then, if that is
+// not sorted, reordered in place through tmp, so a value nested many maps
+// deep is copied once per level into the same scratch rather than into a
+// new buffer per level: the memory it takes stays a small multiple of the
+// value's size. Its buffers are reused from one value to the next.
+type canonWriter struct {
+	out  []byte
+	tmp  []byte
+	ents []mapEntry
+}
+
+// mapEntry locates one map entry in canonWriter.out: key at [k, v), value
+// at [v, end); i is its place in the input.
+type mapEntry struct{ k, v, end, i int }
+
+// value appends the canonical encoding of the value at b[off:] to c.out
+// and returns the offset just past it in b.
+func (c *canonWriter) value(b []byte, off, depth int, lim value.Limits) (int, error) {
 	if depth > lim.MaxDepth {
-		return dst, off, canonErr(off, "nesting deeper than %d", lim.MaxDepth)
+		return off, canonErr(off, "nesting deeper than %d", lim.MaxDepth)
 	}
 	h, err := readHead(b, off)
 	if err != nil {
-		return dst, off, err
+		return off, err
 	}
 	start := off
 	off += h.hlen
 	switch h.kind {
 	case value.KindNil, value.KindBool:
-		return append(dst, b[start]), off, nil
+		c.out = append(c.out, b[start])
+		return off, nil
 	case value.KindUint:
-		return value.AppendUint(dst, h.u), off, nil
+		c.out = value.AppendUint(c.out, h.u)
+		return off, nil
 	case value.KindInt:
-		return value.AppendInt(dst, int64(h.u)), off, nil
+		c.out = value.AppendInt(c.out, int64(h.u))
+		return off, nil
 	case value.KindFloat:
 		if len(b)-off < h.n {
-			return dst, start, canonErr(start, "truncated float")
+			return start, canonErr(start, "truncated float")
 		}
-		return append(dst, b[start:off+h.n]...), off + h.n, nil
+		c.out = append(c.out, b[start:off+h.n]...)
+		return off + h.n, nil
 	case value.KindString, value.KindBytes:
 		if h.n > lim.MaxLength || len(b)-off < h.n {
-			return dst, start, canonErr(start, "bad %s length %d", h.kind, h.n)
+			return start, canonErr(start, "bad %s length %d", h.kind, h.n)
 		}
 		p := b[off : off+h.n]
 		if h.kind == value.KindString {
-			dst = value.AppendString(dst, string(p))
+			c.out = appendStrHeader(c.out, len(p))
 		} else {
-			dst = value.AppendBytes(dst, p)
+			c.out = appendBinHeader(c.out, len(p))
 		}
-		return dst, off + h.n, nil
+		c.out = append(c.out, p...)
+		return off + h.n, nil
 	case value.KindArray:
 		if h.n > lim.MaxLength || h.n > len(b)-off {
-			return dst, start, canonErr(start, "bad array length %d", h.n)
+			return start, canonErr(start, "bad array length %d", h.n)
 		}
-		dst = value.AppendArrayHeader(dst, h.n)
+		c.out = value.AppendArrayHeader(c.out, h.n)
 		for i := 0; i < h.n; i++ {
-			if dst, off, err = appendCanon(dst, b, off, depth+1, lim); err != nil {
-				return dst, off, err
+			if off, err = c.value(b, off, depth+1, lim); err != nil {
+				return off, err
 			}
 		}
-		return dst, off, nil
+		return off, nil
 	case value.KindMap:
 		if h.n > lim.MaxLength || h.n > (len(b)-off)/2 {
-			return dst, start, canonErr(start, "bad map length %d", h.n)
+			return start, canonErr(start, "bad map length %d", h.n)
 		}
-		type entry struct{ k, v []byte }
-		entries := make([]entry, h.n)
-		for i := range entries {
-			var k, v []byte
-			if k, off, err = appendCanon(nil, b, off, depth+1, lim); err != nil {
-				return dst, off, err
+		c.out = value.AppendMapHeader(c.out, h.n)
+		base := len(c.out)
+		sorted := true
+		pk, pv := 0, 0
+		for i := 0; i < h.n; i++ {
+			k := len(c.out)
+			if off, err = c.value(b, off, depth+1, lim); err != nil {
+				return off, err
 			}
-			if v, off, err = appendCanon(nil, b, off, depth+1, lim); err != nil {
-				return dst, off, err
+			v := len(c.out)
+			if off, err = c.value(b, off, depth+1, lim); err != nil {
+				return off, err
 			}
-			entries[i] = entry{k, v}
+			if i > 0 && sorted && bytes.Compare(c.out[pk:pv], c.out[k:v]) >= 0 {
+				sorted = false
+			}
+			pk, pv = k, v
 		}
-		slices.SortFunc(entries, func(x, y entry) int { return bytes.Compare(x.k, y.k) })
-		for i := 1; i < len(entries); i++ {
-			if bytes.Equal(entries[i-1].k, entries[i].k) {
-				return dst, start, canonErr(start, "duplicate map key")
+		if !sorted {
+			if _, dup := c.sortMap(base, h.n, lim); dup {
+				return start, canonErr(start, "duplicate map key")
 			}
 		}
-		dst = value.AppendMapHeader(dst, h.n)
-		for _, e := range entries {
-			dst = append(dst, e.k...)
-			dst = append(dst, e.v...)
-		}
-		return dst, off, nil
+		return off, nil
 	}
-	return dst, start, canonErr(start, "unexpected %s", h.kind)
+	return start, canonErr(start, "unexpected %s", h.kind)
+}
+
+// sortMap sorts the n entries of the map written at c.out[base:] by their
+// key bytes. It reports dup (and the input place of the later one) when
+// two keys are equal.
+func (c *canonWriter) sortMap(base, n int, lim value.Limits) (i int, dup bool) {
+	ents := slices.Grow(c.ents[:0], n)
+	pos := base
+	for i := range n {
+		k := pos
+		v, _, _ := scanCanon(c.out, pos, 0, lim) // written by c: well formed
+		end, _, _ := scanCanon(c.out, v, 0, lim)
+		ents = append(ents, mapEntry{k: k, v: v, end: end, i: i})
+		pos = end
+	}
+	c.ents = ents[:0]
+	slices.SortFunc(ents, func(x, y mapEntry) int { return bytes.Compare(c.out[x.k:x.v], c.out[y.k:y.v]) })
+	for j := 1; j < len(ents); j++ {
+		if bytes.Equal(c.out[ents[j-1].k:ents[j-1].v], c.out[ents[j].k:ents[j].v]) {
+			return max(ents[j-1].i, ents[j].i), true
+		}
+	}
+	c.tmp = append(c.tmp[:0], c.out[base:pos]...)
+	w := base
+	for _, e := range ents {
+		w += copy(c.out[w:], c.tmp[e.k-base:e.end-base])
+	}
+	return 0, false
+}
+
+// appendStrHeader appends the shortest str header for n bytes.
+func appendStrHeader(b []byte, n int) []byte {
+	switch {
+	case n <= 31:
+		return append(b, 0xa0|byte(n))
+	case n <= math.MaxUint8:
+		return append(b, 0xd9, byte(n))
+	case n <= math.MaxUint16:
+		return append(b, 0xda, byte(n>>8), byte(n))
+	}
+	return append(b, 0xdb, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+// appendBinHeader appends the shortest bin header for n bytes.
+func appendBinHeader(b []byte, n int) []byte {
+	switch {
+	case n <= math.MaxUint8:
+		return append(b, 0xc4, byte(n))
+	case n <= math.MaxUint16:
+		return append(b, 0xc5, byte(n>>8), byte(n))
+	}
+	return append(b, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 }

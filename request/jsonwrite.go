@@ -69,9 +69,12 @@ func appendNodeJSON(b []byte, n *Node, depth int) ([]byte, error) {
 // "blob":"<base64>"}, maps as objects, integral floats with a ".0" so they
 // stay floats. Map keys that are not strings are written as their JSON
 // text in a string. NaN and infinities have no JSON form and are an error,
-// as are extension types and malformed input.
+// as are extension types and malformed input, and map keys nested more
+// than maxKeyNesting deep in other non-string keys (each level quotes the
+// one inside again, doubling its backslashes: the output would grow
+// exponentially with the input).
 func AppendValueJSON(b, msgpack []byte) ([]byte, error) {
-	out, end, err := appendValueJSON(b, msgpack, 0, 0)
+	out, end, err := appendValueJSON(b, msgpack, 0, 0, 0)
 	if err != nil {
 		return b, status.Wrap(status.InvalidArgument, status.ErrSerialization, err, "writing a value as JSON")
 	}
@@ -81,7 +84,13 @@ func AppendValueJSON(b, msgpack []byte) ([]byte, error) {
 	return out, nil
 }
 
-func appendValueJSON(dst, b []byte, off, depth int) ([]byte, int, error) {
+// maxKeyNesting bounds how deep non-string map keys nest in one another
+// in AppendValueJSON.
+const maxKeyNesting = 2
+
+// appendValueJSON writes the value at b[off:]; keys is how many
+// non-string map keys it is inside.
+func appendValueJSON(dst, b []byte, off, depth, keys int) ([]byte, int, error) {
 	if depth > value.DefaultLimits.MaxDepth {
 		return dst, off, canonErr(off, "nesting deeper than %d", value.DefaultLimits.MaxDepth)
 	}
@@ -148,7 +157,7 @@ func appendValueJSON(dst, b []byte, off, depth int) ([]byte, int, error) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			if dst, off, err = appendValueJSON(dst, b, off, depth+1); err != nil {
+			if dst, off, err = appendValueJSON(dst, b, off, depth+1, keys); err != nil {
 				return dst, off, err
 			}
 		}
@@ -167,18 +176,21 @@ func appendValueJSON(dst, b []byte, off, depth int) ([]byte, int, error) {
 				return dst, off, err
 			}
 			if kh.kind == value.KindString {
-				if dst, off, err = appendValueJSON(dst, b, off, depth+1); err != nil {
+				if dst, off, err = appendValueJSON(dst, b, off, depth+1, keys); err != nil {
 					return dst, off, err
 				}
 			} else {
+				if keys >= maxKeyNesting {
+					return dst, off, canonErr(off, "a map key (%s) inside %d other non-string map keys has no JSON form (at most %d)", kh.kind, keys, maxKeyNesting)
+				}
 				var k []byte
-				if k, off, err = appendValueJSON(nil, b, off, depth+1); err != nil {
+				if k, off, err = appendValueJSON(nil, b, off, depth+1, keys+1); err != nil {
 					return dst, off, err
 				}
 				dst = appendJSONString(dst, string(k))
 			}
 			dst = append(dst, ':')
-			if dst, off, err = appendValueJSON(dst, b, off, depth+1); err != nil {
+			if dst, off, err = appendValueJSON(dst, b, off, depth+1, keys); err != nil {
 				return dst, off, err
 			}
 		}

@@ -4,6 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math"
+	"slices"
+	"unicode/utf8"
 
 	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/value"
@@ -69,116 +72,183 @@ func appendNodeMsgpack(b []byte, n *Node, depth int) ([]byte, error) {
 // ParseMsgpack reads a tree in msgpack form from the start of b and returns
 // it with the number of bytes it took. Values that are already canonical
 // alias b (others are re-encoded), so b must stay unchanged while the tree
-// is in use. Errors are InvalidArgument naming the path and byte offset;
-// zero fields of lim take DefaultLimits.
+// is in use. Errors are InvalidArgument naming the path and byte offset,
+// or ResourceExhausted for a tree over lim.MaxBytes; zero fields of lim
+// take DefaultLimits.
+//
+// What it allocates is bounded by what b holds: an argument count is
+// checked against the bytes left less those that the arguments still due
+// in enclosing requests need, so nested requests cannot each claim the
+// whole input.
 func ParseMsgpack(b []byte, lim Limits) (*Node, int, error) {
-	p := msgpackParser{b: b, lim: lim.orDefault()}
-	n, err := p.node(nil, 1)
+	lim = lim.orDefault()
+	p := msgpackParser{b: b, lim: lim, budget: newBudget(lim.MaxBytes)}
+	n, err := p.node(1)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, err.status()
 	}
 	return n, p.off, nil
 }
 
 type msgpackParser struct {
-	b     []byte
-	off   int
-	lim   Limits
-	nodes int
+	b      []byte
+	off    int
+	lim    Limits
+	nodes  int
+	budget budget
+	// reserved is the input the arguments announced but not yet read
+	// need at least (minArgBytes each), beyond the request being read.
+	reserved int
+	canon    canonWriter
+	arena    arena
 }
 
-func (p *msgpackParser) errorf(off int, path *Path, format string, args ...any) error {
-	e := status.Errorf(status.InvalidArgument, "request msgpack: %s: %s (at byte %d)", path, fmt.Sprintf(format, args...), off)
-	e.Category = status.ErrSerialization
+// mpErr is an error on its way out of ParseMsgpack: the path of argument
+// indexes is collected innermost first as each level returns it, so that
+// nothing is spent on paths while all is well.
+type mpErr struct {
+	off  int
+	msg  string
+	code status.Code
+	path []int
+}
+
+func (p *msgpackParser) errorf(off int, format string, args ...any) *mpErr {
+	return &mpErr{off: off, msg: fmt.Sprintf(format, args...), code: status.InvalidArgument}
+}
+
+func (p *msgpackParser) overBudget(off int) *mpErr {
+	return &mpErr{off: off, code: status.ResourceExhausted,
+		msg: fmt.Sprintf("the decoded request tree would take more than %d bytes (Limits.MaxBytes)", p.budget.max)}
+}
+
+// in adds the index of the argument the error is in.
+func (e *mpErr) in(i int) *mpErr {
+	e.path = append(e.path, i)
 	return e
 }
 
+func (e *mpErr) status() error {
+	idx := slices.Clone(e.path)
+	slices.Reverse(idx)
+	s := status.Errorf(e.code, "request msgpack: %s: %s (at byte %d)", errPath(idx), e.msg, e.off)
+	s.Category = status.ErrSerialization
+	return s
+}
+
 // head reads a header of the wanted kind.
-func (p *msgpackParser) head(path *Path, want value.Kind, what string) (head, error) {
+func (p *msgpackParser) head(want value.Kind, what string) (head, *mpErr) {
 	h, err := readHead(p.b, p.off)
 	if err != nil {
-		return h, p.errorf(p.off, path, "%s: %v", what, err)
+		return h, p.errorf(p.off, "%s: %v", what, err)
 	}
 	if h.kind != want && !(want == value.KindUint && h.kind == value.KindInt) {
-		return h, p.errorf(p.off, path, "%s: want %s, got %s", what, want, h.kind)
+		return h, p.errorf(p.off, "%s: want %s, got %s", what, want, h.kind)
 	}
 	return h, nil
 }
 
-func (p *msgpackParser) str(path *Path, what string) (string, error) {
-	h, err := p.head(path, value.KindString, what)
+func (p *msgpackParser) str(what string) ([]byte, *mpErr) {
+	h, err := p.head(value.KindString, what)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	if h.n > p.lim.Value.MaxLength || len(p.b)-p.off-h.hlen < h.n {
-		return "", p.errorf(p.off, path, "%s: bad length %d", what, h.n)
+	if h.n > p.lim.Value.MaxLength {
+		return nil, p.errorf(p.off, "%s of %d bytes exceeds the limit %d", what, h.n, p.lim.Value.MaxLength)
+	}
+	if left := len(p.b) - p.off - h.hlen; h.n > left {
+		return nil, p.errorf(p.off, "%s of %d bytes does not fit in the %d bytes left", what, h.n, left)
 	}
 	p.off += h.hlen
-	s := string(p.b[p.off : p.off+h.n])
+	s := p.b[p.off : p.off+h.n]
 	p.off += h.n
 	return s, nil
 }
 
-func (p *msgpackParser) count(path *Path, what string, max int) (int, error) {
-	h, err := p.head(path, value.KindArray, what)
+// count reads an array header of at most max elements, each needing at
+// least per bytes of what is left once the bytes reserved for arguments
+// still due are set aside.
+func (p *msgpackParser) count(what string, limit, per int) (int, *mpErr) {
+	h, err := p.head(value.KindArray, what)
 	if err != nil {
 		return 0, err
 	}
-	if h.n > max || h.n > len(p.b)-p.off-h.hlen {
-		return 0, p.errorf(p.off, path, "%s: %d elements do not fit", what, h.n)
+	if h.n > limit {
+		return 0, p.errorf(p.off, "%s: %d elements exceed the limit %d", what, h.n, limit)
+	}
+	if left := len(p.b) - p.off - h.hlen - p.reserved; h.n > left/per {
+		if p.reserved > 0 {
+			return 0, p.errorf(p.off, "%s: %d elements of at least %d bytes do not fit in the %d bytes left (%d more are due to arguments of enclosing requests)", what, h.n, per, max(left, 0), p.reserved)
+		}
+		return 0, p.errorf(p.off, "%s: %d elements of at least %d bytes do not fit in the %d bytes left", what, h.n, per, max(left, 0))
 	}
 	p.off += h.hlen
 	return h.n, nil
 }
 
-func (p *msgpackParser) integer(path *Path, what string) (int64, error) {
+func (p *msgpackParser) integer(what string) (int64, *mpErr) {
 	start := p.off
-	h, err := p.head(path, value.KindUint, what)
+	h, err := p.head(value.KindUint, what)
 	if err != nil {
 		return 0, err
 	}
 	p.off += h.hlen
-	if h.neg || h.u > 1<<53 {
-		return 0, p.errorf(start, path, "%s: want a non-negative integer", what)
+	if h.neg {
+		return 0, p.errorf(start, "%s: want a non-negative integer, got %d", what, int64(h.u))
+	}
+	if h.u > math.MaxInt64 {
+		return 0, p.errorf(start, "%s: %d overflows int64", what, h.u)
 	}
 	return int64(h.u), nil
 }
 
-func (p *msgpackParser) node(path *Path, depth int) (*Node, error) {
+func (p *msgpackParser) node(depth int) (*Node, *mpErr) {
 	start := p.off
 	if depth > p.lim.MaxDepth {
-		return nil, p.errorf(start, path, "requests nested deeper than %d", p.lim.MaxDepth)
+		return nil, p.errorf(start, "requests nested deeper than %d", p.lim.MaxDepth)
 	}
 	if p.nodes++; p.nodes > p.lim.MaxNodes {
-		return nil, p.errorf(start, path, "more than %d requests in one tree", p.lim.MaxNodes)
+		return nil, p.errorf(start, "more than %d requests in one tree", p.lim.MaxNodes)
 	}
-	fields, err := p.count(path, "request", 5)
+	fields, err := p.count("request", 5, 1)
 	if err != nil {
 		return nil, err
 	}
 	if fields != 3 && fields != 5 {
-		return nil, p.errorf(start, path, "a request is an array of 3 or 5 elements, got %d", fields)
+		return nil, p.errorf(start, "a request is an array of 3 or 5 elements, got %d", fields)
 	}
-	n := &Node{}
-	if n.ID, err = p.str(path, "uuid"); err != nil {
-		return nil, err
-	}
-	if n.ID == "" {
-		return nil, p.errorf(start, path, "empty uuid")
-	}
-	if n.Title, err = p.str(path, "title"); err != nil {
-		return nil, err
-	}
-	nargs, err := p.count(path, "args", p.lim.Value.MaxLength)
+	idOff := p.off
+	id, err := p.str("uuid")
 	if err != nil {
 		return nil, err
 	}
-	n.Args = make([]Arg, nargs)
+	if len(id) == 0 {
+		return nil, p.errorf(idOff, "empty uuid")
+	}
+	if !utf8.Valid(id) {
+		return nil, p.errorf(idOff, "uuid %s is not valid UTF-8", quoteInput(id))
+	}
+	title, err := p.str("title")
+	if err != nil {
+		return nil, err
+	}
+	argsOff := p.off
+	nargs, err := p.count("args", p.lim.Value.MaxLength, minArgBytes)
+	if err != nil {
+		return nil, err
+	}
+	if !p.budget.take(nodeCharge(len(id), len(title), nargs)) {
+		return nil, p.overBudget(argsOff)
+	}
+	n := &Node{ID: string(id), Title: string(title), Args: make([]Arg, nargs)}
+	// The arguments of this node are due before anything the enclosing
+	// nodes still expect: reserve their bytes while reading them.
+	p.reserved += nargs * minArgBytes
 	for i := range n.Args {
-		cp := path.Child(i)
+		p.reserved -= minArgBytes
 		aoff := p.off
 		if len(p.b)-p.off < 2 || p.b[p.off] != 0x92 {
-			return nil, p.errorf(aoff, &cp, "an argument is [0, value] or [1, request]")
+			return nil, p.errorf(aoff, "an argument is [0, value] or [1, request]").in(i)
 		}
 		tag := p.b[p.off+1]
 		p.off += 2
@@ -186,31 +256,36 @@ func (p *msgpackParser) node(path *Path, depth int) (*Node, error) {
 		case argValue:
 			end, canon, err := scanCanon(p.b, p.off, 0, p.lim.Value)
 			if err != nil {
-				return nil, p.errorf(p.off, &cp, "%v", err)
+				return nil, p.errorf(p.off, "%v", err).in(i)
 			}
 			v := p.b[p.off:end:end]
 			if !canon {
-				if v, _, err = appendCanon(nil, p.b, p.off, 0, p.lim.Value); err != nil {
-					return nil, p.errorf(p.off, &cp, "%v", err)
+				p.canon.out = p.canon.out[:0]
+				if _, err = p.canon.value(p.b, p.off, 0, p.lim.Value); err != nil {
+					return nil, p.errorf(p.off, "%v", err).in(i)
 				}
+				if !p.budget.take(len(p.canon.out)) {
+					return nil, p.overBudget(p.off).in(i)
+				}
+				v = p.arena.keep(p.canon.out)
 			}
 			n.Args[i] = Arg{Value: v}
 			p.off = end
 		case argRequest:
-			sub, err := p.node(&cp, depth+1)
+			sub, err := p.node(depth + 1)
 			if err != nil {
-				return nil, err
+				return nil, err.in(i)
 			}
 			n.Args[i] = Arg{Node: sub}
 		default:
-			return nil, p.errorf(aoff, &cp, "unknown argument tag %d (want 0 for a value, 1 for a request)", tag)
+			return nil, p.errorf(aoff, "unknown argument tag %d (want 0 for a value, 1 for a request)", tag).in(i)
 		}
 	}
 	if fields == 5 {
-		if n.Retry.BaseMillis, err = p.integer(path, "base_millis"); err != nil {
+		if n.Retry.BaseMillis, err = p.integer("base_millis"); err != nil {
 			return nil, err
 		}
-		if n.Retry.MaxAttempts, err = p.integer(path, "max_attempts"); err != nil {
+		if n.Retry.MaxAttempts, err = p.integer("max_attempts"); err != nil {
 			return nil, err
 		}
 	}
@@ -224,8 +299,11 @@ func (p *msgpackParser) node(path *Path, depth int) (*Node, error) {
 // It reports ok = false, and leaves the reasons to ParseMsgpack, for
 // anything but a well-formed tree within lim whose values are all in
 // canonical form and whose nodes are small enough to hash in one piece.
+// It charges lim.MaxBytes as ParseMsgpack does, so that it accepts only
+// trees ParseMsgpack accepts.
 func MsgpackKey(b []byte, lim Limits) (key Key, rootID []byte, nargs, used int, ok bool) {
-	k := msgpackKeyer{b: b, lim: lim.orDefault()}
+	lim = lim.orDefault()
+	k := msgpackKeyer{b: b, lim: lim, budget: newBudget(lim.MaxBytes)}
 	var scratch [1024]byte
 	key, ok = k.node(1, scratch[:0], true)
 	if !ok {
@@ -239,6 +317,7 @@ type msgpackKeyer struct {
 	off      int
 	lim      Limits
 	nodes    int
+	budget   budget
 	rootID   []byte
 	rootArgs int
 }
@@ -295,14 +374,18 @@ func (k *msgpackKeyer) node(depth int, scratch []byte, root bool) (Key, bool) {
 		return Key{}, false
 	}
 	id, ok := k.str(k.lim.Value.MaxLength)
-	if !ok || len(id) == 0 {
+	if !ok || len(id) == 0 || !utf8.Valid(id) {
 		return Key{}, false
 	}
-	if _, ok := k.str(k.lim.Value.MaxLength); !ok { // title
+	title, ok := k.str(k.lim.Value.MaxLength)
+	if !ok {
 		return Key{}, false
 	}
 	nargs, ok := k.array()
-	if !ok || nargs > k.lim.Value.MaxLength || nargs > len(k.b)-k.off {
+	if !ok || nargs > k.lim.Value.MaxLength || nargs > (len(k.b)-k.off)/minArgBytes {
+		return Key{}, false
+	}
+	if !k.budget.take(nodeCharge(len(id), len(title), nargs)) {
 		return Key{}, false
 	}
 	if root {
@@ -353,7 +436,7 @@ func (k *msgpackKeyer) node(depth int, scratch []byte, root bool) (Key, bool) {
 	if fields == 5 {
 		for range 2 {
 			h, err := readHead(k.b, k.off)
-			if err != nil || h.kind != value.KindUint || h.u > 1<<53 {
+			if err != nil || h.kind != value.KindUint || h.u > math.MaxInt64 {
 				return Key{}, false
 			}
 			k.off += h.hlen

@@ -9,6 +9,11 @@
 // content keys ([Node.Key]): a SHA-256 Merkle hash that is the same on every
 // machine for the same tree.
 //
+// The decoders take input from peers: what they allocate stays a small
+// multiple of the input and within [Limits] (depth, node count, and a
+// per-tree allocation budget, MaxBytes), and an error names the path, the
+// byte offset and the limit, quoting little of the input.
+//
 // The suffix of a function id names its caching level ([LevelOf]): "+none",
 // "+mem", "+full", "+mem_vb", "+full_vb"; no suffix means none.
 //
@@ -22,6 +27,7 @@ package request
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/value"
@@ -177,12 +183,24 @@ type Limits struct {
 	MaxDepth int
 	// MaxNodes bounds the number of requests in one tree.
 	MaxNodes int
+	// MaxBytes bounds the memory a decoder (ParseJSON, ParseMsgpack) may
+	// allocate for one tree: its nodes, argument slots, ids and titles,
+	// and the values it copies or re-encodes (values that alias the
+	// input cost nothing). A tree over it is refused with
+	// ResourceExhausted while it is being read, before the memory is
+	// taken. Validate does not check it: a tree built in Go is already
+	// in memory.
+	MaxBytes int
 	// Value bounds each argument value (nesting, lengths).
 	Value value.Limits
 }
 
 // DefaultLimits are used where Limits are zero.
-var DefaultLimits = Limits{MaxDepth: 64, MaxNodes: 10000, Value: value.DefaultLimits}
+var DefaultLimits = Limits{MaxDepth: 64, MaxNodes: 10000, MaxBytes: 64 << 20, Value: value.DefaultLimits}
+
+// OrDefault returns l with its zero (or negative) fields taken from
+// DefaultLimits: the limits a decoder given l enforces.
+func (l Limits) OrDefault() Limits { return l.orDefault() }
 
 // orDefault fills zero fields from DefaultLimits.
 func (l Limits) orDefault() Limits {
@@ -191,6 +209,9 @@ func (l Limits) orDefault() Limits {
 	}
 	if l.MaxNodes <= 0 {
 		l.MaxNodes = DefaultLimits.MaxNodes
+	}
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultLimits.MaxBytes
 	}
 	if l.Value.MaxDepth <= 0 {
 		l.Value.MaxDepth = DefaultLimits.Value.MaxDepth
@@ -202,9 +223,10 @@ func (l Limits) orDefault() Limits {
 }
 
 // Validate checks a tree against the limits (zero fields take the
-// defaults): every node has an id, no argument is both or neither a value
-// and a subrequest, values are single well-formed msgpack values, depth and
-// node count are within bounds, and no error was met while building it.
+// defaults): every node has an id in valid UTF-8, no argument is both or
+// neither a value and a subrequest, values are single well-formed msgpack
+// values, depth and node count are within bounds, and no error was met
+// while building it.
 // Errors are InvalidArgument and name the path of the offending node.
 func (n *Node) Validate(lim Limits) error {
 	if n == nil {
@@ -237,6 +259,9 @@ func (v *validator) check(m *Node, depth int) error {
 	}
 	if m.ID == "" {
 		return status.Errorf(status.InvalidArgument, "%s: request has an empty uuid", v.where())
+	}
+	if !utf8.ValidString(m.ID) {
+		return status.Errorf(status.InvalidArgument, "%s: uuid %s is not valid UTF-8", v.where(), quoteInput(m.ID))
 	}
 	for i, a := range m.Args {
 		v.path = append(v.path, i)
@@ -329,32 +354,54 @@ func ParsePath(s string) ([]int, error) {
 	if s == "" || s == "request" {
 		return nil, nil
 	}
-	parts := strings.Split(s, ".")
-	if len(parts)%2 != 0 {
-		return nil, status.Errorf(status.InvalidArgument, "bad request path %q (want args.tuple_elementN, repeated)", s)
-	}
-	out := make([]int, 0, len(parts)/2)
-	for i := 0; i < len(parts); i += 2 {
-		if parts[i] != "args" {
-			return nil, status.Errorf(status.InvalidArgument, "bad request path %q: %q where \"args\" belongs", s, parts[i])
+	// Each level takes at least "args.tuple_element0" (19 bytes), which
+	// bounds the slice before it is sized.
+	out := make([]int, 0, len(s)/19+1)
+	for rest, part := s, 1; ; part += 2 {
+		args, after, ok := strings.Cut(rest, ".")
+		if args != "args" {
+			return nil, status.Errorf(status.InvalidArgument, "bad request path %s: part %d is not \"args\"", quoteInput(s), part)
 		}
-		idx, ok := tupleIndex(parts[i+1])
 		if !ok {
-			return nil, status.Errorf(status.InvalidArgument, "bad request path %q: %q is not tuple_elementN", s, parts[i+1])
+			return nil, status.Errorf(status.InvalidArgument, "bad request path %s (want args.tuple_elementN, repeated)", quoteInput(s))
+		}
+		elem, next, more := strings.Cut(after, ".")
+		idx, ok := tupleIndex(elem)
+		if !ok {
+			return nil, status.Errorf(status.InvalidArgument, "bad request path %s: part %d is not tuple_elementN", quoteInput(s), part+1)
 		}
 		out = append(out, idx)
+		if !more {
+			return out, nil
+		}
+		rest = next
 	}
-	return out, nil
 }
 
 // tupleIndex parses "tuple_elementN" (N in canonical decimal form).
 func tupleIndex(k string) (int, bool) {
 	d, ok := strings.CutPrefix(k, "tuple_element")
-	if !ok || d == "" || len(d) > 9 || (len(d) > 1 && d[0] == '0') {
+	if !ok {
+		return 0, false
+	}
+	return tupleDigits([]byte(d))
+}
+
+// tupleIndexBytes is tupleIndex for a key that has not been made a string.
+func tupleIndexBytes(k []byte) (int, bool) {
+	const prefix = "tuple_element"
+	if len(k) < len(prefix) || string(k[:len(prefix)]) != prefix {
+		return 0, false
+	}
+	return tupleDigits(k[len(prefix):])
+}
+
+func tupleDigits(d []byte) (int, bool) {
+	if len(d) == 0 || len(d) > 9 || (len(d) > 1 && d[0] == '0') {
 		return 0, false
 	}
 	n := 0
-	for _, c := range []byte(d) {
+	for _, c := range d {
 		if c < '0' || c > '9' {
 			return 0, false
 		}

@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -82,6 +83,7 @@ func ParseMetadata(dst []MD, b []byte) ([]MD, error) {
 	if n > uint64(len(b)/2) {
 		return dst, d.errorf("metadata count %d exceeds what %d bytes can hold", n, len(b))
 	}
+	dst = slices.Grow(dst, int(n))
 	for i := uint64(0); i < n; i++ {
 		k, err := d.bytes("metadata key", MaxMetadata)
 		if err != nil {

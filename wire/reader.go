@@ -7,6 +7,11 @@ import (
 
 // Reader reads frames from a byte stream. The payload it returns aliases its
 // internal buffer and is valid only until the next call to Next.
+//
+// A frame's length is trusted only as far as the limit: a payload larger
+// than the read buffer is read into a buffer that grows with what has
+// arrived, so a header that announces a large frame costs memory in
+// proportion to the bytes the peer actually sends.
 type Reader struct {
 	br      *bufio.Reader
 	limit   uint32
@@ -62,21 +67,47 @@ func (r *Reader) Next() (Header, []byte, error) {
 		r.pending = n
 		return h, p, nil
 	}
-	// n was checked against the limit above, so this allocation is bounded.
-	if cap(r.big) < n {
-		r.big = make([]byte, n)
-	}
-	p := r.big[:n]
-	if _, err := io.ReadFull(r.br, p); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
+	p, err := r.readBig(n)
+	if err != nil {
 		return h, nil, err
 	}
-	if n > 4*r.br.Size() {
-		r.big = nil // don't pin a huge buffer for the connection's life
-	}
 	return h, p, nil
+}
+
+// readBig reads a payload of n bytes, more than the read buffer holds.
+// n was checked against the limit, but the peer may still stop sending
+// early: the buffer starts at twice the read buffer and doubles only as
+// it fills, so what is allocated is at most about twice what arrived.
+func (r *Reader) readBig(n int) ([]byte, error) {
+	if cap(r.big) >= n {
+		p := r.big[:n]
+		if _, err := io.ReadFull(r.br, p); err != nil {
+			return nil, unexpectedEOF(err)
+		}
+		return p, nil
+	}
+	p := make([]byte, 0, min(n, 2*r.br.Size()))
+	for len(p) < n {
+		if len(p) == cap(p) {
+			p = append(p, make([]byte, min(n, 2*cap(p))-len(p))...)[:len(p)]
+		}
+		m, err := io.ReadFull(r.br, p[len(p):min(cap(p), n)]) // append may round cap past n
+		p = p[:len(p)+m]
+		if err != nil {
+			return nil, unexpectedEOF(err)
+		}
+	}
+	if n <= 4*r.br.Size() {
+		r.big = p // reused for the next large frame; a huge one is not pinned
+	}
+	return p, nil
+}
+
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // Reset makes r read from rd, keeping its buffer (for pooled readers).

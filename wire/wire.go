@@ -11,7 +11,9 @@
 //
 // Every decoder checks a length it read against what remains or against the
 // negotiated limit before it allocates anything of that size, and reports
-// what was wrong and at which byte offset. The package does no I/O policy:
+// what was wrong and at which byte offset. The frame reader, which cannot
+// know what remains, grows a large payload's buffer only as its bytes
+// arrive. The package does no I/O policy:
 // the conn package decides what to do with a bad frame.
 package wire
 

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"runtime"
@@ -276,3 +277,63 @@ func TestCapTables(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// A header may announce a frame up to the limit and then send little or
+// nothing: the reader's memory follows the bytes that arrive, not the
+// announced length (conn's multiplexed readers use a 1 GiB limit).
+func TestReaderAllocatesWhatArrives(t *testing.T) {
+	for _, sent := range []int{0, 1000, 100 << 10} {
+		in := append(AppendHeader(nil, Header{Length: MaxMaxFrame, Type: TypeResult, ID: 1}), bytes.Repeat([]byte{'x'}, sent)...)
+		var err error
+		n := allocated(func() {
+			r := NewReader(bytes.NewReader(in), 4096, MaxMaxFrame)
+			_, _, err = r.Next()
+		})
+		if err != io.ErrUnexpectedEOF {
+			t.Fatalf("sent %d of %d: got %v, want io.ErrUnexpectedEOF", sent, MaxMaxFrame, err)
+		}
+		if bound := allocBound(len(in)); n > bound {
+			t.Errorf("a 1 GiB header and %d bytes allocated %d (bound %d)", sent, n, bound)
+		}
+	}
+}
+
+// Large frames of every size around the growth steps arrive whole, and
+// the reused buffer does not leak one frame into the next.
+func TestReaderLargeFrames(t *testing.T) {
+	var in []byte
+	sizes := []int{4097, 8192, 8193, 16384, 20000, 16385, 70000, 5000}
+	for i, n := range sizes {
+		in = AppendFrame(in, TypeData, 0, uint64(i+1), bytes.Repeat([]byte{byte('a' + i)}, n))
+	}
+	r := NewReader(bytes.NewReader(in), 4096, 1<<20)
+	for i, n := range sizes {
+		h, p, err := r.Next()
+		if err != nil || h.ID != uint64(i+1) || !bytes.Equal(p, bytes.Repeat([]byte{byte('a' + i)}, n)) {
+			t.Fatalf("frame %d (%d bytes): %v, %d bytes", i, n, err, len(p))
+		}
+	}
+	if _, _, err := r.Next(); err != io.EOF {
+		t.Fatalf("end: %v", err)
+	}
+}
+
+// ParseMetadata sizes its result by the count only after checking the
+// count against the bytes (each pair takes at least two).
+func TestParseMetadataCountBound(t *testing.T) {
+	b := binary.AppendUvarint(nil, 1<<40)
+	b = append(b, make([]byte, 100)...)
+	var err error
+	n := allocated(func() { _, err = ParseMetadata(nil, b) })
+	if err == nil || !strings.Contains(err.Error(), "exceeds what 106 bytes can hold") {
+		t.Fatalf("got %v", err)
+	}
+	if n > allocBound(len(b)) {
+		t.Fatalf("allocated %d for a refused count", n)
+	}
+	md := []MD{{"a", "1"}, {"bb", "22"}, {"", ""}}
+	got, err := ParseMetadata(nil, AppendMetadata(nil, md))
+	if err != nil || len(got) != 3 || got[1] != md[1] || got[2] != md[2] {
+		t.Fatalf("round trip: %v %v", got, err)
+	}
+}
