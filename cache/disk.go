@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,12 +65,23 @@ var (
 // larger by bbolt's page slack, and bbolt reuses freed pages but never
 // shrinks the file.
 //
+// A damaged file never takes the process down. OpenDisk checks the file's
+// structure before bbolt opens it and moves a damaged one aside (see
+// OpenDiskWith). If bbolt fails while the cache runs — an I/O error, or a
+// panic or memory fault on a page damaged since — the operation returns an
+// error wrapping ErrUnavailable, the cache logs one line and turns itself
+// off: from then on Get is a miss and Put a no-op, counted in Stats.Skips,
+// until the process opens the cache again.
+//
 // A directory holds one Disk at a time: a second OpenDisk of the same
 // directory, in this process or another, fails after a second.
 type Disk struct {
 	db       *bolt.DB
+	path     string
 	maxBytes int64
+	log      *slog.Logger
 	closed   atomic.Bool
+	down     atomic.Bool // off after a failure
 
 	mu        sync.Mutex // guards the fields below
 	pending   map[Key]int64
@@ -78,6 +91,7 @@ type Disk struct {
 	wg        sync.WaitGroup // the background flush, if any
 
 	hits, misses, puts, evictions, corrupt atomic.Int64
+	failures, skips, outages               atomic.Int64
 	entries, bytes                         atomic.Int64 // mirror meta/usage
 }
 
@@ -93,57 +107,6 @@ func DefaultDir() (string, error) {
 	return filepath.Join(d, "arbor"), nil
 }
 
-// OpenDisk opens the disk cache in dir, creating dir and the cache file if
-// they are missing, bounded to maxBytes (DefaultDiskBytes when <= 0). If the
-// file holds more than maxBytes, the least recently used entries are
-// evicted before OpenDisk returns.
-func OpenDisk(dir string, maxBytes int64) (*Disk, error) {
-	if maxBytes <= 0 {
-		maxBytes = DefaultDiskBytes
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("cache: create directory: %w", err)
-	}
-	path := filepath.Join(dir, DiskFileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        time.Second,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-		NoStatistics:   true,
-	})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("cache: %s is in use by another Disk cache", path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cache: open %s: %w", path, err)
-	}
-	d := &Disk{db: db, maxBytes: maxBytes, pending: make(map[Key]int64), flushAt: accessFlushThreshold}
-	var evicted int64
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketEntries, bucketAccess, bucketLRU, bucketMeta} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		if k, _ := tx.Bucket(bucketLRU).Cursor().Last(); len(k) == 8+len(Key{}) {
-			d.lastStamp = int64(binary.BigEndian.Uint64(k))
-		}
-		u := readUsage(tx)
-		var err error
-		evicted, err = d.evict(tx, &u)
-		if err != nil {
-			return err
-		}
-		return d.writeUsage(tx, u)
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("cache: open %s: %w", path, err)
-	}
-	d.evictions.Add(evicted)
-	return d, nil
-}
-
 // Get returns a copy of the value stored under k.
 func (d *Disk) Get(ctx context.Context, k Key) ([]byte, bool, error) {
 	if err := ctx.Err(); err != nil {
@@ -152,9 +115,13 @@ func (d *Disk) Get(ctx context.Context, k Key) ([]byte, bool, error) {
 	if d.closed.Load() {
 		return nil, false, ErrClosed
 	}
+	if d.down.Load() {
+		d.skips.Add(1)
+		return nil, false, nil
+	}
 	var v []byte
 	corrupt := false
-	err := d.db.View(func(tx *bolt.Tx) error {
+	err := d.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEntries).Get(k[:])
 		if b == nil {
 			return nil
@@ -169,7 +136,7 @@ func (d *Disk) Get(ctx context.Context, k Key) ([]byte, bool, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, false, d.mapErr(err)
+		return nil, false, d.fail("get", err)
 	}
 	if corrupt {
 		d.removeCorrupt(k)
@@ -193,6 +160,10 @@ func (d *Disk) Put(ctx context.Context, k Key, v []byte) error {
 	if d.closed.Load() {
 		return ErrClosed
 	}
+	if d.down.Load() {
+		d.skips.Add(1)
+		return nil
+	}
 	frame := encodeEntry(&k, v)
 	size := diskEntrySize(len(frame))
 	pending := d.takePending()
@@ -200,7 +171,7 @@ func (d *Disk) Put(ctx context.Context, k Key, v []byte) error {
 	stamp := d.nextStampLocked()
 	d.mu.Unlock()
 	var evicted int64
-	err := d.db.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		u := readUsage(tx)
 		if err := applyAccess(tx, pending); err != nil {
 			return err
@@ -225,7 +196,7 @@ func (d *Disk) Put(ctx context.Context, k Key, v []byte) error {
 		return d.writeUsage(tx, u)
 	})
 	if err != nil {
-		return d.mapErr(err)
+		return d.fail("put", err)
 	}
 	d.puts.Add(1)
 	d.evictions.Add(evicted)
@@ -244,11 +215,15 @@ func (d *Disk) Stats() Stats {
 		Entries:   d.entries.Load(),
 		Bytes:     d.bytes.Load(),
 		MaxBytes:  d.maxBytes,
+		Failures:  d.failures.Load(),
+		Skips:     d.skips.Load(),
+		Outages:   d.outages.Load(),
+		Down:      d.down.Load(),
 	}
 }
 
 // Path returns the cache file's path.
-func (d *Disk) Path() string { return d.db.Path() }
+func (d *Disk) Path() string { return d.path }
 
 // Close writes out the access times still held in memory and closes the
 // file. It waits for Gets and Puts in progress.
@@ -260,15 +235,94 @@ func (d *Disk) Close() error {
 	}
 	d.mu.Unlock()
 	d.wg.Wait()
-	err := d.flushAccess()
-	return errors.Join(err, d.db.Close())
+	var err error
+	if !d.down.Load() {
+		if ferr := d.flushAccess(); ferr != nil {
+			d.down.Store(true) // so that closeDB allows for a lock the failure left taken
+			err = fmt.Errorf("%w: disk %s: write access times: %w", ErrUnavailable, d.path, ferr)
+		}
+	}
+	return errors.Join(err, d.closeDB())
 }
 
-func (d *Disk) mapErr(err error) error {
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+// closeDB closes the bbolt handle. After a failure inside bbolt, a
+// transaction that panicked may have left its locks taken, and bbolt's
+// Close would wait for them forever: then it gets a second.
+func (d *Disk) closeDB() error {
+	if !d.down.Load() {
+		return d.db.Close()
+	}
+	done := make(chan error, 1)
+	go func() { done <- closeBolt(d.db) }()
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("cache: disk %s: close after a failure did not finish within a second; abandoned", d.path)
+	}
+}
+
+// view runs fn in a read transaction. A panic or memory fault inside
+// bbolt — a page damaged while the file is open — becomes an error.
+func (d *Disk) view(fn func(*bolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: bbolt panicked: %v", errDamaged, p)
+		}
+	}()
+	return d.db.View(fn)
+}
+
+// update runs fn in a write transaction and commits it. A panic or fault
+// inside bbolt becomes an error, as in view. The transaction is managed
+// here rather than by bbolt's Update, whose rollback after a panic rescans
+// the whole file in a goroutine of bbolt's own — where the damaged page
+// that caused the panic would crash the process. (bbolt's Commit still
+// does that rescan when a write fails; the pages it walks then are the
+// committed ones, which the write did not touch.)
+func (d *Disk) update(fn func(*bolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	tx, err := d.db.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			abandon(tx)
+			err = fmt.Errorf("%w: bbolt panicked: %v", errDamaged, p)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// abandon rolls tx back without bbolt's reload of the free pages. After
+// a panic, even that may panic; the cache is off by then, and Close
+// allows for the locks a half-done rollback leaves.
+func abandon(tx *bolt.Tx) {
+	defer func() { _ = recover() }()
+	_ = tx.Rollback()
+}
+
+// fail turns a failed operation into ErrClosed or, the first time, turns
+// the cache off with one log line.
+func (d *Disk) fail(op string, err error) error {
+	if d.closed.Load() || errors.Is(err, bolt.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
-	return fmt.Errorf("cache: disk: %w", err)
+	d.failures.Add(1)
+	if d.down.CompareAndSwap(false, true) {
+		d.outages.Add(1)
+		d.log.Error("cache: disk cache failed and is off until it is opened again; requests compute their results",
+			"path", d.path, "op", op, "err", err)
+	}
+	return fmt.Errorf("%w: disk %s: %s: %w", ErrUnavailable, d.path, op, err)
 }
 
 func diskEntrySize(frameLen int) int64 {
@@ -300,7 +354,10 @@ func (d *Disk) touch(k Key) {
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			_ = d.flushAccess() // access times are advisory; a lost batch only blurs LRU order
+			// Access times are advisory: a lost batch only blurs LRU order.
+			if err := d.flushAccess(); err != nil {
+				_ = d.fail("write access times", err)
+			}
 			d.mu.Lock()
 			d.flushing = false
 			d.mu.Unlock()
@@ -326,13 +383,13 @@ func (d *Disk) flushAccess() error {
 	if len(p) == 0 {
 		return nil
 	}
-	return d.db.Update(func(tx *bolt.Tx) error { return applyAccess(tx, p) })
+	return d.update(func(tx *bolt.Tx) error { return applyAccess(tx, p) })
 }
 
 // removeCorrupt deletes k's entry if it still fails its check.
 func (d *Disk) removeCorrupt(k Key) {
 	removed := false
-	err := d.db.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		removed = false
 		b := tx.Bucket(bucketEntries).Get(k[:])
 		if b == nil {
@@ -352,6 +409,9 @@ func (d *Disk) removeCorrupt(k Key) {
 		// A corrupt entry that could not be deleted (the cache is closing,
 		// say) is still counted: it was seen, and it was a miss.
 		d.corrupt.Add(1)
+	}
+	if err != nil {
+		_ = d.fail("remove a corrupt entry", err)
 	}
 }
 

@@ -18,6 +18,17 @@
 // an entry that fails its check is a miss, is removed, and is counted in
 // [Stats].Corrupt; it never takes other entries with it.
 //
+// A secondary tier in trouble costs misses, not crashes, errors or
+// latency. [OpenDisk] checks the file's structure before bbolt walks it and
+// moves a damaged file aside (logged), starting empty; a Disk whose file
+// fails while open turns itself off with one log line. Redis bounds every
+// operation by a short timeout and, after a few failures in a row, skips
+// the server behind a circuit breaker that probes it in the background,
+// logging one line when the server goes and one when it is back. Both
+// return errors wrapping [ErrUnavailable] for the operations that fail,
+// and count failures, skipped operations and outages in [Stats]; [Tiered]
+// turns a failing secondary tier into plain misses.
+//
 // What this package is not: it does not compute keys (package request does),
 // decode results (package value does), or deduplicate concurrent identical
 // requests (package resolve runs them once). It is not a general key-value

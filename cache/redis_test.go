@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -22,6 +23,25 @@ import (
 // run `make tools` — unless ARBOR_SKIP_REDIS=1 is set, which skips it.
 func startRedis(tb testing.TB) string {
 	tb.Helper()
+	return startRedisServer(tb).url
+}
+
+// redisServer is a redis-server that a test started, to kill, freeze and
+// restart.
+type redisServer struct {
+	tb     testing.TB
+	bin    string
+	port   int
+	addr   string
+	url    string
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan error
+}
+
+// startRedisServer starts a redis-server like startRedis and returns it.
+func startRedisServer(tb testing.TB) *redisServer {
+	tb.Helper()
 	if os.Getenv("ARBOR_SKIP_REDIS") == "1" {
 		tb.Skip("ARBOR_SKIP_REDIS=1")
 	}
@@ -31,58 +51,86 @@ func startRedis(tb testing.TB) string {
 	}
 	var lastErr error
 	for range 3 { // another process may take the port between our probe and redis's bind
-		url, err := tryStartRedis(tb, bin)
-		if err == nil {
-			return url
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
 		}
-		lastErr = err
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		s := &redisServer{tb: tb, bin: bin, port: port}
+		s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		s.url = "redis://" + s.addr + "/0"
+		if lastErr = s.start(); lastErr == nil {
+			tb.Cleanup(s.kill)
+			return s
+		}
 	}
 	tb.Fatalf("start redis-server: %v", lastErr)
-	return ""
+	return nil
 }
 
-func tryStartRedis(tb testing.TB, bin string) (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+// start runs redis-server on s's port and waits for it to answer.
+func (s *redisServer) start() error {
 	var out bytes.Buffer
-	cmd := exec.Command(bin,
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", tb.TempDir(),
+	cmd := exec.Command(s.bin,
+		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.tb.TempDir(),
 		"--daemonize", "no", "--loglevel", "warning")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		return "", err
+		return err
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	deadline := time.Now().Add(10 * time.Second)
-	for {
+	for !pingRedis(s.addr) {
 		select {
 		case err := <-exited:
-			exited <- err
-			return "", fmt.Errorf("redis-server exited (%v): %s", err, out.String())
+			return fmt.Errorf("redis-server exited (%v): %s", err, out.String())
 		default:
 		}
-		if pingRedis(addr) {
-			break
-		}
 		if time.Now().After(deadline) {
-			stop()
-			return "", fmt.Errorf("redis-server on %s did not answer PING within 10s: %s", addr, out.String())
+			_ = cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("redis-server on %s did not answer PING within 10s: %s", s.addr, out.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	tb.Cleanup(stop)
-	return "redis://" + addr + "/0", nil
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+	return nil
+}
+
+// kill ends the server with SIGKILL (frozen or not) and waits for it.
+func (s *redisServer) kill() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-exited
+}
+
+// signal sends sig to the running server.
+func (s *redisServer) signal(sig os.Signal) {
+	s.tb.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.tb.Fatal(err)
+	}
+}
+
+// restart starts a new, empty server on the same port after kill.
+func (s *redisServer) restart() {
+	s.tb.Helper()
+	if err := s.start(); err != nil {
+		s.tb.Fatal(err)
+	}
 }
 
 func pingRedis(addr string) bool {
@@ -313,5 +361,36 @@ func TestRedisConcurrent(t *testing.T) {
 	wg.Wait()
 	if s := r.Stats(); s.Puts != 8*40 || s.Hits+s.Misses != 8*160 || s.Hits == 0 {
 		t.Fatalf("Stats = %+v", s)
+	}
+}
+
+// TestRedisLogRouter: go-redis's lines reach the logger of the cache whose
+// operation logged them, at Debug, and go nowhere otherwise.
+func TestRedisLogRouter(t *testing.T) {
+	rec := &logRecorder{}
+	l := slog.New(rec)
+	redisLogRouter{}.Printf(context.WithValue(context.Background(), redisLogKey{}, l), "redis: pool: %s\n", "trouble")
+	redisLogRouter{}.Printf(context.Background(), "a background line")
+	redisLogRouter{}.Printf(nil, "no context") //nolint:staticcheck // go-redis may pass one
+	recs := rec.records(slog.LevelDebug)
+	if len(recs) != 1 || recs[0].Level != slog.LevelDebug || recordAttr(recs[0], "line") != "redis: pool: trouble" {
+		t.Fatalf("records = %v", recs)
+	}
+	// A cache without a Logger puts none in its operations' contexts.
+	r := newRedis(t, "redis://127.0.0.1:1/0", RedisOptions{})
+	if r.logContext(context.Background()).Value(redisLogKey{}) != nil {
+		t.Fatal("a logger in the context of a cache that has none")
+	}
+	r = newRedis(t, "redis://127.0.0.1:1/0", RedisOptions{Logger: l})
+	if r.logContext(context.Background()).Value(redisLogKey{}) != l {
+		t.Fatal("the cache's logger is not in its operations' contexts")
+	}
+}
+
+func TestRedisOptionErrors(t *testing.T) {
+	for _, o := range []RedisOptions{{Timeout: -1}, {DialTimeout: -1}, {ProbeMin: -1}, {ProbeMax: -1}, {FailureThreshold: -1}} {
+		if _, err := NewRedis("redis://localhost", o); err == nil {
+			t.Errorf("NewRedis accepted %+v", o)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"testing"
 )
@@ -97,17 +98,76 @@ func TestTieredSecondaryErrors(t *testing.T) {
 	ctx := context.Background()
 	tc := NewTiered(NewMemory(0), &failing{NewMemory(0)})
 	defer tc.Close()
-	if _, ok, err := tc.Get(ctx, key(1)); ok || !errors.Is(err, errDown) {
-		t.Fatalf("Get = %v, %v; want the secondary's error", ok, err)
+	if v, ok, err := tc.Get(ctx, key(1)); ok || err != nil || v != nil {
+		t.Fatalf("Get = %v, %v, %v; want a plain miss", v, ok, err)
 	}
-	if err := tc.Put(ctx, key(1), []byte("v")); !errors.Is(err, errDown) {
-		t.Fatalf("Put = %v; want the secondary's error", err)
+	if err := tc.Put(ctx, key(1), []byte("v")); err != nil {
+		t.Fatalf("Put = %v; want the failure absorbed", err)
 	}
 	if v, ok, err := tc.Get(ctx, key(1)); !ok || err != nil || string(v) != "v" {
 		t.Fatalf("Get after a half-failed Put = %q, %v, %v; want the memory tier's copy", v, ok, err)
 	}
-	if s := tc.Stats(); s.Puts != 0 || s.Hits != 1 || s.Misses != 0 {
-		t.Fatalf("Stats = %+v", s)
+	if s := tc.Stats(); s.Puts != 0 || s.Hits != 1 || s.Misses != 1 || s.Failures != 2 {
+		t.Fatalf("Stats = %+v, want 1 hit, 1 miss, 2 failures", s)
+	}
+	// A caller that gives up gets its own error, not a miss.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := tc.Get(cctx, key(2)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get with a cancelled context = %v", err)
+	}
+}
+
+// panicking is a secondary tier whose every operation panics.
+type panicking struct{ *Memory }
+
+func (*panicking) Get(context.Context, Key) ([]byte, bool, error) { panic("boom") }
+func (*panicking) Put(context.Context, Key, []byte) error         { panic("boom") }
+
+func TestTieredSecondaryPanics(t *testing.T) {
+	ctx := context.Background()
+	tc := NewTiered(NewMemory(0), &panicking{NewMemory(0)})
+	defer tc.Close()
+	if _, ok, err := tc.Get(ctx, key(1)); ok || err != nil {
+		t.Fatalf("Get = %v, %v; want a plain miss", ok, err)
+	}
+	if err := tc.Put(ctx, key(1), []byte("v")); err != nil {
+		t.Fatalf("Put = %v", err)
+	}
+	if v, ok, _ := tc.Get(ctx, key(1)); !ok || string(v) != "v" {
+		t.Fatal("the memory tier lost the value")
+	}
+	if s := tc.Stats(); s.Failures != 2 {
+		t.Fatalf("Stats = %+v, want 2 failures", s)
+	}
+}
+
+// TestTieredDiskDamagedWhileOpen: a real disk tier whose file is damaged
+// under it degrades to misses, then to skips, never to errors.
+func TestTieredDiskDamagedWhileOpen(t *testing.T) {
+	ctx := context.Background()
+	d, rec := openLogged(t, t.TempDir())
+	fillDisk(t, d)
+	tc := NewTiered(NewMemory(1<<20), d)
+	defer tc.Close()
+	damageOpenFile(t, d, 4)
+	for i := range damageEntries {
+		if v, ok, err := tc.Get(ctx, key(i)); ok || err != nil || v != nil {
+			t.Fatalf("key %d: Get = %v, %v, %v; want a plain miss", i, v, ok, err)
+		}
+		if err := tc.Put(ctx, key(i), value(i, 10)); err != nil {
+			t.Fatalf("key %d: Put = %v", i, err)
+		}
+		if v, ok, err := tc.Get(ctx, key(i)); !ok || err != nil || !bytes.Equal(v, value(i, 10)) {
+			t.Fatalf("key %d: not served from memory: %v, %v", i, ok, err)
+		}
+	}
+	s := tc.Stats()
+	if !s.Down || s.Outages != 1 || s.Failures != 1 || s.Skips != 2*damageEntries-1 {
+		t.Fatalf("Stats = %+v: want down after one failure, the rest skipped", s)
+	}
+	if n := len(rec.records(slog.LevelWarn)); n != 1 {
+		t.Fatalf("%d log lines for one outage", n)
 	}
 }
 

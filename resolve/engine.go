@@ -608,7 +608,7 @@ func (e *Engine) lookup(ctx context.Context, key request.Key, level request.Leve
 		return v, true
 	}
 	if level.UsesSecondary() && e.sec != nil {
-		v, ok, err := e.sec.Get(ctx, key)
+		v, ok, err := e.secGet(ctx, key)
 		if err != nil {
 			e.cacheError("secondary get", err)
 		} else if ok {
@@ -637,15 +637,45 @@ func (e *Engine) store(ctx context.Context, key request.Key, level request.Level
 		e.cacheError("memory put", err)
 	}
 	if level.UsesSecondary() && e.sec != nil {
-		if err := e.sec.Put(ctx, key, res); err != nil {
+		if err := e.secPut(ctx, key, res); err != nil {
 			e.cacheError("secondary put", err)
 		}
 	}
 }
 
+// secGet is e.sec.Get with a panic turned into an error: the secondary
+// cache stands for a file or a server, and its failure must cost a miss,
+// not the request.
+func (e *Engine) secGet(ctx context.Context, key request.Key) (v []byte, ok bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			v, ok, err = nil, false, fmt.Errorf("secondary cache panicked: %v", p)
+		}
+	}()
+	return e.sec.Get(ctx, key)
+}
+
+// secPut is e.sec.Put with a panic turned into an error.
+func (e *Engine) secPut(ctx context.Context, key request.Key, res []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("secondary cache panicked: %v", p)
+		}
+	}()
+	return e.sec.Put(ctx, key, res)
+}
+
+// cacheError counts a cache failure, which the caller treats as a miss,
+// and logs it. An outage of the secondary cache (cache.ErrUnavailable) is
+// logged at Debug: the cache logs it once itself, and each miss it costs
+// is no news.
 func (e *Engine) cacheError(op string, err error) {
 	e.cacheErrors.Add(1)
-	e.log.Warn("resolve: cache error, treated as a miss", "op", op, "err", err)
+	level := slog.LevelWarn
+	if errors.Is(err, cache.ErrUnavailable) {
+		level = slog.LevelDebug
+	}
+	e.log.Log(context.Background(), level, "resolve: cache error, treated as a miss", "op", op, "err", err)
 }
 
 func joinTypes(ts []string) string {
