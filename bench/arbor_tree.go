@@ -10,11 +10,12 @@ import (
 	"github.com/arbor-rpc/arbor/request"
 	"github.com/arbor-rpc/arbor/resolve"
 	"github.com/arbor-rpc/arbor/transport"
+	"github.com/arbor-rpc/arbor/tree"
 )
 
 // The tree section's runner: one Arbor server with the same add function
 // registered as "math_add+none" and "math_add+mem" (arbor.Handle2) and
-// request-tree resolution enabled (arbor.EnableResolution, default
+// request-tree resolution enabled (tree.Enable, default
 // ResolveConfig), served on tcp://127.0.0.1:0, and one client connection.
 
 func init() { startTree = startArborTree }
@@ -48,7 +49,7 @@ func startArborTree(ctx context.Context) (TreeRunner, error) {
 			return nil, err
 		}
 	}
-	e, err := arbor.EnableResolution(srv, arbor.ResolveConfig{})
+	e, err := tree.Enable(srv, tree.Config{})
 	if err != nil {
 		return nil, err
 	}
@@ -81,12 +82,12 @@ func (t *arborTree) Op(variant string) func(ctx context.Context) error {
 		}
 	case treeCached:
 		return func(ctx context.Context) error {
-			got, err := arbor.Resolve[int](ctx, t.c, t.cached)
+			got, err := tree.Resolve[int](ctx, t.c, t.cached)
 			return checkSum(variant, got, treeSum, err)
 		}
 	case treeUncached:
 		return func(ctx context.Context) error {
-			got, err := arbor.Resolve[int](ctx, t.c, t.uncached)
+			got, err := tree.Resolve[int](ctx, t.c, t.uncached)
 			return checkSum(variant, got, treeSum, err)
 		}
 	}
@@ -108,7 +109,7 @@ func (t *arborTree) Note(variant string) string {
 	case treeUnary:
 		return fmt.Sprintf("arbor.Call2[int](ctx, c, %q, 1, 2), the add function called directly (no resolution)", treeFnNone)
 	case treeCached:
-		return fmt.Sprintf("arbor.Resolve[int] of a 3-level tree of 7 %q nodes (= %d), warmed first: its root is in the memory cache", treeFnMem, treeSum)
+		return fmt.Sprintf("tree.Resolve[int] of a 3-level tree of 7 %q nodes (= %d), warmed first: its root is in the memory cache", treeFnMem, treeSum)
 	case treeUncached:
 		return fmt.Sprintf("the same tree of %q nodes (reference): all 7 run on every call", treeFnNone)
 	}

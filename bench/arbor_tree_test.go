@@ -12,6 +12,7 @@ import (
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/request"
+	"github.com/arbor-rpc/arbor/tree"
 )
 
 // TestTree checks the tree section's runner: every variant resolves to the
@@ -30,7 +31,7 @@ func TestTree(t *testing.T) {
 
 	// The trees as the section sends them, resolved directly.
 	for _, fn := range []string{treeFnMem, treeFnNone} {
-		if got, err := arbor.Resolve[int](ctx, at.c, tree7(fn)); err != nil || got != treeSum {
+		if got, err := tree.Resolve[int](ctx, at.c, tree7(fn)); err != nil || got != treeSum {
 			t.Fatalf("Resolve(tree7(%s)) = %d, %v; want %d", fn, got, err, treeSum)
 		}
 	}
@@ -84,7 +85,7 @@ func TestTree(t *testing.T) {
 	// A cached root over a new uncached subtree: computed, not a stale hit.
 	mixed := request.New(treeFnMem, request.New(treeFnNone, 10, 20), 5)
 	for range 2 {
-		if got, err := arbor.Resolve[int](ctx, at.c, mixed); err != nil || got != 35 {
+		if got, err := tree.Resolve[int](ctx, at.c, mixed); err != nil || got != 35 {
 			t.Fatalf("Resolve(mixed) = %d, %v; want 35", got, err)
 		}
 	}

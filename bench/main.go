@@ -21,7 +21,7 @@
 //   - transports: the unary echo over each transport (Arbor over tcp://,
 //     tls://, quic://, unix:; grpc-go over plain TCP and TLS), with
 //     throwaway certificates made at start.
-//   - tree: Arbor resolving a 7-node request tree (arbor.Resolve) from the
+//   - tree: Arbor resolving a 7-node request tree (tree.Resolve) from the
 //     memory cache and uncached, beside a plain Arbor unary call of the
 //     same function, on one server and ONE connection; the tree's cost is
 //     unary calls/s over tree calls/s (bar: treeBar).

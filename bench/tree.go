@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// The tree section: Arbor's request-tree resolution (arbor.Resolve of a
+// The tree section: Arbor's request-tree resolution (tree.Resolve of a
 // 3-level, 7-node tree) beside a plain Arbor unary call, on one server and
 // ONE client connection over loopback TCP, in the same run. The runner is
 // in arbor_tree.go; this file only measures and reports, so that it builds
@@ -22,14 +22,14 @@ const treeBar = 1.3
 // The variants of the tree section, in run and print order.
 const (
 	treeUnary    = "unary"         // arbor.Call2[int](ctx, c, "math_add+none", 1, 2)
-	treeCached   = "tree-cached"   // arbor.Resolve[int] of the 7 "+mem" nodes, root in the memory cache
+	treeCached   = "tree-cached"   // tree.Resolve[int] of the 7 "+mem" nodes, root in the memory cache
 	treeUncached = "tree-uncached" // the same tree of "+none" nodes: all 7 run every time
 )
 
 var treeVariants = []string{treeUnary, treeCached, treeUncached}
 
 // TreeRunner is an Arbor server with request-tree resolution enabled
-// (arbor.EnableResolution) and ONE client connection to it, shared by all
+// (tree.Enable) and ONE client connection to it, shared by all
 // callers of all variants.
 type TreeRunner interface {
 	// Op returns one call of the variant, which checks the result (the
@@ -207,7 +207,7 @@ func printTreeNotes(w io.Writer, results []result, notes []string) {
 	for _, n := range notes {
 		fmt.Fprintf(w, "- %s\n", n)
 	}
-	fmt.Fprintln(w, "- one server (arbor.EnableResolution, default ResolveConfig: 1 GiB memory cache) and one client connection over tcp://127.0.0.1, shared by all callers of all variants; every call checks the sum it gets back.")
+	fmt.Fprintln(w, "- one server (tree.Enable, default tree.Config: 1 GiB memory cache) and one client connection over tcp://127.0.0.1, shared by all callers of all variants; every call checks the sum it gets back.")
 	fmt.Fprintln(w, "- cost vs unary = unary calls/s ÷ variant calls/s at the same concurrency (1.00x = as cheap as the unary call). The client encodes the whole 7-node tree on every call; the server answers a cached root from the memory cache without building the tree.")
 	fmt.Fprintln(w, "- allocs/call and B/call count client and server together (same process); p50/p99 are per-call round-trip latencies seen by the callers.")
 	for _, r := range results {

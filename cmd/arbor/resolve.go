@@ -185,14 +185,14 @@ func (f *cacheFlags) enable(srv *arbor.Server, log *slog.Logger) (*resolve.Engin
 	var secondary cache.Cache
 	switch {
 	case f.redis != "":
-		r, err := cache.NewRedis(f.redis, cache.RedisOptions{})
+		r, err := cache.NewRedis(f.redis, cache.RedisOptions{Logger: log})
 		if err != nil {
 			return nil, err
 		}
 		secondary = r
 		log.Info("request cache", "memory", f.memSize, "redis", f.redis)
 	case f.dir != "":
-		d, err := cache.OpenDisk(f.dir, f.diskBytes)
+		d, err := cache.OpenDiskWith(f.dir, cache.DiskOptions{MaxBytes: f.diskBytes, Logger: log})
 		if err != nil {
 			if f.explicitDir {
 				return nil, err
