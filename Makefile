@@ -5,7 +5,7 @@ GO        ?= go
 FUZZTIME  ?= 5s
 BENCHTIME ?= 2s
 
-.PHONY: all build test fmt-check vet unit allocs fuzz bench-test bench clean tools
+.PHONY: all build test fmt-check vet unit allocs fuzz bench-test bench chaos clean tools
 
 all: build test
 
@@ -56,6 +56,13 @@ bench-test:
 # Arbor beside grpc-go, drpc, net/rpc and the floor; prints the table and ratios.
 bench:
 	cd bench && $(GO) run . -d $(BENCHTIME)
+
+# The hostile-client suite (cmd/arbor/chaos_test.go) for a minute per
+# scenario against real `arbor serve` processes; each reports the server's
+# peak RSS. `make test` runs the same scenarios for 2 s each.
+CHAOS_DURATION ?= 60s
+chaos:
+	ARBOR_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -count=1 -run Chaos -v -timeout 30m ./cmd/arbor/
 
 clean:
 	$(GO) clean -testcache

@@ -32,13 +32,13 @@ type seqKey struct {
 	path string
 }
 
-// DefaultMaxExports bounds the services exported on one connection.
-const DefaultMaxExports = 10000
+// defaultMaxExports bounds the services exported on one connection.
+const defaultMaxExports = 10000
 
 func capsOf(c *conn.Conn) *exportTable {
 	t, _ := c.Attachment(func() any {
 		return &exportTable{exports: make(map[uint64]*export), ids: make(map[*Service]uint64),
-			seqs: make(map[seqKey]*sequencer), limit: DefaultMaxExports}
+			seqs: make(map[seqKey]*sequencer), limit: defaultMaxExports}
 	}).(*exportTable)
 	return t
 }

@@ -73,9 +73,14 @@ type Config struct {
 	// reading that connection until bytes come back: backpressure, not
 	// growth.
 	MaxConnMemory, MaxMemory int64
-	// MaxConnections bounds a server's open connections (default 10000);
+	// MaxConnections bounds a server's open connections (default 10000,
+	// and never more than the process's file descriptor limit allows);
 	// beyond it new connections are refused with a GOAWAY that says so.
 	MaxConnections int
+	// MaxPromiseChain bounds chains of promises (a call using the answer
+	// of a call using …; default 1000): a client refuses a longer one
+	// before sending it, a server refuses its calls.
+	MaxPromiseChain int
 }
 
 // Defaults of the limits in Config.
@@ -99,6 +104,7 @@ func DefaultConfig() Config {
 		MaxConnMemory:        conn.DefaultMaxMemory,
 		MaxMemory:            DefaultMaxMemory,
 		MaxConnections:       DefaultMaxConnections,
+		MaxPromiseChain:      conn.DefaultMaxChain,
 	}
 }
 
@@ -141,6 +147,7 @@ func (c *common) connConfig() conn.Config {
 		StreamWindow:         c.cfg.StreamWindow,
 		ConnWindow:           c.cfg.ConnWindow,
 		MaxMemory:            c.cfg.MaxConnMemory,
+		MaxChain:             c.cfg.MaxPromiseChain,
 		Logger:               c.logger(),
 	}
 }
@@ -231,7 +238,7 @@ type Limits struct {
 	MaxConcurrentCalls, MaxConcurrentStreams uint32
 	MaxRetainedAnswers, MaxRetainedBytes     uint32
 	MaxConnMemory, MaxMemory                 int64
-	MaxConnections                           int
+	MaxConnections, MaxPromiseChain          int
 }
 
 // WithLimits sets a server's resource limits.
@@ -254,6 +261,9 @@ func WithLimits(l Limits) ServerOption {
 		}
 		if l.MaxConnections != 0 {
 			c.cfg.MaxConnections = l.MaxConnections
+		}
+		if l.MaxPromiseChain != 0 {
+			c.cfg.MaxPromiseChain = l.MaxPromiseChain
 		}
 	})
 }

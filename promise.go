@@ -40,6 +40,7 @@ type promise struct {
 	cc    *conn.Conn
 	async *conn.Async
 	err   error // why the call could not be sent
+	depth int   // the length of the promise chain this call ends
 
 	mu      sync.Mutex
 	users   int  // calls being sent that name the answer
@@ -283,7 +284,9 @@ func appendPromiseArg(e *argEncoder, b []byte, i int, pa promiseArg) []byte {
 		e.err = Errorf(InvalidArgument, "%s: argument %d is a nil promise", e.id, i)
 		return b
 	case p.err != nil:
-		e.err = wrapErr(CodeOf(p.err), nil, p.err, fmt.Sprintf("%s: argument %d is a promise whose call failed", e.id, i))
+		// Passed on as is: along a chain of failed promises the error
+		// names the first failure once instead of nesting.
+		e.err = p.err
 		return b
 	}
 	if !p.use() { // resolved and released: send the value
@@ -309,6 +312,19 @@ func sendAsync[R any](ctx context.Context, c Caller, e *argEncoder, args []byte)
 		e.done()
 		return failedPromise[R](e.id, e.err)
 	}
+	// A chain longer than the limit is refused here, at its first link
+	// too many, rather than partway through on the server.
+	depth := 1
+	for _, u := range e.promises {
+		depth = max(depth, u.p.depth+1)
+	}
+	if r, ok := c.(*Ref); ok && r.promise != nil {
+		depth = max(depth, r.promise.depth+1)
+	}
+	if limit := maxChainOf(c); depth > limit {
+		e.done()
+		return failedPromise[R](e.id, Errorf(ResourceExhausted, "%s: promise chain of %d calls exceeds the limit of %d (Config.MaxPromiseChain)", e.id, depth, limit))
+	}
 	req := &Request{ID: e.id, Kind: KindUnary, Async: true, Metadata: outgoingMetadata(ctx), Args: args,
 		promises: e.promises, caps: e.caps}
 	resp, err := c.Call(ctx, req)
@@ -316,7 +332,24 @@ func sendAsync[R any](ctx context.Context, c Caller, e *argEncoder, args []byte)
 	if err != nil {
 		return failedPromise[R](e.id, err)
 	}
-	return newPromise[R](e.id, c, resp, resp.owner)
+	p := newPromise[R](e.id, c, resp, resp.owner)
+	p.depth = depth
+	return p
+}
+
+// maxChainOf is the promise-chain limit of the client behind c.
+func maxChainOf(c Caller) int {
+	var cl *Client
+	switch x := c.(type) {
+	case *Client:
+		cl = x
+	case *Ref:
+		cl = x.owner
+	}
+	if cl != nil && cl.cfg.cfg.MaxPromiseChain > 0 {
+		return cl.cfg.cfg.MaxPromiseChain
+	}
+	return conn.DefaultMaxChain
 }
 
 // Go0 sends a call to id without waiting and returns its promise.

@@ -237,7 +237,7 @@ func TestLostConnectionRejectsPromises(t *testing.T) {
 	srv.Close()
 	for i, p := range []*arbor.Promise[int]{p1, p2, p3} {
 		_, err := p.Wait()
-		if !errors.Is(err, arbor.ErrUnavailable) && !errors.Is(err, arbor.ErrNotFound) {
+		if !errors.Is(err, arbor.ErrUnavailable) && !errors.Is(err, arbor.ErrUnimplemented) {
 			t.Fatalf("promise %d: %v", i+1, err)
 		}
 		if i != 1 && !errors.Is(err, arbor.ErrConnection) {
@@ -284,4 +284,44 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// A chain longer than the limit fails at its first link too many, with
+// ResourceExhausted naming the limit, and every later link says the same;
+// the links before it work.
+func TestPromiseChainLimit(t *testing.T) {
+	c, _, _ := promiseServer(t)
+	ctx := context.Background()
+	const limit = 1000 // the default
+	p := arbor.Go2[int](ctx, c, "add", 0, 1)
+	var at1000 *arbor.Promise[int]
+	for i := 2; i <= limit+50; i++ {
+		p = arbor.Go2[int](ctx, c, "add", p, 1)
+		if i == limit {
+			at1000 = p
+		}
+	}
+	if v, err := at1000.Wait(); err != nil || v != limit {
+		t.Fatalf("link %d: %d %v", limit, v, err)
+	}
+	_, err := p.Wait()
+	if !errors.Is(err, arbor.ErrResourceExhausted) || !strings.Contains(err.Error(), "exceeds the limit of 1000") || len(err.Error()) > 300 {
+		t.Fatalf("link %d: %v", limit+50, err)
+	}
+}
+
+// The server bounds chains too, whatever the client: with a lower limit
+// on the server, the link over it and the ones after fail with
+// ResourceExhausted, never with an unknown answer.
+func TestServerChainLimit(t *testing.T) {
+	c, _, _ := promiseServer(t, arbor.WithLimits(arbor.Limits{MaxPromiseChain: 10}))
+	ctx := context.Background()
+	p := arbor.Go2[int](ctx, c, "add", 0, 1)
+	for i := 2; i <= 15; i++ {
+		p = arbor.Go2[int](ctx, c, "add", p, 1)
+	}
+	_, err := p.Wait()
+	if !errors.Is(err, arbor.ErrResourceExhausted) || !strings.Contains(err.Error(), "promise chain") {
+		t.Fatalf("link 15 with a server limit of 10: %v", err)
+	}
 }

@@ -39,6 +39,7 @@ type Server struct {
 	regMu    sync.Mutex
 	serve    *dispatcher
 	budget   *conn.Budget
+	maxConns int // MaxConnections, within the descriptor limit
 	// invoke runs a function in process through the interceptors.
 	invokeChain CallFunc
 
@@ -53,9 +54,10 @@ type Server struct {
 	draining  atomic.Bool
 	wg        sync.WaitGroup
 
-	// Rate-limits the log of failed handshakes (a flood of bad clients
-	// must not flood the log).
-	failLog logLimiter
+	// Rate-limits the log of failed handshakes and of connections (a
+	// flood of bad clients must not flood the log).
+	failLog    logLimiter
+	connLogger *slog.Logger
 }
 
 func init() {
@@ -85,11 +87,22 @@ func NewServer(opts ...ServerOption) *Server {
 		o.applyServer(&s.cfg)
 	}
 	s.logger = s.cfg.logger()
+	// Connections log through a rate limit: their events come from peers.
+	s.connLogger = slog.New(limitedHandler{s.logger.Handler(), &s.failLog})
 	mem := s.cfg.cfg.MaxMemory
 	if mem <= 0 {
 		mem = DefaultMaxMemory
 	}
 	s.budget = conn.NewBudget(mem)
+	// Never accept more connections than the descriptors allow: refusing
+	// one cleanly needs a descriptor, running out fails everything.
+	s.maxConns = s.cfg.cfg.MaxConnections
+	if n := fdLimit(); n > 0 {
+		reserve := min(64, n/4) // listeners, files, the refusals themselves
+		if s.maxConns <= 0 || s.maxConns > n-reserve {
+			s.maxConns = n - reserve
+		}
+	}
 	s.handlers.Store(&map[string]*handler{})
 	ics := s.cfg.interceptors
 	if s.cfg.auth != nil { // authentication runs before anything the user added
@@ -277,7 +290,7 @@ func (s *Server) Serve(l net.Listener) error {
 			nc.Close()
 			continue
 		}
-		if max := s.cfg.cfg.MaxConnections; max > 0 && len(s.conns)+len(s.setup) >= max {
+		if max := s.maxConns; max > 0 && len(s.conns)+len(s.setup) >= max {
 			s.mu.Unlock()
 			s.refuse(nc, fmt.Sprintf("server is at its connection limit (%d)", max))
 			continue
@@ -331,6 +344,7 @@ func (s *Server) serveConn(nc net.Conn) {
 	cfg := s.cfg.connConfig()
 	cfg.Handler = s.serve
 	cfg.Budget = s.budget
+	cfg.Logger = s.connLogger
 	peer := &Peer{Addr: nc.RemoteAddr()}
 	if tc, ok := nc.(*tls.Conn); ok {
 		timeout := cfg.HandshakeTimeout
@@ -476,32 +490,3 @@ func (s *Server) stop(drain context.Context) []*conn.Conn {
 // memory budget (Config.MaxMemory): request copies and unwritten results.
 func (s *Server) MemoryInUse() int64 { return s.budget.Used() }
 
-// logLimiter logs at most a few lines per second, then says how many it
-// dropped.
-type logLimiter struct {
-	mu      sync.Mutex
-	window  time.Time
-	n       int
-	dropped int
-}
-
-func (l *logLimiter) log(logger *slog.Logger, msg string, args ...any) {
-	const perSecond = 5
-	l.mu.Lock()
-	now := time.Now()
-	if now.Sub(l.window) >= time.Second {
-		if l.dropped > 0 {
-			logger.Info("arbor: dropped log lines", "count", l.dropped, "like", msg)
-		}
-		l.window, l.n, l.dropped = now, 0, 0
-	}
-	l.n++
-	ok := l.n <= perSecond
-	if !ok {
-		l.dropped++
-	}
-	l.mu.Unlock()
-	if ok {
-		logger.Info(msg, args...)
-	}
-}

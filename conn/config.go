@@ -42,6 +42,10 @@ type Config struct {
 	// MaxRetainedBytes bounds the retained answers' total size (default
 	// 64 MiB); an answer over it is kept as a ResourceExhausted error.
 	MaxRetainedBytes uint32
+	// MaxChain bounds the length of a chain of promises (a call that
+	// uses the answer of a call that uses …), default 1000: a call that
+	// would make a longer one is refused with ResourceExhausted.
+	MaxChain int
 	// StreamWindow is how many bytes of unread stream messages this side
 	// buffers per stream before the sender must wait (default 256 KiB);
 	// ConnWindow bounds the same across all streams (default 1 MiB).
@@ -64,6 +68,9 @@ type Config struct {
 	// logger that discards).
 	Logger *slog.Logger
 }
+
+// DefaultMaxChain bounds promise chains when nothing else is set.
+const DefaultMaxChain = 1000
 
 // DefaultMaxMemory is a connection's memory budget when none is set.
 const DefaultMaxMemory = 32 << 20
@@ -90,6 +97,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxRetainedBytes == 0 {
 		c.MaxRetainedBytes = 64 << 20
+	}
+	if c.MaxChain <= 0 {
+		c.MaxChain = DefaultMaxChain
 	}
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = 256

@@ -1,7 +1,9 @@
 package conn
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/arbor-rpc/arbor/internal/status"
@@ -24,9 +26,17 @@ func (c *Conn) handshake() (*wire.Reader, error) {
 		return nil, status.Wrap(status.Unavailable, status.ErrConnection, err, "handshake: sending HELLO")
 	}
 	r := wire.NewReader(c.nc, c.cfg.ReadBufferSize, c.cfg.MaxFrame)
+	if b := r.Peek(3); len(b) == 3 && (b[0] == 0x15 || b[0] == 0x16) && b[1] == 0x03 {
+		// A TLS record (an alert or a handshake) where HELLO should be.
+		return nil, status.Wrap(status.Unavailable, status.ErrTLS, nil, "handshake: the peer speaks TLS: use a tls:// address")
+	}
 	h, p, err := r.Next()
 	if err != nil {
-		return nil, status.Wrap(status.Unavailable, handshakeCategory(err), err, "handshake: reading HELLO")
+		msg := "handshake: reading HELLO"
+		if errors.Is(err, io.EOF) && c.client {
+			msg += " (the server closed the connection at once: it may expect TLS, try tls://, or not be an Arbor server)"
+		}
+		return nil, status.Wrap(status.Unavailable, handshakeCategory(err), err, msg)
 	}
 	if h.Type == wire.TypeGoAway { // the peer refused us and said why
 		g, _ := wire.ParseGoAway(p)

@@ -20,6 +20,9 @@ type answer struct {
 	pins     int
 	released bool
 	counted  int // bytes of result counted in retainedBytes (smu)
+	// depth is the length of the promise chain that ends here: 1 for a
+	// call that used no answers.
+	depth int
 }
 
 // Async is an outgoing call whose answer is awaited later (a promise).
@@ -99,12 +102,24 @@ func (a *Async) Forget() {
 }
 
 // retain registers the answer slot of a retained incoming call; smu held.
-func (c *Conn) retainLocked(id uint64) error {
+func (c *Conn) retainLocked(id uint64, depth int) error {
 	if len(c.answers) >= int(c.cfg.MaxRetained) {
 		return fmt.Errorf("too many retained answers on this connection (limit %d): release promises", c.cfg.MaxRetained)
 	}
-	c.answers[id] = &answer{done: make(chan struct{})}
+	c.answers[id] = &answer{done: make(chan struct{}), depth: depth}
 	return nil
+}
+
+// chainDepthLocked is the length of the promise chain a call with these
+// answer references would end; smu held.
+func (c *Conn) chainDepthLocked(refs []uint64) int {
+	d := 0
+	for _, id := range refs {
+		if a := c.answers[id]; a != nil {
+			d = max(d, a.depth)
+		}
+	}
+	return d + 1
 }
 
 // settle stores a retained call's outcome. Retained results are bounded

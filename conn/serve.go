@@ -142,8 +142,27 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 			return nil, status.Errorf(status.ResourceExhausted, "too many capability targets on this connection (limit %d)", maxTargets), nil
 		}
 	}
+	// The answers the call reads (a target in a promised answer, the
+	// promise table) give the length of the chain it ends, which is
+	// bounded: a chain refused at its first link too many, by name.
+	var refs [8]uint64
+	depth := 1
+	if wc.HasTarget || len(wc.Promises) > 0 {
+		depth = c.chainDepthLocked(frameRefs(&wc, refs[:0]))
+		if depth > c.cfg.MaxChain {
+			refusal := status.Errorf(status.ResourceExhausted, "promise chain of %d calls exceeds the limit of %d on this connection", depth, c.cfg.MaxChain)
+			if retain && len(c.answers) < int(c.cfg.MaxRetained) {
+				// Calls pipelined on this one get the same error, not an
+				// unknown answer.
+				a := &answer{done: make(chan struct{}), err: refusal, depth: depth}
+				close(a.done)
+				c.answers[h.ID] = a
+			}
+			return nil, refusal, nil
+		}
+	}
 	if retain {
-		if err := c.retainLocked(h.ID); err != nil {
+		if err := c.retainLocked(h.ID, depth); err != nil {
 			return nil, status.New(status.ResourceExhausted, err.Error()), nil
 		}
 	}
@@ -180,6 +199,21 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 	c.active++
 	c.inflight.Add(1)
 	return sc, nil, nil
+}
+
+// frameRefs lists the answers a parsed CALL reads (checked by ParseCall).
+func frameRefs(wc *wire.Call, dst []uint64) []uint64 {
+	if wc.HasTarget && wc.Target.Kind == wire.TargetAnswer {
+		dst = append(dst, wc.Target.ID)
+	}
+	if len(wc.Promises) > 0 {
+		var ps [8]wire.PromiseRef
+		list, _ := wire.ParsePromises(ps[:0], wc.Promises)
+		for _, p := range list {
+			dst = append(dst, p.ID)
+		}
+	}
+	return dst
 }
 
 // ForgetTarget drops the arrival count of a capability target that will

@@ -81,7 +81,9 @@ func TestHostileMsgpackTree(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var err error
-			n := allocated(func() { _, _, err = ParseMsgpack(tc.in, Limits{}) })
+			// A budget above the default, so that the checks of structure
+			// are what refuses (the default refuses these at once).
+			n := allocated(func() { _, _, err = ParseMsgpack(tc.in, Limits{MaxBytes: 64 << 20}) })
 			if c := status.CodeOf(err); c != status.InvalidArgument && c != status.ResourceExhausted {
 				t.Fatalf("got %v, want InvalidArgument or ResourceExhausted", err)
 			}
@@ -96,7 +98,7 @@ func TestHostileMsgpackTree(t *testing.T) {
 			}
 			t.Logf("%d bytes: allocated %d (%.1f× the input): %v", len(tc.in), n, float64(n)/float64(len(tc.in)), err)
 			var ok bool
-			if n := allocated(func() { _, _, _, _, ok = MsgpackKey(tc.in, Limits{}) }); ok || n > allocBound(len(tc.in)) {
+			if n := allocated(func() { _, _, _, _, ok = MsgpackKey(tc.in, Limits{MaxBytes: 64 << 20}) }); ok || n > allocBound(len(tc.in)) {
 				t.Errorf("MsgpackKey: ok %v, allocated %d", ok, n)
 			}
 		})
@@ -146,9 +148,9 @@ func TestHostileJSONTree(t *testing.T) {
 	in := deepWideJSON(4 << 20)
 	var err error
 	n := allocated(func() { _, err = ParseJSON(in, Limits{}) })
-	// Two million arguments take 64 MiB of slots alone: over the default
+	// Two million arguments take 64 MiB of slots alone: over the default (16 MiB)
 	// budget, refused before the slots are allocated.
-	if status.CodeOf(err) != status.ResourceExhausted || !strings.Contains(err.Error(), "67108864 bytes (Limits.MaxBytes)") {
+	if status.CodeOf(err) != status.ResourceExhausted || !strings.Contains(err.Error(), "16777216 bytes (Limits.MaxBytes)") {
 		t.Fatalf("got %v, want ResourceExhausted naming Limits.MaxBytes", err)
 	}
 	if !errors.Is(err, status.ErrSerialization) {
@@ -218,7 +220,7 @@ func TestMaxBytes(t *testing.T) {
 	if _, _, err := ParseMsgpack(raw, lim); status.CodeOf(err) != status.ResourceExhausted {
 		t.Errorf("re-encoded value over the budget: %v", err)
 	}
-	if DefaultLimits.MaxBytes != 64<<20 || (Limits{}).OrDefault().MaxBytes != 64<<20 {
+	if DefaultLimits.MaxBytes != 16<<20 || (Limits{}).OrDefault().MaxBytes != 16<<20 {
 		t.Errorf("default MaxBytes = %d", DefaultLimits.MaxBytes)
 	}
 }

@@ -240,11 +240,14 @@ func (p *msgpackParser) node(depth int) (*Node, *mpErr) {
 	if !p.budget.take(nodeCharge(len(id), len(title), nargs)) {
 		return nil, p.overBudget(argsOff)
 	}
-	n := &Node{ID: string(id), Title: string(title), Args: make([]Arg, nargs)}
+	// The slots grow as arguments arrive, not to the count the input
+	// claims: a claim that the rest of the input cannot back allocates
+	// nothing (the budget above has refused any it could not afford).
+	n := &Node{ID: string(id), Title: string(title), Args: make([]Arg, 0, min(nargs, 8))}
 	// The arguments of this node are due before anything the enclosing
 	// nodes still expect: reserve their bytes while reading them.
 	p.reserved += nargs * minArgBytes
-	for i := range n.Args {
+	for i := 0; i < nargs; i++ {
 		p.reserved -= minArgBytes
 		aoff := p.off
 		if len(p.b)-p.off < 2 || p.b[p.off] != 0x92 {
@@ -269,14 +272,14 @@ func (p *msgpackParser) node(depth int) (*Node, *mpErr) {
 				}
 				v = p.arena.keep(p.canon.out)
 			}
-			n.Args[i] = Arg{Value: v}
+			n.Args = append(n.Args, Arg{Value: v})
 			p.off = end
 		case argRequest:
 			sub, err := p.node(depth + 1)
 			if err != nil {
 				return nil, err.in(i)
 			}
-			n.Args[i] = Arg{Node: sub}
+			n.Args = append(n.Args, Arg{Node: sub})
 		default:
 			return nil, p.errorf(aoff, "unknown argument tag %d (want 0 for a value, 1 for a request)", tag).in(i)
 		}

@@ -196,7 +196,7 @@ type Limits struct {
 }
 
 // DefaultLimits are used where Limits are zero.
-var DefaultLimits = Limits{MaxDepth: 64, MaxNodes: 10000, MaxBytes: 64 << 20, Value: value.DefaultLimits}
+var DefaultLimits = Limits{MaxDepth: 64, MaxNodes: 10000, MaxBytes: 16 << 20, Value: value.DefaultLimits}
 
 // OrDefault returns l with its zero (or negative) fields taken from
 // DefaultLimits: the limits a decoder given l enforces.

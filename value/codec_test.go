@@ -276,3 +276,18 @@ func TestReadAnyAllocationBounded(t *testing.T) {
 		}
 	}
 }
+
+// Integers beyond int64 say so, however they arrive (JSON numbers too big
+// for int64 and uint64 become floats).
+func TestIntegerOverflowMessages(t *testing.T) {
+	for _, b := range [][]byte{AppendUint(nil, 1<<63), AppendFloat64(nil, 1e20), AppendFloat64(nil, -1e20)} {
+		r := NewReader(b)
+		if _, err := For[int64]().Decode(&r); err == nil || !strings.Contains(err.Error(), "overflows int64") {
+			t.Errorf("%x: %v", b, err)
+		}
+	}
+	r := NewReader(AppendInt(nil, 300))
+	if _, err := For[int8]().Decode(&r); err == nil || !strings.Contains(err.Error(), "overflows int8") {
+		t.Errorf("int8: %v", err)
+	}
+}

@@ -219,9 +219,13 @@ func (r *Reader) ReadInt() (int64, error) {
 	} else {
 		f = math.Float64frombits(binary.BigEndian.Uint64(p))
 	}
-	if f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
+	if f != math.Trunc(f) {
 		r.off = start
 		return 0, r.errorf("expected int, got non-integral float %v", f)
+	}
+	if f < math.MinInt64 || f >= math.MaxInt64 {
+		r.off = start
+		return 0, r.errorf("integer %.0f overflows int64", f)
 	}
 	return int64(f), nil
 }

@@ -28,6 +28,19 @@ func NewReader(r io.Reader, bufSize int, limit uint32) *Reader {
 // SetLimit changes the payload limit (after a HELLO exchange).
 func (r *Reader) SetLimit(limit uint32) { r.limit = limit }
 
+// Peek returns up to n of the next bytes without consuming them (fewer
+// at the end of the input), waiting for them like Next.
+func (r *Reader) Peek(n int) []byte {
+	if r.pending > 0 {
+		if _, err := r.br.Discard(r.pending); err != nil {
+			return nil
+		}
+		r.pending = 0
+	}
+	b, _ := r.br.Peek(n)
+	return b
+}
+
 // Buffered reports how many bytes are already read but not yet returned.
 func (r *Reader) Buffered() int { return r.br.Buffered() - r.pending }
 

@@ -102,7 +102,7 @@ func TestResolveErrors(t *testing.T) {
 		{"unknown uuid", `{"uuid":"math_add+none","args":{"tuple_element0":1,"tuple_element1":{"uuid":"nope","args":{}}}}`,
 			`error: NotFound: args.tuple_element1 (nope): unknown function "nope"` + "\n"},
 		{"malformed", `{"uuid":"math_add+none","args":{"tuple_element0":1,}}`,
-			"error: InvalidArgument: request JSON: malformed JSON: invalid character '}' looking for beginning of object key string (at byte 51)\n"},
+			"error: InvalidArgument: request JSON: malformed JSON: unexpected '}', want an object key (a string) (at byte 51)\n"},
 		{"wrong type", `{"uuid":"math_add+none","args":{"tuple_element0":1,"tuple_element1":"x"}}`,
 			"error: InvalidArgument: request (math_add+none): math_add+none: argument 1 (int)"},
 		{"blob size", `{"uuid":"echo","args":{"tuple_element0":{"as_file":false,"size":9,"blob":"YWJj"}}}`,

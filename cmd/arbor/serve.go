@@ -48,8 +48,22 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	var cf cacheFlags
 	cf.register(fs)
+	maxConns := fs.Int("max-connections", arbor.DefaultMaxConnections, "refuse connections beyond `n` open ones (never more than the descriptor limit allows)")
+	maxMemory := fs.String("max-memory", "256MiB", "memory all connections' calls may hold at once (requests until handled, results until written); beyond it the server stops reading: a `size` as for --mem-cache-size")
+	maxConnMemory := fs.String("max-conn-memory", "32MiB", "the same for one connection: a `size`")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
+	}
+	memBytes, err := parseSize(*maxMemory)
+	if err != nil {
+		return usageError(fs, stderr, "--max-memory: %v", err)
+	}
+	connMemBytes, err := parseSize(*maxConnMemory)
+	if err != nil {
+		return usageError(fs, stderr, "--max-conn-memory: %v", err)
+	}
+	if *maxConns <= 0 {
+		return usageError(fs, stderr, "--max-connections must be positive, got %d", *maxConns)
 	}
 	if err := cf.check(fs); err != nil {
 		return usageError(fs, stderr, "%v", err)
@@ -79,7 +93,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 	cfg := tf.config()
-	srv := arbor.NewServer(arbor.WithLogger(log), arbor.WithTransport(cfg))
+	srv := arbor.NewServer(arbor.WithLogger(log), arbor.WithTransport(cfg),
+		arbor.WithLimits(arbor.Limits{MaxConnections: *maxConns, MaxMemory: memBytes, MaxConnMemory: connMemBytes}))
 	if err := demo.Register(srv); err != nil {
 		log.Error("registering the demo catalog", "err", err)
 		return exitFail

@@ -1,0 +1,6 @@
+//go:build !unix
+
+package arbor
+
+// fdLimit is unknown here.
+func fdLimit() int { return 0 }
