@@ -489,4 +489,3 @@ func (s *Server) stop(drain context.Context) []*conn.Conn {
 // MemoryInUse reports the bytes the server's connections hold of its
 // memory budget (Config.MaxMemory): request copies and unwritten results.
 func (s *Server) MemoryInUse() int64 { return s.budget.Used() }
-

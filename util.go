@@ -34,11 +34,15 @@ type limitedHandler struct {
 	l *logLimiter
 }
 
-func (h limitedHandler) Enabled(ctx context.Context, lvl slog.Level) bool { return h.h.Enabled(ctx, lvl) }
+func (h limitedHandler) Enabled(ctx context.Context, lvl slog.Level) bool {
+	return h.h.Enabled(ctx, lvl)
+}
 func (h limitedHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return limitedHandler{h.h.WithAttrs(as), h.l}
 }
-func (h limitedHandler) WithGroup(name string) slog.Handler { return limitedHandler{h.h.WithGroup(name), h.l} }
+func (h limitedHandler) WithGroup(name string) slog.Handler {
+	return limitedHandler{h.h.WithGroup(name), h.l}
+}
 
 func (h limitedHandler) Handle(ctx context.Context, r slog.Record) error {
 	if dropped, ok := h.l.allow(); ok {
