@@ -28,6 +28,7 @@ const (
 
 var stateNames = [...]string{"alive", "suspect", "leaving", "left", "failed"}
 
+// String returns the state's lower-case name ("alive", "failed", ...).
 func (s State) String() string {
 	if int(s) < len(stateNames) {
 		return stateNames[s]
@@ -80,6 +81,7 @@ const (
 
 var eventNames = [...]string{"", "joined", "updated", "suspect", "recovered", "leaving", "left", "failed"}
 
+// String returns the kind's lower-case name ("joined", "left", ...).
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) && k > 0 {
 		return eventNames[k]
@@ -98,6 +100,7 @@ type Event struct {
 	Missed uint64
 }
 
+// String describes the event for logs: kind, member and any loss.
 func (e Event) String() string {
 	s := e.Kind.String() + " " + e.Member.Name
 	if e.Missed > 0 {

@@ -72,6 +72,7 @@ type JoinError struct {
 	Errs []error
 }
 
+// Error names every seed with its last error.
 func (e *JoinError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cluster: could not join any of %d seed(s) in %v (%d attempts)", len(e.Seeds), e.Elapsed.Round(time.Millisecond), e.Attempts)
