@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/arbor-rpc/arbor/conn"
 	"github.com/arbor-rpc/arbor/value"
@@ -89,14 +90,23 @@ func finish[R any](ctx context.Context, c Caller, e *argEncoder, buf *argBuf) (R
 	}
 	// The fast path: a plain call on a client without interceptors makes
 	// no Request and decodes straight from the pooled reply.
-	if cl, ok := c.(*Client); ok && cl.plain() && e.plain() && !resultCaps[R]() {
-		rep, err := cl.callPlain(ctx, e.id, buf.b)
-		if err != nil {
-			return zero, err
+	if e.plain() && !resultCaps[R]() {
+		switch x := c.(type) {
+		case *Client:
+			if x.plain() {
+				rep, err := x.callPlain(ctx, e.id, buf.b)
+				if err != nil {
+					return zero, err
+				}
+				v, err := decodeResult[R](e.id, rep.Result(), nil)
+				rep.Release()
+				return v, err
+			}
+		case Router:
+			if v, done, err := routePlain[R](ctx, x, e.id, buf.b); done {
+				return v, err
+			}
 		}
-		v, err := decodeResult[R](e.id, rep.Result(), nil)
-		rep.Release()
-		return v, err
 	}
 	req := &Request{ID: e.id, Kind: KindUnary, Metadata: outgoingMetadata(ctx), Args: buf.b, promises: e.promises, caps: e.caps}
 	resp, err := c.Call(ctx, req)
@@ -110,6 +120,63 @@ func finish[R any](ctx context.Context, c Caller, e *argEncoder, buf *argBuf) (R
 		defer dec.releaseUnused()
 	}
 	return decodeResult[R](e.id, resp.Result, dec)
+}
+
+// Router is implemented by Callers that send each call through one of
+// several Clients (a cluster client). A plain unary call (no promises or
+// capabilities among its arguments, none in its result, no interceptors
+// on the chosen Client) then takes the typed helpers' fast path on the
+// Client the Router picks, attempt after attempt; other calls, and calls
+// for which Route returns a nil Client (to hedge them, say), go through
+// Call.
+type Router interface {
+	Caller
+	// Route picks the Client for an attempt of a call of id. prev is the
+	// previous attempt's Routed (the zero value for the first).
+	Route(ctx context.Context, id string, prev Routed) (*Client, Routed, error)
+	// Done reports an attempt's outcome; it returns true to make another
+	// attempt (it has waited any backoff already).
+	Done(ctx context.Context, r Routed, err error) (again bool)
+}
+
+// Routed is a Router's own record of one attempt, kept by the caller
+// between Route and Done. Its fields are the Router's.
+type Routed struct {
+	Attempt int
+	Member  any
+	Start   time.Time
+	State   [4]string
+	Extra   uint64
+}
+
+// routePlain runs a plain call through r's Clients. done false means the
+// call must go through Call instead.
+func routePlain[R any](ctx context.Context, r Router, id string, args []byte) (v R, done bool, err error) {
+	var rt Routed
+	for {
+		var cl *Client
+		cl, rt, err = r.Route(ctx, id, rt)
+		if err != nil {
+			return v, true, err
+		}
+		if cl == nil || !cl.plain() {
+			return v, false, nil
+		}
+		rep, err := cl.callPlain(ctx, id, args)
+		if r.Done(ctx, rt, err) {
+			if err == nil {
+				rep.Release()
+			}
+			rt.Attempt++
+			continue
+		}
+		if err != nil {
+			return v, true, err
+		}
+		v, err = decodeResult[R](id, rep.Result(), nil)
+		rep.Release()
+		return v, true, err
+	}
 }
 
 // callPlain is a unary call with no interceptor, promise or capability.

@@ -117,6 +117,7 @@ func (c *Client) dial(d *dialCall) {
 		stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
 		cfg := c.cfg.connConfig()
 		cfg.Handler = c.serve
+		cfg.Heartbeat = c.cfg.heartbeat
 		cc, err = conn.Client(nc, cfg)
 		stop()
 	}
@@ -182,12 +183,16 @@ func dialError(addr string, err error) error {
 		}
 	}
 	msg := "dial " + addr
+	// A call whose connection could not be made never left: it may be
+	// sent again (elsewhere, by a cluster client) whatever it does.
+	retryable := code == Unavailable && cat == ErrConnection
 	var se *Error
 	if errors.As(err, &se) { // the HELLO exchange failed; don't repeat its code
-		return &Error{Code: code, Category: cat, Message: msg + ": " + se.Message + hint, Retryable: se.Retryable, Cause: err}
+		return &Error{Code: code, Category: cat, Message: msg + ": " + se.Message + hint, Retryable: se.Retryable || retryable, Cause: err}
 	}
 	e := wrapErr(code, cat, err, msg)
 	e.Message += hint
+	e.Retryable = retryable
 	return e
 }
 

@@ -122,7 +122,8 @@ type serverConfig struct {
 
 type clientConfig struct {
 	common
-	token string
+	token     string
+	heartbeat func(rtt time.Duration)
 }
 
 // logger is the configured logger or one that discards.
@@ -266,4 +267,12 @@ func WithLimits(l Limits) ServerOption {
 			c.cfg.MaxPromiseChain = l.MaxPromiseChain
 		}
 	})
+}
+
+// WithHeartbeat makes the client ping its server every keep-alive interval,
+// busy or not, and call fn with the round trip of each answer, on the
+// connection's reader (fn must return at once): the signal a failure
+// detector (the cluster client's phi-accrual) and a latency estimate need.
+func WithHeartbeat(fn func(rtt time.Duration)) ClientOption {
+	return clientOption(func(c *clientConfig) { c.heartbeat = fn })
 }

@@ -332,7 +332,13 @@ func sendAsync[R any](ctx context.Context, c Caller, e *argEncoder, args []byte)
 	if err != nil {
 		return failedPromise[R](e.id, err)
 	}
-	p := newPromise[R](e.id, c, resp, resp.owner)
+	// The chain continues through the client that carried the call (a
+	// cluster client's member), where its answer is.
+	var via Caller = c
+	if resp.owner != nil {
+		via = resp.owner
+	}
+	p := newPromise[R](e.id, via, resp, resp.owner)
 	p.depth = depth
 	return p
 }

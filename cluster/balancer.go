@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"math"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -50,11 +49,10 @@ const unmeasuredPenalty = float64(math.MaxInt64 >> 16)
 // again.
 //
 // The zero value is ready to use, with DefaultDecay. Safe for concurrent
-// use: reads are lock-free, observations serialize on a mutex.
+// use and lock-free.
 type Stats struct {
 	decay    time.Duration
 	inflight atomic.Int64
-	mu       sync.Mutex    // serializes observe
 	cost     atomic.Uint64 // float64 bits: the average, in nanoseconds
 	stamp    atomic.Int64  // Unix nanoseconds of the last observation
 }
@@ -90,19 +88,25 @@ func (s *Stats) Observe(rtt time.Duration, now time.Time) {
 	}
 	r := float64(rtt)
 	t := now.UnixNano()
-	s.mu.Lock()
-	cost := math.Float64frombits(s.cost.Load())
-	last := s.stamp.Load()
-	switch {
-	case last == 0 || r > cost:
-		cost = r // first sample, or a peak: taken at once
-	default:
-		w := math.Exp(-float64(max(t-last, 0)) / s.tau())
-		cost = cost*w + r*(1-w)
+	// Lock-free: many callers finish at once on a busy client, and a
+	// mutex there parks them. The stamp and the cost may pair across two
+	// concurrent observations, which only blurs the average a little.
+	for {
+		bits := s.cost.Load()
+		cost := math.Float64frombits(bits)
+		last := s.stamp.Load()
+		switch {
+		case last == 0 || r > cost:
+			cost = r // first sample, or a peak: taken at once
+		default:
+			w := math.Exp(-float64(max(t-last, 0)) / s.tau())
+			cost = cost*w + r*(1-w)
+		}
+		if s.cost.CompareAndSwap(bits, math.Float64bits(cost)) {
+			s.stamp.Store(t)
+			return
+		}
 	}
-	s.cost.Store(math.Float64bits(cost))
-	s.stamp.Store(t)
-	s.mu.Unlock()
 }
 
 // Inflight returns the number of calls started and not yet done.

@@ -3,10 +3,13 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/arbor-rpc/arbor"
 )
 
 // BenchmarkPick measures one pick among 16 candidates per strategy;
@@ -137,4 +140,79 @@ func converged(nodes []*Node, size int) bool {
 		}
 	}
 	return true
+}
+
+// BenchmarkClientOverhead compares 64 callers through a cluster client
+// (to a one-member cluster) with the same callers on a direct
+// arbor.Client to that member: the bar is at most 10 % fewer calls/s.
+func BenchmarkClientOverhead(b *testing.B) {
+	ws := startWorkersB(b, 1)
+	direct, err := arbor.Dial(context.Background(), ws[0].url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer direct.Close()
+	cfg := DefaultClientConfig()
+	cfg.Seeds = []string{ws[0].url}
+	cc, err := DialConfig(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	for _, bc := range []struct {
+		name string
+		c    arbor.Caller
+	}{{"direct", direct}, {"cluster", cc}} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.SetParallelism(32) // 64 callers on 2 cores
+			b.RunParallel(func(pb *testing.PB) {
+				for i := 0; pb.Next(); i++ {
+					if v, err := arbor.Call2[int](ctx, bc.c, "add", i, 1); err != nil || v != i+1 {
+						b.Errorf("add: %d %v", v, err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkHedging measures the p99 of calls to 3 members of which one is
+// 50 ms slow, without and with hedging at a 5 ms delay (the bar: hedging
+// cuts the p99 by at least 5×).
+func BenchmarkHedging(b *testing.B) {
+	ws := startWorkersB(b, 3)
+	ws[0].slow.Store(int64(50 * time.Millisecond))
+	for _, h := range []time.Duration{0, 5 * time.Millisecond} {
+		b.Run(fmt.Sprintf("hedge=%v", h), func(b *testing.B) {
+			cfg := DefaultClientConfig()
+			cfg.Seeds = []string{ws[0].url}
+			cfg.Hedge.Delay = h
+			cfg.Balancer = NewRandom(nil) // the slow member gets a third of the calls
+			c, err := DialConfig(context.Background(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			for len(c.Members()) < 3 {
+				time.Sleep(10 * time.Millisecond)
+			}
+			ctx := context.Background()
+			var lat []time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				if _, err := arbor.Call1[int](ctx, c, "work", i); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		})
+	}
 }

@@ -7,8 +7,22 @@
 // connections, power of two choices over peak-EWMA latency, rendezvous
 // hashing).
 //
-// It is not a gossip protocol (memberlist is), not a client: the client
-// that calls members, fails over, retries and hedges lives above it, and
-// not a consensus system: membership is eventually consistent, and two
-// nodes may briefly disagree about who is alive.
+// The cluster client (Dial, Client) is an arbor.Caller over the members:
+// it follows the membership through any member's built-in members stream
+// (it does not gossip), keeps one connection per member it uses, picks a
+// member per call (tags, balancer, the failure detector fed by the
+// connections' heartbeats), retries refused calls elsewhere and idempotent
+// ones lost in flight within a retry budget, and hedges slow idempotent
+// calls. Per-call options travel in the context (WithTags, WithKey,
+// WithBalancer, WithIdempotent, WithMember).
+//
+//	srv := arbor.NewServer() // register functions, Listen
+//	node, err := cluster.Join(ctx, srv, cfg) // gossip beside it
+//
+//	c, err := cluster.Dial(ctx, "tcp://10.0.0.1:7450")
+//	v, err := arbor.Call1[int](cluster.WithTags(ctx, "role=worker"), c, "work", 21)
+//
+// It is not a gossip protocol (memberlist is), and not a consensus
+// system: membership is eventually consistent, and two nodes may briefly
+// disagree about who is alive.
 package cluster

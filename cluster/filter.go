@@ -15,6 +15,7 @@ import (
 // zero Filter matches every member.
 type Filter struct {
 	terms []filterTerm // sorted by key, keys unique
+	bad   string       // why a filter given as text did not parse (WithTags): matches nothing
 }
 
 type filterTerm struct {
@@ -85,6 +86,9 @@ func FilterTags(tags map[string]string) Filter {
 
 // Match reports whether tags satisfy every term of f.
 func (f Filter) Match(tags map[string]string) bool {
+	if f.bad != "" {
+		return false
+	}
 	for _, t := range f.terms {
 		v, ok := tags[t.key]
 		if !ok || (!t.any && v != t.value) {
@@ -95,7 +99,24 @@ func (f Filter) Match(tags map[string]string) bool {
 }
 
 // IsZero reports whether f matches everything.
-func (f Filter) IsZero() bool { return len(f.terms) == 0 }
+func (f Filter) IsZero() bool { return len(f.terms) == 0 && f.bad == "" }
+
+// and is the filter matching what both f and g match.
+func (f Filter) and(g Filter) Filter {
+	if f.bad != "" {
+		return f
+	}
+	if g.bad != "" {
+		return g
+	}
+	if len(g.terms) == 0 {
+		return f
+	}
+	if len(f.terms) == 0 {
+		return g
+	}
+	return Filter{terms: append(append([]filterTerm(nil), f.terms...), g.terms...)}
+}
 
 // String returns f in the syntax ParseFilter reads, terms sorted by key.
 func (f Filter) String() string {

@@ -59,6 +59,11 @@ type Config struct {
 	// Budget, when set, is shared by many connections (a server's) and
 	// bounds the same bytes across them.
 	Budget *Budget
+	// Heartbeat, when set, is called with the round trip of every answer
+	// to this side's keep-alive pings, which are then sent every interval
+	// even on a busy connection: a regular signal for a failure detector.
+	// It runs on the reader goroutine and must return at once.
+	Heartbeat func(rtt time.Duration)
 	// Handler serves the peer's calls. Nil refuses them with Unimplemented.
 	Handler Handler
 	// BaseContext is the parent of every handler's context, for values

@@ -88,7 +88,9 @@ type Conn struct {
 	attachMu sync.Mutex
 	attach   any
 
-	recvFlag   atomic.Bool // a frame arrived since the last keep-alive tick
+	pingSeq    atomic.Uint64 // the latest ping this side sent (Heartbeat)
+	pingAt     atomic.Int64  // when, in Unix nanoseconds
+	recvFlag   atomic.Bool   // a frame arrived since the last keep-alive tick
 	readPaused atomic.Bool // the reader waits for budget: the peer is not silent
 	unusable   atomic.Bool // closed or the peer sent GOAWAY: start no new calls
 

@@ -36,6 +36,15 @@ func (c *Conn) keepAliveLoop() {
 			return
 		case now = <-t.C:
 		}
+		if c.cfg.Heartbeat != nil && now.Sub(lastPing) >= c.keepAlive {
+			// Heartbeats for a failure detector: a ping every interval,
+			// busy or not, so that their arrivals are regular.
+			seq++
+			lastPing = now
+			c.pingSeq.Store(seq)
+			c.pingAt.Store(now.UnixNano())
+			c.sendPing(false, seq)
+		}
 		if c.recvFlag.Swap(false) || c.readPaused.Load() {
 			lastSeen = now
 			continue
@@ -52,6 +61,14 @@ func (c *Conn) keepAliveLoop() {
 			lastPing = now
 			c.sendPing(false, seq)
 		}
+	}
+}
+
+// pong reports the answer to this side's latest ping to the heartbeat
+// hook, with its round trip.
+func (c *Conn) pong(seq uint64) {
+	if seq == c.pingSeq.Load() {
+		c.cfg.Heartbeat(time.Duration(time.Now().UnixNano() - c.pingAt.Load()))
 	}
 }
 

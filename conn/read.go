@@ -61,7 +61,10 @@ func (c *Conn) dispatch(h wire.Header, p []byte) error {
 		c.sendPing(true, v)
 		return nil
 	case wire.TypePong:
-		_, err := wire.ParsePing(h.Type, p)
+		v, err := wire.ParsePing(h.Type, p)
+		if err == nil && c.cfg.Heartbeat != nil {
+			c.pong(v)
+		}
 		return err
 	case wire.TypeGoAway:
 		g, err := wire.ParseGoAway(p)

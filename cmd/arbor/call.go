@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/arbor-rpc/arbor"
+	"github.com/arbor-rpc/arbor/cluster"
 )
 
 // defaultTimeout bounds a call or catalog request, dial included.
@@ -26,6 +28,11 @@ A streaming function is driven too: a server stream (count) prints each
 message as a JSON line; a client stream (sum) or bidirectional stream
 (chat) sends every JSON value read from stdin and prints what comes back.
 
+With --cluster SEED, the call goes through a cluster client instead: ADDR
+is left out, the client learns the members from SEED, picks one (--tag
+filters by tags, --strategy chooses how) and fails over as the cluster
+client does.
+
 A failed call prints "error: CODE: message" to stderr and exits 1.
 `
 
@@ -35,15 +42,26 @@ func call(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", defaultTimeout, "give up after `duration`, dial included (0: never)")
 	var tf tlsFlags
 	tf.register(fs, true)
+	seed := fs.String("cluster", "", "call through a cluster client that learns the members from `seed` (an RPC address); ADDR is then left out")
+	var tags stringList
+	fs.Var(&tags, "tag", "with --cluster: only members with the tag `key=value`, repeatable")
+	strategy := fs.String("strategy", "", "with --cluster: how to choose a member: p2c (default), roundrobin, random, leastconn, key")
+	hashKey := fs.String("hash-key", "", "with --cluster: choose the member by rendezvous hashing of `key`")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if fs.NArg() < 2 {
+	first := 1 // FUNCTION's position
+	if *seed != "" {
+		first = 0
+	} else if len(tags) > 0 || *strategy != "" || *hashKey != "" {
+		return usageError(fs, stderr, "--tag, --strategy and --hash-key need --cluster")
+	}
+	if fs.NArg() < first+1 {
 		return usageError(fs, stderr, "want ADDR and FUNCTION, got %d argument(s)", fs.NArg())
 	}
-	addr, fn := fs.Arg(0), fs.Arg(1)
-	values := make([]any, 0, fs.NArg()-2)
-	for i, a := range fs.Args()[2:] {
+	addr, fn := fs.Arg(0), fs.Arg(first)
+	values := make([]any, 0, fs.NArg()-first-1)
+	for i, a := range fs.Args()[first+1:] {
 		v, err := parseArg(a)
 		if err != nil {
 			return usageError(fs, stderr, "argument %d is not a JSON value: %v (a string needs JSON quotes: '\"text\"')", i, err)
@@ -53,11 +71,35 @@ func call(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	ctx, cancel := withTimeout(ctx, *timeout)
 	defer cancel()
-	c, err := arbor.Dial(ctx, addr, arbor.WithTransport(tf.config()))
-	if err != nil {
-		return printError(stderr, timedOut(ctx, err, *timeout))
+	var c arbor.Caller
+	if *seed != "" {
+		bal, err := balancerNamed(*strategy)
+		if err != nil {
+			return usageError(fs, stderr, "%v", err)
+		}
+		f, err := cluster.ParseFilter(strings.Join(tags, ","))
+		if err != nil {
+			return usageError(fs, stderr, "--tag: %v", err)
+		}
+		cf := clientFlags{timeout: *timeout, tls: tf}
+		cc, err := dialCluster(ctx, []string{*seed}, &cf)
+		if err != nil {
+			return printError(stderr, timedOut(ctx, err, *timeout))
+		}
+		defer cc.Close()
+		ctx = cluster.WithBalancer(cluster.WithFilter(ctx, f), bal)
+		if *hashKey != "" {
+			ctx = cluster.WithKey(ctx, *hashKey)
+		}
+		c = cc
+	} else {
+		cl, err := arbor.Dial(ctx, addr, arbor.WithTransport(tf.config()))
+		if err != nil {
+			return printError(stderr, timedOut(ctx, err, *timeout))
+		}
+		defer cl.Close()
+		c = cl
 	}
-	defer c.Close()
 	kind, err := kindOf(ctx, c, fn)
 	if err != nil {
 		return printError(stderr, timedOut(ctx, err, *timeout))

@@ -112,7 +112,8 @@ func TestCatalog(t *testing.T) {
 		"rq_post_iss_object+full(string, string, bytes) string\n" +
 		"sleep(int) int\n" +
 		"sum(stream int) int\n" +
-		"uuid_100_2(demo.Payload) bytes\n"
+		"uuid_100_2(demo.Payload) bytes\n" +
+		"whoami() string\n"
 	if code != exitOK || stdout != want || stderr != "" {
 		t.Errorf("arbor catalog = %d, stdout %q, stderr %q; want 0 and\n%s", code, stdout, stderr, want)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"io"
 
 	"fmt"
 	"net"
@@ -85,6 +86,18 @@ type serveProc struct {
 	addr   string // host:port
 	url    string
 	stderr *lockedBuffer
+	stdout *lockedBuffer // what it printed after the listening line
+}
+
+// line returns the rest of the first line of stdout that starts with
+// prefix.
+func (s *serveProc) line(prefix string) (string, bool) {
+	for _, l := range strings.Split(s.stdout.String(), "\n") {
+		if rest, ok := strings.CutPrefix(l, prefix); ok {
+			return strings.TrimSpace(rest), true
+		}
+	}
+	return "", false
 }
 
 // startServe runs `arbor serve` with args (through sh, for a ulimit
@@ -105,7 +118,7 @@ func startServeProc(t *testing.T, ulimit string, args ...string) *serveProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &serveProc{cmd: cmd, stderr: &lockedBuffer{}}
+	s := &serveProc{cmd: cmd, stderr: &lockedBuffer{}, stdout: &lockedBuffer{}}
 	cmd.Stdout, cmd.Stderr = pw, s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -116,12 +129,14 @@ func startServeProc(t *testing.T, ulimit string, args ...string) *serveProc {
 		cmd.Wait()
 		pr.Close()
 	})
-	line, err := bufio.NewReader(pr).ReadString('\n')
+	br := bufio.NewReader(pr)
+	line, err := br.ReadString('\n')
 	url, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
 	if err != nil || !ok {
 		t.Fatalf("serve printed %q (%v); stderr: %s", line, err, s.stderr.String())
 	}
 	s.url, s.addr = url, strings.TrimPrefix(url, "tcp://")
+	go io.Copy(s.stdout, br) // ends when the process does
 	return s
 }
 

@@ -50,6 +50,7 @@ Commands:
   serve     serve the demo catalog
   call      call a function and print its result as JSON
   catalog   list a server's functions
+  members   list the members of the cluster a server belongs to
   resolve   resolve a request tree (Cradle JSON) and print its result
   submit    start resolving a request tree; print its id
   status    print a submitted tree's status, one request a line
@@ -102,6 +103,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return release(ctx, rest, stdout, stderr)
 	case "certs":
 		return certs(rest, stdout, stderr)
+	case "members":
+		return members(ctx, rest, stdout, stderr)
 	case "version":
 		return version(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":

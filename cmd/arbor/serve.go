@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/arbor-rpc/arbor"
+	"github.com/arbor-rpc/arbor/cluster"
 	"github.com/arbor-rpc/arbor/internal/demo"
 	"github.com/arbor-rpc/arbor/transport"
 )
@@ -48,6 +49,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	var cf cacheFlags
 	cf.register(fs)
+	var gf gossipFlags
+	gf.register(fs)
 	maxConns := fs.Int("max-connections", arbor.DefaultMaxConnections, "refuse connections beyond `n` open ones (never more than the descriptor limit allows)")
 	maxMemory := fs.String("max-memory", "256MiB", "memory all connections' calls may hold at once (requests until handled, results until written); beyond it the server stops reading: a `size` as for --mem-cache-size")
 	maxConnMemory := fs.String("max-conn-memory", "32MiB", "the same for one connection: a `size`")
@@ -66,6 +69,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageError(fs, stderr, "--max-connections must be positive, got %d", *maxConns)
 	}
 	if err := cf.check(fs); err != nil {
+		return usageError(fs, stderr, "%v", err)
+	}
+	tags, err := gf.check()
+	if err != nil {
 		return usageError(fs, stderr, "%v", err)
 	}
 	if fs.NArg() > 0 {
@@ -95,7 +102,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg := tf.config()
 	srv := arbor.NewServer(arbor.WithLogger(log), arbor.WithTransport(cfg),
 		arbor.WithLimits(arbor.Limits{MaxConnections: *maxConns, MaxMemory: memBytes, MaxConnMemory: connMemBytes}))
-	if err := demo.Register(srv); err != nil {
+	if err := errors.Join(demo.Register(srv), demo.RegisterWhoami(srv, nodeName(&gf))); err != nil {
 		log.Error("registering the demo catalog", "err", err)
 		return exitFail
 	}
@@ -124,6 +131,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	var wg sync.WaitGroup
 	failed := make(chan error, len(ls))
+	var urls []string
+	for _, l := range ls {
+		urls = append(urls, l.URL())
+	}
 	for _, l := range ls {
 		fmt.Fprintf(stdout, "listening on %s\n", l.URL())
 		log.Info("listening", "addr", l.URL())
@@ -136,6 +147,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}()
 	}
 
+	var node *cluster.Node
+	if gf.gossip != "" {
+		if node, err = gf.start(ctx, srv, urls, tags, log, stdout); err != nil {
+			fmt.Fprintf(stderr, "error: %v\n", err)
+			srv.Close()
+			wg.Wait()
+			return exitFail
+		}
+	}
 	status := exitOK
 	select {
 	case <-ctx.Done():
@@ -143,6 +163,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case err := <-failed:
 		log.Error("listener failed; shutting down", "err", err)
 		status = exitFail
+	}
+	if node != nil { // leave first: clients stop choosing this node
+		lctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		if err := node.Leave(lctx); err != nil {
+			log.Warn("leaving the cluster", "err", err)
+		}
+		cancel()
+		node.Close()
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()

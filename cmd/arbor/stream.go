@@ -11,8 +11,8 @@ import (
 
 // kindOf asks the server's catalog what kind of function fn is; unknown
 // functions count as unary (the call then fails with NotFound).
-func kindOf(ctx context.Context, c *arbor.Client, fn string) (arbor.Kind, error) {
-	infos, err := c.Catalog(ctx)
+func kindOf(ctx context.Context, c arbor.Caller, fn string) (arbor.Kind, error) {
+	infos, err := arbor.Call0[[]arbor.FunctionInfo](ctx, c, arbor.CatalogFunction)
 	if err != nil {
 		return "", err
 	}
@@ -27,7 +27,7 @@ func kindOf(ctx context.Context, c *arbor.Client, fn string) (arbor.Kind, error)
 // callStream drives a streaming function: a server stream prints each
 // message as a JSON line; client and bidirectional streams send every JSON
 // value read from stdin (whitespace-separated, e.g. one per line).
-func callStream(ctx context.Context, c *arbor.Client, kind arbor.Kind, fn string, values []any, stdout io.Writer) error {
+func callStream(ctx context.Context, c arbor.Caller, kind arbor.Kind, fn string, values []any, stdout io.Writer) error {
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)
 	switch kind {

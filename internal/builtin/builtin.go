@@ -19,3 +19,8 @@ var Register func(srv any, id string, args []string, result string, fn RawFunc) 
 // layers' type (internal/status), which engines below the root package
 // read. Set by the root package when it initializes.
 var Invoke func(srv any, ctx context.Context, id string, args []byte) ([]byte, error)
+
+// Registrar returns an arbor.Registrar (as any) that registers built-in
+// functions of any kind on srv (an *arbor.Server), under the reserved
+// prefix. Set by the root package when it initializes.
+var Registrar func(srv any) any

@@ -74,3 +74,9 @@ func sleep(ctx context.Context, ms int) (int, error) {
 func fail(_ context.Context, message string) (struct{}, error) {
 	return struct{}{}, arbor.NewError(arbor.Internal, message)
 }
+
+// RegisterWhoami adds whoami() string to s: the name of the node that
+// served the call, so that a user can watch calls spread over a cluster.
+func RegisterWhoami(s *arbor.Server, name string) error {
+	return arbor.Handle0(s, "whoami", func(context.Context) (string, error) { return name, nil }, arbor.Idempotent())
+}
