@@ -106,6 +106,17 @@ func finish[R any](ctx context.Context, c Caller, e *argEncoder, buf *argBuf) (R
 			if v, done, err := routePlain[R](ctx, x, e.id, buf.b); done {
 				return v, err
 			}
+		case *Ref:
+			if x.plain() {
+				o := conn.Outgoing{Function: e.id, Metadata: outgoingMetadata(ctx), Args: buf.b, Target: &x.target}
+				rep, err := x.cc.Call(ctx, &o)
+				if err != nil {
+					return zero, fromStatus(err)
+				}
+				v, err := decodeResult[R](e.id, rep.Result(), nil)
+				rep.Release()
+				return v, err
+			}
 		}
 	}
 	req := &Request{ID: e.id, Kind: KindUnary, Metadata: outgoingMetadata(ctx), Args: buf.b, promises: e.promises, caps: e.caps}
@@ -114,9 +125,8 @@ func finish[R any](ctx context.Context, c Caller, e *argEncoder, buf *argBuf) (R
 	if err != nil {
 		return zero, err
 	}
-	var dec *capDecoder
-	if len(resp.caps) > 0 {
-		dec = &capDecoder{cc: resp.cc, table: resp.caps, owner: resp.owner}
+	dec := resp.decoder()
+	if dec != nil {
 		defer dec.releaseUnused()
 	}
 	return decodeResult[R](e.id, resp.Result, dec)
@@ -301,8 +311,8 @@ func CallRaw(ctx context.Context, c Caller, id string, args []byte) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	if len(resp.caps) > 0 { // nobody will decode them: the server may free them
-		(&capDecoder{cc: resp.cc, table: resp.caps}).releaseUnused()
+	if dec := resp.decoder(); dec != nil { // nobody will decode them: the server may free them
+		dec.releaseUnused()
 	}
 	return resp.Result, nil
 }

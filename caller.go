@@ -91,9 +91,11 @@ type Request struct {
 	// call to the promises' connection) and the capabilities they hold.
 	promises []promiseUse
 	caps     *capEncoder
-	// On a server: the incoming call and the handler it runs.
-	in *conn.Incoming
-	h  *handler
+	// On a server: the incoming call, the handler it runs, and the
+	// interceptors of its service.
+	in    *conn.Incoming
+	h     *handler
+	inner CallFunc
 }
 
 // Bound reports the Caller a request must be sent through because its
@@ -119,10 +121,13 @@ type Response struct {
 	Stream Stream
 
 	caps  []wire.CapDescriptor // the result's capability table
+	local []*Ref               // or its capabilities, from an in-process call
 	cc    *conn.Conn           // the connection the call ran on
 	owner *Client              // whose interceptors references in the result use
 	async *conn.Async          // Async calls: the pending answer
-	raw   *conn.Stream         // streams: the connection's own stream
+	// localRes holds an in-process Async call's capabilities.
+	localRes *localResult
+	raw      *conn.Stream // streams: the connection's own stream
 }
 
 // Stream is a stream's encoded messages, as interceptors see them. Recv
@@ -132,4 +137,15 @@ type Stream interface {
 	Send(msg []byte) error
 	Recv() ([]byte, error)
 	CloseSend() error
+}
+
+// decoder returns the decoder of the result's capabilities, or nil.
+func (r *Response) decoder() *capDecoder {
+	switch {
+	case len(r.caps) > 0:
+		return &capDecoder{cc: r.cc, table: r.caps, owner: r.owner}
+	case len(r.local) > 0:
+		return localDecoder(r.local)
+	}
+	return nil
 }

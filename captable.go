@@ -62,7 +62,7 @@ func (e *capEncoder) resolve(cc *conn.Conn) ([]wire.CapDescriptor, error) {
 	for _, en := range e.entries {
 		svc := en.svc
 		if r := en.ref; r != nil {
-			if err := r.usable("(passed as an argument)"); err != nil {
+			if err := r.usable(""); err != nil {
 				undo()
 				return nil, err
 			}
@@ -72,11 +72,17 @@ func (e *capEncoder) resolve(cc *conn.Conn) ([]wire.CapDescriptor, error) {
 			case r.cc == cc && r.target.Kind == wire.TargetExport:
 				out = append(out, wire.CapDescriptor{Kind: wire.CapReceiverHosted, ID: r.target.ID})
 				continue
-			case r.cc == cc:
-				undo()
-				return nil, Errorf(Unimplemented, "passing a promised capability (PipelineRef) back to the server that will return it is not supported yet: Wait for it first")
+			case r.cc == cc: // a promised capability, back to the side that will return it
+				out = append(out, wire.CapDescriptor{Kind: wire.CapReceiverAnswer, ID: r.target.ID, Path: r.target.Path})
+				continue
 			default:
-				svc = proxyService(r)
+				id, err := exportProxy(cc, r)
+				if err != nil {
+					undo()
+					return nil, err
+				}
+				out = append(out, wire.CapDescriptor{Kind: wire.CapSenderHosted, ID: id})
+				continue
 			}
 		}
 		id, err := exportOn(cc, svc)
@@ -90,18 +96,34 @@ func (e *capEncoder) resolve(cc *conn.Conn) ([]wire.CapDescriptor, error) {
 }
 
 // capDecoder turns the capability table of a received message into Refs.
+// For an in-process call (a capability passed back to its exporter) the
+// table is made of Refs already: local.
 type capDecoder struct {
 	cc    *conn.Conn
 	table []wire.CapDescriptor
 	owner *Client // the client whose interceptors the Refs use, if any
-	refs  []*Ref  // made so far, by index
+	refs  []*Ref  // made so far, by index (local: all of them)
+	local bool
+	taken []bool // local: which refs a value took
 	mu    sync.Mutex
+}
+
+// localDecoder returns a decoder of in-process capabilities.
+func localDecoder(refs []*Ref) *capDecoder {
+	return &capDecoder{refs: refs, local: true, taken: make([]bool, len(refs))}
 }
 
 // ref returns the reference that entry i names, made once per entry.
 func (d *capDecoder) ref(i uint64) (*Ref, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.local {
+		if i >= uint64(len(d.refs)) {
+			return nil, fmt.Errorf("capability index %d out of range: the message holds %d", i, len(d.refs))
+		}
+		d.taken[i] = true
+		return d.refs[i], nil
+	}
 	if i >= uint64(len(d.table)) {
 		return nil, fmt.Errorf("capability index %d out of range: the message holds %d", i, len(d.table))
 	}
@@ -119,12 +141,31 @@ func (d *capDecoder) ref(i uint64) (*Ref, error) {
 	case wire.CapReceiverHosted: // one of ours, passed back: the object itself
 		svc := exportedService(d.cc, e.ID)
 		if svc == nil {
-			return nil, fmt.Errorf("capability %d is not an export of this side", e.ID)
+			return nil, fmt.Errorf("capability %d is not an export of this side of the connection", e.ID)
 		}
 		r = localRef(svc)
+	default:
+		return nil, fmt.Errorf("capability %d has unknown kind %d", i, e.Kind)
 	}
 	d.refs[i] = r
 	return r, nil
+}
+
+// all returns every reference of the table (a proxy passes them all on).
+func (d *capDecoder) all() ([]*Ref, error) {
+	n := len(d.table)
+	if d.local {
+		n = len(d.refs)
+	}
+	out := make([]*Ref, n)
+	for i := range out {
+		r, err := d.ref(uint64(i))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
 }
 
 // releaseUnused releases the peer's exports in the table that no value
@@ -132,12 +173,70 @@ func (d *capDecoder) ref(i uint64) (*Ref, error) {
 func (d *capDecoder) releaseUnused() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.local {
+		for i, r := range d.refs {
+			if !d.taken[i] {
+				r.Close()
+			}
+		}
+		d.refs = nil
+		return
+	}
 	for i, e := range d.table {
 		if e.Kind == wire.CapSenderHosted && (d.refs == nil || d.refs[i] == nil) {
 			d.cc.ReleaseExport(e.ID, 1)
 		}
 	}
 	d.table = nil
+}
+
+// closeRefs closes the references among the capabilities collected: a
+// result hands its references over (Cap'n Proto: results own their
+// capabilities), so the handler that returned them has no more to do.
+func (e *capEncoder) closeRefs() {
+	for _, en := range e.entries {
+		if en.ref != nil {
+			en.ref.Close()
+		}
+	}
+}
+
+// transfer turns a result's capabilities into the references an
+// in-process caller receives: its services as local references, its
+// references handed over as they are.
+func (e *capEncoder) transfer() []*Ref {
+	if len(e.entries) == 0 {
+		return nil
+	}
+	out := make([]*Ref, len(e.entries))
+	for i, en := range e.entries {
+		if en.svc != nil {
+			out[i] = localRef(en.svc)
+		} else {
+			out[i] = en.ref
+		}
+	}
+	return out
+}
+
+// handles turns the capabilities an encoder collected into references for
+// an in-process receiver: each is its own handle, closed by the receiver.
+func (e *capEncoder) handles() []*Ref {
+	if e == nil || len(e.entries) == 0 {
+		return nil
+	}
+	out := make([]*Ref, len(e.entries))
+	for i, en := range e.entries {
+		switch {
+		case en.svc != nil:
+			out[i] = localRef(en.svc)
+		case en.ref.local != nil:
+			out[i] = localRef(en.ref.local)
+		default:
+			out[i] = en.ref.dup()
+		}
+	}
+	return out
 }
 
 func loggerOf(c *Client) *slog.Logger {
@@ -158,7 +257,7 @@ func (r *Ref) AppendMsgpack(b []byte, host any) ([]byte, error) {
 	if !ok || e == nil {
 		return b, fmt.Errorf("a *arbor.Ref can only be sent as (part of) an argument or result of a call")
 	}
-	if err := r.usable("(passed as an argument)"); err != nil {
+	if err := r.usable(""); err != nil {
 		return b, err
 	}
 	return value.AppendExt(b, wire.CapabilityExt, binary.AppendUvarint(nil, e.add(capEntry{ref: r}))), nil

@@ -441,3 +441,30 @@ func ExampleOpenBidiStream() {
 	// YOU! <nil>
 	// EOF
 }
+
+// A capability-first server: the client obtains the bootstrap service in
+// one call and reaches everything else through capabilities, with no
+// function ids.
+func ExampleWithBootstrap() {
+	ctx := context.Background()
+	mem := &transport.Config{Mem: transport.NewMemNetwork()}
+	greeter := arbor.NewService("greeter")
+	arbor.Handle1(greeter, "hello", func(ctx context.Context, name string) (string, error) { return "hello, " + name, nil })
+	srv := arbor.NewServer(arbor.WithBootstrap(greeter))
+	l, _ := transport.Listen(ctx, "mem:boot", mem)
+	go srv.Serve(l)
+	defer srv.Close()
+	c, err := arbor.Dial(ctx, "mem:boot", arbor.WithTransport(mem))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	main, err := c.Bootstrap(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer main.Close()
+	fmt.Println(arbor.Call1[string](ctx, main, "hello", "vat"))
+	// Output: hello, vat <nil>
+}

@@ -17,7 +17,13 @@ type exportTable struct {
 	exports map[uint64]*export
 	ids     map[*Service]uint64
 	seqs    map[seqKey]*sequencer
-	limit   int
+	// answerSeqs lists the sequencers of targets in each answer, dropped
+	// with it (forgetAnswers).
+	answerSeqs map[uint64][]seqKey
+	proxies    map[*importRef]*Service // re-exported imports of other connections, by import
+	zombies    map[uint64]struct{}     // released exports kept for pipelined calls (reap)
+	limit      int
+	closed     bool // the connection closed: export nothing more
 }
 
 type export struct {
@@ -38,7 +44,7 @@ const defaultMaxExports = 10000
 func capsOf(c *conn.Conn) *exportTable {
 	t, _ := c.Attachment(func() any {
 		return &exportTable{exports: make(map[uint64]*export), ids: make(map[*Service]uint64),
-			seqs: make(map[seqKey]*sequencer), limit: defaultMaxExports}
+			seqs: make(map[seqKey]*sequencer), answerSeqs: make(map[uint64][]seqKey), proxies: make(map[*importRef]*Service), zombies: make(map[uint64]struct{}), limit: defaultMaxExports}
 	}).(*exportTable)
 	return t
 }
@@ -55,6 +61,13 @@ func exportOn(c *conn.Conn, svc *Service) (uint64, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.exportLocked(svc)
+}
+
+func (t *exportTable) exportLocked(svc *Service) (uint64, error) {
+	if t.closed {
+		return 0, Errorf(Unavailable, "connection closed")
+	}
 	if id, ok := t.ids[svc]; ok {
 		t.exports[id].refs++
 		return id, nil
@@ -65,6 +78,7 @@ func exportOn(c *conn.Conn, svc *Service) (uint64, error) {
 	t.next++
 	t.exports[t.next] = &export{svc: svc, refs: 1}
 	t.ids[svc] = t.next
+	svc.exported.Add(1)
 	return t.next, nil
 }
 
@@ -95,7 +109,8 @@ func exportsOn(c *conn.Conn) int {
 
 // releaseExport drops n of the peer's references to export id; a release
 // of more than the peer holds is the peer's error and changes nothing
-// beyond freeing the export.
+// beyond freeing the export. An export a pipelined call has yet to find
+// (ExportPinned) is freed when that call has been delivered (reap).
 func releaseExport(c *conn.Conn, id uint64, n uint32) {
 	t := capsOf(c)
 	if t == nil {
@@ -103,19 +118,139 @@ func releaseExport(c *conn.Conn, id uint64, n uint32) {
 	}
 	t.mu.Lock()
 	e := t.exports[id]
-	freed := false
-	if e != nil {
-		if e.refs -= int64(n); e.refs <= 0 {
-			delete(t.exports, id)
-			delete(t.ids, e.svc)
-			delete(t.seqs, seqKey{kind: wire.TargetExport, id: id})
-			freed = true
-		}
+	if e == nil {
+		t.mu.Unlock()
+		return
+	}
+	e.refs -= int64(n)
+	done := e.refs <= 0
+	if done {
+		e.refs = 0 // a release of more than was held counts as all
 	}
 	t.mu.Unlock()
-	if freed {
-		c.ForgetTarget(wire.TargetExport, id)
+	if done && c.ExportPinned(id) {
+		t.mu.Lock()
+		t.zombies[id] = struct{}{}
+		t.mu.Unlock()
+		return // kept for a pipelined call; Unpinned reaps it
 	}
+	if done {
+		t.free(c, id)
+	}
+}
+
+// free drops export id if the peer still holds no reference to it.
+func (t *exportTable) free(c *conn.Conn, id uint64) {
+	t.mu.Lock()
+	e := t.exports[id]
+	if e == nil || e.refs > 0 {
+		delete(t.zombies, id) // revived by a new reference
+		t.mu.Unlock()
+		return
+	}
+	delete(t.exports, id)
+	delete(t.ids, e.svc)
+	delete(t.zombies, id)
+	delete(t.seqs, seqKey{kind: wire.TargetExport, id: id})
+	if f := e.svc.forward; f != nil && f.state.hold != nil {
+		delete(t.proxies, f.state.hold.imp)
+	}
+	t.mu.Unlock()
+	c.ForgetTarget(wire.TargetExport, id)
+	if f := e.svc.forward; f != nil { // a proxy: the release goes on to the origin
+		f.Close()
+	}
+	e.svc.unexported()
+}
+
+// reap frees the exports the peer released while pipelined calls still
+// had to find them, once no call will.
+func (t *exportTable) reap(c *conn.Conn) {
+	t.mu.Lock()
+	if len(t.zombies) == 0 {
+		t.mu.Unlock()
+		return
+	}
+	var dead []uint64
+	for id := range t.zombies {
+		dead = append(dead, id)
+	}
+	t.mu.Unlock()
+	for _, id := range dead {
+		if !c.ExportPinned(id) {
+			t.free(c, id)
+		}
+	}
+}
+
+// forgetAnswers drops the sequencers of targets in the answers ids.
+func (t *exportTable) forgetAnswers(ids []uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, id := range ids {
+		for _, k := range t.answerSeqs[id] {
+			delete(t.seqs, k)
+		}
+		delete(t.answerSeqs, id)
+	}
+}
+
+// ConnClosed releases what the connection's proxies hold on other
+// connections: the peer's references to them died with the connection.
+func (t *exportTable) ConnClosed() {
+	t.mu.Lock()
+	var fwd []*Ref
+	var gone []*Service
+	for _, e := range t.exports {
+		if e.svc.forward != nil {
+			fwd = append(fwd, e.svc.forward)
+		}
+		gone = append(gone, e.svc)
+	}
+	t.closed = true
+	clear(t.exports)
+	clear(t.ids)
+	clear(t.proxies)
+	clear(t.zombies)
+	clear(t.seqs)
+	clear(t.answerSeqs)
+	t.mu.Unlock()
+	for _, r := range fwd {
+		r.Close()
+	}
+	for _, svc := range gone {
+		svc.unexported()
+	}
+}
+
+// exportProxy exports on c a proxy forwarding to r, a reference from
+// another connection, counting one more reference held by the peer. An
+// import passed on twice is one proxy, one export: the peer sees the same
+// capability.
+func exportProxy(c *conn.Conn, r *Ref) (uint64, error) {
+	t := capsOf(c)
+	if t == nil {
+		return 0, Errorf(Unavailable, "connection closed")
+	}
+	var imp *importRef
+	if r.state.hold != nil {
+		imp = r.state.hold.imp
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if svc := t.proxies[imp]; imp != nil && svc != nil {
+		return t.exportLocked(svc)
+	}
+	svc := proxyService(r.dup())
+	id, err := t.exportLocked(svc)
+	if err != nil {
+		go svc.forward.Close() // not under t.mu: a release may call into this table
+		return 0, err
+	}
+	if imp != nil {
+		t.proxies[imp] = svc
+	}
+	return id, nil
 }
 
 // sequencer runs the calls on one target in arrival order. Every ticket
@@ -126,10 +261,48 @@ type sequencer struct {
 	cond *sync.Cond
 	next uint64              // the ticket of the call to run next
 	done map[uint64]struct{} // tickets that left out of turn
+	// slow holds the tickets, not yet delivered, of calls whose delivery
+	// waits (for an answer, a promise, a serialized service's turn); a
+	// call without any of that is delivered at once unless one of them
+	// is ahead of it (Arrive classifies calls in arrival order).
+	slow map[uint64]struct{}
+}
+
+// markSlow records that ticket's delivery will wait.
+func (q *sequencer) markSlow(ticket uint64) {
+	q.mu.Lock()
+	q.slow[ticket] = struct{}{}
+	q.mu.Unlock()
+}
+
+// enterFast reports whether ticket, a call delivered at once, may go
+// now: no call ahead of it is still waiting to be delivered. It then has
+// left.
+func (q *sequencer) enterFast(ticket uint64) bool {
+	q.mu.Lock()
+	if _, slow := q.slow[ticket]; slow {
+		q.mu.Unlock()
+		return false
+	}
+	for t := range q.slow {
+		if t < ticket {
+			q.mu.Unlock()
+			return false
+		}
+	}
+	q.leaveLocked(ticket)
+	q.mu.Unlock()
+	return true
 }
 
 // enter waits for ticket's turn or for ctx to end.
 func (q *sequencer) enter(ctx context.Context, ticket uint64) error {
+	q.mu.Lock()
+	if q.next == ticket { // its turn already: the common case, without a watch on ctx
+		q.mu.Unlock()
+		return nil
+	}
+	q.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() { q.mu.Lock(); q.cond.Broadcast(); q.mu.Unlock() })
 	defer stop()
 	q.mu.Lock()
@@ -143,6 +316,12 @@ func (q *sequencer) enter(ctx context.Context, ticket uint64) error {
 // leave retires ticket, in turn or not, and lets the next one go.
 func (q *sequencer) leave(ticket uint64) {
 	q.mu.Lock()
+	q.leaveLocked(ticket)
+	q.mu.Unlock()
+}
+
+func (q *sequencer) leaveLocked(ticket uint64) {
+	delete(q.slow, ticket)
 	if ticket == q.next {
 		q.next++
 		for {
@@ -156,23 +335,42 @@ func (q *sequencer) leave(ticket uint64) {
 		q.done[ticket] = struct{}{}
 	}
 	q.cond.Broadcast()
-	q.mu.Unlock()
 }
 
 // sequencerFor returns the sequencer of an incoming call's target.
 func sequencerFor(in *conn.Incoming) *sequencer {
+	q, _ := lookupTarget(in)
+	return q
+}
+
+// lookupTarget returns, under one lock, the sequencer of an incoming
+// call's target and, when it is addressed to an export, that service (or
+// nil). A nil sequencer means the connection closed.
+func lookupTarget(in *conn.Incoming) (*sequencer, *Service) {
 	key := seqKey{kind: in.Target.Kind, id: in.Target.ID, path: string(in.Target.Path)}
 	t := capsOf(in.Conn)
 	if t == nil {
-		return nil
+		return nil, nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.closed {
+		return nil, nil
+	}
 	q := t.seqs[key]
 	if q == nil {
-		q = &sequencer{next: 1, done: make(map[uint64]struct{})}
+		q = &sequencer{next: 1, done: make(map[uint64]struct{}), slow: make(map[uint64]struct{})}
 		q.cond = sync.NewCond(&q.mu)
 		t.seqs[key] = q
+		if key.kind == wire.TargetAnswer {
+			t.answerSeqs[key.id] = append(t.answerSeqs[key.id], key)
+		}
 	}
-	return q
+	var svc *Service
+	if in.Target.Kind == wire.TargetExport {
+		if e := t.exports[in.Target.ID]; e != nil {
+			svc = e.svc
+		}
+	}
+	return q, svc
 }

@@ -183,10 +183,14 @@ type argDecoder struct {
 	dec *capDecoder // nil when no argument may hold capabilities
 }
 
-func (h *handler) decoder(in *conn.Incoming, args []byte) (argDecoder, error) {
+func (h *handler) decoder(ctx context.Context, in *conn.Incoming, args []byte) (argDecoder, error) {
 	d := argDecoder{h: h, r: value.NewReader(args)}
-	if h.caps && in != nil {
-		d.dec = &capDecoder{cc: in.Conn, table: in.Caps}
+	if h.caps {
+		if in != nil {
+			d.dec = &capDecoder{cc: in.Conn, table: in.Caps}
+		} else if ls := localSiteOf(ctx, h); ls != nil {
+			d.dec = ls.args
+		}
 	}
 	return d, h.arity(&d.r)
 }
@@ -221,8 +225,9 @@ func decodeArg[A any](d *argDecoder, i int, ca *value.Codec[A]) (A, error) {
 }
 
 // encodeResult appends the result, exporting the capabilities it holds
-// on the call's connection.
-func encodeResult[R any](h *handler, in *conn.Incoming, out []byte, res R) ([]byte, error) {
+// on the call's connection. References in a result are handed over:
+// they are closed once the result's table holds its own.
+func encodeResult[R any](ctx context.Context, h *handler, in *conn.Incoming, out []byte, res R) ([]byte, error) {
 	c := value.For[R]()
 	if !resultCaps[R]() {
 		b, err := c.Append(out, res)
@@ -231,16 +236,27 @@ func encodeResult[R any](h *handler, in *conn.Incoming, out []byte, res R) ([]by
 		}
 		return b, nil
 	}
-	var enc capEncoder
-	b, err := c.AppendHost(out, res, &enc)
+	var ls *localSite
+	if in == nil {
+		ls = localSiteOf(ctx, h)
+	}
+	enc := new(capEncoder)
+	if ls != nil {
+		enc = &ls.result
+	}
+	b, err := c.AppendHost(out, res, enc)
 	if err != nil {
+		enc.closeRefs()
 		return nil, wrapErr(Internal, ErrSerialization, err, h.info.ID+": encoding the result")
 	}
-	if len(enc.entries) > 0 {
+	if len(enc.entries) > 0 && ls == nil {
 		if in == nil {
-			return nil, Errorf(FailedPrecondition, "%s returned a capability, which only a remote caller can receive", h.info.ID)
+			enc.closeRefs()
+			return nil, Errorf(FailedPrecondition, "%s returned a capability, which only a caller through a connection or a reference can receive", h.info.ID)
 		}
-		if in.ResultCaps, err = enc.resolve(in.Conn); err != nil {
+		in.ResultCaps, err = enc.resolve(in.Conn)
+		enc.closeRefs() // handed over: the result's table holds its own
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -262,7 +278,7 @@ func Handle0[R any](r Registrar, id string, fn func(ctx context.Context) (R, err
 	}
 	h := newHandler(id, KindUnary, value.For[R]().TypeName(), opts)
 	h.invoke = func(ctx context.Context, in *conn.Incoming, args, out []byte) ([]byte, error) {
-		d, err := h.decoder(in, args)
+		d, err := h.decoder(ctx, in, args)
 		if err != nil {
 			return nil, err
 		}
@@ -273,7 +289,7 @@ func Handle0[R any](r Registrar, id string, fn func(ctx context.Context) (R, err
 		if err != nil {
 			return nil, err
 		}
-		return encodeResult(h, in, out, res)
+		return encodeResult(ctx, h, in, out, res)
 	}
 	return r.register(h, false)
 }
@@ -292,7 +308,7 @@ func Handle1[R, A any](r Registrar, id string, fn func(ctx context.Context, a A)
 	h := newHandler(id, KindUnary, value.For[R]().TypeName(), opts, ca.TypeName())
 	h.caps = hasCaps(reflect.TypeFor[A]())
 	h.invoke = func(ctx context.Context, in *conn.Incoming, args, out []byte) ([]byte, error) {
-		d, err := h.decoder(in, args)
+		d, err := h.decoder(ctx, in, args)
 		if err != nil {
 			return nil, err
 		}
@@ -307,7 +323,7 @@ func Handle1[R, A any](r Registrar, id string, fn func(ctx context.Context, a A)
 		if err != nil {
 			return nil, err
 		}
-		return encodeResult(h, in, out, res)
+		return encodeResult(ctx, h, in, out, res)
 	}
 	return r.register(h, false)
 }
@@ -326,7 +342,7 @@ func Handle2[R, A, B any](r Registrar, id string, fn func(ctx context.Context, a
 	h := newHandler(id, KindUnary, value.For[R]().TypeName(), opts, ca.TypeName(), cb.TypeName())
 	h.caps = hasCaps(reflect.TypeFor[A]()) || hasCaps(reflect.TypeFor[B]())
 	h.invoke = func(ctx context.Context, in *conn.Incoming, args, out []byte) ([]byte, error) {
-		d, err := h.decoder(in, args)
+		d, err := h.decoder(ctx, in, args)
 		if err != nil {
 			return nil, err
 		}
@@ -345,7 +361,7 @@ func Handle2[R, A, B any](r Registrar, id string, fn func(ctx context.Context, a
 		if err != nil {
 			return nil, err
 		}
-		return encodeResult(h, in, out, res)
+		return encodeResult(ctx, h, in, out, res)
 	}
 	return r.register(h, false)
 }
@@ -362,7 +378,7 @@ func Handle3[R, A, B, C any](r Registrar, id string, fn func(ctx context.Context
 	h := newHandler(id, KindUnary, value.For[R]().TypeName(), opts, ca.TypeName(), cb.TypeName(), cc.TypeName())
 	h.caps = hasCaps(reflect.TypeFor[A]()) || hasCaps(reflect.TypeFor[B]()) || hasCaps(reflect.TypeFor[C]())
 	h.invoke = func(ctx context.Context, in *conn.Incoming, args, out []byte) ([]byte, error) {
-		d, err := h.decoder(in, args)
+		d, err := h.decoder(ctx, in, args)
 		if err != nil {
 			return nil, err
 		}
@@ -385,7 +401,7 @@ func Handle3[R, A, B, C any](r Registrar, id string, fn func(ctx context.Context
 		if err != nil {
 			return nil, err
 		}
-		return encodeResult(h, in, out, res)
+		return encodeResult(ctx, h, in, out, res)
 	}
 	return r.register(h, false)
 }

@@ -1,6 +1,7 @@
 package arbor
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -117,7 +118,8 @@ type common struct {
 
 type serverConfig struct {
 	common
-	auth TokenValidator
+	auth      TokenValidator
+	bootstrap func(ctx context.Context) (*Service, error)
 }
 
 type clientConfig struct {

@@ -39,35 +39,71 @@ type promise struct {
 	owner *Client // whose interceptors references in the result use
 	cc    *conn.Conn
 	async *conn.Async
-	err   error // why the call could not be sent
-	depth int   // the length of the promise chain this call ends
+	err   error        // why the call could not be sent
+	depth int          // the length of the promise chain this call ends
+	local *localResult // set for an in-process call (a capability passed back to its exporter)
 
 	mu      sync.Mutex
 	users   int  // calls being sent that name the answer
 	wantRel bool // release once users is zero
 
-	pipelined atomic.Bool // a PipelineRef names the answer: Wait does not release it
+	pipelined atomic.Bool  // a PipelineRef names the answer: Wait does not release it
+	pipeRefs  atomic.Int64 // open PipelineRefs (and their duplicates) on the answer
 	decOnce   sync.Once
 	dec       *capDecoder // the result's capabilities, decoded once for every Wait
 	rel       *promiseRelease
 }
 
 // promiseRelease releases a retained answer once; the GC cleanup holds it
-// apart from the promise.
+// apart from the promise. The capabilities of the answer that no Wait
+// decoded are released with it: the peer counted a reference for each.
 type promiseRelease struct {
 	done   atomic.Bool
 	async  *conn.Async
-	dec    atomic.Pointer[capDecoder]
 	id     string
 	logger *slog.Logger
+
+	local *localResult // an in-process call's capabilities
+
+	mu      sync.Mutex
+	dec     *capDecoder // the result's capabilities, once a Wait decoded them
+	dropped bool        // released: a later decoder must release its table at once
 }
 
+// localResult holds the capabilities an in-process call returned, filled
+// in before its Async completes.
+type localResult struct{ refs []*Ref }
+
 func (r *promiseRelease) release() {
-	if r.done.CompareAndSwap(false, true) {
-		r.async.Release()
-		if d := r.dec.Load(); d != nil {
-			d.releaseUnused()
+	if !r.done.CompareAndSwap(false, true) {
+		return
+	}
+	r.async.Release()
+	select {
+	case <-r.async.Done():
+		r.dropCaps()
+	default:
+		go func() { <-r.async.Done(); r.dropCaps() }() // ends when the answer comes or the connection fails
+	}
+}
+
+// dropCaps releases the answer's capabilities that no Wait took.
+func (r *promiseRelease) dropCaps() {
+	r.mu.Lock()
+	d := r.dec
+	if d == nil {
+		r.dropped = true
+		if r.local != nil {
+			if len(r.local.refs) > 0 {
+				d = localDecoder(r.local.refs)
+			}
+		} else if caps := r.async.Caps(); len(caps) > 0 {
+			d = &capDecoder{cc: r.async.Conn(), table: caps}
 		}
+	}
+	r.mu.Unlock()
+	if d != nil {
+		d.releaseUnused()
 	}
 }
 
@@ -89,8 +125,8 @@ func newPromise[R any](id string, via Caller, resp *Response, owner *Client) *Pr
 	if resp.async == nil {
 		return failedPromise[R](id, Errorf(Unimplemented, "%s: the Caller did not send the call asynchronously (an interceptor answered it?); promises need the connection's answer", id))
 	}
-	p := &promise{id: id, via: via, owner: owner, cc: resp.cc, async: resp.async}
-	p.rel = &promiseRelease{async: resp.async, id: id, logger: loggerOf(owner)}
+	p := &promise{id: id, via: via, owner: owner, cc: resp.cc, async: resp.async, local: resp.localRes}
+	p.rel = &promiseRelease{async: resp.async, id: id, logger: loggerOf(owner), local: resp.localRes}
 	runtime.AddCleanup(p, func(r *promiseRelease) {
 		if !r.done.Load() {
 			r.logger.Warn("arbor: a promise was garbage-collected without Wait or Release; releasing its answer", "function", r.id)
@@ -127,20 +163,30 @@ func (p *Promise[R]) Wait() (R, error) {
 			return zero, wrapErr(InvalidArgument, ErrSerialization, err, p.id+": result field")
 		}
 	}
-	v, err := decodeResult[R](p.id, res, p.decoder(caps))
-	p.settled(len(caps) > 0)
+	dec := p.decoder(caps)
+	v, err := decodeResult[R](p.id, res, dec)
+	p.settled(dec != nil)
 	return v, err
 }
 
 // decoder returns the decoder of the result's capabilities, made once so
 // that every Wait gets the same references.
 func (p *promise) decoder(caps []wire.CapDescriptor) *capDecoder {
-	if len(caps) == 0 {
+	if len(caps) == 0 && (p.local == nil || len(p.local.refs) == 0) {
 		return nil
 	}
 	p.decOnce.Do(func() {
-		p.dec = &capDecoder{cc: p.cc, table: caps, owner: p.owner}
-		p.rel.dec.Store(p.dec)
+		if p.local != nil {
+			p.dec = localDecoder(p.local.refs)
+		} else {
+			p.dec = &capDecoder{cc: p.cc, table: caps, owner: p.owner}
+		}
+		p.rel.mu.Lock()
+		if p.rel.dropped { // released before this Wait: the references are gone
+			p.dec.table, p.dec.refs, p.dec.taken = nil, nil, nil
+		}
+		p.rel.dec = p.dec
+		p.rel.mu.Unlock()
 	})
 	return p.dec
 }
@@ -177,10 +223,14 @@ func (p *Promise[R]) Release() {
 	}
 }
 
-// releaseWhenDone releases the answer once it has arrived (a PipelineRef
-// closing before its capability resolved).
+// retain counts one more open reference pipelined on the answer.
+func (p *promise) retain() { p.pipeRefs.Add(1) }
+
+// releaseWhenDone drops a reference pipelined on the answer; the last one
+// releases the answer once it has arrived (it may close before its
+// capability resolved).
 func (p *promise) releaseWhenDone() {
-	if p.async == nil {
+	if p.async == nil || p.pipeRefs.Add(-1) > 0 {
 		return
 	}
 	select {
@@ -289,8 +339,13 @@ func appendPromiseArg(e *argEncoder, b []byte, i int, pa promiseArg) []byte {
 		e.err = p.err
 		return b
 	}
-	if !p.use() { // resolved and released: send the value
+	// An in-process call's promise, or one resolved and released: send
+	// the value (an in-process one once it is in).
+	if p.local != nil || !p.use() {
 		res, err := p.async.Result()
+		if err == nil && p.local != nil && len(p.local.refs) > 0 {
+			err = Errorf(Unimplemented, "%s: argument %d is a promise of an in-process call that returned capabilities: Wait for it and pass them", e.id, i)
+		}
 		if err == nil && len(path) > 0 {
 			res, err = value.Select(res, path)
 		}
@@ -318,7 +373,7 @@ func sendAsync[R any](ctx context.Context, c Caller, e *argEncoder, args []byte)
 	for _, u := range e.promises {
 		depth = max(depth, u.p.depth+1)
 	}
-	if r, ok := c.(*Ref); ok && r.promise != nil {
+	if r, ok := c.(*Ref); ok && r != nil && r.promise != nil {
 		depth = max(depth, r.promise.depth+1)
 	}
 	if limit := maxChainOf(c); depth > limit {
@@ -350,7 +405,9 @@ func maxChainOf(c Caller) int {
 	case *Client:
 		cl = x
 	case *Ref:
-		cl = x.owner
+		if x != nil {
+			cl = x.owner
+		}
 	}
 	if cl != nil && cl.cfg.cfg.MaxPromiseChain > 0 {
 		return cl.cfg.cfg.MaxPromiseChain

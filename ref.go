@@ -35,37 +35,80 @@ type Ref struct {
 
 // refState is what copies of a Ref share. The GC cleanup runs when it is
 // unreachable, that is when every copy is; what the cleanup needs is in
-// rel, apart, so that it does not keep refState reachable.
+// hold, apart, so that it does not keep refState reachable.
 type refState struct {
 	closed atomic.Bool
-	rel    *refRelease // imported references only
+	hold   *refHold // imported references only
 }
 
-// refRelease releases an imported reference once.
-type refRelease struct {
-	done   atomic.Bool
-	cc     *conn.Conn
-	id     uint64
-	logger *slog.Logger
+// refHold is one handle on an import: a Ref and the duplicates made of it
+// (a reference passed to an in-process call, or held by a proxy) are
+// handles on one import, released to the peer when the last one goes.
+type refHold struct {
+	done atomic.Bool
+	imp  *importRef
 }
 
-func (r *refRelease) release() {
-	if r != nil && r.done.CompareAndSwap(false, true) {
-		r.cc.ReleaseExport(r.id, 1)
+func (h *refHold) release() {
+	if h != nil && h.done.CompareAndSwap(false, true) {
+		h.imp.drop()
+	}
+}
+
+// importRef counts the handles on one reference to export id of the peer
+// on cc, and releases it there when the count reaches zero.
+type importRef struct {
+	handles atomic.Int64
+	cc      *conn.Conn
+	id      uint64
+	logger  *slog.Logger
+}
+
+func (i *importRef) drop() {
+	if i.handles.Add(-1) == 0 {
+		i.cc.ReleaseExport(i.id, 1)
 	}
 }
 
 // newImport makes a reference to export id of the peer on cc.
 func newImport(cc *conn.Conn, id uint64, owner *Client, logger *slog.Logger) *Ref {
-	rel := &refRelease{cc: cc, id: id, logger: logger}
-	st := &refState{rel: rel}
-	runtime.AddCleanup(st, func(rel *refRelease) {
-		if !rel.done.Load() {
-			rel.logger.Warn("arbor: a capability reference was garbage-collected without Close; releasing it", "export", rel.id)
-			rel.release()
+	imp := &importRef{cc: cc, id: id, logger: logger}
+	return &Ref{cc: cc, target: wire.Target{Kind: wire.TargetExport, ID: id}, owner: owner, state: newHandle(imp)}
+}
+
+// newHandle returns the state of one more handle on imp, released by the
+// garbage collector if it is dropped without Close.
+func newHandle(imp *importRef) *refState {
+	imp.handles.Add(1)
+	h := &refHold{imp: imp}
+	st := &refState{hold: h}
+	runtime.AddCleanup(st, func(h *refHold) {
+		if !h.done.Load() {
+			h.imp.logger.Warn("arbor: a capability reference was garbage-collected without Close; releasing it", "export", h.imp.id)
+			h.release()
 		}
-	}, rel)
-	return &Ref{cc: cc, target: wire.Target{Kind: wire.TargetExport, ID: id}, owner: owner, state: st}
+	}, h)
+	return st
+}
+
+// dup returns another handle on the reference r names, closed on its own:
+// what an in-process callee or a proxy holds while the caller may close
+// r. r must be usable.
+func (r *Ref) dup() *Ref {
+	d := &Ref{cc: r.cc, target: r.target, owner: r.owner, local: r.local, err: r.err}
+	switch {
+	case r.state.hold != nil:
+		d.state = newHandle(r.state.hold.imp)
+	case r.promise != nil:
+		// A promised capability: the duplicate keeps the answer retained
+		// too; the answer goes when both are closed.
+		d.promise = r.promise
+		r.promise.retain()
+		d.state = &refState{}
+	default:
+		d.state = &refState{}
+	}
+	return d
 }
 
 // localRef is a reference to one of this side's own services.
@@ -83,23 +126,37 @@ func (r *Ref) Close() error {
 	if r.promise != nil { // the answer holding the capability may go
 		r.promise.releaseWhenDone()
 	}
-	r.state.rel.release()
+	r.state.hold.release()
 	return nil
 }
 
-// usable reports why calls on r cannot be made, or nil.
+// usable reports why r cannot be used (called, with method, or passed
+// in a call when method is ""), or nil.
 func (r *Ref) usable(method string) error {
+	why := ""
 	switch {
 	case r == nil:
-		return Errorf(FailedPrecondition, "call %q on a nil reference", method)
+		why = "a nil reference"
 	case r.err != nil:
 		return r.err
 	case r.state == nil || r.cc == nil && r.local == nil:
-		return Errorf(FailedPrecondition, "call %q on a zero reference (references come from calls, not literals)", method)
+		why = "a zero reference (references come from calls, not literals)"
 	case r.state.closed.Load():
-		return Errorf(FailedPrecondition, "call %q on a closed reference", method)
+		why = "a closed reference"
+	default:
+		return nil
 	}
-	return nil
+	if method == "" {
+		return Errorf(FailedPrecondition, "cannot pass %s in a call", why)
+	}
+	return Errorf(FailedPrecondition, "call %q on %s", method, why)
+}
+
+// plain reports whether calls on r may take the typed helpers' fast
+// path: a usable reference on a connection, with no interceptors.
+func (r *Ref) plain() bool {
+	return r != nil && r.cc != nil && r.local == nil && r.err == nil && r.state != nil &&
+		!r.state.closed.Load() && (r.owner == nil || r.owner.plain())
 }
 
 // Call implements Caller: it calls method req.ID of the referenced
@@ -131,7 +188,11 @@ func PipelineRef(p *Promise[*Ref]) *Ref {
 	if p.err != nil {
 		return failedRef(p.err)
 	}
+	if p.local != nil {
+		return failedRef(Errorf(Unimplemented, "PipelineRef of a promise of an in-process call (on a capability passed back to its exporter): Wait for it instead"))
+	}
 	p.pipelined.Store(true) // the answer must stay retained for calls on the target
+	p.retain()
 	path := encodePath(p.path)
 	return &Ref{cc: p.cc, target: wire.Target{Kind: wire.TargetAnswer, ID: p.async.ID(), Path: path},
 		owner: p.owner, promise: p.promise, state: &refState{}}

@@ -30,6 +30,47 @@ func (d *dispatcher) ServeCall(ctx context.Context, in *conn.Incoming, out []byt
 // of this side's exports.
 func (d *dispatcher) Release(c *conn.Conn, id uint64, n uint32) { releaseExport(c, id, n) }
 
+// Arrive implements conn.Arriver: on the reading goroutine, in arrival
+// order, it marks the calls on a capability whose delivery will wait, so
+// that the others behind them wait their turn and the rest go at once.
+func (d *dispatcher) Arrive(in *conn.Incoming) {
+	if q, svc := lookupTarget(in); q != nil && !deliveredAtOnce(in, svc) {
+		q.markSlow(in.Ticket)
+	}
+}
+
+// deliveredAtOnce reports whether a call's delivery needs no wait: it is
+// addressed to an export (not a promised answer), uses no promises, and
+// the service neither runs one call at a time nor forwards to another
+// connection (forwarding keeps the order by sending in turn).
+func deliveredAtOnce(in *conn.Incoming, svc *Service) bool {
+	if in.Target.Kind != wire.TargetExport || len(in.Promises) > 0 {
+		return false
+	}
+	for _, c := range in.Caps {
+		if c.Kind == wire.CapReceiverAnswer {
+			return false
+		}
+	}
+	return svc == nil || !svc.serialized.Load() && svc.forward == nil
+}
+
+// AnswerForgotten implements conn.AnswerForgetter: the sequencers of
+// calls on promised capabilities in those answers go with them.
+func (d *dispatcher) AnswerForgotten(c *conn.Conn, ids []uint64) {
+	if t := capsOf(c); t != nil {
+		t.forgetAnswers(ids)
+	}
+}
+
+// Unpinned implements conn.Unpinner: exports kept for pipelined calls may
+// go now.
+func (d *dispatcher) Unpinned(c *conn.Conn) {
+	if t := capsOf(c); t != nil {
+		t.reap(c)
+	}
+}
+
 func (d *dispatcher) serve(ctx context.Context, in *conn.Incoming, out []byte) ([]byte, error) {
 	if in.HasTarget {
 		return d.serveMethod(ctx, in, out)
@@ -49,12 +90,15 @@ func (d *dispatcher) serve(ctx context.Context, in *conn.Incoming, out []byte) (
 			return nil, err
 		}
 	}
-	return d.run(ctx, in, h, "", args, out)
+	if err := resolveAnswerCaps(ctx, in); err != nil {
+		return nil, err
+	}
+	return d.run(ctx, in, h, nil, args, out)
 }
 
-// run runs h (a function, or a method of service) for an incoming call,
-// through the interceptors.
-func (d *dispatcher) run(ctx context.Context, in *conn.Incoming, h *handler, service string, args, out []byte) ([]byte, error) {
+// run runs h (a function, or a method of svc) for an incoming call,
+// through the interceptors: the server's, then the service's.
+func (d *dispatcher) run(ctx context.Context, in *conn.Incoming, h *handler, svc *Service, args, out []byte) ([]byte, error) {
 	if h == nil { // interceptors see unknown functions too (final refuses them)
 		req := &Request{ID: string(in.Function), Kind: KindUnary, Metadata: Metadata(in.Metadata), Args: args, in: in}
 		if p, ok := PeerFromContext(ctx); ok {
@@ -73,20 +117,29 @@ func (d *dispatcher) run(ctx context.Context, in *conn.Incoming, h *handler, ser
 	} else if h.invoke == nil {
 		return nil, Errorf(InvalidArgument, "%s is a %s function; open a stream to call it", h.info.ID, h.info.Kind)
 	}
-	if d.chain == nil {
+	var inner CallFunc
+	service := ""
+	if svc != nil {
+		inner, service = svc.interceptors(), svc.name
+	}
+	if d.chain == nil && inner == nil {
 		if in.Stream != nil {
-			return h.stream(ctx, in, in.Stream, args, out)
+			return h.stream(ctx, in, rawStream{in.Stream}, args, out)
 		}
 		return h.invoke(ctx, in, args, out)
 	}
-	req := &Request{ID: h.info.ID, Kind: h.info.Kind, Service: service, Metadata: Metadata(in.Metadata), Args: args, in: in, h: h}
+	req := &Request{ID: h.info.ID, Kind: h.info.Kind, Service: service, Metadata: Metadata(in.Metadata), Args: args, in: in, h: h, inner: inner}
 	if p, ok := PeerFromContext(ctx); ok {
 		req.Peer = p
 	}
 	if in.Stream != nil {
-		req.Stream = in.Stream
+		req.Stream = rawStream{in.Stream}
 	}
-	resp, err := d.chain(ctx, req)
+	next := d.chain
+	if next == nil {
+		next = finalServe
+	}
+	resp, err := next(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -97,8 +150,17 @@ func unknownFunction(id string) error {
 	return &Error{Code: Unimplemented, Category: ErrUnknownMethod, Message: "unknown function " + quote([]byte(id))}
 }
 
-// finalServe is the end of a server's interceptor chain: the handler.
+// finalServe is the end of a server's interceptor chain: the service's
+// interceptors, if any, then the handler.
 func finalServe(ctx context.Context, req *Request) (*Response, error) {
+	if req.inner != nil {
+		return req.inner(ctx, req)
+	}
+	return invokeHandler(ctx, req)
+}
+
+// invokeHandler runs the request's handler.
+func invokeHandler(ctx context.Context, req *Request) (*Response, error) {
 	h := req.h
 	if h == nil {
 		if req.in == nil && req.ID != "" {
@@ -123,12 +185,31 @@ func finalServe(ctx context.Context, req *Request) (*Response, error) {
 // its target (E-order), finds the service, and runs the method; the turn
 // is given up on every path.
 func (d *dispatcher) serveMethod(ctx context.Context, in *conn.Incoming, out []byte) ([]byte, error) {
-	q := sequencerFor(in)
+	q, svc := lookupTarget(in)
 	if q == nil {
 		return nil, Errorf(Unavailable, "connection closed")
 	}
-	defer q.leave(in.Ticket)
-	if err := q.enter(ctx, in.Ticket); err != nil {
+	if svc != nil && deliveredAtOnce(in, svc) && q.enterFast(in.Ticket) {
+		// The common case: an export's method, nothing to wait for.
+		method := string(in.Function)
+		h := svc.method(method)
+		if h == nil {
+			return nil, &Error{Code: Unimplemented, Category: ErrUnknownMethod, Message: fmt.Sprintf("%s has no method %q", svc.name, method)}
+		}
+		return d.run(ctx, in, h, svc, in.Args, out)
+	}
+	// The turn is held until the call is delivered (its target found, its
+	// promise arguments in, a serialized service's lock taken), not until
+	// it ends: later calls start in order, then run concurrently.
+	turn := true
+	defer func() {
+		if turn {
+			q.leave(in.Ticket)
+		}
+	}()
+	if q.enterFast(in.Ticket) {
+		turn = false // delivered at once: nothing ahead of it waits
+	} else if err := q.enter(ctx, in.Ticket); err != nil {
 		return nil, asError(err)
 	}
 	svc, err := targetService(ctx, in)
@@ -142,14 +223,30 @@ func (d *dispatcher) serveMethod(ctx context.Context, in *conn.Incoming, out []b
 			return nil, err
 		}
 	}
+	if err := resolveAnswerCaps(ctx, in); err != nil {
+		return nil, err
+	}
 	if svc.forward != nil {
-		return svc.serveForward(ctx, in, method, args, out)
+		return svc.serveForward(ctx, in, method, args, out, func() {
+			if turn {
+				turn = false
+				q.leave(in.Ticket)
+			}
+		})
 	}
 	h := svc.method(method)
 	if h == nil {
 		return nil, &Error{Code: Unimplemented, Category: ErrUnknownMethod, Message: fmt.Sprintf("%s has no method %q", svc.name, method)}
 	}
-	return d.run(ctx, in, h, svc.name, args, out)
+	if svc.serialized.Load() {
+		svc.serial.Lock()
+		defer svc.serial.Unlock()
+	}
+	if turn {
+		turn = false
+		q.leave(in.Ticket) // delivered
+	}
+	return d.run(ctx, in, h, svc, args, out)
 }
 
 // targetService finds the service a call is addressed to: an export, or
@@ -192,10 +289,49 @@ func capabilityIn(res []byte, caps []wire.CapDescriptor, path []byte) (uint64, e
 		return 0, fmt.Errorf("the value is not a capability")
 	}
 	i, n := binary.Uvarint(data)
-	if n <= 0 || n != len(data) || i >= uint64(len(caps)) || caps[i].Kind != wire.CapSenderHosted {
+	if n <= 0 || n != len(data) {
 		return 0, fmt.Errorf("malformed capability")
 	}
-	return caps[i].ID, nil
+	d, err := answerCap(caps, i)
+	return d.ID, err
+}
+
+// answerCap returns entry i of the capability table of an answer this
+// side sent, as the peer names it when it passes it back: one of this
+// side's exports.
+func answerCap(caps []wire.CapDescriptor, i uint64) (wire.CapDescriptor, error) {
+	if i >= uint64(len(caps)) {
+		return wire.CapDescriptor{}, fmt.Errorf("capability index %d out of range: the answer holds %d", i, len(caps))
+	}
+	if caps[i].Kind != wire.CapSenderHosted {
+		return wire.CapDescriptor{}, fmt.Errorf("the capability is the caller's own, returned to it: pass the caller's reference instead of the promise")
+	}
+	return wire.CapDescriptor{Kind: wire.CapReceiverHosted, ID: caps[i].ID}, nil
+}
+
+// resolveAnswerCaps turns the promised capabilities a call passes back
+// (CapReceiverAnswer: capabilities in answers of this side) into this
+// side's exports, waiting for those answers.
+func resolveAnswerCaps(ctx context.Context, in *conn.Incoming) error {
+	for i, c := range in.Caps {
+		if c.Kind != wire.CapReceiverAnswer {
+			continue
+		}
+		if c.ID >= in.ID {
+			return Errorf(InvalidArgument, "%s: capability %d refers to call %d, which is not an earlier call", in.Function, i, c.ID)
+		}
+		res, caps, err := in.Conn.Answer(ctx, c.ID)
+		if err != nil {
+			e := asError(err)
+			return &Error{Code: e.Code, Category: e.Category, Message: fmt.Sprintf("%s: capability %d: %s%d failed: %s", in.Function, i, promiseFailed, c.ID, truncateText(e.Message, 300)), Cause: err}
+		}
+		eid, err := capabilityIn(res, caps, c.Path)
+		if err != nil {
+			return Errorf(InvalidArgument, "%s: capability %d: call %d did not return a capability there: %v", in.Function, i, c.ID, err)
+		}
+		in.Caps[i] = wire.CapDescriptor{Kind: wire.CapReceiverHosted, ID: eid}
+	}
+	return nil
 }
 
 func pathArgs(segs []wire.PathSegment) []any {
@@ -270,7 +406,30 @@ func substitutePromises(ctx context.Context, in *conn.Incoming) ([]byte, error) 
 			}
 		}
 		if len(caps) > 0 && holdsCapability(res) {
-			return nil, Errorf(Unimplemented, "%s: argument %d is a promised capability of this side: passing it as an argument before it resolves is not supported yet (Wait for it first)", fn, i)
+			// The answer's capabilities are this side's exports: they join
+			// the call's table, renumbered.
+			out, err = value.RewriteExt(out, res, func(t int8, data []byte) ([]byte, error) {
+				if t != wire.CapabilityExt {
+					return nil, nil
+				}
+				j, k := binary.Uvarint(data)
+				if k <= 0 || k != len(data) {
+					return nil, fmt.Errorf("malformed capability")
+				}
+				d, err := answerCap(caps, j)
+				if err != nil {
+					return nil, err
+				}
+				if len(in.Caps) >= wire.MaxCaps {
+					return nil, fmt.Errorf("more than %d capabilities", wire.MaxCaps)
+				}
+				in.Caps = append(in.Caps, d)
+				return value.AppendExt(nil, wire.CapabilityExt, binary.AppendUvarint(nil, uint64(len(in.Caps)-1))), nil
+			})
+			if err != nil {
+				return nil, Errorf(InvalidArgument, "%s: argument %d (promise of call %d): %v", fn, i, ref.ID, err)
+			}
+			continue
 		}
 		out = append(out, res...)
 	}

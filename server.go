@@ -42,6 +42,7 @@ type Server struct {
 	maxConns int // MaxConnections, within the descriptor limit
 	// invoke runs a function in process through the interceptors.
 	invokeChain CallFunc
+	onConn      func(*conn.Conn) // tests: each connection once it serves
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -115,6 +116,7 @@ func NewServer(opts ...ServerOption) *Server {
 	}
 	s.invokeChain = chain(ics, finalServe)
 	Handle0(builtinRegistrar{s}, CatalogFunction, func(ctx context.Context) ([]FunctionInfo, error) { return s.Catalog(), nil })
+	s.registerBootstrap()
 	return s
 }
 
@@ -381,6 +383,9 @@ func (s *Server) serveConn(nc net.Conn) {
 	s.conns[c] = struct{}{}
 	closed, drain := s.closed, s.drainCtx
 	s.mu.Unlock()
+	if s.onConn != nil {
+		s.onConn(c)
+	}
 	if closed {
 		if drain != nil {
 			c.Drain(drain, "server shutting down")

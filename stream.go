@@ -103,7 +103,7 @@ func HandleServerStream[Out, A any](r Registrar, id string, fn func(ctx context.
 	h := newHandler(id, KindServerStream, "stream "+value.For[Out]().TypeName(), opts, ca.TypeName())
 	h.caps = hasCaps(reflect.TypeFor[A]())
 	h.stream = func(ctx context.Context, in *conn.Incoming, st Stream, args, out []byte) ([]byte, error) {
-		d, err := h.decoder(in, args)
+		d, err := h.decoder(ctx, in, args)
 		if err != nil {
 			return nil, err
 		}
@@ -134,7 +134,7 @@ func HandleClientStream[R, In any](r Registrar, id string, fn func(ctx context.C
 		if err != nil {
 			return nil, err
 		}
-		return encodeResult(h, in, out, res)
+		return encodeResult(ctx, h, in, out, res)
 	}
 	return r.register(h, false)
 }

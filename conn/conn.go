@@ -65,6 +65,7 @@ type Conn struct {
 	answers        map[uint64]*answer   // retained answers (promise pipelining)
 	retainedBytes  int                  // their results' total size
 	tickets        map[targetKey]uint64 // per capability target: calls arrived
+	dropped        []uint64             // targeted answers dropped, to tell the handler (smu)
 	servingStreams uint32
 	lastIn         uint64 // highest incoming call id seen
 	draining       bool   // we sent GOAWAY
@@ -87,12 +88,13 @@ type Conn struct {
 
 	attachMu sync.Mutex
 	attach   any
+	detached bool // closed: no attachment any more
 
 	pingSeq    atomic.Uint64 // the latest ping this side sent (Heartbeat)
 	pingAt     atomic.Int64  // when, in Unix nanoseconds
 	recvFlag   atomic.Bool   // a frame arrived since the last keep-alive tick
-	readPaused atomic.Bool // the reader waits for budget: the peer is not silent
-	unusable   atomic.Bool // closed or the peer sent GOAWAY: start no new calls
+	readPaused atomic.Bool   // the reader waits for budget: the peer is not silent
+	unusable   atomic.Bool   // closed or the peer sent GOAWAY: start no new calls
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -180,11 +182,12 @@ func (c *Conn) Usable() bool { return !c.unusable.Load() }
 // Attachment returns the value attached to the connection, creating it
 // with mk on first use. Layers above keep per-connection state here (the
 // root package's capability table) so it lives and dies with the
-// connection.
+// connection: once the connection is closed it is nil, and an attachment
+// with a ConnClosed() method is told so (in a goroutine of its own).
 func (c *Conn) Attachment(mk func() any) any {
 	c.attachMu.Lock()
 	defer c.attachMu.Unlock()
-	if c.attach == nil && mk != nil {
+	if c.attach == nil && mk != nil && !c.detached {
 		c.attach = mk()
 	}
 	return c.attach
@@ -218,8 +221,13 @@ func (c *Conn) closeWith(err *status.Error) {
 		close(c.closed)
 		c.mem.closeAccount()
 		c.attachMu.Lock()
+		old := c.attach
 		c.attach = nil // per-connection state of upper layers (exports) dies here
+		c.detached = true
 		c.attachMu.Unlock()
+		if h, ok := old.(interface{ ConnClosed() }); ok {
+			go h.ConnClosed()
+		}
 		c.nc.Close()
 
 		c.cmu.Lock()

@@ -23,6 +23,9 @@ type answer struct {
 	// depth is the length of the promise chain that ends here: 1 for a
 	// call that used no answers.
 	depth int
+	// paths are the targets in this answer calls were ticketed for (the
+	// encoded paths), forgotten with it.
+	paths []string
 }
 
 // Async is an outgoing call whose answer is awaited later (a promise).
@@ -32,6 +35,8 @@ type Async struct {
 	cl *call
 	// stop ends the context watch that cancels the call.
 	stop func() bool
+	// localCancel cancels an in-process call (NewLocalAsync).
+	localCancel func()
 }
 
 // ID is the call's id: pipelined calls reference it.
@@ -74,7 +79,24 @@ func (c *Conn) Go(ctx context.Context, o *Outgoing) (*Async, error) {
 // handler sees its context cancelled.
 func (a *Async) Cancel() { a.cancel(context.Canceled) }
 
+// NewLocalAsync returns the Async of a call that runs in process (no
+// connection: Conn is nil, ID 0, Release does nothing) and the function
+// that completes it; Cancel calls cancel.
+func NewLocalAsync(cancel func()) (*Async, func(result []byte, err error)) {
+	a := &Async{cl: &call{doneCh: make(chan struct{})}, localCancel: cancel}
+	return a, func(result []byte, err error) {
+		a.cl.buf = result
+		a.cl.complete(err)
+	}
+}
+
 func (a *Async) cancel(cause error) {
+	if a.c == nil {
+		if a.localCancel != nil {
+			a.localCancel()
+		}
+		return
+	}
 	a.c.cmu.Lock()
 	_, mine := a.c.calls[a.id]
 	delete(a.c.calls, a.id)
@@ -90,7 +112,9 @@ func (a *Async) Release() {
 	if a.stop != nil {
 		a.stop()
 	}
-	a.c.sendRelease(a.id, 0)
+	if a.c != nil {
+		a.c.sendRelease(a.id, 0)
+	}
 }
 
 // Forget stops watching the call's context without releasing the answer:
@@ -151,6 +175,34 @@ func (c *Conn) dropAnswerLocked(id uint64) {
 	if a := c.answers[id]; a != nil {
 		c.retainedBytes -= a.counted
 		delete(c.answers, id)
+		if len(a.paths) > 0 {
+			for _, p := range a.paths {
+				delete(c.tickets, targetKey{kind: wire.TargetAnswer, id: id, path: p})
+			}
+			c.dropped = append(c.dropped, id)
+		}
+	}
+}
+
+// AnswerForgetter is implemented by handlers that keep state per call
+// target: AnswerForgotten names retained answers, once targets of calls,
+// that are gone (no call can reach them any more).
+type AnswerForgetter interface {
+	AnswerForgotten(c *Conn, ids []uint64)
+}
+
+// notifyForgotten tells the handler which targeted answers were dropped;
+// smu not held.
+func (c *Conn) notifyForgotten() {
+	c.smu.Lock()
+	ids := c.dropped
+	c.dropped = nil
+	c.smu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	if f, ok := c.cfg.Handler.(AnswerForgetter); ok {
+		f.AnswerForgotten(c, ids)
 	}
 }
 
@@ -167,7 +219,11 @@ func (c *Conn) release(id uint64) {
 			c.dropAnswerLocked(id)
 		}
 	}
+	forgot := len(c.dropped) > 0
 	c.smu.Unlock()
+	if forgot {
+		c.notifyForgotten()
+	}
 }
 
 // pinLocked pins the answers a call will read; smu held.
@@ -180,15 +236,47 @@ func (c *Conn) pinLocked(ids []uint64) {
 }
 
 // unpinLocked undoes pinLocked, dropping released answers nobody reads
-// any more; smu held.
-func (c *Conn) unpinLocked(ids []uint64) {
+// any more; smu held. It reports whether an answer holding capabilities
+// lost its last pin.
+func (c *Conn) unpinLocked(ids []uint64) (capsFreed bool) {
 	for _, id := range ids {
 		if a := c.answers[id]; a != nil {
-			if a.pins--; a.pins == 0 && a.released {
-				c.dropAnswerLocked(id)
+			if a.pins--; a.pins == 0 {
+				capsFreed = capsFreed || len(a.caps) > 0
+				if a.released {
+					c.dropAnswerLocked(id)
+				}
 			}
 		}
 	}
+	return capsFreed
+}
+
+// ExportPinned reports whether export id of this side is in the result
+// of an answer that admitted calls will still read: the peer may have
+// released its reference already (it released the answer), but a call
+// it pipelined on the answer before that must find the export.
+func (c *Conn) ExportPinned(id uint64) bool {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	for _, a := range c.answers {
+		if a.pins == 0 {
+			continue
+		}
+		for _, d := range a.caps {
+			if d.Kind == wire.CapSenderHosted && d.ID == id {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Unpinner is implemented by handlers that keep exports alive while
+// ExportPinned: Unpinned is called when an answer holding capabilities
+// is no longer read by any admitted call.
+type Unpinner interface {
+	Unpinned(c *Conn)
 }
 
 // answerRefs lists the retained answers a CALL will read: a target in a

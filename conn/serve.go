@@ -87,8 +87,20 @@ func (c *Conn) incoming(h wire.Header, p []byte) error {
 		return nil
 	}
 	sc.charged = len(p)
+	if sc.in.HasTarget {
+		if a, ok := c.cfg.Handler.(Arriver); ok {
+			a.Arrive(&sc.in)
+		}
+	}
 	c.dispatchCall(sc)
 	return nil
+}
+
+// Arriver is implemented by handlers that order the calls on a
+// capability: Arrive sees each targeted call on the reading goroutine, in
+// arrival order, before it is served. It must not block.
+type Arriver interface {
+	Arrive(in *Incoming)
 }
 
 // targetKey identifies a capability target for ticketing.
@@ -181,6 +193,11 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 		sc.in.Caps, _ = wire.ParseCapTable(sc.in.Caps, wc.Caps)
 	}
 	if wc.HasTarget {
+		if _, known := c.tickets[key]; !known && key.kind == wire.TargetAnswer {
+			if a := c.answers[key.id]; a != nil { // forgotten with the answer
+				a.paths = append(a.paths, key.path)
+			}
+		}
 		c.tickets[key]++
 		sc.in.Ticket = c.tickets[key]
 	}
@@ -214,6 +231,13 @@ func frameRefs(wc *wire.Call, dst []uint64) []uint64 {
 		}
 	}
 	return dst
+}
+
+// Targets reports how many call targets the connection tickets.
+func (c *Conn) Targets() int {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return len(c.tickets)
 }
 
 // ForgetTarget drops the arrival count of a capability target that will
@@ -309,12 +333,21 @@ func (c *Conn) serve(sc *serverCall) {
 	if sc.in.Stream != nil {
 		c.servingStreams--
 	}
-	c.unpinLocked(sc.pins)
+	unpinned := c.unpinLocked(sc.pins)
 	if c.draining && len(c.serving) == 0 && c.drained != nil {
 		close(c.drained)
 		c.drained = nil
 	}
+	forgot := len(c.dropped) > 0
 	c.smu.Unlock()
+	if unpinned {
+		if u, ok := c.cfg.Handler.(Unpinner); ok {
+			u.Unpinned(c)
+		}
+	}
+	if forgot {
+		c.notifyForgotten()
+	}
 	sc.in = Incoming{Promises: sc.in.Promises[:0], Caps: sc.in.Caps[:0]}
 	sc.ctx = nil
 	sc.retained = false

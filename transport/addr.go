@@ -14,7 +14,11 @@ const (
 	SchemeTLS  = "tls"  // tls://host:port, TLS 1.3 over TCP
 	SchemeQUIC = "quic" // quic://host:port, QUIC (TLS 1.3) over UDP
 	SchemeUnix = "unix" // unix:/path/to/socket or unix:relative/path
-	SchemeMem  = "mem"  // mem:name, scoped to a MemNetwork
+	// SchemeUnixAbstract is accepted by ParseAddr (unix-abstract:NAME, as
+	// Cap'n Proto's EZ RPC spells it) and parsed as SchemeUnix with Path
+	// "@NAME": a Linux abstract socket.
+	SchemeUnixAbstract = "unix-abstract"
+	SchemeMem          = "mem" // mem:name, scoped to a MemNetwork
 )
 
 // Addr is a parsed Arbor address.
@@ -41,7 +45,12 @@ type Addr struct {
 //	quic://host:port       QUIC over UDP (TLS 1.3, native streams)
 //	unix:/path, unix:///path, unix:relative/path
 //	                       a Unix domain socket
+//	unix:@name, unix-abstract:name
+//	                       a Linux abstract Unix socket (no file)
 //	mem:name, mem://name   an in-process connection within a MemNetwork
+//
+// A host of "*" (*:port, tcp://*:port) means every local interface, IPv4
+// and IPv6, as an empty host does.
 //
 // Schemes are case-insensitive. Ports are numbers from 0 to 65535 (service
 // names are not looked up). A malformed address yields an *AddrError that
@@ -55,6 +64,12 @@ func ParseAddr(s string) (Addr, error) {
 	}
 	if i := strings.IndexFunc(s, unicode.IsControl); i >= 0 {
 		return bad("control character at byte " + strconv.Itoa(i))
+	}
+	if rest, ok := cutPrefixFold(s, SchemeUnixAbstract+":"); ok {
+		if rest == "" {
+			return bad("empty abstract socket name")
+		}
+		return Addr{Scheme: SchemeUnix, Path: "@" + rest}, nil
 	}
 	if rest, ok := cutPrefixFold(s, SchemeUnix+":"); ok {
 		if abs, ok := strings.CutPrefix(rest, "//"); ok {
@@ -88,7 +103,7 @@ func ParseAddr(s string) (Addr, error) {
 			if reason := checkHostPort(rest); reason != "" {
 				return bad(reason)
 			}
-			return Addr{Scheme: scheme, Host: rest}, nil
+			return Addr{Scheme: scheme, Host: anyHost(rest)}, nil
 		case scheme == "":
 			return bad("missing scheme before ://")
 		case isSchemeToken(scheme):
@@ -112,7 +127,16 @@ func ParseAddr(s string) (Addr, error) {
 	if reason := checkHostPort(s); reason != "" {
 		return bad(reason)
 	}
-	return Addr{Scheme: SchemeTCP, Host: s}, nil
+	return Addr{Scheme: SchemeTCP, Host: anyHost(s)}, nil
+}
+
+// anyHost writes the host "*" (every interface) as the empty host, which
+// the net package binds on every IPv4 and IPv6 interface.
+func anyHost(hp string) string {
+	if rest, ok := strings.CutPrefix(hp, "*:"); ok {
+		return ":" + rest
+	}
+	return hp
 }
 
 // String returns the address in the form ParseAddr accepts:

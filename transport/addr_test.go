@@ -26,6 +26,11 @@ func TestParseAddr(t *testing.T) {
 		{in: "unix:///tmp/a.sock", want: Addr{Scheme: "unix", Path: "/tmp/a.sock"}, str: "unix:/tmp/a.sock"},
 		{in: "unix:rel/a.sock", want: Addr{Scheme: "unix", Path: "rel/a.sock"}},
 		{in: "unix:@abstract", want: Addr{Scheme: "unix", Path: "@abstract"}},
+		{in: "unix-abstract:calc", want: Addr{Scheme: "unix", Path: "@calc"}, str: "unix:@calc"},
+		{in: "UNIX-ABSTRACT:a/b", want: Addr{Scheme: "unix", Path: "@a/b"}, str: "unix:@a/b"},
+		{in: "*:8080", want: Addr{Scheme: "tcp", Host: ":8080"}, str: "tcp://:8080"},
+		{in: "tcp://*:0", want: Addr{Scheme: "tcp", Host: ":0"}, str: "tcp://:0"},
+		{in: "quic://*:443", want: Addr{Scheme: "quic", Host: ":443"}, str: "quic://:443"},
 		{in: "unix:////odd", want: Addr{Scheme: "unix", Path: "//odd"}},
 		{in: "Unix:/x", want: Addr{Scheme: "unix", Path: "/x"}, str: "unix:/x"},
 		{in: "mem:svc", want: Addr{Scheme: "mem", Path: "svc"}},
@@ -59,6 +64,9 @@ func TestParseAddrErrors(t *testing.T) {
 		in, reason string // reason: a substring of the error
 	}{
 		{"", "empty address"},
+		{"unix-abstract:", "empty abstract socket name"},
+		{"*:", "missing port"},
+		{"*", "missing port"},
 		{"localhost", "missing port"},
 		{"localhost:", "missing port"},
 		{"tcp://localhost", "missing port"},

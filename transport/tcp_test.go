@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -99,5 +100,47 @@ func TestListenBadAddress(t *testing.T) {
 	}
 	if _, err := Dial(ctx, "nope", nil); !errors.Is(err, ErrConfig) {
 		t.Errorf("Dial(nope): %v, want ErrConfig", err)
+	}
+}
+
+// *:PORT binds every local interface: a client reaches it over IPv4 and,
+// where the machine has it, IPv6 loopback.
+func TestListenEveryInterface(t *testing.T) {
+	ctx := context.Background()
+	for _, addr := range []string{"*:0", "tcp://*:0"} {
+		l, err := Listen(ctx, addr, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		_, port, _ := net.SplitHostPort(l.Addr().String())
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte("k"))
+				c.Close()
+			}
+		}()
+		hosts := []string{"127.0.0.1"}
+		if probe, err := net.Listen("tcp6", "[::1]:0"); err == nil {
+			probe.Close()
+			hosts = append(hosts, "[::1]")
+		} else {
+			t.Logf("no IPv6 loopback here (%v): IPv4 only", err)
+		}
+		for _, h := range hosts {
+			c, err := Dial(ctx, "tcp://"+h+":"+port, nil)
+			if err != nil {
+				t.Fatalf("%s via %s: %v", addr, h, err)
+			}
+			b := make([]byte, 1)
+			if _, err := io.ReadFull(c, b); err != nil || b[0] != 'k' {
+				t.Fatalf("%s via %s: read %q %v", addr, h, b, err)
+			}
+			c.Close()
+		}
+		l.Close()
 	}
 }

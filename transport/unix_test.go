@@ -1,11 +1,14 @@
 package transport
 
 import (
+	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -94,5 +97,34 @@ func TestUnixKeepsRegularFile(t *testing.T) {
 	}
 	if data, err := os.ReadFile(path); err != nil || string(data) != "precious" {
 		t.Errorf("regular file after Listen: %q, %v", data, err)
+	}
+}
+
+// unix-abstract:NAME is an abstract socket, the same one unix:@NAME names.
+func TestUnixAbstractScheme(t *testing.T) {
+	ctx := context.Background()
+	name := "arbor-test-" + strconv.Itoa(os.Getpid())
+	l, err := Listen(ctx, "unix-abstract:"+name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			c.Write([]byte("a"))
+			c.Close()
+		}
+	}()
+	c, err := Dial(ctx, "unix:@"+name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(c, b); err != nil || b[0] != 'a' {
+		t.Fatalf("read %q %v", b, err)
+	}
+	if _, err := os.Stat("@" + name); err == nil {
+		t.Fatal("an abstract socket left a file")
 	}
 }

@@ -166,3 +166,65 @@ func Walk(b []byte, ext func(t int8)) {
 	}
 	walk(0)
 }
+
+// RewriteExt appends b to dst with every extension value for which fn
+// returns a replacement (an encoded value) replaced by it, and the rest
+// copied as is: how a capability index is renumbered when a value moves
+// from one message's table to another's. Malformed input is an error.
+func RewriteExt(dst, b []byte, fn func(t int8, data []byte) ([]byte, error)) ([]byte, error) {
+	r := NewReader(b)
+	last := 0
+	var walk func(depth int) error
+	walk = func(depth int) error {
+		if depth > r.lim.MaxDepth {
+			return r.errorf("nesting deeper than %d", r.lim.MaxDepth)
+		}
+		if r.off >= len(r.b) {
+			return r.errorf("expected a value, got end of input")
+		}
+		switch kindOf(r.b[r.off]) {
+		case KindArray, KindMap:
+			n, err := 0, error(nil)
+			if kindOf(r.b[r.off]) == KindArray {
+				n, err = r.ReadArrayHeader()
+			} else {
+				n, err = r.ReadMapHeader()
+				n *= 2
+			}
+			if err != nil {
+				return err
+			}
+			for i := 0; i < n; i++ {
+				if err := walk(depth + 1); err != nil {
+					return err
+				}
+			}
+			return nil
+		case KindExt:
+			start := r.off
+			t, data, err := r.ReadExt()
+			if err != nil {
+				return err
+			}
+			repl, err := fn(t, data)
+			if err != nil {
+				return err
+			}
+			if repl != nil {
+				dst = append(dst, b[last:start]...)
+				dst = append(dst, repl...)
+				last = r.off
+			}
+			return nil
+		}
+		_, err := r.Skip()
+		return err
+	}
+	if err := walk(0); err != nil {
+		return dst, err
+	}
+	if r.off != len(b) {
+		return dst, r.errorf("%d byte(s) after the value", len(b)-r.off)
+	}
+	return append(dst, b[last:]...), nil
+}

@@ -232,6 +232,9 @@ func structFields(t reflect.Type, building map[reflect.Type]*plan) ([]field, err
 		}
 	}
 	if len(out) == 0 && t.NumField() > 0 {
+		if pt := reflect.PointerTo(t); pt.Implements(marshalerType) || pt.Implements(resolverType) {
+			return nil, fmt.Errorf("%s is encoded by its pointer: use *%s", TypeName(t), TypeName(t))
+		}
 		return nil, fmt.Errorf("%s has no exported fields: nothing of it would be sent (export the fields, or tag them)", TypeName(t))
 	}
 	return out, nil

@@ -3,6 +3,7 @@ package value
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"reflect"
 	"runtime"
@@ -199,5 +200,40 @@ func TestReflectiveDecodeBudget(t *testing.T) {
 	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 {
 		t.Fatalf("allocated %d bytes refusing a 1 MiB input", n)
+	}
+}
+
+func TestRewriteExt(t *testing.T) {
+	in := AppendArrayHeader(nil, 3)
+	in = AppendExt(in, 9, []byte{1})
+	in = AppendMapHeader(in, 1)
+	in = AppendString(in, "k")
+	in = AppendExt(in, 9, []byte{2})
+	in = AppendExt(in, 5, []byte{3}) // another type: kept
+	out, err := RewriteExt([]byte("pre"), in, func(t int8, data []byte) ([]byte, error) {
+		if t != 9 {
+			return nil, nil
+		}
+		return AppendExt(nil, 9, []byte{data[0] + 10, 0}), nil
+	})
+	if err != nil || string(out[:3]) != "pre" {
+		t.Fatalf("%x %v", out, err)
+	}
+	var seen []byte
+	Walk(out[3:], func(t int8) { seen = append(seen, byte(t)) })
+	if string(seen) != "\x09\x09\x05" {
+		t.Fatalf("exts after rewrite: %v", seen)
+	}
+	v, err := Select(out[3:], []any{1, "k"})
+	if err != nil || !bytes.Equal(v, AppendExt(nil, 9, []byte{12, 0})) {
+		t.Fatalf("rewritten value %x %v", v, err)
+	}
+	for _, bad := range [][]byte{{0x92, 0x01}, {0xd4, 9}, append(AppendNil(nil), 0xc0)} {
+		if _, err := RewriteExt(nil, bad, func(int8, []byte) ([]byte, error) { return nil, nil }); err == nil {
+			t.Errorf("%x accepted", bad)
+		}
+	}
+	if _, err := RewriteExt(nil, in, func(int8, []byte) ([]byte, error) { return nil, errors.New("no") }); err == nil {
+		t.Error("the callback's error was lost")
 	}
 }

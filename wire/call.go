@@ -40,17 +40,27 @@ const MaxCaps = 1 << 10
 // CapDescriptor): which capability a CapabilityExt value in the message
 // names.
 type CapDescriptor struct {
-	Kind uint8 // CapSenderHosted or CapReceiverHosted
+	Kind uint8 // CapSenderHosted, CapReceiverHosted or CapReceiverAnswer
 	ID   uint64
+	// Path is, for CapReceiverAnswer, the encoded path (AppendPath) to the
+	// capability in the answer; empty: the answer itself.
+	Path []byte
 }
 
 // AppendCapTable appends a capability table: a count, then per entry its
-// kind byte and uvarint id.
+// kind byte and uvarint id (and for CapReceiverAnswer, its path).
 func AppendCapTable(dst []byte, caps []CapDescriptor) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(caps)))
 	for _, c := range caps {
 		dst = append(dst, c.Kind)
 		dst = binary.AppendUvarint(dst, c.ID)
+		if c.Kind == CapReceiverAnswer {
+			if len(c.Path) == 0 {
+				dst = append(dst, 0) // the empty path
+			} else {
+				dst = append(dst, c.Path...)
+			}
+		}
 	}
 	return dst
 }
@@ -69,15 +79,24 @@ func (d *decoder) capTable(dst []CapDescriptor, keep bool) ([]CapDescriptor, err
 		if err != nil {
 			return dst, err
 		}
-		if k != CapSenderHosted && k != CapReceiverHosted {
+		if k != CapSenderHosted && k != CapReceiverHosted && k != CapReceiverAnswer {
 			return dst, d.errorf("capability kind %d unknown", k)
 		}
 		id, err := d.uvarint("capability id")
 		if err != nil {
 			return dst, err
 		}
+		var path []byte
+		if k == CapReceiverAnswer {
+			if path, err = d.skipPath(); err != nil {
+				return dst, err
+			}
+			if len(path) == 1 { // the empty path: keep it empty
+				path = nil
+			}
+		}
 		if keep {
-			dst = append(dst, CapDescriptor{Kind: k, ID: id})
+			dst = append(dst, CapDescriptor{Kind: k, ID: id, Path: path})
 		}
 	}
 	return dst, nil
@@ -505,4 +524,9 @@ const (
 	// CapReceiverHosted: an export of the receiving side itself, passed
 	// back to it; it resolves to the local object.
 	CapReceiverHosted uint8 = 2
+	// CapReceiverAnswer: the capability that a call the receiver is
+	// answering returns (at Path in its result): a promised capability
+	// passed back to the side that will produce it. The receiver resolves
+	// it when the answer is in.
+	CapReceiverAnswer uint8 = 3
 )

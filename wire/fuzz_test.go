@@ -21,7 +21,7 @@ func FuzzReader(f *testing.F) {
 	path := AppendPath(nil, []PathSegment{{Key: "f"}, {Index: 2, IsIndex: true}})
 	full, at := AppendCall(nil, &CallFrame{ID: 3, Retain: true, Stream: true, Function: "m",
 		Target: &Target{Kind: TargetAnswer, ID: 1, Path: path}, Promises: []PromiseRef{{ID: 1, Path: path}},
-		Caps: []CapDescriptor{{Kind: CapSenderHosted, ID: 4}}})
+		Caps: []CapDescriptor{{Kind: CapSenderHosted, ID: 4}, {Kind: CapReceiverAnswer, ID: 2, Path: path}}})
 	full = append(full, 0x91, 0xd4, byte(PromiseExt), 0)
 	EndFrame(full, at)
 	f.Add(full)

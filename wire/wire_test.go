@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -242,7 +243,8 @@ func TestCallFields(t *testing.T) {
 }
 
 func TestCapTables(t *testing.T) {
-	caps := []CapDescriptor{{Kind: CapSenderHosted, ID: 1}, {Kind: CapReceiverHosted, ID: 300}}
+	caps := []CapDescriptor{{Kind: CapSenderHosted, ID: 1}, {Kind: CapReceiverHosted, ID: 300},
+		{Kind: CapReceiverAnswer, ID: 7, Path: AppendPath(nil, []PathSegment{{Key: "calc"}})}, {Kind: CapReceiverAnswer, ID: 8}}
 	b, at := AppendCall(nil, &CallFrame{ID: 1, Function: "f", Caps: caps})
 	b = append(b, 0x91, 0xd4, byte(CapabilityExt), 1)
 	EndFrame(b, at)
@@ -251,7 +253,7 @@ func TestCapTables(t *testing.T) {
 		t.Fatalf("%v flags %b", err, b[5])
 	}
 	got, err := ParseCapTable(nil, c.Caps)
-	if err != nil || len(got) != 2 || got[1] != caps[1] {
+	if err != nil || !reflect.DeepEqual(got, caps) {
 		t.Fatalf("%+v %v", got, err)
 	}
 	res := AppendResult(nil, 1, []byte{0xc0}, []MD{{Key: "k", Value: "v"}}, caps)
@@ -263,10 +265,13 @@ func TestCapTables(t *testing.T) {
 	if md, _ := ParseMetadata(nil, r.Trailer); len(md) != 1 {
 		t.Fatalf("trailer %v", md)
 	}
-	if got, _ := ParseCapTable(nil, r.Caps); len(got) != 2 {
+	if got, _ := ParseCapTable(nil, r.Caps); len(got) != 4 {
 		t.Fatalf("result caps %v", got)
 	}
-	for _, bad := range [][]byte{{0}, {1, 9, 1}, {2, 1, 1}, {1, 1, 0x80}} {
+	// An empty table, an unknown kind, a count beyond the entries, a
+	// truncated id, an answer entry without its path or with a path over
+	// the limit.
+	for _, bad := range [][]byte{{0}, {1, 9, 1}, {2, 1, 1}, {1, 1, 0x80}, {1, 3, 1}, {1, 3, 1, 65}} {
 		if _, err := ParseCall(FlagCaps, append([]byte{0, 1, 'f', 0}, bad...)); err == nil {
 			t.Errorf("cap table %x accepted", bad)
 		}

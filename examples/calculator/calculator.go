@@ -3,7 +3,6 @@ package calculator
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/arbor-rpc/arbor"
 )
@@ -32,15 +31,16 @@ const (
 )
 
 // Expression is the calculator's expression tree (Cap'n Proto: struct
-// Calculator.Expression). Capabilities cannot travel inside a struct in
-// Arbor, so an expression names Values and Functions by their slot: the
-// number the client gave the call that created them (see the package
-// documentation).
+// Calculator.Expression). Its capabilities travel inside it, as in Cap'n
+// Proto: Previous is a Value and Function a Function, which may not exist
+// yet (a promised capability from an earlier call) and may be the
+// client's own (NewFunction).
 type Expression struct {
 	Kind      Kind         `msgpack:"kind"`
 	Literal   float64      `msgpack:"literal,omitempty"`
-	Slot      int          `msgpack:"slot,omitempty"`
+	Previous  *arbor.Ref   `msgpack:"previous,omitempty"`
 	Parameter int          `msgpack:"parameter,omitempty"`
+	Function  *arbor.Ref   `msgpack:"function,omitempty"`
 	Params    []Expression `msgpack:"params,omitempty"`
 }
 
@@ -51,36 +51,28 @@ type Definition struct {
 	Body       Expression `msgpack:"body"`
 }
 
-// MaxSlots bounds the Values and Functions one calculator session names.
-const MaxSlots = 10000
+// MaxNodes bounds the nodes of one expression.
+const MaxNodes = 10000
 
-// Register registers the bootstrap function "calculator" on srv: each call
-// returns a new Calculator (a session with its own slots).
-func Register(srv *arbor.Server) error {
-	return arbor.Handle0(srv, "calculator", func(ctx context.Context) (*arbor.Service, error) {
-		return NewCalculator(), nil
-	})
+// Bootstrap makes a server's bootstrap service a new Calculator for each
+// client that asks (arbor.Client.Bootstrap): pass it to arbor.NewServer.
+func Bootstrap() arbor.ServerOption {
+	return arbor.WithBootstrapFunc(func(ctx context.Context) (*arbor.Service, error) { return NewCalculator(), nil })
 }
 
-// NewCalculator returns a Calculator service. Its methods, all on one
-// reference and so run in the order the client sent them:
+// NewCalculator returns a Calculator service. Its methods:
 //
-//	evaluate(expr Expression, slot int) -> Value
-//	defFunction(def Definition, slot int) -> Function
-//	getOperator(op Operator, slot int) -> Function
-//	importFunction(fn Function, slot int) -> Function  (fn: the client's own)
-//	forget(slot int) -> bool
+//	evaluate(expr Expression) -> Value
+//	defFunction(def Definition) -> Function
+//	getOperator(op Operator) -> Function
 //
 // A Value has read() -> float64; a Function has call(params []float64) ->
 // float64.
 func NewCalculator() *arbor.Service {
-	s := &session{slots: make(map[int]*entry)}
 	svc := arbor.NewService("Calculator")
-	mustRegister(arbor.Handle2(svc, "evaluate", s.evaluate))
-	mustRegister(arbor.Handle2(svc, "defFunction", s.defFunction))
-	mustRegister(arbor.Handle2(svc, "getOperator", s.getOperator))
-	mustRegister(arbor.Handle2(svc, "importFunction", s.importFunction))
-	mustRegister(arbor.Handle1(svc, "forget", s.forget))
+	mustRegister(arbor.Handle1(svc, "evaluate", evaluate))
+	mustRegister(arbor.Handle1(svc, "defFunction", defFunction))
+	mustRegister(arbor.Handle1(svc, "getOperator", getOperator))
 	return svc
 }
 
@@ -143,19 +135,18 @@ func (f *defined) call(ctx context.Context, params []float64) (float64, error) {
 	return f.body.eval(ctx, params)
 }
 
-// remote is a Function the client passed: calling it calls back into the
-// client over the same connection.
-type remote struct{ ref *arbor.Ref }
+// ref is a Function reached through its capability: one of the server's
+// own (called in process) or the client's (a call back into it).
+type ref struct{ r *arbor.Ref }
 
-func (r remote) call(ctx context.Context, params []float64) (float64, error) {
-	return arbor.Call1[float64](ctx, r.ref, "call", params)
+func (f ref) call(ctx context.Context, params []float64) (float64, error) {
+	return arbor.Call1[float64](ctx, f.r, "call", params)
 }
 
 // ---- expressions ----
 
-// node is an Expression with its slots resolved, ready to evaluate: a
-// Value in a slot has become its number and a Function its implementation,
-// so later changes to the slots do not change it.
+// node is an Expression ready to evaluate: a previous Value has become
+// its number, and a Function's capability is held for calls.
 type node struct {
 	kind   Kind
 	number float64 // KindLiteral (a literal, or a previous Value's number)
@@ -185,95 +176,46 @@ func (n *node) eval(ctx context.Context, params []float64) (float64, error) {
 	return n.fn.call(ctx, args)
 }
 
-// ---- the session ----
-
-// session is one Calculator: the table of the Values and Functions it
-// created, by the slot number the client chose for each.
-type session struct {
-	mu    sync.Mutex
-	slots map[int]*entry
+// compiler turns an Expression into nodes, collecting the capabilities the
+// nodes keep (Functions) and closing the others (Values, read at once).
+type compiler struct {
+	paramCount int
+	nodes      int
+	kept       []*arbor.Ref
 }
 
-// entry is what a slot holds: a value, a function, or the error of the
-// call that was to fill it (using it fails with that error, as a broken
-// promise would in Cap'n Proto).
-type entry struct {
-	value float64
-	fn    function
-	err   error
-}
-
-// fill runs build and stores its outcome in slot, which must be free.
-func (s *session) fill(slot int, build func() (*entry, error)) (*entry, error) {
-	s.mu.Lock()
-	switch _, taken := s.slots[slot]; {
-	case slot <= 0:
-		s.mu.Unlock()
-		return nil, arbor.Errorf(arbor.InvalidArgument, "slot %d: slots are positive", slot)
-	case taken:
-		s.mu.Unlock()
-		return nil, arbor.Errorf(arbor.AlreadyExists, "slot %d is in use", slot)
-	case len(s.slots) >= MaxSlots:
-		s.mu.Unlock()
-		return nil, arbor.Errorf(arbor.ResourceExhausted, "too many slots (limit %d): forget some", MaxSlots)
+func (c *compiler) compile(ctx context.Context, e Expression) (*node, error) {
+	if c.nodes++; c.nodes > MaxNodes {
+		return nil, arbor.Errorf(arbor.ResourceExhausted, "expression of more than %d nodes", MaxNodes)
 	}
-	s.slots[slot] = &entry{err: arbor.Errorf(arbor.Unavailable, "slot %d is being filled", slot)}
-	s.mu.Unlock()
-
-	e, err := build()
-	if err != nil {
-		e = &entry{err: err}
-	}
-	s.mu.Lock()
-	s.slots[slot] = e
-	s.mu.Unlock()
-	return e, err
-}
-
-func (s *session) lookup(slot int) (*entry, error) {
-	s.mu.Lock()
-	e := s.slots[slot]
-	s.mu.Unlock()
-	switch {
-	case e == nil:
-		return nil, arbor.Errorf(arbor.NotFound, "slot %d is empty", slot)
-	case e.err != nil:
-		return nil, arbor.Errorf(arbor.CodeOf(e.err), "slot %d: %v", slot, e.err)
-	}
-	return e, nil
-}
-
-// compile resolves e's slots for a function of paramCount parameters (0
-// for evaluate).
-func (s *session) compile(e Expression, paramCount int) (*node, error) {
 	switch e.Kind {
 	case KindLiteral:
 		return &node{kind: KindLiteral, number: e.Literal}, nil
 	case KindPrevious:
-		v, err := s.lookup(e.Slot)
+		if e.Previous == nil {
+			return nil, arbor.NewError(arbor.InvalidArgument, "previous: no Value")
+		}
+		// Cap'n Proto's sample reads the Value: in process when it is one
+		// of this server's, a call back when it is the client's.
+		x, err := arbor.Call0[float64](ctx, e.Previous, "read")
 		if err != nil {
 			return nil, err
 		}
-		if v.fn != nil {
-			return nil, arbor.Errorf(arbor.InvalidArgument, "slot %d holds a Function, not a Value", e.Slot)
-		}
-		return &node{kind: KindLiteral, number: v.value}, nil
+		return &node{kind: KindLiteral, number: x}, nil
 	case KindParameter:
-		if e.Parameter < 0 || e.Parameter >= paramCount {
-			return nil, arbor.Errorf(arbor.InvalidArgument, "parameter %d out of range (the function has %d)", e.Parameter, paramCount)
+		if e.Parameter < 0 || e.Parameter >= c.paramCount {
+			return nil, arbor.Errorf(arbor.InvalidArgument, "parameter %d out of range (the function has %d)", e.Parameter, c.paramCount)
 		}
 		return &node{kind: KindParameter, param: e.Parameter}, nil
 	case KindCall:
-		f, err := s.lookup(e.Slot)
-		if err != nil {
-			return nil, err
+		if e.Function == nil {
+			return nil, arbor.NewError(arbor.InvalidArgument, "call: no Function")
 		}
-		if f.fn == nil {
-			return nil, arbor.Errorf(arbor.InvalidArgument, "slot %d holds a Value, not a Function", e.Slot)
-		}
-		n := &node{kind: KindCall, fn: f.fn, args: make([]*node, len(e.Params))}
+		c.kept = append(c.kept, e.Function)
+		n := &node{kind: KindCall, fn: ref{e.Function}, args: make([]*node, len(e.Params))}
 		for i, p := range e.Params {
-			if n.args[i], err = s.compile(p, paramCount); err != nil {
+			var err error
+			if n.args[i], err = c.compile(ctx, p); err != nil {
 				return nil, err
 			}
 		}
@@ -282,76 +224,72 @@ func (s *session) compile(e Expression, paramCount int) (*node, error) {
 	return nil, arbor.Errorf(arbor.InvalidArgument, "unknown expression kind %q", e.Kind)
 }
 
-func (s *session) evaluate(ctx context.Context, expr Expression, slot int) (*arbor.Service, error) {
-	e, err := s.fill(slot, func() (*entry, error) {
-		n, err := s.compile(expr, 0)
-		if err != nil {
-			return nil, err
-		}
-		x, err := n.eval(ctx, nil)
-		if err != nil {
-			return nil, fmt.Errorf("evaluate: %w", err)
-		}
-		return &entry{value: x}, nil
-	})
+// refs lists the capabilities an expression holds.
+func refs(e Expression, out []*arbor.Ref) []*arbor.Ref {
+	if e.Previous != nil {
+		out = append(out, e.Previous)
+	}
+	if e.Function != nil {
+		out = append(out, e.Function)
+	}
+	for _, p := range e.Params {
+		out = refs(p, out)
+	}
+	return out
+}
+
+// closeAll closes each reference once (one capability may appear twice).
+func closeAll(rs []*arbor.Ref) {
+	for _, r := range rs {
+		r.Close()
+	}
+}
+
+func evaluate(ctx context.Context, expr Expression) (*arbor.Service, error) {
+	defer closeAll(refs(expr, nil)) // nothing outlives the evaluation
+	c := compiler{}
+	n, err := c.compile(ctx, expr)
 	if err != nil {
 		return nil, err
 	}
-	return valueService(e.value), nil
+	x, err := n.eval(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("evaluate: %w", err)
+	}
+	return valueService(x), nil
 }
 
-func (s *session) defFunction(ctx context.Context, def Definition, slot int) (*arbor.Service, error) {
-	e, err := s.fill(slot, func() (*entry, error) {
-		if def.ParamCount < 0 {
-			return nil, arbor.Errorf(arbor.InvalidArgument, "negative parameter count %d", def.ParamCount)
-		}
-		body, err := s.compile(def.Body, def.ParamCount)
-		if err != nil {
-			return nil, err
-		}
-		return &entry{fn: &defined{paramCount: def.ParamCount, body: body}}, nil
-	})
+func defFunction(ctx context.Context, def Definition) (*arbor.Service, error) {
+	all := refs(def.Body, nil)
+	if def.ParamCount < 0 {
+		closeAll(all)
+		return nil, arbor.Errorf(arbor.InvalidArgument, "negative parameter count %d", def.ParamCount)
+	}
+	c := compiler{paramCount: def.ParamCount}
+	body, err := c.compile(ctx, def.Body)
 	if err != nil {
+		closeAll(all)
 		return nil, err
 	}
-	return functionService(e.fn), nil
-}
-
-func (s *session) getOperator(ctx context.Context, op Operator, slot int) (*arbor.Service, error) {
-	e, err := s.fill(slot, func() (*entry, error) {
-		switch op {
-		case Add, Subtract, Multiply, Divide:
-			return &entry{fn: operator(op)}, nil
-		}
-		return nil, arbor.Errorf(arbor.InvalidArgument, "unknown operator %q", string(op))
-	})
-	if err != nil {
-		return nil, err
+	// The Functions the body calls live as long as the defined function:
+	// closed when the client releases it. Values were read: closed now.
+	keep := make(map[*arbor.Ref]bool, len(c.kept))
+	for _, r := range c.kept {
+		keep[r] = true
 	}
-	return functionService(e.fn), nil
-}
-
-func (s *session) importFunction(ctx context.Context, fn *arbor.Ref, slot int) (*arbor.Service, error) {
-	e, err := s.fill(slot, func() (*entry, error) {
-		if fn == nil {
-			return nil, arbor.NewError(arbor.InvalidArgument, "importFunction: no function")
+	for _, r := range all {
+		if !keep[r] {
+			r.Close()
 		}
-		// The slot keeps the reference: it is released when the session
-		// is collected (or the connection closes), not on forget, because
-		// functions defined with it may still call it.
-		return &entry{fn: remote{fn}}, nil
-	})
-	if err != nil {
-		fn.Close()
-		return nil, err
 	}
-	return functionService(e.fn), nil
+	svc := functionService(&defined{paramCount: def.ParamCount, body: body})
+	return svc.OnRelease(func() { closeAll(c.kept) }), nil
 }
 
-func (s *session) forget(ctx context.Context, slot int) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.slots[slot]
-	delete(s.slots, slot)
-	return ok, nil
+func getOperator(ctx context.Context, op Operator) (*arbor.Service, error) {
+	switch op {
+	case Add, Subtract, Multiply, Divide:
+		return functionService(operator(op)), nil
+	}
+	return nil, arbor.Errorf(arbor.InvalidArgument, "unknown operator %q", string(op))
 }

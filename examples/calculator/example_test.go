@@ -12,8 +12,7 @@ import (
 // The Cap'n Proto sample client, step by step.
 func Example() {
 	ctx := context.Background()
-	srv := arbor.NewServer()
-	calculator.Register(srv)
+	srv := arbor.NewServer(calculator.Bootstrap()) // the Calculator is the bootstrap service
 	l, err := srv.Listen(ctx, "tcp://127.0.0.1:0")
 	if err != nil {
 		panic(err)
@@ -56,9 +55,9 @@ func Example() {
 	show("g(21)", s.Evaluate(ctx, call(g, lit(21))).Read(ctx))
 
 	// Using a callback: the server calls pow, which runs here.
-	pow := s.Import(ctx, calculator.NewFunction("pow", 2, func(ctx context.Context, p []float64) (float64, error) {
+	pow := calculator.NewFunction("pow", 2, func(ctx context.Context, p []float64) (float64, error) {
 		return math.Pow(p[0], p[1]), nil
-	}))
+	})
 	show("pow(2, 4 + 5)", s.Evaluate(ctx, call(pow, lit(2), call(add, lit(4), lit(5)))).Read(ctx))
 
 	// Output:
