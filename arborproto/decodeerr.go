@@ -20,7 +20,6 @@ func decodeError(b []byte, m proto.Message, err error) error {
 	return fmt.Errorf("invalid protobuf for %s: %w", md.FullName(), err)
 }
 
-
 // locate returns where the encoding of a md message starting at byte base
 // breaks, or "" if its framing is sound (the error lies in a value, which
 // protobuf's message then names: invalid UTF-8 in field x, say).

@@ -320,7 +320,9 @@ func (fg *fileGen) check(s *protogen.Service) error {
 
 // local reports whether m's Go type is in the generated file's package
 // (it then has the AppendMsgpack and ReadMsgpack methods).
-func (fg *fileGen) local(m *protogen.Message) bool { return m.GoIdent.GoImportPath == fg.f.GoImportPath }
+func (fg *fileGen) local(m *protogen.Message) bool {
+	return m.GoIdent.GoImportPath == fg.f.GoImportPath
+}
 
 // goType is m's Go type as handlers and clients see it.
 func (fg *fileGen) goType(m *protogen.Message) string { return "*" + fg.g.QualifiedGoIdent(m.GoIdent) }

@@ -94,6 +94,8 @@ const (
 	RouteGuideGetFeatureTreeID = RouteGuideGetFeatureProcedure + "+mem"
 )
 
+// RouteGuideHandler is the server side of the routeguide.RouteGuide service.
+//
 // Interface exported by the server.
 //
 // Implement it (embedding UnimplementedRouteGuideHandler) and register it with
@@ -191,6 +193,8 @@ func NewRouteGuideClient(c arbor.Caller) *RouteGuideClient {
 	return &RouteGuideClient{c: c}
 }
 
+// GetFeature calls RouteGuide.GetFeature.
+//
 // A simple RPC.
 //
 // Obtains the feature at a given position.
@@ -214,6 +218,8 @@ func (x *RouteGuideClient) ThenGetFeature(ctx context.Context, req *arbor.Promis
 	return arbor.Go1[*Feature](ctx, x.c, RouteGuideGetFeatureProcedure, req)
 }
 
+// ListFeatures calls RouteGuide.ListFeatures: read the stream until io.EOF, or Close it.
+//
 // A server-to-client streaming RPC.
 //
 // Obtains the Features available within the given Rectangle. Results are
@@ -224,6 +230,8 @@ func (x *RouteGuideClient) ListFeatures(ctx context.Context, req *Rectangle) (*a
 	return arbor.CallServerStream[*Feature](ctx, x.c, RouteGuideListFeaturesProcedure, req)
 }
 
+// RecordRoute opens RouteGuide.RecordRoute: Send messages, then CloseAndRecv.
+//
 // A client-to-server streaming RPC.
 //
 // Accepts a stream of Points on a route being traversed, returning a
@@ -232,6 +240,8 @@ func (x *RouteGuideClient) RecordRoute(ctx context.Context) (*arbor.ClientStream
 	return arbor.OpenClientStream[*RouteSummary, *Point](ctx, x.c, RouteGuideRecordRouteProcedure)
 }
 
+// RouteChat opens RouteGuide.RouteChat: Send and Recv independently.
+//
 // A Bidirectional streaming RPC.
 //
 // Accepts a stream of RouteNotes sent while a route is being traversed,
