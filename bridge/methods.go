@@ -102,8 +102,8 @@ func unbin(b []byte) ([]byte, error) {
 
 // stream is a connect stream as the arbor.Stream a handler runs on.
 type stream struct {
-	ctx     context.Context
-	send func([]byte) error    // nil: the handler may not send
+	ctx  context.Context
+	send func([]byte) error     // nil: the handler may not send
 	next func() (*frame, error) // nil: nothing to receive; io.EOF at the end
 }
 

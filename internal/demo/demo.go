@@ -35,8 +35,8 @@ func Register(s *arbor.Server) error {
 		arbor.Handle1(s, "echo", echo, arbor.Idempotent()),
 		arbor.Handle1(s, "sleep", sleep),
 		arbor.Handle1(s, "fail", fail),
-		registerTrees(s),   // trees.go: request-tree functions
-		registerStreams(s), // streams.go: count, sum, chat
+		registerTrees(s),    // trees.go: request-tree functions
+		registerStreams(s),  // streams.go: count, sum, chat
 		greeter.Register(s), // greeter/: the generated demo.v1.Greeter
 	)
 }
