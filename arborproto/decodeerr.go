@@ -2,6 +2,7 @@ package arborproto
 
 import (
 	"fmt"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -46,14 +47,12 @@ func locate(b []byte, md protoreflect.MessageDescriptor, base, depth int) string
 			v, vn := protowire.ConsumeBytes(b[valStart:])
 			inner := base + valStart + vn - len(v)
 			switch {
-			case fd.Message() != nil && !fd.IsMap():
+			case fd.Message() != nil: // a message, or a map entry
 				if w := locate(v, fd.Message(), inner, depth+1); w != "" {
 					return label + ": " + w
 				}
-			case fd.IsMap() && fd.MapValue().Message() != nil:
-				if w := locate(v, fd.Message(), inner, depth+1); w != "" {
-					return label + ": " + w
-				}
+			case fd.Kind() == protoreflect.StringKind && checksUTF8(fd) && !utf8.Valid(v):
+				return fmt.Sprintf("%s at byte %d: invalid UTF-8", label, inner)
 			}
 		}
 		if fd != nil && !wireTypeFits(fd, typ) {
@@ -62,6 +61,12 @@ func locate(b []byte, md protoreflect.MessageDescriptor, base, depth int) string
 		off = valStart + m
 	}
 	return ""
+}
+
+// checksUTF8 reports whether protobuf-go refuses invalid UTF-8 in fd:
+// proto3 and editions (whose default is to verify) do, proto2 does not.
+func checksUTF8(fd protoreflect.FieldDescriptor) bool {
+	return fd.ParentFile().Syntax() != protoreflect.Proto2
 }
 
 // wireTypeFits reports whether a field of fd's kind may arrive with wire
