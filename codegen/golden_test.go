@@ -131,34 +131,48 @@ func TestGeneratedCodeRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a module")
 	}
+	src, err := os.ReadFile("testdata/gentest/gentest_test.go.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s", buildModule(t, generate(t, true), "example.com/gentest", string(src)))
+}
+
+// buildModule writes files into a temporary module named module, with
+// test (if any) as its gentest_test.go and Arbor replaced by this
+// checkout, and runs go test (go vet when there is no test) there.
+func buildModule(t *testing.T, files []*pluginpb.CodeGeneratorResponse_File, module, test string) string {
+	t.Helper()
 	dir := t.TempDir()
-	if err := codegen.Write(dir, generate(t, true)); err != nil {
+	if err := codegen.Write(dir, files); err != nil {
 		t.Fatal(err)
 	}
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gomod := "module example.com/gentest\n\ngo 1.26.0\n\nrequire github.com/arbor-rpc/arbor v0.0.0-00010101000000-000000000000\n\nreplace github.com/arbor-rpc/arbor => " + root + "\n"
+	gomod := "module " + module + "\n\ngo 1.26.0\n\nrequire github.com/arbor-rpc/arbor v0.0.0-00010101000000-000000000000\n\nreplace github.com/arbor-rpc/arbor => " + root + "\n"
 	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := os.ReadFile("testdata/gentest/gentest_test.go.txt")
-	if err != nil {
-		t.Fatal(err)
+	write := map[string][]byte{"go.mod": []byte(gomod), "go.sum": sum}
+	args := []string{"vet", "./..."}
+	if test != "" {
+		write["gentest_test.go"] = []byte(test)
+		args = []string{"test", "-count=1", "./..."}
 	}
-	for name, content := range map[string][]byte{"go.mod": []byte(gomod), "go.sum": sum, "gentest_test.go": src} {
+	for name, content := range write {
 		if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.CommandContext(testContext(t), "go", "test", "-mod=mod", "-count=1", "./...")
+	cmd := exec.CommandContext(testContext(t), "go", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("go test in the generated module: %v\n%s", err, out)
+		t.Fatalf("go %s in the generated module: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	t.Logf("%s", out)
+	return string(out)
 }
