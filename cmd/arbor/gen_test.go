@@ -157,6 +157,13 @@ func TestServeHTTPAndProtoJSON(t *testing.T) {
 	if code != exitOK || strings.Count(stdout, "\n") != 2 || !strings.Contains(stdout, `"message":"Hello #2, cli!"`) {
 		t.Errorf("arbor call SayHellos = %d, %q", code, stdout)
 	}
+	// A Cradle JSON tree takes the message as JSON and prints protojson.
+	treeFile := filepath.Join(t.TempDir(), "tree.json")
+	os.WriteFile(treeFile, []byte(`{"uuid": "/demo.v1.Greeter/SayHello", "args": {"tuple_element0": {"name": "tree"}}}`), 0o644)
+	code, stdout, stderr = runArbor(ctx, "resolve", addr, treeFile)
+	if code != exitOK || !strings.HasPrefix(stdout, `{"message":"Hello, tree!","at":"`) {
+		t.Errorf("arbor resolve = %d, %q, %q", code, stdout, stderr)
+	}
 	code, _, stderr = runArbor(ctx, "call", addr, "/demo.v1.Greeter/SayHello", `{"nme":"cli"}`)
 	if code != exitFail || !strings.Contains(stderr, "InvalidArgument") || !strings.Contains(stderr, `unknown field "nme"`) {
 		t.Errorf("arbor call with a misspelt field = %d, %q", code, stderr)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/arborproto"
+	"github.com/arbor-rpc/arbor/value"
 )
 
 // protoView prints the messages of a function generated from a .proto as
@@ -78,4 +79,29 @@ func (v *protoView) view(x any) (any, error) {
 		return nil, err
 	}
 	return json.RawMessage(out.Bytes()), nil
+}
+
+// viewMsgpack returns a msgpack-encoded result (a bin of protobuf, or
+// nil) as protojson, and whether it was one.
+func (v *protoView) viewMsgpack(res []byte) ([]byte, bool, error) {
+	if v == nil {
+		return nil, false, nil
+	}
+	r := value.NewReader(res)
+	var b []byte
+	switch r.PeekKind() {
+	case value.KindNil:
+	case value.KindBytes:
+		var err error
+		if b, err = r.ReadStringBytes(); err != nil {
+			return nil, false, nil
+		}
+	default:
+		return nil, false, nil
+	}
+	js, err := v.view(b)
+	if err != nil {
+		return nil, true, err
+	}
+	return js.(json.RawMessage), true, nil
 }
