@@ -46,7 +46,9 @@ type env struct {
 	srv  *arbor.Server
 }
 
-func start(t *testing.T, opts ...arbor.ServerOption) *env {
+func start(t *testing.T, opts ...arbor.ServerOption) *env { return startB(t, opts...) }
+
+func startB(t testing.TB, opts ...arbor.ServerOption) *env {
 	t.Helper()
 	s := &seen{}
 	ic := func(next arbor.CallFunc) arbor.CallFunc {
@@ -83,7 +85,9 @@ func start(t *testing.T, opts ...arbor.ServerOption) *env {
 }
 
 // h2c is an HTTP client speaking unencrypted HTTP/2, as gRPC clients do.
-func h2c(t *testing.T) *http.Client {
+func h2c(t *testing.T) *http.Client { return h2cB(t) }
+
+func h2cB(t testing.TB) *http.Client {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	tr := &http.Transport{Protocols: &p}

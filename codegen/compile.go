@@ -35,6 +35,7 @@ type CompileError struct {
 	Errors []error
 }
 
+// Error is the errors, one a line.
 func (e *CompileError) Error() string {
 	lines := make([]string, len(e.Errors))
 	for i, err := range e.Errors {
