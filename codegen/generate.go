@@ -54,7 +54,7 @@ func Generate(ctx context.Context, req *pluginpb.CodeGeneratorRequest, opts Opti
 	}
 	files := resp.File
 	if opts.Messages {
-		msgs, err := generateMessages(ctx, req, opts)
+		msgs, err := GenerateMessages(ctx, req, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -98,9 +98,10 @@ func ignoreArborParams(name, _ string) error {
 	return fmt.Errorf("unknown parameter %q (Arbor's are %s; protogen's are paths, module, annotate_code and M…)", name, strings.Join(ArborParams, ", "))
 }
 
-// generateMessages runs protoc-gen-go on req, without Arbor's
-// parameters.
-func generateMessages(ctx context.Context, req *pluginpb.CodeGeneratorRequest, opts Options) ([]*pluginpb.CodeGeneratorResponse_File, error) {
+// GenerateMessages runs protoc-gen-go (opts.ProtocGenGo, or the one
+// ProtocGenGo builds) on req, without Arbor's parameters, and returns its
+// files: the message types.
+func GenerateMessages(ctx context.Context, req *pluginpb.CodeGeneratorRequest, opts Options) ([]*pluginpb.CodeGeneratorResponse_File, error) {
 	exe := opts.ProtocGenGo
 	if exe == "" {
 		var err error

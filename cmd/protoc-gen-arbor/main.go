@@ -27,11 +27,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 
 	"google.golang.org/protobuf/compiler/protogen"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/pluginpb"
 
 	"github.com/arbor-rpc/arbor/codegen"
@@ -42,9 +44,43 @@ func main() {
 		fmt.Printf("%s (messages by protoc-gen-go %s)\n", filepath.Base(os.Args[0]), codegen.ProtobufVersion)
 		return
 	}
+	if len(os.Args) > 1 {
+		fmt.Fprintf(os.Stderr, "%s is a protoc plugin: run it from protoc or buf (--arbor_out=DIR)\n", filepath.Base(os.Args[0]))
+		os.Exit(1)
+	}
+	if err := run(context.Background(), os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
+		os.Exit(1)
+	}
+}
+
+// run reads a CodeGeneratorRequest from in and writes the response to
+// out, as protoc expects. Errors in the .proto files go into the
+// response, where protoc reports them; run fails only on I/O.
+func run(ctx context.Context, in io.Reader, out io.Writer) error {
+	b, err := io.ReadAll(in)
+	if err != nil {
+		return err
+	}
+	var req pluginpb.CodeGeneratorRequest
+	if err := proto.Unmarshal(b, &req); err != nil {
+		return fmt.Errorf("reading the request: %w", err)
+	}
+	resp := generate(ctx, &req)
+	b, err = proto.Marshal(resp)
+	if err != nil {
+		return err
+	}
+	_, err = out.Write(b)
+	return err
+}
+
+// generate runs Arbor's generator, and protoc-gen-go too with
+// messages=true.
+func generate(ctx context.Context, req *pluginpb.CodeGeneratorRequest) *pluginpb.CodeGeneratorResponse {
 	var messages bool
 	var pgg string
-	protogen.Options{ParamFunc: func(name, value string) error {
+	gen, err := protogen.Options{ParamFunc: func(name, value string) error {
 		switch name {
 		case "messages":
 			b, err := strconv.ParseBool(value)
@@ -58,29 +94,22 @@ func main() {
 			return fmt.Errorf("unknown parameter %q (protoc-gen-arbor takes paths, module, M…, messages and protoc_gen_go)", name)
 		}
 		return nil
-	}}.Run(func(gen *protogen.Plugin) error {
-		if err := codegen.GenerateServices(gen); err != nil {
-			return err
-		}
-		if !messages {
-			return nil
-		}
-		files, err := codegen.Generate(context.Background(), gen.Request, codegen.Options{Messages: true, ProtocGenGo: pgg})
-		if err != nil {
-			return err
-		}
-		for _, f := range files {
-			if filepath.Ext(f.GetName()) == ".go" && !isArborFile(f) {
-				g := gen.NewGeneratedFile(f.GetName(), "")
-				g.Write([]byte(f.GetContent()))
-			}
-		}
-		return nil
-	})
-}
-
-// isArborFile reports whether f is one GenerateServices wrote already.
-func isArborFile(f *pluginpb.CodeGeneratorResponse_File) bool {
-	n := f.GetName()
-	return len(n) > len(codegen.FileSuffix) && n[len(n)-len(codegen.FileSuffix):] == codegen.FileSuffix
+	}}.New(req)
+	if err != nil {
+		return &pluginpb.CodeGeneratorResponse{Error: proto.String(err.Error())}
+	}
+	if err := codegen.GenerateServices(gen); err != nil {
+		gen.Error(err)
+	}
+	resp := gen.Response()
+	if resp.Error != nil || !messages {
+		return resp
+	}
+	// The message files are protoc-gen-go's output as is, names and all.
+	files, err := codegen.GenerateMessages(ctx, req, codegen.Options{ProtocGenGo: pgg})
+	if err != nil {
+		return &pluginpb.CodeGeneratorResponse{Error: proto.String(err.Error())}
+	}
+	resp.File = append(resp.File, files...)
+	return resp
 }
