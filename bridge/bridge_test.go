@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"github.com/arbor-rpc/arbor/bridge"
 	pb "github.com/arbor-rpc/arbor/examples/routeguide/routeguide"
 	"github.com/arbor-rpc/arbor/examples/routeguide/server"
+	"github.com/arbor-rpc/arbor/internal/testcerts"
 )
 
 // seen records what the server's interceptor saw.
@@ -391,5 +393,38 @@ func TestOnlyGeneratedFunctions(t *testing.T) {
 		if _, err := c.CallUnary(testContext(t), connect.NewRequest(patriots)); connect.CodeOf(err) != connect.CodeUnimplemented {
 			t.Errorf("%s: %v; want Unimplemented", path, err)
 		}
+	}
+}
+
+// gRPC over TLS (HTTP/2 negotiated by ALPN), as arbor serve --https serves
+// it; the peer's TLS state reaches the handler.
+func TestGRPCOverTLS(t *testing.T) {
+	ca := testcerts.NewCA(t, "bridge test CA")
+	srv := arbor.NewServer(arbor.WithInterceptors(func(next arbor.CallFunc) arbor.CallFunc {
+		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
+			if p, _ := arbor.PeerFromContext(ctx); p.TLS == nil || !p.TLS.HandshakeComplete {
+				return nil, arbor.Errorf(arbor.Unauthenticated, "no TLS state")
+			}
+			return next(ctx, req)
+		}
+	}))
+	if err := server.New(nil).Register(srv); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := bridge.NewHTTPServer(bridge.New(srv, bridge.Config{}))
+	hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{ca.IssueTLS(t, "server", testcerts.Server, "127.0.0.1")}, NextProtos: []string{"h2", "http/1.1"}}
+	go hs.Serve(tls.NewListener(l, hs.TLSConfig))
+	defer hs.Close()
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	c := connect.NewClient[pb.Point, pb.Feature](&http.Client{Transport: tr}, "https://"+l.Addr().String()+pb.RouteGuideGetFeatureProcedure, connect.WithGRPC())
+	res, err := c.CallUnary(testContext(t), connect.NewRequest(patriots))
+	if err != nil || res.Msg.GetName() != patriotsName {
+		t.Fatalf("GetFeature over TLS: %v, %v", res, err)
 	}
 }
