@@ -428,3 +428,29 @@ func TestGRPCOverTLS(t *testing.T) {
 		t.Fatalf("GetFeature over TLS: %v, %v", res, err)
 	}
 }
+
+// A message over Config.MaxMessageBytes is refused before the function
+// runs.
+func TestMessageLimit(t *testing.T) {
+	srv := arbor.NewServer()
+	if err := server.New(nil).Register(srv); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := bridge.NewHTTPServer(bridge.New(srv, bridge.Config{MaxMessageBytes: 100}))
+	go hs.Serve(l)
+	defer hs.Close()
+	c := connect.NewClient[pb.RouteNote, pb.RouteNote](h2c(t), "http://"+l.Addr().String()+pb.RouteGuideRouteChatProcedure, connect.WithGRPC())
+	s := c.CallBidiStream(testContext(t))
+	s.Send(&pb.RouteNote{Message: strings.Repeat("x", 200)})
+	_, err = s.Receive()
+	s.CloseRequest()
+	s.CloseResponse()
+	if connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("a 200-byte message with a 100-byte limit: %v", err)
+	}
+}
