@@ -5,14 +5,14 @@ GO        ?= go
 FUZZTIME  ?= 5s
 BENCHTIME ?= 2s
 
-.PHONY: all build test fmt-check vet unit allocs fuzz bench-test bench chaos clean tools
+.PHONY: all build test fmt-check vet unit allocs fuzz bench-test bench chaos clean tools gen gen-check bridge-test
 
 all: build test
 
 build:
 	$(GO) build ./...
 
-test: fmt-check vet unit allocs fuzz bench-test
+test: fmt-check vet gen-check unit allocs fuzz bench-test bridge-test
 
 fmt-check:
 	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -20,10 +20,12 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 	cd bench && $(GO) vet ./...
+	cd bridgetest && $(GO) vet ./...
 
 # What the tests need beyond Go: redis-server for the cache package's Redis
-# tests (Debian's package). A service the package starts is stopped again:
-# the tests start their own servers.
+# tests, protoc for codegen's protoc-path test, curl for the bridge's
+# Connect JSON test (Debian's packages). A service the package starts is
+# stopped again: the tests start their own servers.
 .PHONY: tools
 tools:
 	@if ! command -v redis-server >/dev/null 2>&1; then \
@@ -31,6 +33,41 @@ tools:
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq redis-server >/dev/null || exit 1; \
 		$$sudo service redis-server stop >/dev/null 2>&1 || $$sudo systemctl stop redis-server >/dev/null 2>&1 || true; \
 	fi
+	@missing=; command -v protoc >/dev/null 2>&1 || missing="$$missing protobuf-compiler"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	fi
+
+# Generated code checked into the repository: each .proto, its -I
+# directory and where its Go lands (paths=source_relative under the -I
+# directory). gen regenerates it; gen-check regenerates into a scratch
+# directory and fails on any difference.
+GENERATED = proto:arbor/v1/options.proto \
+	examples/routeguide:routeguide/route_guide.proto \
+	internal:demo/greeter/greeter.proto \
+	bench:echopb/echo.proto
+
+gen:
+	@set -e; for g in $(GENERATED); do \
+		inc=$${g%%:*}; file=$${g#*:}; \
+		$(GO) run ./cmd/arbor gen -I $$inc --paths=source_relative --out $$inc $$inc/$$file; \
+	done
+
+gen-check:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	$(GO) build -o $$tmp/arbor ./cmd/arbor; \
+	for g in $(GENERATED); do \
+		inc=$${g%%:*}; file=$${g#*:}; dir=$$(dirname $$file); \
+		mkdir -p $$tmp/out/$$inc; \
+		$$tmp/arbor gen -I $$inc --paths=source_relative --out $$tmp/out/$$inc $$inc/$$file; \
+		for f in $$tmp/out/$$inc/$$dir/*.go; do \
+			if ! diff -u $$inc/$$dir/$$(basename $$f) $$f; then \
+				echo "$$inc/$$dir/$$(basename $$f) is out of date: run make gen"; exit 1; \
+			fi; \
+		done; \
+	done; echo "generated code is up to date"
 
 unit: tools
 	$(GO) test -race -count=1 ./...
@@ -48,6 +85,11 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$dir; \
 		done; \
 	done
+
+# The bridge called by grpc-go's client and grpcurl, in a module of its
+# own so that grpc-go never enters the main module.
+bridge-test: tools
+	cd bridgetest && $(GO) test -race -count=1 ./...
 
 # The benchmark module's own tests: every runner echoes correctly.
 bench-test:

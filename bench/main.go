@@ -9,9 +9,10 @@
 //	go run . -mode transports -d 1s      # unary over tcp, tls, quic, unix only
 //	go run . -mode tree -d 1s            # request-tree resolution vs a unary call only
 //	go run . -mode pipeline              # a chain of 10 dependent calls vs one, over a 5ms-each-way link
+//	go run . -mode proto                 # one .proto: generated Arbor, the gRPC bridge, grpc-go
 //	go run -tags noarbor .               # without Arbor (if it doesn't build)
 //
-// Sections (-mode, comma-separated, default all five in this order):
+// Sections (-mode, comma-separated, default all six in this order):
 //
 //   - unary: each system is a server on 127.0.0.1:0 and ONE client
 //     connection shared by every concurrent caller, doing a unary echo.
@@ -29,6 +30,10 @@
 //     each way, the median time of one call and of a chain of -chain
 //     dependent calls, Arbor sending the chain as promises, grpc-go as
 //     sequential unary calls (bar: pipelineBar, on chain ÷ one).
+//   - proto: a unary echo generated from echopb/echo.proto, over Arbor's
+//     protocol (the generated client), over Arbor's gRPC bridge called by
+//     grpc-go's client, and served natively by grpc-go (bars:
+//     protoNativeBar, protoBridgeBar).
 //
 // Allocations are counted process-wide, so allocs/call, allocs/msg and
 // the B/ columns include both client and server.
@@ -59,7 +64,7 @@ func main() {
 		dur      = flag.Duration("d", 2*time.Second, "measured duration per cell (system × payload × concurrency or lanes)")
 		warm     = flag.Duration("warm", 0, "warm-up per cell (default: d/10, clamped to 50ms..500ms)")
 		short    = flag.Bool("short", false, "CI-sized run: -d 200ms -warm 50ms")
-		mode     = flag.String("mode", "unary,stream,transports,tree,pipeline", "comma-separated sections to run: unary, stream, transports, tree, pipeline, or all")
+		mode     = flag.String("mode", "unary,stream,transports,tree,pipeline,proto", "comma-separated sections to run: unary, stream, transports, tree, pipeline, proto, or all")
 		subject  = flag.String("subject", "arbor", "system whose ratios to the others are tabled")
 		systems  = flag.String("systems", "all", "unary: comma-separated systems, or all; known: "+strings.Join(knownSystems(), ","))
 		payloads = flag.String("payloads", "64,1KiB", "unary: comma-separated payload sizes (64, 1KiB, 4k, ...)")
@@ -74,6 +79,9 @@ func main() {
 		transportConc     = flag.String("transport-conc", "1,16", "transports: comma-separated numbers of concurrent callers sharing one connection")
 
 		treeConc = flag.String("tree-conc", "1,16", "tree: comma-separated numbers of concurrent callers sharing one connection")
+
+		protoPayloads = flag.String("proto-payloads", "64", "proto: comma-separated payload sizes")
+		protoConc     = flag.String("proto-conc", "1,16,64", "proto: comma-separated numbers of concurrent callers sharing one connection")
 
 		linkDelay    = flag.Duration("link-delay", 5*time.Millisecond, "pipeline: delay the proxy adds to every chunk, in each direction")
 		chainLen     = flag.Int("chain", 10, "pipeline: dependent calls per chain")
@@ -131,6 +139,9 @@ func main() {
 			}
 			pc := pipelineConfig{linkDelay: *linkDelay, chain: *chainLen, runs: *pipelineRuns, warm: 3}
 			runs = append(runs, func(w io.Writer) error { return runPipeline(w, pc) })
+		case "proto":
+			sizes, cs := mustSizes("-proto-payloads", *protoPayloads), mustInts("-proto-conc", *protoConc)
+			runs = append(runs, func(w io.Writer) error { return runProto(w, cfg, sizes, cs) })
 		}
 	}
 
@@ -146,7 +157,7 @@ func main() {
 // parseModes parses -mode into sections in run order (unary, stream,
 // transports, tree, pipeline), whatever order they were given in.
 func parseModes(s string) ([]string, error) {
-	all := []string{"unary", "stream", "transports", "tree", "pipeline"}
+	all := []string{"unary", "stream", "transports", "tree", "pipeline", "proto"}
 	want := map[string]bool{}
 	for _, f := range strings.Split(s, ",") {
 		f = strings.ToLower(strings.TrimSpace(f))
@@ -156,8 +167,10 @@ func parseModes(s string) ([]string, error) {
 			for _, m := range all {
 				want[m] = true
 			}
-		case "unary", "stream", "transports", "tree", "pipeline":
+		case "unary", "stream", "transports", "tree", "pipeline", "proto":
 			want[f] = true
+		case "protobuf", "generated", "bridge", "grpc-bridge":
+			want["proto"] = true
 		case "pipelining", "promise", "promises":
 			want["pipeline"] = true
 		case "trees", "resolve":
@@ -167,7 +180,7 @@ func parseModes(s string) ([]string, error) {
 		case "transport":
 			want["transports"] = true
 		default:
-			return nil, fmt.Errorf("unknown section %q (want unary, stream, transports, tree, pipeline or all)", f)
+			return nil, fmt.Errorf("unknown section %q (want unary, stream, transports, tree, pipeline, proto or all)", f)
 		}
 	}
 	var out []string

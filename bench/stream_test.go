@@ -179,7 +179,8 @@ func TestMeasureStream(t *testing.T) {
 func TestParseSections(t *testing.T) {
 	for in, want := range map[string]string{
 		"":                         "error",
-		"all":                      "[unary stream transports tree pipeline]",
+		"all":                      "[unary stream transports tree pipeline proto]",
+		"bridge,unary":             "[unary proto]",
 		"transports, unary":        "[unary transports]",
 		"stream":                   "[stream]",
 		"streaming,transport":      "[stream transports]",

@@ -319,35 +319,37 @@ func TestClientDoesNotRetryNonIdempotentInFlight(t *testing.T) {
 }
 
 // Hedging: with one member 50 ms slow, a second copy after a short delay
-// cuts the tail; the loser is cancelled.
+// cuts the tail; the loser is cancelled. Counted as calls that took the
+// slow member's time, not as a percentile: a loaded machine moves the
+// percentiles of a short run, not the count of slow calls.
 func TestClientHedging(t *testing.T) {
 	ws := startWorkers(t, 3, nil)
 	ws[0].slow.Store(int64(50 * time.Millisecond))
-	measure := func(hedge time.Duration) (p99 time.Duration, hedges int64) {
+	measure := func(hedge time.Duration) (slow int, hedges int64) {
 		c := dialCluster(t, ws, func(cfg *ClientConfig) {
 			cfg.Hedge.Delay = hedge
 			cfg.Balancer = NewRandom(nil) // reaches the slow member a third of the time (round robin would correlate with the hedges)
 		})
 		ctx := testContext(t)
-		var lat []time.Duration
 		for i := 0; i < 90; i++ {
 			start := time.Now()
 			_, err := arbor.Call1[int](ctx, c, "work", i)
 			must(t, err)
-			lat = append(lat, time.Since(start))
+			if time.Since(start) >= 45*time.Millisecond {
+				slow++
+			}
 		}
-		slices.Sort(lat)
 		_, h, _ := c.Counters()
-		return lat[len(lat)*99/100], h
+		return slow, h
 	}
 	plain, _ := measure(0)
 	hedged, n := measure(5 * time.Millisecond)
-	t.Logf("p99 without hedging %v, with hedging at 5ms %v (%d hedges)", plain, hedged, n)
+	t.Logf("calls of 45ms or more: %d of 90 without hedging, %d with hedging at 5ms (%d hedges)", plain, hedged, n)
 	if n == 0 {
 		t.Fatal("no call was hedged")
 	}
-	if plain < 40*time.Millisecond || hedged > plain/2 {
-		t.Errorf("hedging did not cut the tail: %v → %v", plain, hedged)
+	if plain < 10 || hedged > plain/4 {
+		t.Errorf("hedging did not cut the tail: %d slow calls → %d", plain, hedged)
 	}
 }
 

@@ -124,6 +124,9 @@ func build[T any](t reflect.Type) *Codec[T] {
 			return *as[T](&x), r.off, err
 		}
 	default:
+		if selfCodec(c, t) { // selfcodec.go: pointers that encode themselves
+			return c
+		}
 		pl := planFor(t)
 		c.err = pl.err
 		c.enc = func(b []byte, v T) ([]byte, error) {

@@ -33,6 +33,9 @@ is left out, the client learns the members from SEED, picks one (--tag
 filters by tags, --strategy chooses how) and fails over as the cluster
 client does.
 
+A function generated from a .proto (/package.Service/Method) takes its
+message as a JSON object and prints its result as protojson.
+
 A failed call prints "error: CODE: message" to stderr and exits 1.
 `
 
@@ -104,13 +107,17 @@ func call(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return printError(stderr, timedOut(ctx, err, *timeout))
 	}
+	view := protoViewOf(ctx, c, fn) // protojson.go: generated functions print as protojson
 	if kind != arbor.KindUnary {
-		if err := callStream(ctx, c, kind, fn, values, stdout); err != nil {
+		if err := callStream(ctx, c, kind, fn, values, stdout, view); err != nil {
 			return printError(stderr, timedOut(ctx, err, *timeout))
 		}
 		return exitOK
 	}
 	res, err := arbor.CallAny(ctx, c, fn, values...)
+	if err == nil {
+		res, err = view.view(res)
+	}
 	if err != nil {
 		return printError(stderr, timedOut(ctx, err, *timeout))
 	}

@@ -92,7 +92,9 @@ func TestCallUnreachable(t *testing.T) {
 func TestCatalog(t *testing.T) {
 	s := startServe(t, 1, "--listen", "tcp://127.0.0.1:0")
 	code, stdout, stderr := runArbor(testContext(t), "catalog", s.addrs[0])
-	want := "add(int, int) int\n" +
+	want := "/demo.v1.Greeter/SayHello(demo.v1.HelloRequest) demo.v1.HelloReply\n" +
+		"/demo.v1.Greeter/SayHellos(demo.v1.HellosRequest) stream demo.v1.HelloReply\n" +
+		"add(int, int) int\n" +
 		"chat(stream string) stream string\n" +
 		"concat(string, string) string\n" +
 		"count(int) stream int\n" +
@@ -207,7 +209,7 @@ func TestTLS(t *testing.T) {
 		t.Errorf("mutual TLS call = %d, %q, %q; want 5", code, stdout, stderr)
 	}
 	args = append(append([]string{"catalog"}, client...), addr)
-	if code, stdout, stderr := runArbor(ctx, args...); code != exitOK || !strings.HasPrefix(stdout, "add(int, int) int\n") {
+	if code, stdout, stderr := runArbor(ctx, args...); code != exitOK || !strings.Contains(stdout, "\nadd(int, int) int\n") {
 		t.Errorf("mutual TLS catalog = %d, %q, %q; want the catalog", code, stdout, stderr)
 	}
 	localhost := "tls://localhost:" + addr[strings.LastIndex(addr, ":")+1:]

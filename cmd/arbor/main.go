@@ -6,6 +6,7 @@
 //	arbor resolve|submit [client flags] ADDR FILE|-
 //	arbor status|result|release [client flags] ADDR ID
 //	arbor cancel [client flags] ADDR ID [PATH]
+//	arbor gen [-I DIR]... [--out DIR] [--messages=true|false] [--paths import|source_relative] FILE.proto...
 //	arbor version
 //
 // serve offers the demo catalog (add, concat, echo, sleep, fail, and the
@@ -58,6 +59,7 @@ Commands:
   cancel    cancel a submitted tree
   release   drop a submitted tree
   certs     write a development CA, server and client certificates
+  gen       generate Go (messages and Arbor services) from .proto files
   version   print the version
   help      print this help
 
@@ -105,6 +107,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return certs(rest, stdout, stderr)
 	case "members":
 		return members(ctx, rest, stdout, stderr)
+	case "gen":
+		return gen(ctx, rest, stdout, stderr)
 	case "version":
 		return version(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -131,6 +131,15 @@ func resolveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if err != nil {
 			return err
 		}
+		// A generated function's result prints as protojson (protojson.go).
+		if n, perr := request.ParseJSON(body, request.Limits{}); perr == nil {
+			if js, ok, err := protoViewOf(ctx, c, n.ID).viewMsgpack(res); ok {
+				if err != nil {
+					return err
+				}
+				return write(stdout, append(js, '\n'))
+			}
+		}
 		out, err := request.AppendValueJSON(nil, res)
 		if err != nil {
 			return arbor.Errorf(arbor.Internal, "printing the result as JSON: %v", err)

@@ -29,6 +29,10 @@ down gracefully: running calls get up to 10s to finish. Prints "listening
 on ADDR" to stdout for each listener, with the port actually bound; logs go
 to stderr.
 
+With --http (or --https), the generated services (demo.v1.Greeter) are
+also served to gRPC, gRPC-Web and Connect clients, with gRPC server
+reflection: grpcurl -plaintext ADDR list.
+
 Request trees (arbor resolve) cache +mem results in memory and +full
 results in memory and on disk under --cache-dir, or in Redis with --redis.
 `
@@ -53,6 +57,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	gf.register(fs)
 	maxConns := fs.Int("max-connections", arbor.DefaultMaxConnections, "refuse connections beyond `n` open ones (never more than the descriptor limit allows)")
 	maxMemory := fs.String("max-memory", "256MiB", "memory all connections' calls may hold at once (requests until handled, results until written); beyond it the server stops reading: a `size` as for --mem-cache-size")
+	var hf httpFlags
+	fs.StringVar(&hf.plain, "http", "", "also serve the generated services (demo.v1.Greeter) over gRPC (h2c), gRPC-Web and Connect at this host:port `address`")
+	fs.StringVar(&hf.tls, "https", "", "the same over TLS (HTTP/2 and HTTP/1.1) at this `address`; needs --cert and --key")
 	maxConnMemory := fs.String("max-conn-memory", "32MiB", "the same for one connection: a `size`")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -128,6 +135,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	defer engine.Close()
+	web, err := hf.start(srv, &tf, log, stdout) // http.go: the gRPC/Connect bridge
+	if err != nil {
+		for _, l := range ls {
+			l.Close()
+		}
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitFail
+	}
 
 	var wg sync.WaitGroup
 	failed := make(chan error, len(ls))
@@ -163,6 +178,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case err := <-failed:
 		log.Error("listener failed; shutting down", "err", err)
 		status = exitFail
+	case err := <-web.done:
+		log.Error("HTTP listener failed; shutting down", "err", err)
+		status = exitFail
 	}
 	if node != nil { // leave first: clients stop choosing this node
 		lctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -174,6 +192,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	web.close(sctx)
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("graceful shutdown incomplete; closing the remaining connections", "err", err)
 		srv.Close()

@@ -27,7 +27,7 @@ func kindOf(ctx context.Context, c arbor.Caller, fn string) (arbor.Kind, error) 
 // callStream drives a streaming function: a server stream prints each
 // message as a JSON line; client and bidirectional streams send every JSON
 // value read from stdin (whitespace-separated, e.g. one per line).
-func callStream(ctx context.Context, c arbor.Caller, kind arbor.Kind, fn string, values []any, stdout io.Writer) error {
+func callStream(ctx context.Context, c arbor.Caller, kind arbor.Kind, fn string, values []any, stdout io.Writer, view *protoView) error {
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)
 	switch kind {
@@ -47,7 +47,11 @@ func callStream(ctx context.Context, c arbor.Caller, kind arbor.Kind, fn string,
 			if err != nil {
 				return err
 			}
-			if err := enc.Encode(m); err != nil {
+			v, err := view.view(m)
+			if err != nil {
+				return err
+			}
+			if err := enc.Encode(v); err != nil {
 				return err
 			}
 		}
@@ -63,6 +67,9 @@ func callStream(ctx context.Context, c arbor.Caller, kind arbor.Kind, fn string,
 			return err
 		}
 		res, err := s.CloseAndRecv()
+		if err == nil {
+			res, err = view.view(res)
+		}
 		if err != nil {
 			return err
 		}
@@ -89,7 +96,11 @@ func callStream(ctx context.Context, c arbor.Caller, kind arbor.Kind, fn string,
 			if err != nil {
 				return err
 			}
-			if err := enc.Encode(m); err != nil {
+			v, err := view.view(m)
+			if err != nil {
+				return err
+			}
+			if err := enc.Encode(v); err != nil {
 				return err
 			}
 		}

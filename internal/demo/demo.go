@@ -7,6 +7,11 @@
 //	sleep(int) int              waits ms milliseconds, returns ms
 //	fail(string) struct {}      always fails with Internal and the message
 //
+// greeter/ adds demo.v1.Greeter, generated from greeter.proto:
+//
+//	/demo.v1.Greeter/SayHello(demo.v1.HelloRequest) demo.v1.HelloReply
+//	/demo.v1.Greeter/SayHellos(demo.v1.HellosRequest) stream demo.v1.HelloReply
+//
 // trees.go adds the functions of Cradle's example request tree and
 // arithmetic at every caching level (see registerTrees). It is not an
 // example of a real service; its only state is trees.go's object store.
@@ -18,6 +23,7 @@ import (
 	"time"
 
 	"github.com/arbor-rpc/arbor"
+	"github.com/arbor-rpc/arbor/internal/demo/greeter"
 )
 
 // Register adds the demo functions to s. It fails if one of their ids is
@@ -29,8 +35,9 @@ func Register(s *arbor.Server) error {
 		arbor.Handle1(s, "echo", echo, arbor.Idempotent()),
 		arbor.Handle1(s, "sleep", sleep),
 		arbor.Handle1(s, "fail", fail),
-		registerTrees(s),   // trees.go: request-tree functions
-		registerStreams(s), // streams.go: count, sum, chat
+		registerTrees(s),    // trees.go: request-tree functions
+		registerStreams(s),  // streams.go: count, sum, chat
+		greeter.Register(s), // greeter/: the generated demo.v1.Greeter
 	)
 }
 

@@ -95,6 +95,8 @@ func TestCatalog(t *testing.T) {
 		t.Fatalf("Catalog: %v", err)
 	}
 	want := []string{
+		"/demo.v1.Greeter/SayHello(demo.v1.HelloRequest) demo.v1.HelloReply",
+		"/demo.v1.Greeter/SayHellos(demo.v1.HellosRequest) stream demo.v1.HelloReply",
 		"add(int, int) int",
 		"chat(stream string) stream string",
 		"concat(string, string) string",

@@ -1,0 +1,92 @@
+package arborproto
+
+import (
+	"fmt"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// decodeError explains why protobuf binary did not decode as m: it walks
+// the encoding along m's descriptor to the field where it breaks, since
+// protobuf's own errors name neither ("cannot parse invalid wire-format
+// data").
+func decodeError(b []byte, m proto.Message, err error) error {
+	md := m.ProtoReflect().Descriptor()
+	if where := locate(b, md, 0, 0); where != "" {
+		return fmt.Errorf("invalid protobuf for %s: %s", md.FullName(), where)
+	}
+	return fmt.Errorf("invalid protobuf for %s: %w", md.FullName(), err)
+}
+
+// locate returns where the encoding of a md message starting at byte base
+// breaks, or "" if its framing is sound (the error lies in a value, which
+// protobuf's message then names: invalid UTF-8 in field x, say).
+func locate(b []byte, md protoreflect.MessageDescriptor, base, depth int) string {
+	if depth > MaxRecursion {
+		return fmt.Sprintf("nested deeper than %d messages (at byte %d)", MaxRecursion, base)
+	}
+	for off := 0; off < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[off:])
+		if n < 0 {
+			return fmt.Sprintf("bad field tag at byte %d: %v", base+off, protowire.ParseError(n))
+		}
+		fd := md.Fields().ByNumber(num)
+		label := fmt.Sprintf("field %d", num)
+		if fd != nil {
+			label = fmt.Sprintf("field %s (%d)", fd.Name(), num)
+		}
+		valStart := off + n
+		m := protowire.ConsumeFieldValue(num, typ, b[valStart:])
+		if m < 0 {
+			return fmt.Sprintf("%s at byte %d: %v", label, base+off, protowire.ParseError(m))
+		}
+		if fd != nil && typ == protowire.BytesType {
+			v, vn := protowire.ConsumeBytes(b[valStart:])
+			inner := base + valStart + vn - len(v)
+			switch {
+			case fd.Message() != nil: // a message, or a map entry
+				if w := locate(v, fd.Message(), inner, depth+1); w != "" {
+					return label + ": " + w
+				}
+			case fd.Kind() == protoreflect.StringKind && checksUTF8(fd) && !utf8.Valid(v):
+				return fmt.Sprintf("%s at byte %d: invalid UTF-8", label, inner)
+			}
+		}
+		if fd != nil && !wireTypeFits(fd, typ) {
+			return fmt.Sprintf("%s at byte %d: wire type %d does not fit a %s field", label, base+off, typ, fd.Kind())
+		}
+		off = valStart + m
+	}
+	return ""
+}
+
+// checksUTF8 reports whether protobuf-go refuses invalid UTF-8 in fd:
+// proto3 and editions (whose default is to verify) do, proto2 does not.
+func checksUTF8(fd protoreflect.FieldDescriptor) bool {
+	return fd.ParentFile().Syntax() != protoreflect.Proto2
+}
+
+// wireTypeFits reports whether a field of fd's kind may arrive with wire
+// type typ (packed repeated scalars come as bytes).
+func wireTypeFits(fd protoreflect.FieldDescriptor, typ protowire.Type) bool {
+	want := kindWireType(fd.Kind())
+	return typ == want || (fd.IsList() && typ == protowire.BytesType && want != protowire.BytesType)
+}
+
+func kindWireType(k protoreflect.Kind) protowire.Type {
+	switch k {
+	case protoreflect.BoolKind, protoreflect.EnumKind, protoreflect.Int32Kind, protoreflect.Sint32Kind,
+		protoreflect.Uint32Kind, protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Uint64Kind:
+		return protowire.VarintType
+	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
+		return protowire.Fixed32Type
+	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
+		return protowire.Fixed64Type
+	case protoreflect.GroupKind:
+		return protowire.StartGroupType
+	}
+	return protowire.BytesType
+}

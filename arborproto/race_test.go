@@ -1,0 +1,5 @@
+//go:build race
+
+package arborproto_test
+
+const raceEnabled = true

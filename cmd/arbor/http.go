@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+
+	"github.com/arbor-rpc/arbor"
+	"github.com/arbor-rpc/arbor/bridge"
+)
+
+// httpFlags are serve's flags for the gRPC/Connect bridge.
+type httpFlags struct {
+	plain, tls string // addresses; "" for none
+}
+
+// httpBridge is the running bridge: its servers and listeners.
+type httpBridge struct {
+	servers []*http.Server
+	done    chan error
+}
+
+// start listens on the bridge's addresses and serves srv's generated
+// services there (gRPC, gRPC-Web, Connect), printing "http listening on
+// URL" for each. Nothing is started without an address.
+func (f *httpFlags) start(srv *arbor.Server, tf *tlsFlags, log *slog.Logger, stdout io.Writer) (*httpBridge, error) {
+	b := &httpBridge{done: make(chan error, 2)}
+	if f.plain == "" && f.tls == "" {
+		return b, nil
+	}
+	h := bridge.New(srv, bridge.Config{})
+	type spec struct {
+		addr   string
+		scheme string
+	}
+	var specs []spec
+	if f.plain != "" {
+		specs = append(specs, spec{f.plain, "http"})
+	}
+	if f.tls != "" {
+		if tf.cert == "" || tf.key == "" {
+			return nil, errors.New("--https needs --cert and --key")
+		}
+		specs = append(specs, spec{f.tls, "https"})
+	}
+	for _, s := range specs {
+		l, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			b.close(context.Background())
+			return nil, fmt.Errorf("listen %s: %w", s.addr, err)
+		}
+		hs := bridge.NewHTTPServer(h)
+		hs.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+		if s.scheme == "https" {
+			cert, err := tls.LoadX509KeyPair(tf.cert, tf.key)
+			if err != nil {
+				l.Close()
+				b.close(context.Background())
+				return nil, fmt.Errorf("--https: %w", err)
+			}
+			hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			l = tls.NewListener(l, hs.TLSConfig.Clone())
+			hs.TLSConfig.NextProtos = []string{"h2", "http/1.1"}
+		}
+		url := s.scheme + "://" + l.Addr().String()
+		fmt.Fprintf(stdout, "http listening on %s\n", url)
+		log.Info("serving gRPC, gRPC-Web and Connect", "addr", url)
+		b.servers = append(b.servers, hs)
+		go func() {
+			if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+				b.done <- fmt.Errorf("serve %s: %w", url, err)
+			}
+		}()
+	}
+	return b, nil
+}
+
+// close shuts the bridge's servers down, waiting for calls until ctx ends.
+func (b *httpBridge) close(ctx context.Context) {
+	for _, hs := range b.servers {
+		if err := hs.Shutdown(ctx); err != nil {
+			hs.Close()
+		}
+	}
+}
