@@ -275,6 +275,19 @@ func (q *sequencer) markSlow(ticket uint64) {
 	q.mu.Unlock()
 }
 
+// retireAtArrival retires ticket, a call delivered at once, when no call
+// ahead of it waits to be delivered; it runs on the reading goroutine, in
+// arrival order, so then nothing is ahead of it at all.
+func (q *sequencer) retireAtArrival(ticket uint64) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.slow) > 0 {
+		return false
+	}
+	q.leaveLocked(ticket)
+	return true
+}
+
 // enterFast reports whether ticket, a call delivered at once, may go
 // now: no call ahead of it is still waiting to be delivered. It then has
 // left.

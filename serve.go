@@ -33,9 +33,16 @@ func (d *dispatcher) Release(c *conn.Conn, id uint64, n uint32) { releaseExport(
 // Arrive implements conn.Arriver: on the reading goroutine, in arrival
 // order, it marks the calls on a capability whose delivery will wait, so
 // that the others behind them wait their turn and the rest go at once.
+// A call delivered at arrival carries its service in in.Arrival and
+// skips the sequencer on its worker.
 func (d *dispatcher) Arrive(in *conn.Incoming) {
-	if q, svc := lookupTarget(in); q != nil && !deliveredAtOnce(in, svc) {
+	q, svc := lookupTarget(in)
+	switch {
+	case q == nil:
+	case !deliveredAtOnce(in, svc):
 		q.markSlow(in.Ticket)
+	case svc != nil && q.retireAtArrival(in.Ticket):
+		in.Arrival = svc
 	}
 }
 
@@ -185,12 +192,21 @@ func invokeHandler(ctx context.Context, req *Request) (*Response, error) {
 // its target (E-order), finds the service, and runs the method; the turn
 // is given up on every path.
 func (d *dispatcher) serveMethod(ctx context.Context, in *conn.Incoming, out []byte) ([]byte, error) {
+	if svc, ok := in.Arrival.(*Service); ok {
+		// The common case, delivered at arrival: an export's method with
+		// nothing to wait for.
+		h := svc.methodBytes(in.Function)
+		if h == nil {
+			return nil, &Error{Code: Unimplemented, Category: ErrUnknownMethod, Message: fmt.Sprintf("%s has no method %q", svc.name, in.Function)}
+		}
+		return d.run(ctx, in, h, svc, in.Args, out)
+	}
 	q, svc := lookupTarget(in)
 	if q == nil {
 		return nil, Errorf(Unavailable, "connection closed")
 	}
 	if svc != nil && deliveredAtOnce(in, svc) && q.enterFast(in.Ticket) {
-		// The common case: an export's method, nothing to wait for.
+		// Nothing to wait for, and nothing ahead of it waits any more.
 		method := string(in.Function)
 		h := svc.method(method)
 		if h == nil {

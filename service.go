@@ -118,6 +118,13 @@ func (s *Service) method(name string) *handler {
 	return s.methods[name]
 }
 
+// methodBytes is method for a name read from the wire, without copying it.
+func (s *Service) methodBytes(name []byte) *handler {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.methods[string(name)]
+}
+
 // Methods describes the service's methods.
 func (s *Service) Methods() []FunctionInfo {
 	s.mu.Lock()

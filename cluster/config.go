@@ -46,8 +46,8 @@ type Config struct {
 	JoinTimeout time.Duration
 
 	// RPCAddrs are the Arbor addresses this node serves on, advertised to
-	// the other members. Required for now; Join will fill it from the
-	// server's listeners.
+	// the other members (default: the server's listeners, Server.URLs, at
+	// Join; so Listen before Join).
 	RPCAddrs []string
 	// Tags are advertised with the node (see Filter). With RPCAddrs they
 	// must fit memberlist's 512-byte metadata limit.

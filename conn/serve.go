@@ -52,6 +52,9 @@ type Incoming struct {
 	// ResultCaps is set by the handler: the capability table of the
 	// result it returns.
 	ResultCaps []wire.CapDescriptor
+	// Arrival is the handler's own note on the call, set by its Arriver
+	// on the reading goroutine (what it found when the call arrived).
+	Arrival any
 }
 
 // serverCall is one incoming call; pooled.
@@ -193,13 +196,15 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 		sc.in.Caps, _ = wire.ParseCapTable(sc.in.Caps, wc.Caps)
 	}
 	if wc.HasTarget {
-		if _, known := c.tickets[key]; !known && key.kind == wire.TargetAnswer {
+		n, known := c.tickets[key]
+		if !known && key.kind == wire.TargetAnswer {
 			if a := c.answers[key.id]; a != nil { // forgotten with the answer
 				a.paths = append(a.paths, key.path)
 			}
 		}
-		c.tickets[key]++
-		sc.in.Ticket = c.tickets[key]
+		n++
+		c.tickets[key] = n
+		sc.in.Ticket = n
 	}
 	// Calls that read retained answers (promise arguments, or a promised
 	// capability as target) pin them until they finish.
