@@ -562,10 +562,14 @@ func TestReentrantServiceRunsConcurrently(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		// open's deadline ends well before wait's: a serialized service
+		// makes open wait for wait, which waits for open.
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		octx, ocancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		w := Go0[bool](wctx, ref, "wait")
-		_, err = Call0[bool](wctx, ref, "open")
+		_, err = Call0[bool](octx, ref, "open")
 		got, werr := w.Wait()
+		ocancel()
 		cancel()
 		if !serial && (err != nil || werr != nil || !got) {
 			t.Fatalf("concurrent service: open %v, wait %v %v", err, got, werr)
