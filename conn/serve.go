@@ -63,6 +63,7 @@ type serverCall struct {
 	buf      []byte // a copy of the CALL payload; in's slices point into it
 	out      []byte
 	ctx      *callCtx
+	ob       observed // Config.Observer's state of the call (observe.go)
 }
 
 var serverCallPool = sync.Pool{New: func() any { return new(serverCall) }}
@@ -267,6 +268,9 @@ func (c *Conn) workerExit() {
 func (c *Conn) serve(sc *serverCall) {
 	defer c.inflight.Add(-1)
 	out, err := c.invoke(sc)
+	if c.cfg.Observer != nil {
+		c.endIncoming(sc, out, err)
+	}
 	trailer := sc.ctx.trailers()
 	if sc.in.Stream != nil {
 		sc.in.Stream.finish(nil, status.New(status.Canceled, "stream handler returned"))
@@ -336,6 +340,9 @@ func (c *Conn) invoke(sc *serverCall) (out []byte, err error) {
 	if c.cfg.Handler == nil {
 		return nil, status.Errorf(status.Unimplemented, "this peer serves no calls")
 	}
+	if c.cfg.Observer != nil {
+		return c.cfg.Handler.ServeCall(c.startIncoming(sc), &sc.in, sc.out[:0])
+	}
 	return c.cfg.Handler.ServeCall(sc.ctx, &sc.in, sc.out[:0])
 }
 
@@ -388,6 +395,7 @@ func (c *Conn) Drain(ctx context.Context, reason string) error {
 			c.wbuf = wire.AppendGoAway(c.wbuf, wire.GoAway{LastID: c.lastIn, Code: uint32(status.Unavailable), Message: []byte(reason)})
 		}
 		c.wmu.Unlock()
+		c.observeGoAway(true, uint32(status.Unavailable), []byte(reason))
 	}
 	wait = c.drained
 	c.smu.Unlock()
