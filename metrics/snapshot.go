@@ -20,9 +20,11 @@ type FunctionStats struct {
 	InFlight int64            `json:"in_flight"`
 	// Mean, P50 and P99 are latencies in seconds (P50 and P99 estimated
 	// from the histogram's buckets, as histogram_quantile does).
-	Mean, P50, P99 float64
-	Received       int64 `json:"received"` // bytes
-	Sent           int64 `json:"sent"`
+	Mean     float64 `json:"mean"`
+	P50      float64 `json:"p50"`
+	P99      float64 `json:"p99"`
+	Received int64   `json:"received"` // bytes
+	Sent     int64   `json:"sent"`
 }
 
 // Functions returns the figures of every function label of side

@@ -51,8 +51,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	maxConns := fs.Int("max-connections", arbor.DefaultMaxConnections, "refuse connections beyond `n` open ones (never more than the descriptor limit allows)")
 	maxMemory := fs.String("max-memory", "256MiB", "memory all connections' calls may hold at once (requests until handled, results until written); beyond it the server stops reading: a `size` as for --mem-cache-size")
 	maxConnMemory := fs.String("max-conn-memory", "32MiB", "the same for one connection: a `size`")
+	var of opsFlags // ops.go: the admin endpoint
+	of.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
+	}
+	if err := of.check(); err != nil {
+		return usageError(fs, stderr, "%v", err)
 	}
 	memBytes, err := parseSize(*maxMemory)
 	if err != nil {
@@ -91,10 +96,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	o, err := newOps(of)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitFail
+	}
+	log := o.logger(stderr, lvl)
 	cfg := tf.config()
-	srv := arbor.NewServer(arbor.WithLogger(log), arbor.WithTransport(cfg),
-		arbor.WithLimits(arbor.Limits{MaxConnections: *maxConns, MaxMemory: memBytes, MaxConnMemory: connMemBytes}))
+	srv := arbor.NewServer(append(o.serverOptions(), arbor.WithLogger(log), arbor.WithTransport(cfg),
+		arbor.WithLimits(arbor.Limits{MaxConnections: *maxConns, MaxMemory: memBytes, MaxConnMemory: connMemBytes}))...)
 	if err := demo.Register(srv); err != nil {
 		log.Error("registering the demo catalog", "err", err)
 		return exitFail
@@ -112,7 +122,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		ls = append(ls, l)
 	}
-	engine, err := cf.enable(srv, log) // resolve.go: request trees and their caches
+	engine, err := cf.enable(srv, log, o.m.TreeObserver()) // resolve.go: request trees and their caches
 	if err != nil {
 		for _, l := range ls {
 			l.Close()
@@ -121,6 +131,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	defer engine.Close()
+	if err := o.start(srv, engine, log); err != nil {
+		for _, l := range ls {
+			l.Close()
+		}
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitFail
+	}
+	defer o.stop()
 
 	var wg sync.WaitGroup
 	failed := make(chan error, len(ls))
@@ -135,6 +153,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 		}()
 	}
+	o.announce(stdout, log)
 
 	status := exitOK
 	select {
