@@ -5,7 +5,7 @@ GO        ?= go
 FUZZTIME  ?= 5s
 BENCHTIME ?= 2s
 
-.PHONY: all build test fmt-check vet unit allocs fuzz bench-test bench chaos clean tools
+.PHONY: all build test fmt-check vet unit allocs fuzz bench-test bench chaos clean tools console-screenshot otel-test
 
 all: build test
 
@@ -22,7 +22,7 @@ vet:
 	cd bench && $(GO) vet ./...
 
 # What the tests need beyond Go: redis-server for the cache package's Redis
-# tests (Debian's package). A service the package starts is stopped again:
+# tests and chromium for the admin console's (Debian's packages). A service the package starts is stopped again:
 # the tests start their own servers.
 .PHONY: tools
 tools:
@@ -30,6 +30,11 @@ tools:
 		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq redis-server >/dev/null || exit 1; \
 		$$sudo service redis-server stop >/dev/null 2>&1 || $$sudo systemctl stop redis-server >/dev/null 2>&1 || true; \
+	fi
+	@# The admin console's test drives Debian's chromium (headless).
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null || exit 1; \
 	fi
 
 unit: tools
@@ -63,6 +68,10 @@ bench:
 CHAOS_DURATION ?= 60s
 chaos:
 	ARBOR_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -count=1 -run Chaos -v -timeout 30m ./cmd/arbor/
+
+# The console screenshot the README shows, from the browser test.
+console-screenshot: tools
+	ARBOR_CONSOLE_SCREENSHOT=$(CURDIR)/admin/console.png $(GO) test -count=1 -run TestConsoleInBrowser ./admin/
 
 clean:
 	$(GO) clean -testcache

@@ -37,8 +37,11 @@ func BindAddr(addr string) (string, error) {
 	if a == "" {
 		return DefaultAddr, nil
 	}
-	if !strings.Contains(a, ":") { // a bare port
-		a = ":" + a
+	if !strings.Contains(a, ":") {
+		if strings.Trim(a, "0123456789") != "" {
+			return "", fmt.Errorf("admin: address %q has no port (HOST:PORT, :PORT or PORT; :0 picks one)", addr)
+		}
+		a = ":" + a // a bare port
 	}
 	host, port, err := net.SplitHostPort(a)
 	if err != nil {

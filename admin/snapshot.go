@@ -45,6 +45,7 @@ type CatalogEntry struct {
 	Errors   int64            `json:"errors"`
 	ByCode   map[string]int64 `json:"by_code,omitempty"`
 	InFlight int64            `json:"in_flight"`
+	TreeRuns int64            `json:"tree_runs"` // runs in request trees (in process: not in Calls)
 	Mean     float64          `json:"mean"` // seconds
 	P50      float64          `json:"p50"`
 	P99      float64          `json:"p99"`
@@ -113,6 +114,9 @@ func (h *handler) snapshot(full bool) Snapshot {
 			if f, ok := served[fi.ID]; ok {
 				e.Calls, e.Errors, e.ByCode, e.InFlight, e.Mean, e.P50, e.P99 = f.Calls, f.Errors, f.ByCode, f.InFlight, f.Mean, f.P50, f.P99
 				delete(served, fi.ID)
+			}
+			if o.Engine != nil {
+				e.TreeRuns = o.Engine.Calls(fi.ID)
 			}
 			s.Catalog = append(s.Catalog, e)
 		}

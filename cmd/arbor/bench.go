@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -239,12 +240,18 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 			clients = append(clients, c)
 		}
 	}
-	// One call first: a wrong function or arguments fail at once, clearly.
+	// One call first: a wrong function or wrong arguments stop here,
+	// clearly; other failures are what the run measures.
 	cctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	err = call(cctx, clients[0])
 	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("first call of %s failed, not benchmarking: %w", cfg.function, err)
+	if c := arbor.CodeOf(err); c == arbor.Unimplemented || c == arbor.InvalidArgument || c == arbor.Unavailable {
+		msg := err.Error()
+		var ae *arbor.Error
+		if errors.As(err, &ae) {
+			msg = ae.Message
+		}
+		return nil, &arbor.Error{Code: c, Message: fmt.Sprintf("first call of %s failed, not benchmarking: %s", cfg.function, msg), Cause: err}
 	}
 	if cfg.warmup > 0 {
 		wctx, cancel := context.WithTimeout(ctx, cfg.warmup)
