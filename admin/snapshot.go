@@ -46,7 +46,7 @@ type CatalogEntry struct {
 	ByCode   map[string]int64 `json:"by_code,omitempty"`
 	InFlight int64            `json:"in_flight"`
 	TreeRuns int64            `json:"tree_runs"` // runs in request trees (in process: not in Calls)
-	Mean     float64          `json:"mean"` // seconds
+	Mean     float64          `json:"mean"`      // seconds
 	P50      float64          `json:"p50"`
 	P99      float64          `json:"p99"`
 }

@@ -157,9 +157,9 @@ func TestServeAdminToken(t *testing.T) {
 func TestServeAdminFlags(t *testing.T) {
 	ctx := testContext(t)
 	for _, args := range [][]string{
-		{"serve", "--admin-token", "x"},                    // a token without an endpoint
-		{"serve", "--admin", "127.0.0.1"},                  // no port
-		{"serve", "--admin", "1.2.3.4:5:6"},                // not an address
+		{"serve", "--admin-token", "x"},     // a token without an endpoint
+		{"serve", "--admin", "127.0.0.1"},   // no port
+		{"serve", "--admin", "1.2.3.4:5:6"}, // not an address
 		{"serve", "--admin", ":0", "--admin-token-file", "/nonexistent/token"},
 	} {
 		if code, _, stderr := runArbor(ctx, args...); code != exitUsage || stderr == "" {
