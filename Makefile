@@ -12,7 +12,7 @@ all: build test
 build:
 	$(GO) build ./...
 
-test: fmt-check vet unit allocs fuzz bench-test
+test: fmt-check vet unit allocs fuzz bench-test otel-test
 
 fmt-check:
 	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -46,13 +46,20 @@ allocs:
 
 # Every Fuzz target in the main module runs for FUZZTIME (seed corpus first).
 fuzz:
-	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./bench/'); do \
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v -e '^./bench/' -e '^./otel/'); do \
 		dir=$$(dirname $$f); \
 		for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
 			echo "fuzz $$dir $$t ($(FUZZTIME))"; \
 			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$dir; \
 		done; \
 	done
+
+# The OpenTelemetry module (otel/, its own go.mod so that OTel enters only
+# the builds that import it): vet, tests with the race detector, the
+# allocation bar without it, and its fuzz target.
+otel-test:
+	cd otel && $(GO) vet ./... && $(GO) test -race -count=1 ./... && $(GO) test -count=1 -run 'Allocs' ./... && \
+		$(GO) test -run '^$$' -fuzz '^FuzzTraceparent$$' -fuzztime $(FUZZTIME) .
 
 # The benchmark module's own tests: every runner echoes correctly.
 bench-test:
