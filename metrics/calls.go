@@ -2,10 +2,12 @@ package metrics
 
 import (
 	"context"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -17,15 +19,20 @@ import (
 const numCodes = int(status.Unauthenticated) + 1
 
 // side is the per-function metrics of one side: "server" (calls served)
-// or "client" (calls made).
+// or "client" (calls made). The figures are plain atomic counters,
+// collected into Prometheus metrics at scrape time (collect): recording a
+// call is a handful of atomic adds, no compare-and-swap loop and no
+// allocation.
 type side struct {
-	m        *Metrics
-	name     string
-	calls    *prometheus.CounterVec   // function, code
-	duration *prometheus.HistogramVec // function
-	inflight *prometheus.GaugeVec     // function
-	recv     *prometheus.CounterVec   // function
-	sent     *prometheus.CounterVec   // function
+	m       *Metrics
+	name    string
+	bounds  []int64 // histogram upper bounds in nanoseconds
+	upper   []float64
+	dCalls  *prometheus.Desc // function, code
+	dDur    *prometheus.Desc // function
+	dFlight *prometheus.Desc // function
+	dRecv   *prometheus.Desc // function
+	dSent   *prometheus.Desc // function
 
 	fns     atomic.Pointer[map[string]*fnStats] // copied on write: lookups take no lock
 	mu      sync.Mutex
@@ -34,18 +41,16 @@ type side struct {
 }
 
 func newSide(m *Metrics, name string) *side {
-	s := &side{m: m, name: name}
+	s := &side{m: m, name: name, upper: m.opts.Buckets}
+	for _, b := range m.opts.Buckets {
+		s.bounds = append(s.bounds, int64(b*1e9))
+	}
 	cl := m.opts.ConstLabels
-	s.calls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: m.name(name, "calls_total"), ConstLabels: cl,
-		Help: "Calls " + verb(name) + ", by function and status code."}, []string{"function", "code"})
-	s.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: m.name(name, "call_duration_seconds"), ConstLabels: cl,
-		Help: "Latency of calls " + verb(name) + " (streams: their whole life), by function.", Buckets: m.opts.Buckets}, []string{"function"})
-	s.inflight = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: m.name(name, "calls_in_flight"), ConstLabels: cl,
-		Help: "Calls " + verb(name) + " that have not finished, by function."}, []string{"function"})
-	s.recv = prometheus.NewCounterVec(prometheus.CounterOpts{Name: m.name(name, "received_bytes_total"), ConstLabels: cl,
-		Help: "Encoded bytes received in calls " + verb(name) + " (arguments or results, and stream messages), by function."}, []string{"function"})
-	s.sent = prometheus.NewCounterVec(prometheus.CounterOpts{Name: m.name(name, "sent_bytes_total"), ConstLabels: cl,
-		Help: "Encoded bytes sent in calls " + verb(name) + " (arguments or results, and stream messages), by function."}, []string{"function"})
+	s.dCalls = prometheus.NewDesc(m.name(name, "calls_total"), "Calls "+verb(name)+", by function and status code.", []string{"function", "code"}, cl)
+	s.dDur = prometheus.NewDesc(m.name(name, "call_duration_seconds"), "Latency of calls "+verb(name)+" (streams: their whole life), by function.", []string{"function"}, cl)
+	s.dFlight = prometheus.NewDesc(m.name(name, "calls_in_flight"), "Calls "+verb(name)+" that have not finished, by function.", []string{"function"}, cl)
+	s.dRecv = prometheus.NewDesc(m.name(name, "received_bytes_total"), "Encoded bytes received in calls "+verb(name)+" (arguments or results, and stream messages), by function.", []string{"function"}, cl)
+	s.dSent = prometheus.NewDesc(m.name(name, "sent_bytes_total"), "Encoded bytes sent in calls "+verb(name)+" (arguments or results, and stream messages), by function.", []string{"function"}, cl)
 	s.other = s.newFn(OtherFunction)
 	return s
 }
@@ -57,31 +62,81 @@ func verb(side string) string {
 	return "made"
 }
 
-func (s *side) collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.calls, s.duration, s.inflight, s.recv, s.sent}
+func (s *side) collectors() []prometheus.Collector { return []prometheus.Collector{s} }
+
+// Describe implements prometheus.Collector.
+func (s *side) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{s.dCalls, s.dDur, s.dFlight, s.dRecv, s.dSent} {
+		ch <- d
+	}
 }
 
-// fnStats is the metrics of one function label on one side, resolved
-// once so that recording a call allocates nothing.
+// Collect implements prometheus.Collector: every function label that has
+// seen a call.
+func (s *side) Collect(ch chan<- prometheus.Metric) {
+	for _, f := range s.all() {
+		v := f.read()
+		if v.started == 0 {
+			continue
+		}
+		for c, n := range v.codes {
+			if n > 0 {
+				ch <- prometheus.MustNewConstMetric(s.dCalls, prometheus.CounterValue, float64(n), f.label, c)
+			}
+		}
+		ch <- prometheus.MustNewConstHistogram(s.dDur, v.count, v.sum, v.cumulative, f.label)
+		ch <- prometheus.MustNewConstMetric(s.dFlight, prometheus.GaugeValue, float64(v.inFlight), f.label)
+		ch <- prometheus.MustNewConstMetric(s.dRecv, prometheus.CounterValue, float64(v.recv), f.label)
+		ch <- prometheus.MustNewConstMetric(s.dSent, prometheus.CounterValue, float64(v.sent), f.label)
+	}
+}
+
+// all lists the side's function stats, OtherFunction's included.
+func (s *side) all() []*fnStats {
+	var out []*fnStats
+	if p := s.fns.Load(); p != nil {
+		for _, f := range *p {
+			out = append(out, f)
+		}
+	}
+	return append(out, s.other)
+}
+
+// fnStats is the figures of one function label on one side, in shards:
+// concurrent calls mostly write different shards (picked by the address
+// of their call state), so that cores do not fight over one cache line
+// per counter. Readings sum the shards.
 type fnStats struct {
-	s        *side
-	label    string
-	codes    [numCodes]atomic.Pointer[codeCounter]
-	latency  prometheus.Observer
-	inflight prometheus.Gauge
-	recv     prometheus.Counter
-	sent     prometheus.Counter
+	s      *side
+	label  string
+	shards [numShards]*fnShard
+	mu     sync.Mutex
+	odd    map[status.Code]int64 // codes past numCodes (a peer's invention)
 }
 
-type codeCounter struct{ c prometheus.Counter }
+const numShards = 8
+
+type fnShard struct {
+	started atomic.Int64
+	codes   [numCodes]atomic.Int64 // calls ended, by code
+	nanos   atomic.Int64           // latencies' sum
+	recv    atomic.Int64
+	sent    atomic.Int64
+	buckets []atomic.Int64 // by upper bound; the last is +Inf
+	_       [64]byte       // keeps the next shard's counters off this one's cache lines
+}
 
 func (s *side) newFn(label string) *fnStats {
-	return &fnStats{s: s, label: label,
-		latency:  s.duration.WithLabelValues(label),
-		inflight: s.inflight.WithLabelValues(label),
-		recv:     s.recv.WithLabelValues(label),
-		sent:     s.sent.WithLabelValues(label),
+	f := &fnStats{s: s, label: label}
+	for i := range f.shards {
+		f.shards[i] = &fnShard{buckets: make([]atomic.Int64, len(s.bounds)+1)}
 	}
+	return f
+}
+
+// shardOf picks a shard for the call whose state is at p.
+func shardOf(p unsafe.Pointer) int {
+	return int((uint64(uintptr(p)) * 0x9E3779B97F4A7C15) >> (64 - 3))
 }
 
 // get returns the stats of function id (method: a capability's method,
@@ -129,32 +184,91 @@ func (s *side) get(id string, method bool) *fnStats {
 	return f
 }
 
-// counter returns the calls counter of code c.
-func (f *fnStats) counter(c status.Code) prometheus.Counter {
-	if int(c) >= numCodes {
-		return f.s.calls.WithLabelValues(f.label, c.String())
-	}
-	if cc := f.codes[c].Load(); cc != nil {
-		return cc.c
-	}
-	cc := &codeCounter{f.s.calls.WithLabelValues(f.label, c.String())}
-	if !f.codes[c].CompareAndSwap(nil, cc) {
-		cc = f.codes[c].Load()
-	}
-	return cc.c
-}
+// start records a call starting; shard is shardOf its call state.
+func (f *fnStats) start(shard int) { f.shards[shard].started.Add(1) }
 
 // done records a finished call.
-func (f *fnStats) done(err error, elapsed time.Duration, recv, sent int64) {
-	f.inflight.Dec()
-	f.counter(codeOf(err)).Inc()
-	f.latency.Observe(elapsed.Seconds())
+func (f *fnStats) done(shard int, err error, elapsed time.Duration, recv, sent int64) {
+	sh := f.shards[shard]
+	if c := codeOf(err); int(c) < numCodes {
+		sh.codes[c].Add(1)
+	} else {
+		f.mu.Lock()
+		if f.odd == nil {
+			f.odd = map[status.Code]int64{}
+		}
+		if len(f.odd) < 16 || f.odd[c] > 0 { // bounded: a peer may invent codes
+			f.odd[c]++
+		} else {
+			f.odd[status.Unknown]++
+		}
+		f.mu.Unlock()
+	}
+	ns := int64(elapsed)
+	b := f.s.bounds
+	i := sort.Search(len(b), func(i int) bool { return b[i] >= ns })
+	sh.buckets[i].Add(1)
+	sh.nanos.Add(ns)
 	if recv > 0 {
-		f.recv.Add(float64(recv))
+		sh.recv.Add(recv)
 	}
 	if sent > 0 {
-		f.sent.Add(float64(sent))
+		sh.sent.Add(sent)
 	}
+}
+
+// fnValues is a reading of one fnStats.
+type fnValues struct {
+	started, ended, inFlight int64
+	codes                    map[string]int64
+	count                    uint64
+	sum                      float64 // seconds
+	cumulative               map[float64]uint64
+	recv, sent               int64
+}
+
+func (f *fnStats) read() fnValues {
+	v := fnValues{codes: map[string]int64{}, cumulative: make(map[float64]uint64, len(f.s.upper))}
+	// Ends before starts: a call that ends meanwhile is never counted as
+	// ended and not started.
+	var codes [numCodes]int64
+	counts := make([]uint64, len(f.s.bounds)+1)
+	for _, sh := range f.shards {
+		for c := range sh.codes {
+			codes[c] += sh.codes[c].Load()
+		}
+		for i := range sh.buckets {
+			counts[i] += uint64(sh.buckets[i].Load())
+		}
+		v.sum += float64(sh.nanos.Load()) / 1e9
+		v.recv += sh.recv.Load()
+		v.sent += sh.sent.Load()
+	}
+	for c, n := range codes {
+		if n > 0 {
+			v.codes[status.Code(c).String()] = n
+			v.ended += n
+		}
+	}
+	f.mu.Lock()
+	for c, n := range f.odd {
+		v.codes[c.String()] += n
+		v.ended += n
+	}
+	f.mu.Unlock()
+	for _, sh := range f.shards {
+		v.started += sh.started.Load()
+	}
+	v.inFlight = max(v.started-v.ended, 0)
+	var cum uint64
+	for i, n := range counts {
+		cum += n
+		if i < len(f.s.upper) {
+			v.cumulative[f.s.upper[i]] = cum
+		}
+	}
+	v.count = cum
+	return v
 }
 
 // codeOf is the status code of err, without the allocation that
@@ -178,14 +292,15 @@ func (m *Metrics) ServerInterceptor() arbor.Interceptor {
 	return func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
 			f := m.server.get(req.ID, req.Service != "")
+			shard := shardOf(unsafe.Pointer(req))
 			start := time.Now()
-			f.inflight.Inc()
+			f.start(shard)
 			resp, err := next(ctx, req)
 			var out int64
 			if resp != nil {
 				out = int64(len(resp.Result))
 			}
-			f.done(err, time.Since(start), int64(len(req.Args)), out)
+			f.done(shard, err, time.Since(start), int64(len(req.Args)), out)
 			return resp, err
 		}
 	}
@@ -197,14 +312,15 @@ func (m *Metrics) ClientInterceptor() arbor.Interceptor {
 	return func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
 			f := m.client.get(req.ID, req.Target != nil)
+			shard := shardOf(unsafe.Pointer(req))
 			start := time.Now()
-			f.inflight.Inc()
+			f.start(shard)
 			resp, err := next(ctx, req)
 			var in int64
 			if resp != nil {
 				in = int64(len(resp.Result))
 			}
-			f.done(err, time.Since(start), in, int64(len(req.Args)))
+			f.done(shard, err, time.Since(start), in, int64(len(req.Args)))
 			return resp, err
 		}
 	}

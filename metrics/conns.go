@@ -6,6 +6,7 @@ import (
 	"sort"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -113,7 +114,7 @@ func (o observer) CallStarted(ctx context.Context, info *conn.CallInfo) context.
 	if info.Outgoing {
 		s = o.m.client
 	}
-	s.get(info.Function, info.Method).inflight.Inc()
+	s.get(info.Function, info.Method).start(shardOf(unsafe.Pointer(info)))
 	if info.Kind == conn.CallStream {
 		sc := o.m.conns.of(info.Conn)
 		sc.streams.Inc()
@@ -124,9 +125,9 @@ func (o observer) CallStarted(ctx context.Context, info *conn.CallInfo) context.
 
 func (o observer) CallEnded(ctx context.Context, info *conn.CallInfo, err error) {
 	if info.Outgoing {
-		o.m.client.get(info.Function, info.Method).done(err, time.Since(info.Start), info.ResultBytes, info.ArgBytes)
+		o.m.client.get(info.Function, info.Method).done(shardOf(unsafe.Pointer(info)), err, time.Since(info.Start), info.ResultBytes, info.ArgBytes)
 	} else {
-		o.m.server.get(info.Function, info.Method).done(err, time.Since(info.Start), info.ArgBytes, info.ResultBytes)
+		o.m.server.get(info.Function, info.Method).done(shardOf(unsafe.Pointer(info)), err, time.Since(info.Start), info.ArgBytes, info.ResultBytes)
 	}
 	if info.Kind == conn.CallStream {
 		o.m.conns.of(info.Conn).streams.Dec()

@@ -1,11 +1,7 @@
 package metrics
 
 import (
-	"math"
 	"sort"
-
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/arbor-rpc/arbor/internal/status"
 )
@@ -34,42 +30,18 @@ func (m *Metrics) Functions(side string) []FunctionStats {
 	if side == "client" {
 		s = m.client
 	}
-	var fns []*fnStats
-	if p := s.fns.Load(); p != nil {
-		for _, f := range *p {
-			fns = append(fns, f)
-		}
-	}
-	fns = append(fns, s.other)
-	out := make([]FunctionStats, 0, len(fns))
-	for _, f := range fns {
-		fs := FunctionStats{Function: f.label, ByCode: map[string]int64{}}
-		for c := range f.codes {
-			if cc := f.codes[c].Load(); cc != nil {
-				n := int64(readValue(cc.c))
-				fs.ByCode[status.Code(c).String()] = n
-				fs.Calls += n
-				if c != int(status.OK) {
-					fs.Errors += n
-				}
-			}
-		}
-		fs.InFlight = int64(readValue(f.inflight))
-		fs.Received = int64(readValue(f.recv))
-		fs.Sent = int64(readValue(f.sent))
-		if h, ok := f.latency.(prometheus.Metric); ok {
-			var d dto.Metric
-			if h.Write(&d) == nil && d.Histogram != nil {
-				hist := d.Histogram
-				if n := hist.GetSampleCount(); n > 0 {
-					fs.Mean = hist.GetSampleSum() / float64(n)
-					fs.P50 = quantile(0.5, hist)
-					fs.P99 = quantile(0.99, hist)
-				}
-			}
-		}
-		if fs.Calls == 0 && fs.InFlight == 0 {
+	var out []FunctionStats
+	for _, f := range s.all() {
+		v := f.read()
+		if v.started == 0 {
 			continue
+		}
+		fs := FunctionStats{Function: f.label, ByCode: v.codes, Calls: v.ended, InFlight: v.inFlight, Received: v.recv, Sent: v.sent}
+		fs.Errors = v.ended - v.codes[status.OK.String()]
+		if v.count > 0 {
+			fs.Mean = v.sum / float64(v.count)
+			fs.P50 = quantile(0.5, v.count, s.upper, v.cumulative)
+			fs.P99 = quantile(0.99, v.count, s.upper, v.cumulative)
 		}
 		out = append(out, fs)
 	}
@@ -77,40 +49,21 @@ func (m *Metrics) Functions(side string) []FunctionStats {
 	return out
 }
 
-// readValue reads a counter's or gauge's value.
-func readValue(c prometheus.Metric) float64 {
-	var d dto.Metric
-	if c.Write(&d) != nil {
-		return 0
-	}
-	switch {
-	case d.Counter != nil:
-		return d.Counter.GetValue()
-	case d.Gauge != nil:
-		return d.Gauge.GetValue()
-	}
-	return 0
-}
-
-// quantile estimates the q-quantile from cumulative buckets by linear
-// interpolation within the bucket that holds it.
-func quantile(q float64, h *dto.Histogram) float64 {
-	n := float64(h.GetSampleCount())
-	rank := q * n
+// quantile estimates the q-quantile from cumulative bucket counts by
+// linear interpolation within the bucket that holds it, as Prometheus's
+// histogram_quantile does.
+func quantile(q float64, n uint64, upper []float64, cum map[float64]uint64) float64 {
+	rank := q * float64(n)
 	lower, prev := 0.0, 0.0
-	for _, b := range h.GetBucket() {
-		cum := float64(b.GetCumulativeCount())
-		upper := b.GetUpperBound()
-		if cum >= rank {
-			if math.IsInf(upper, 1) {
-				return lower
+	for _, u := range upper {
+		c := float64(cum[u])
+		if c >= rank {
+			if c == prev {
+				return u
 			}
-			if cum == prev {
-				return upper
-			}
-			return lower + (upper-lower)*(rank-prev)/(cum-prev)
+			return lower + (u-lower)*(rank-prev)/(c-prev)
 		}
-		lower, prev = upper, cum
+		lower, prev = u, c
 	}
-	return lower
+	return lower // in the +Inf bucket: the highest bound is all we know
 }

@@ -3,6 +3,7 @@ package arborotel_test
 import (
 	"bytes"
 	"context"
+	"syscall"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -96,6 +97,7 @@ func BenchmarkObservabilityBar(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.SetParallelism(32) // 64 callers on 2 cores
+			cpu0 := cpuTime()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -105,6 +107,11 @@ func BenchmarkObservabilityBar(b *testing.B) {
 					}
 				}
 			})
+			b.StopTimer()
+			// CPU time per call (process user+system): what calls/s is
+			// bound by on a dedicated machine, and steadier than wall time
+			// on a shared one.
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
@@ -139,4 +146,13 @@ func TestObservabilityAllocs(t *testing.T) {
 			}
 		}
 	}
+}
+
+// cpuTime is the process's user and system CPU time in nanoseconds.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }

@@ -1,6 +1,7 @@
 package arborotel
 
 import (
+	"strings"
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/trace"
@@ -119,14 +120,28 @@ type spanEntry struct {
 	span trace.Span
 }
 
-func (c *spanCache) span(tp string, cfg trace.SpanContextConfig) trace.Span {
-	h := uint64(cfg.SpanID[7]) ^ uint64(cfg.TraceID[15])
-	s := &c.slots[h%uint64(len(c.slots))]
-	if e := s.Load(); e != nil && e.tp == tp {
-		return e.span
+// slot picks tp's slot from the last digits of its parent id.
+func (c *spanCache) slot(tp string) *atomic.Pointer[spanEntry] {
+	h := 0
+	if len(tp) >= 52 {
+		h = int(tp[50]) ^ int(tp[51])<<1
 	}
+	return &c.slots[h%len(c.slots)]
+}
+
+// lookup returns the span cached for traceparent tp (an unsampled one).
+func (c *spanCache) lookup(tp string) (trace.Span, bool) {
+	if e := c.slot(tp).Load(); e != nil && e.tp == tp {
+		return e.span, true
+	}
+	return nil, false
+}
+
+// span makes (and caches) the span standing for an unsampled remote
+// parent tp, parsed as cfg.
+func (c *spanCache) span(tp string, cfg trace.SpanContextConfig) trace.Span {
 	sc := trace.NewSpanContext(cfg)
-	e := &spanEntry{tp: tp, span: trace.SpanFromContext(trace.ContextWithRemoteSpanContext(bg, sc))}
-	s.Store(e)
+	e := &spanEntry{tp: strings.Clone(tp), span: trace.SpanFromContext(trace.ContextWithRemoteSpanContext(bg, sc))}
+	c.slot(tp).Store(e)
 	return e.span
 }

@@ -150,16 +150,20 @@ func lookupMD(md []wire.MD, key string) string {
 }
 
 // incoming decides the span of a call this side serves, with the
-// caller's metadata. Under an unsampled remote parent it starts no span
+// caller's metadata (inProcess: ctx may already be in a trace, whose span
+// is then the parent; a connection's handler context never is). Under an unsampled remote parent it starts no span
 // and hands the handler the parent's context, so that the handler's own
 // calls stay in the (unsampled) trace.
-func (t *Tracing) incoming(ctx context.Context, name string, md []wire.MD, attrs func() []attribute.KeyValue) context.Context {
-	if trace.SpanFromContext(ctx).SpanContext().IsValid() {
+func (t *Tracing) incoming(ctx context.Context, inProcess bool, name string, md []wire.MD, attrs func() []attribute.KeyValue) context.Context {
+	if inProcess && trace.SpanFromContext(ctx).SpanContext().IsValid() {
 		// Already in a trace (a request tree's function run in process):
 		// a child of that.
 		return t.startServer(ctx, name, attrs)
 	}
 	if tp := lookupMD(md, TraceparentKey); tp != "" {
+		if span, ok := t.spans.lookup(tp); ok && lookupMD(md, TracestateKey) == "" {
+			return trace.ContextWithSpan(ctx, span) // an unsampled parent seen before
+		}
 		if cfg, ok := parseTraceparent(tp); ok && !cfg.TraceFlags.IsSampled() {
 			if lookupMD(md, TracestateKey) == "" {
 				return trace.ContextWithSpan(ctx, t.spans.span(tp, cfg))
