@@ -211,11 +211,16 @@ func makeCaller(cfg benchConfig) (caller, error) {
 	}, nil
 }
 
-// benchWorker is one caller's tally.
+// benchWorker is one caller's tally, touched by that caller alone (but
+// done, which the progress display reads): no counter is shared between
+// callers, so the tool costs the calls it measures as little as it can.
 type benchWorker struct {
 	hist   latencyHist
-	codes  map[arbor.Code]int64
+	codes  [int(arbor.Unauthenticated) + 1]int64
+	odd    map[arbor.Code]int64 // codes past Unauthenticated
 	errors map[arbor.Code]string
+	done   atomic.Int64
+	_      [56]byte // done on a cache line of its own
 }
 
 func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Writer) (*BenchReport, error) {
@@ -270,10 +275,11 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 	}
 
 	var (
-		issued, done atomic.Int64
-		start        = time.Now()
-		runCtx       = ctx
-		stop         context.CancelFunc
+		issued  atomic.Int64
+		stopped atomic.Bool // the run is over: cheaper to read per call than runCtx.Err
+		start   = time.Now()
+		runCtx  = ctx
+		stop    context.CancelFunc
 	)
 	if cfg.duration > 0 {
 		runCtx, stop = context.WithTimeout(ctx, cfg.duration)
@@ -281,6 +287,7 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 		runCtx, stop = context.WithCancel(ctx)
 	}
 	defer stop()
+	context.AfterFunc(runCtx, func() { stopped.Store(true) })
 	// Calls carry no deadline of their own (a timer per call would cost
 	// more than the call): those still running cfg.timeout after the end
 	// of the run are cancelled.
@@ -302,7 +309,11 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 	}()
 	// take hands out the next call: false when the run is over. With a
 	// rate, call i waits until start + i/rate.
+	counted := cfg.calls > 0 || cfg.rate > 0
 	take := func() bool {
+		if !counted { // -d without --rate: nothing shared to count
+			return !stopped.Load()
+		}
 		i := issued.Add(1) - 1
 		if cfg.calls > 0 && i >= cfg.calls {
 			return false
@@ -319,12 +330,12 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 				}
 			}
 		}
-		return runCtx.Err() == nil
+		return !stopped.Load()
 	}
 	workers := make([]*benchWorker, cfg.callers)
 	var wg sync.WaitGroup
 	for i := range workers {
-		w := &benchWorker{codes: map[arbor.Code]int64{}, errors: map[arbor.Code]string{}}
+		w := &benchWorker{errors: map[arbor.Code]string{}}
 		workers[i] = w
 		c := clients[i%len(clients)]
 		wg.Add(1)
@@ -335,20 +346,35 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 				err := call(callCtx, c)
 				d := time.Since(t0)
 				w.hist.record(d)
-				code := arbor.CodeOf(err)
-				w.codes[code]++
-				if err != nil {
-					if _, seen := w.errors[code]; !seen {
+				if err == nil {
+					w.codes[arbor.OK]++
+				} else {
+					code := arbor.CodeOf(err)
+					if int(code) < len(w.codes) {
+						w.codes[code]++
+					} else {
+						if w.odd == nil {
+							w.odd = map[arbor.Code]int64{}
+						}
+						w.odd[code]++
+					}
+					if _, seen := w.errors[code]; !seen && len(w.errors) < 32 {
 						w.errors[code] = err.Error()
 					}
 				}
-				done.Add(1)
+				w.done.Add(1)
 			}
 		}()
 	}
 	finished := make(chan struct{})
 	go func() { wg.Wait(); close(finished) }()
-	progress(cfg, start, &done, finished, stderr)
+	progress(cfg, start, func() int64 {
+		var n int64
+		for _, w := range workers {
+			n += w.done.Load()
+		}
+		return n
+	}, finished, stderr)
 	elapsed := time.Since(start)
 	cancelCalls()
 	if ctx.Err() != nil {
@@ -360,11 +386,17 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 	var h latencyHist
 	for _, w := range workers {
 		h.merge(&w.hist)
-		for code, n := range w.codes {
-			rep.ByCode[code.String()] += n
-			if code != arbor.OK {
-				rep.Errors += uint64(n)
+		for c, n := range w.codes {
+			if n > 0 {
+				rep.ByCode[arbor.Code(c).String()] += n
+				if arbor.Code(c) != arbor.OK {
+					rep.Errors += uint64(n)
+				}
 			}
+		}
+		for code, n := range w.odd {
+			rep.ByCode[code.String()] += n
+			rep.Errors += uint64(n)
 		}
 		for code, msg := range w.errors {
 			if _, ok := rep.FirstErrors[code.String()]; !ok {
@@ -418,7 +450,7 @@ func histogramBars(h *latencyHist, n int) []BenchBucket {
 
 // progress shows the run's progress until finished: a bar on a terminal,
 // one plain line a second otherwise.
-func progress(cfg benchConfig, start time.Time, done *atomic.Int64, finished <-chan struct{}, w io.Writer) {
+func progress(cfg benchConfig, start time.Time, done func() int64, finished <-chan struct{}, w io.Writer) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	if isTerminal(w) {
@@ -441,7 +473,7 @@ func progress(cfg benchConfig, start time.Time, done *atomic.Int64, finished <-c
 				if cfg.duration > 0 {
 					bar.Set64(min(int64(time.Since(start)/time.Millisecond), total))
 				} else {
-					bar.Set64(done.Load())
+					bar.Set64(done())
 				}
 			}
 		}
@@ -453,7 +485,7 @@ func progress(cfg benchConfig, start time.Time, done *atomic.Int64, finished <-c
 		case <-finished:
 			return
 		case now := <-tick.C:
-			n := done.Load()
+			n := done()
 			rate := float64(n-last) / now.Sub(lastAt).Seconds()
 			fmt.Fprintf(w, "%5.1fs  %d calls  %.0f calls/s\n", now.Sub(start).Seconds(), n, rate)
 			last, lastAt = n, now
