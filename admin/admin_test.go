@@ -367,3 +367,43 @@ func TestLogBufferKeepsTheLatest(t *testing.T) {
 		t.Errorf("Since(4) = %+v", s)
 	}
 }
+
+// The admin port speaks gRPC's health protocol over h2c, as a Kubernetes
+// gRPC probe does: HTTP/2 without TLS, a length-prefixed empty request.
+func TestGRPCHealthOnTheAdminPort(t *testing.T) {
+	r := newRig(t, "")
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	check := func() (int, string) {
+		req, err := http.NewRequest("POST", r.url+"/grpc.health.v1.Health/Check", strings.NewReader("\x00\x00\x00\x00\x00"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/grpc")
+		req.Header.Set("TE", "trailers")
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("HTTP/%d, want 2", resp.ProtoMajor)
+		}
+		status := 0
+		if len(b) >= 7 && b[5] == 0x08 {
+			status = int(b[6])
+		}
+		return status, resp.Trailer.Get("Grpc-Status")
+	}
+	if st, code := check(); st != 1 || code != "0" {
+		t.Errorf("serving: status %d, grpc-status %q; want 1 (SERVING), 0", st, code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r.srv.Shutdown(ctx)
+	if st, code := check(); st != 2 || code != "0" {
+		t.Errorf("draining: status %d, grpc-status %q; want 2 (NOT_SERVING), 0", st, code)
+	}
+}

@@ -56,6 +56,7 @@ const (
 
 var callKindNames = [...]string{"unary", "async", "stream"}
 
+// String names the kind: unary, async or stream.
 func (k CallKind) String() string {
 	if int(k) < len(callKindNames) {
 		return callKindNames[k]

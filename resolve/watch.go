@@ -28,6 +28,7 @@ const (
 
 var eventKindNames = [...]string{"", "submitted", "node", "done", "dropped"}
 
+// String names the kind: submitted, node, done or dropped.
 func (k EventKind) String() string {
 	if int(k) < len(eventKindNames) && k > 0 {
 		return eventKindNames[k]
