@@ -131,6 +131,7 @@ func (c *Conn) OpenStream(ctx context.Context, o *Outgoing) (*Stream, error) {
 		c.inflight.Add(-1)
 		if s.ob != nil {
 			s.ob.end(c.cfg.Observer, 0, err)
+			s.ob = nil
 		}
 		return nil, err
 	}

@@ -90,9 +90,22 @@ func (o *ops) logger(stderr io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(o.logs.Handler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
 }
 
-// serverOptions observe the server's connections and calls.
+// serverOptions observe the server's connections and calls, when the
+// admin endpoint will show them (metrics nobody can read cost for
+// nothing).
 func (o *ops) serverOptions() []arbor.ServerOption {
+	if o.flags.admin == "" {
+		return nil
+	}
 	return []arbor.ServerOption{arbor.WithObserver(o.m.Observer())}
+}
+
+// treeObserver feeds the request-tree metrics, when they are shown.
+func (o *ops) treeObserver() resolve.Observer {
+	if o.flags.admin == "" {
+		return nil
+	}
+	return o.m.TreeObserver()
 }
 
 // start enables health on srv, watches it and the engine, and starts the

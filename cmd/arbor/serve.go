@@ -122,7 +122,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		ls = append(ls, l)
 	}
-	engine, err := cf.enable(srv, log, o.m.TreeObserver()) // resolve.go: request trees and their caches
+	engine, err := cf.enable(srv, log, o.treeObserver()) // resolve.go: request trees and their caches
 	if err != nil {
 		for _, l := range ls {
 			l.Close()
