@@ -25,7 +25,7 @@ type opsFlags struct {
 }
 
 func (f *opsFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.admin, "admin", "", "serve /metrics, /healthz, /debug/pprof/ and the live console on `address` (HOST:PORT; :PORT or a bare port binds loopback only; port 0 picks one)")
+	fs.StringVar(&f.admin, "admin", "", "serve /metrics, /healthz, /debug/pprof/, gRPC health and the live console on `address`, and turn metrics on (HOST:PORT; :PORT or a bare port binds loopback only; port 0 picks one)")
 	fs.StringVar(&f.token, "admin-token", "", "require this bearer `token` on every admin request (prefer --admin-token-file: a flag is visible to other users)")
 	fs.StringVar(&f.tokenFile, "admin-token-file", "", "read the admin bearer token from `file`")
 }
