@@ -5,14 +5,14 @@ GO        ?= go
 FUZZTIME  ?= 5s
 BENCHTIME ?= 2s
 
-.PHONY: all build test fmt-check vet unit allocs fuzz bench-test bench chaos clean tools gen gen-check bridge-test
+.PHONY: all build test fmt-check vet unit allocs fuzz bench-test bench chaos clean tools gen gen-check bridge-test console-screenshot otel-test
 
 all: build test
 
 build:
 	$(GO) build ./...
 
-test: fmt-check vet gen-check unit allocs fuzz bench-test bridge-test
+test: fmt-check vet gen-check unit allocs fuzz bench-test bridge-test otel-test
 
 fmt-check:
 	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -24,8 +24,9 @@ vet:
 
 # What the tests need beyond Go: redis-server for the cache package's Redis
 # tests, protoc for codegen's protoc-path test, curl for the bridge's
-# Connect JSON test (Debian's packages). A service the package starts is
-# stopped again: the tests start their own servers.
+# Connect JSON test, chromium for the admin console's (Debian's packages).
+# A service the package starts is stopped again: the tests start their own
+# servers.
 .PHONY: tools
 tools:
 	@if ! command -v redis-server >/dev/null 2>&1; then \
@@ -35,6 +36,7 @@ tools:
 	fi
 	@missing=; command -v protoc >/dev/null 2>&1 || missing="$$missing protobuf-compiler"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null || exit 1; \
@@ -78,7 +80,7 @@ allocs:
 
 # Every Fuzz target in the main module runs for FUZZTIME (seed corpus first).
 fuzz:
-	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./bench/'); do \
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v -e '^./bench/' -e '^./otel/'); do \
 		dir=$$(dirname $$f); \
 		for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
 			echo "fuzz $$dir $$t ($(FUZZTIME))"; \
@@ -90,6 +92,13 @@ fuzz:
 # own so that grpc-go never enters the main module.
 bridge-test: tools
 	cd bridgetest && $(GO) test -race -count=1 ./...
+
+# The OpenTelemetry module (otel/, its own go.mod so that OTel enters only
+# the builds that import it): vet, tests with the race detector, the
+# allocation bar without it, and its fuzz target.
+otel-test:
+	cd otel && $(GO) vet ./... && $(GO) test -race -count=1 ./... && $(GO) test -count=1 -run 'Allocs' ./... && \
+		$(GO) test -run '^$$' -fuzz '^FuzzTraceparent$$' -fuzztime $(FUZZTIME) .
 
 # The benchmark module's own tests: every runner echoes correctly.
 bench-test:
@@ -105,6 +114,10 @@ bench:
 CHAOS_DURATION ?= 60s
 chaos:
 	ARBOR_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -count=1 -run Chaos -v -timeout 30m ./cmd/arbor/
+
+# The console screenshot the README shows, from the browser test.
+console-screenshot: tools
+	ARBOR_CONSOLE_SCREENSHOT=$(CURDIR)/admin/console.png $(GO) test -count=1 -run TestConsoleInBrowser ./admin/
 
 clean:
 	$(GO) clean -testcache

@@ -114,6 +114,7 @@ type common struct {
 	cfg          Config
 	interceptors []Interceptor
 	transport    *transport.Config
+	observer     conn.Observer // WithObserver (observe.go)
 }
 
 type serverConfig struct {
@@ -152,6 +153,7 @@ func (c *common) connConfig() conn.Config {
 		MaxMemory:            c.cfg.MaxConnMemory,
 		MaxChain:             c.cfg.MaxPromiseChain,
 		Logger:               c.logger(),
+		Observer:             c.observer,
 	}
 }
 

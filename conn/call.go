@@ -20,6 +20,7 @@ type call struct {
 	trailer []wire.MD            // the callee's trailers, if it sent any
 	caps    []wire.CapDescriptor // the result's capability table, if any
 	conn    *Conn
+	ob      *observed // Config.Observer's state of the call (observe.go)
 }
 
 // Reply is the answer to a successful call. Result is valid until Release.
@@ -58,6 +59,14 @@ func putCall(cl *call) {
 // completes a call: whoever removed it from the in-flight table.
 func (cl *call) complete(err error) {
 	cl.err = err
+	if ob := cl.ob; ob != nil {
+		cl.ob = nil
+		n := 0
+		if err == nil {
+			n = len(cl.buf)
+		}
+		ob.end(ob.info.Conn.cfg.Observer, n, err)
+	}
 	if cl.doneCh != nil {
 		close(cl.doneCh)
 		return
@@ -166,6 +175,13 @@ func (c *Conn) Call(ctx context.Context, o *Outgoing) (*Reply, error) {
 	if o.Retain {
 		return nil, status.New(status.InvalidArgument, "conn: Call cannot retain its answer; use Go")
 	}
+	if c.cfg.Observer != nil {
+		return c.observedCall(ctx, o)
+	}
+	return c.call(ctx, o)
+}
+
+func (c *Conn) call(ctx context.Context, o *Outgoing) (*Reply, error) {
 	cl := getCall()
 	c.inflight.Add(1) // before the frame is queued: it decides how the write goes
 	defer c.inflight.Add(-1)
@@ -333,6 +349,7 @@ func (c *Conn) myParity() uint64 {
 // peerGoAway records the peer's GOAWAY: no new calls, and calls above its
 // LastID were not and will not be served, so they fail as retryable.
 func (c *Conn) peerGoAway(g wire.GoAway) {
+	c.observeGoAway(false, g.Code, g.Message)
 	c.cmu.Lock()
 	c.goingAway = true
 	c.unusable.Store(true)

@@ -72,6 +72,9 @@ type Config struct {
 	// Logger receives protocol errors and connection events (default: a
 	// logger that discards).
 	Logger *slog.Logger
+	// Observer, when set, sees the connection's life and every call on
+	// it (observe.go): metrics and tracing. Nil by default.
+	Observer Observer
 }
 
 // DefaultMaxChain bounds promise chains when nothing else is set.

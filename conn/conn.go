@@ -137,6 +137,9 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 		nc.Close()
 		return nil, err
 	}
+	if obs := c.cfg.Observer; obs != nil { // before the loops, so before ConnClosed
+		obs.ConnOpened(c)
+	}
 	c.loops.Add(2)
 	go c.readLoop(r)
 	go c.writeLoop()
@@ -253,6 +256,9 @@ func (c *Conn) closeWith(err *status.Error) {
 		}
 		c.wcond.Broadcast()
 		c.wmu.Unlock()
+		if obs := c.cfg.Observer; obs != nil {
+			obs.ConnClosed(c, err)
+		}
 	})
 }
 

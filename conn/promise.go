@@ -66,8 +66,17 @@ func (a *Async) Caps() []wire.CapDescriptor {
 // before the answer arrives sends CANCEL.
 func (c *Conn) Go(ctx context.Context, o *Outgoing) (*Async, error) {
 	cl := &call{done: make(chan struct{}, 1), doneCh: make(chan struct{})}
+	if c.cfg.Observer != nil {
+		cl.ob = new(observed)
+		oc := *o
+		c.startOutgoing(ctx, cl.ob, CallAsync, &oc)
+		o = &oc
+	}
 	id, err := c.start(ctx, o, cl, nil, true) // promises come in batches: let them share a write
 	if err != nil {
+		if cl.ob != nil {
+			cl.ob.end(c.cfg.Observer, 0, err)
+		}
 		return nil, err
 	}
 	a := &Async{c: c, id: id, cl: cl}

@@ -66,6 +66,7 @@ type serverCall struct {
 	buf      []byte // a copy of the CALL payload; in's slices point into it
 	out      []byte
 	ctx      *callCtx
+	ob       observed // Config.Observer's state of the call (observe.go)
 }
 
 var serverCallPool = sync.Pool{New: func() any { return new(serverCall) }}
@@ -296,6 +297,9 @@ func (c *Conn) workerExit() {
 func (c *Conn) serve(sc *serverCall) {
 	defer c.inflight.Add(-1)
 	out, err := c.invoke(sc)
+	if c.cfg.Observer != nil {
+		c.endIncoming(sc, out, err)
+	}
 	trailer := sc.ctx.trailers()
 	if sc.in.Stream != nil {
 		sc.in.Stream.finish(nil, status.New(status.Canceled, "stream handler returned"))
@@ -374,6 +378,9 @@ func (c *Conn) invoke(sc *serverCall) (out []byte, err error) {
 	if c.cfg.Handler == nil {
 		return nil, status.Errorf(status.Unimplemented, "this peer serves no calls")
 	}
+	if c.cfg.Observer != nil {
+		return c.cfg.Handler.ServeCall(c.startIncoming(sc), &sc.in, sc.out[:0])
+	}
 	return c.cfg.Handler.ServeCall(sc.ctx, &sc.in, sc.out[:0])
 }
 
@@ -426,6 +433,7 @@ func (c *Conn) Drain(ctx context.Context, reason string) error {
 			c.wbuf = wire.AppendGoAway(c.wbuf, wire.GoAway{LastID: c.lastIn, Code: uint32(status.Unavailable), Message: []byte(reason)})
 		}
 		c.wmu.Unlock()
+		c.observeGoAway(true, uint32(status.Unavailable), []byte(reason))
 	}
 	wait = c.drained
 	c.smu.Unlock()

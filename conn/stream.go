@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/wire"
@@ -42,6 +44,11 @@ type Stream struct {
 	result     []byte               // the callee's RESULT payload (opener side)
 	resultCaps []wire.CapDescriptor // its capability table
 	trailer    []wire.MD            // the callee's trailers (opener side)
+
+	// Config.Observer's state (opener side) and the message bytes it
+	// counts (observe.go).
+	ob                   *observed
+	sentBytes, recvBytes atomic.Int64
 }
 
 // Trailer returns the callee's trailers once the stream has ended.
@@ -96,6 +103,9 @@ func (s *Stream) finish(result []byte, err error) {
 		if stop != nil {
 			stop()
 		}
+		if s.ob != nil {
+			s.observeEnd(result, err)
+		}
 		if s.opener { // a served stream is counted with its call
 			s.c.inflight.Add(-1)
 		}
@@ -110,9 +120,19 @@ func (c *Conn) OpenStream(ctx context.Context, o *Outgoing) (*Stream, error) {
 		return nil, status.New(status.InvalidArgument, "conn: a stream cannot retain its answer")
 	}
 	s := newStream(c, true, ctx)
+	if c.cfg.Observer != nil {
+		s.ob = new(observed)
+		oc := *o
+		c.startOutgoing(ctx, s.ob, CallStream, &oc)
+		o = &oc
+	}
 	c.inflight.Add(1) // finish takes it back
 	if _, err := c.start(ctx, o, nil, s, false); err != nil {
 		c.inflight.Add(-1)
+		if s.ob != nil {
+			s.ob.end(c.cfg.Observer, 0, err)
+			s.ob = nil
+		}
 		return nil, err
 	}
 	s.watch()
@@ -174,6 +194,7 @@ func (s *Stream) Send(msg []byte) error {
 	}
 	s.c.wbuf = wire.AppendFrame(s.c.wbuf, wire.TypeData, 0, s.id, msg)
 	s.c.flushLazyLocked()
+	s.countSent(len(msg))
 	return nil
 }
 
@@ -224,6 +245,7 @@ func (s *Stream) Recv() ([]byte, error) {
 			if credit > 0 && !ended {
 				s.c.sendCredit(s.id, uint32(credit))
 			}
+			s.countRecv(len(m))
 			return m, nil
 		}
 		if s.recvEnd {
@@ -309,13 +331,20 @@ func (s *Stream) peerEnd() {
 // or the connection has none left. Credit may go negative by one message,
 // so a message larger than the window still goes through.
 func (c *Conn) waitCredit(s *Stream, n int) error {
+	var stalled time.Time // set once this send has had to wait
 	for {
 		c.fmu.Lock()
 		if s.sendCredit > 0 && c.connCredit > 0 {
 			s.sendCredit -= int64(n)
 			c.connCredit -= int64(n)
 			c.fmu.Unlock()
+			if !stalled.IsZero() && c.cfg.Observer != nil {
+				c.cfg.Observer.FlowStalled(c, time.Since(stalled))
+			}
 			return nil
+		}
+		if stalled.IsZero() {
+			stalled = time.Now()
 		}
 		ch := c.creditCh
 		c.fmu.Unlock()

@@ -183,4 +183,5 @@ func (c *Conn) sendGoAway(code uint32, msg string) {
 	}
 	c.wbuf = wire.AppendGoAway(c.wbuf, wire.GoAway{LastID: last, Code: code, Message: []byte(msg)})
 	c.flushLocked()
+	c.observeGoAway(true, code, []byte(msg))
 }

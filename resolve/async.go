@@ -71,6 +71,7 @@ type track struct {
 	attempts atomic.Int32
 	err      atomic.Pointer[string]
 	children []*track // by argument index; nil for value arguments
+	pub      *treePub // publishes changes to subscribers (watch.go)
 }
 
 func newTrack(n *request.Node, path *request.Path) *track {
@@ -98,15 +99,21 @@ func (t *track) set(s State) {
 	}
 	for {
 		old := t.state.Load()
-		if State(old).Done() || t.state.CompareAndSwap(old, uint32(s)) {
+		if State(old).Done() {
+			return
+		}
+		if t.state.CompareAndSwap(old, uint32(s)) {
+			if old != uint32(s) {
+				t.changed()
+			}
 			return
 		}
 	}
 }
 
 func (t *track) attempt() {
-	if t != nil {
-		t.attempts.Add(1)
+	if t != nil && t.attempts.Add(1) > 1 {
+		t.changed() // a retry: the attempt count is news
 	}
 }
 
@@ -196,12 +203,13 @@ func (t *track) snapshot() *Status {
 
 // tree is one asynchronous resolution.
 type tree struct {
-	root     *track
-	cancel   context.CancelFunc
-	done     chan struct{}
-	res      []byte
-	err      error
-	finished time.Time // zero while running; guarded by Engine.mu
+	root      *track
+	cancel    context.CancelFunc
+	done      chan struct{}
+	res       []byte
+	err       error
+	submitted time.Time
+	finished  time.Time // zero while running; guarded by Engine.mu
 }
 
 func newTreeID() string {
@@ -236,11 +244,17 @@ func (e *Engine) Submit(ctx context.Context, n *request.Node) (string, error) {
 	}
 	id := newTreeID()
 	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	t := &tree{root: newTrack(n, nil), cancel: cancel, done: make(chan struct{})}
+	t := &tree{root: newTrack(n, nil), cancel: cancel, done: make(chan struct{}), submitted: now}
+	t.root.setPub(&treePub{e: e, id: id})
 	e.trees[id] = t
 	e.wg.Add(1)
 	e.mu.Unlock()
 	e.resolves.Add(1)
+	e.publishTree(EventSubmitted, id, t, "")
+	obs := e.cfg.Observer
+	if obs != nil {
+		obs.TreeStarted(tctx, true)
+	}
 	go func() {
 		defer e.wg.Done()
 		res, err := e.node(tctx, n, nil, t.root)
@@ -252,10 +266,18 @@ func (e *Engine) Submit(ctx context.Context, n *request.Node) (string, error) {
 		} else {
 			t.root.endAll(Skipped) // what is left was not needed
 		}
+		if obs != nil {
+			obs.TreeEnded(tctx, true, err)
+		}
 		cancel()
 		e.mu.Lock()
 		t.res, t.err, t.finished = res, err, time.Now()
 		e.mu.Unlock()
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		e.publishTree(EventDone, id, t, msg)
 		close(t.done)
 	}()
 	return id, nil
@@ -271,6 +293,7 @@ func (e *Engine) sweepLocked(now time.Time, force bool) {
 	for id, t := range e.trees {
 		if !t.finished.IsZero() && now.Sub(t.finished) > e.cfg.KeepFinished {
 			delete(e.trees, id)
+			e.publishTree(EventDropped, id, nil, "")
 		}
 	}
 }
@@ -351,6 +374,7 @@ func (e *Engine) Release(id string) error {
 	if !ok {
 		return notFound(id)
 	}
+	e.publishTree(EventDropped, id, nil, "")
 	t.cancel()
 	return nil
 }

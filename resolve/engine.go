@@ -132,6 +132,10 @@ type Config struct {
 	// Logger receives cache errors (which are treated as misses). Default:
 	// nowhere.
 	Logger *slog.Logger
+	// Observer, when set, sees trees, requests, cache lookups, joins and
+	// retries as they happen (observe.go): metrics and tracing. For the
+	// status of asynchronous trees as it changes, use Engine.Subscribe.
+	Observer Observer
 }
 
 // Engine resolves request trees. It is safe for concurrent use.
@@ -144,6 +148,8 @@ type Engine struct {
 	memo    *keyMemo
 	calls   sync.Map // function id → *atomic.Int64
 	log     *slog.Logger
+	secTier string // the secondary cache's tier name, for the Observer
+	subs    subscribers
 
 	resolves, runs, retries, memHits, secHits, misses, failures, cacheErrors atomic.Int64
 
@@ -181,7 +187,12 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Limits = limitsOrDefault(cfg.Limits)
+	secTier := ""
+	if cfg.Secondary != nil {
+		secTier = SecondaryTier(cfg.Secondary)
+	}
 	return &Engine{
+		secTier: secTier,
 		cfg:     cfg,
 		mem:     cfg.Memory,
 		sec:     cfg.Secondary,
@@ -225,9 +236,16 @@ func (e *Engine) Resolve(ctx context.Context, n *request.Node) ([]byte, error) {
 		return nil, err
 	}
 	e.resolves.Add(1)
+	obs := e.cfg.Observer
+	if obs != nil {
+		obs.TreeStarted(ctx, false)
+	}
 	res, err := e.node(ctx, n, nil, nil)
 	if err != nil {
 		e.failures.Add(1)
+	}
+	if obs != nil {
+		obs.TreeEnded(ctx, false, err)
 	}
 	return res, err
 }
@@ -253,6 +271,11 @@ func (e *Engine) MemoryHit(ctx context.Context, id string, nargs int, key reques
 	}
 	e.resolves.Add(1)
 	e.memHits.Add(1)
+	if obs := e.cfg.Observer; obs != nil {
+		obs.TreeStarted(ctx, false)
+		obs.CacheLookup(ctx, level, TierMemory, true)
+		obs.TreeEnded(ctx, false, nil)
+	}
 	return v, true
 }
 
@@ -332,6 +355,7 @@ func (e *Engine) Close() error {
 		e.mu.Unlock()
 		e.wg.Wait()
 		e.flights.waitAll()
+		e.subs.closeAll()
 		err = e.mem.Close()
 		if e.sec != nil {
 			err = errors.Join(err, e.sec.Close())
@@ -346,6 +370,13 @@ type tracker = *track
 
 // node resolves n at path.
 func (e *Engine) node(ctx context.Context, n *request.Node, path *request.Path, st tracker) ([]byte, error) {
+	if e.cfg.Observer != nil {
+		return e.observedNode(ctx, n, path, st)
+	}
+	return e.resolveNode(ctx, n, path, st)
+}
+
+func (e *Engine) resolveNode(ctx context.Context, n *request.Node, path *request.Path, st tracker) ([]byte, error) {
 	fn, ok := e.cfg.Catalog.Lookup(n.ID)
 	if !ok {
 		err := nodeError(path, n, &status.Error{Code: status.NotFound, Category: status.ErrUnknownMethod,
@@ -376,7 +407,7 @@ func (e *Engine) node(ctx context.Context, n *request.Node, path *request.Path, 
 			st.finish(true)
 			return v, nil
 		}
-		return e.shared(ctx, key, st, func(fctx context.Context) ([]byte, error) {
+		return e.shared(ctx, key, level, st, func(fctx context.Context) ([]byte, error) {
 			if v, ok := e.recheck(fctx, key); ok {
 				st.finish(true)
 				return v, nil
@@ -415,7 +446,7 @@ func (e *Engine) run(ctx context.Context, fn Func, n *request.Node, path *reques
 			st.finish(true)
 			return v, nil
 		}
-		return e.shared(ctx, key, st, func(fctx context.Context) ([]byte, error) {
+		return e.shared(ctx, key, level, st, func(fctx context.Context) ([]byte, error) {
 			if v, ok := e.recheck(fctx, key); ok {
 				st.finish(true)
 				return v, nil
@@ -435,8 +466,11 @@ func (e *Engine) run(ctx context.Context, fn Func, n *request.Node, path *reques
 }
 
 // shared runs fn once for all concurrent callers with the same key.
-func (e *Engine) shared(ctx context.Context, key request.Key, st tracker, fn func(context.Context) ([]byte, error)) ([]byte, error) {
+func (e *Engine) shared(ctx context.Context, key request.Key, level request.Level, st tracker, fn func(context.Context) ([]byte, error)) ([]byte, error) {
 	res, err, joined := e.flights.do(ctx, key, fn)
+	if joined && e.cfg.Observer != nil {
+		e.cfg.Observer.Joined(ctx, level)
+	}
 	if joined {
 		if err != nil {
 			st.fail(err)
@@ -578,6 +612,9 @@ func (e *Engine) invoke(ctx context.Context, fn Func, n *request.Node, path *req
 			return nil, err
 		}
 		e.retries.Add(1)
+		if obs := e.cfg.Observer; obs != nil {
+			obs.Retried(ctx, n.ID)
+		}
 		if delay > 0 {
 			t := time.NewTimer(delay)
 			select {
@@ -605,10 +642,13 @@ func (e *Engine) lookup(ctx context.Context, key request.Key, level request.Leve
 		e.cacheError("memory get", err)
 	} else if ok {
 		e.memHits.Add(1)
+		e.observeLookup(ctx, level, TierMemory, true)
 		return v, true
 	}
+	e.observeLookup(ctx, level, TierMemory, false)
 	if level.UsesSecondary() && e.sec != nil {
 		v, ok, err := e.secGet(ctx, key)
+		e.observeLookup(ctx, level, e.secTier, err == nil && ok)
 		if err != nil {
 			e.cacheError("secondary get", err)
 		} else if ok {

@@ -82,6 +82,9 @@ type Config struct {
 	// Logger receives cache errors (which count as misses). Default:
 	// nowhere.
 	Logger *slog.Logger
+	// Observer sees the engine's trees, requests, cache lookups, joins
+	// and retries (resolve.Config.Observer): metrics and tracing.
+	Observer resolve.Observer
 }
 
 // Function describes a function that request trees may name.
@@ -128,6 +131,7 @@ func Enable(srv *arbor.Server, cfg Config) (*resolve.Engine, error) {
 		MaxTrees:     cfg.MaxTrees,
 		Authorize:    cfg.Authorize,
 		Logger:       cfg.Logger,
+		Observer:     cfg.Observer,
 	})
 	if err != nil {
 		return nil, err

@@ -71,7 +71,9 @@ func appendMetadata(dst []byte, md []MD) []byte {
 }
 
 // ParseMetadata decodes encoded metadata (as found in Call.Metadata),
-// appending to dst. It allocates only the strings it returns.
+// appending to dst. It allocates only the strings it returns (and, when
+// dst is empty and the metadata small, one block for the pairs and their
+// strings together).
 func ParseMetadata(dst []MD, b []byte) ([]MD, error) {
 	d := decoder{p: b, frame: TypeCall}
 	n, err := d.uvarint("metadata count")
@@ -82,6 +84,11 @@ func ParseMetadata(dst []MD, b []byte) ([]MD, error) {
 	// anything is sized by it.
 	if n > uint64(len(b)/2) {
 		return dst, d.errorf("metadata count %d exceeds what %d bytes can hold", n, len(b))
+	}
+	if len(dst) == 0 && cap(dst) == 0 { // mdsmall.go: one allocation for small metadata
+		if md, ok, err := parseSmallMetadata(&d, n); ok {
+			return md, err
+		}
 	}
 	dst = slices.Grow(dst, int(n))
 	for i := uint64(0); i < n; i++ {

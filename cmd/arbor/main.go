@@ -7,7 +7,13 @@
 //	arbor status|result|release [client flags] ADDR ID
 //	arbor cancel [client flags] ADDR ID [PATH]
 //	arbor gen [-I DIR]... [--out DIR] [--messages=true|false] [--paths import|source_relative] FILE.proto...
+//	arbor health [client flags] [--service NAME] ADDR
+//	arbor bench [client flags] [-c N] [-n N | -d D] [--connections N] [--rate R] [--cluster] [--out FILE] ADDR FUNCTION [ARG ...]
 //	arbor version
+//
+// serve --admin ADDR also serves /metrics, /healthz, /debug/pprof/ and the
+// live console there (loopback unless ADDR names a host), printing "admin
+// on URL" after the listening lines.
 //
 // serve offers the demo catalog (add, concat, echo, sleep, fail, and the
 // request-tree functions of package demo) on every listener, printing one
@@ -58,6 +64,8 @@ Commands:
   result    wait for a submitted tree and print its result
   cancel    cancel a submitted tree
   release   drop a submitted tree
+  health    print a server's health; exit 0 when serving
+  bench     load-test a function: calls/s, latency percentiles, errors
   certs     write a development CA, server and client certificates
   gen       generate Go (messages and Arbor services) from .proto files
   version   print the version
@@ -103,6 +111,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cancel(ctx, rest, stdout, stderr)
 	case "release":
 		return release(ctx, rest, stdout, stderr)
+	case "health":
+		return healthCmd(ctx, rest, stdout, stderr)
+	case "bench":
+		return benchCmd(ctx, rest, stdout, stderr)
 	case "certs":
 		return certs(rest, stdout, stderr)
 	case "members":

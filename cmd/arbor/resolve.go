@@ -190,7 +190,7 @@ func (f *cacheFlags) check(fs *flag.FlagSet) error {
 // resolution on srv. The disk cache in the default directory is optional:
 // if it cannot be opened (another server holds it), serve goes on without
 // it and says so; a --cache-dir that cannot be opened is an error.
-func (f *cacheFlags) enable(srv *arbor.Server, log *slog.Logger) (*resolve.Engine, error) {
+func (f *cacheFlags) enable(srv *arbor.Server, log *slog.Logger, obs resolve.Observer) (*resolve.Engine, error) {
 	var secondary cache.Cache
 	switch {
 	case f.redis != "":
@@ -218,6 +218,7 @@ func (f *cacheFlags) enable(srv *arbor.Server, log *slog.Logger) (*resolve.Engin
 		MemoryCacheBytes: f.memBytes,
 		SecondaryCache:   secondary,
 		Logger:           log,
+		Observer:         obs,
 	})
 	if err != nil {
 		if secondary != nil {

@@ -61,8 +61,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&hf.plain, "http", "", "also serve the generated services (demo.v1.Greeter) over gRPC (h2c), gRPC-Web and Connect at this host:port `address`")
 	fs.StringVar(&hf.tls, "https", "", "the same over TLS (HTTP/2 and HTTP/1.1) at this `address`; needs --cert and --key")
 	maxConnMemory := fs.String("max-conn-memory", "32MiB", "the same for one connection: a `size`")
+	var of opsFlags // ops.go: the admin endpoint
+	of.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
+	}
+	if err := of.check(); err != nil {
+		return usageError(fs, stderr, "%v", err)
 	}
 	memBytes, err := parseSize(*maxMemory)
 	if err != nil {
@@ -105,10 +110,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	o, err := newOps(of)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitFail
+	}
+	log := o.logger(stderr, lvl)
 	cfg := tf.config()
-	srv := arbor.NewServer(arbor.WithLogger(log), arbor.WithTransport(cfg),
-		arbor.WithLimits(arbor.Limits{MaxConnections: *maxConns, MaxMemory: memBytes, MaxConnMemory: connMemBytes}))
+	srv := arbor.NewServer(append(o.serverOptions(), arbor.WithLogger(log), arbor.WithTransport(cfg),
+		arbor.WithLimits(arbor.Limits{MaxConnections: *maxConns, MaxMemory: memBytes, MaxConnMemory: connMemBytes}))...)
 	if err := errors.Join(demo.Register(srv), demo.RegisterWhoami(srv, nodeName(&gf))); err != nil {
 		log.Error("registering the demo catalog", "err", err)
 		return exitFail
@@ -126,7 +136,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		ls = append(ls, l)
 	}
-	engine, err := cf.enable(srv, log) // resolve.go: request trees and their caches
+	engine, err := cf.enable(srv, log, o.treeObserver()) // resolve.go: request trees and their caches
 	if err != nil {
 		for _, l := range ls {
 			l.Close()
@@ -135,6 +145,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	defer engine.Close()
+	if err := o.start(srv, engine, log); err != nil {
+		for _, l := range ls {
+			l.Close()
+		}
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitFail
+	}
+	defer o.stop()
 	web, err := hf.start(srv, &tf, log, stdout) // http.go: the gRPC/Connect bridge
 	if err != nil {
 		for _, l := range ls {
@@ -161,6 +179,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 		}()
 	}
+	o.announce(stdout, log)
 
 	var node *cluster.Node
 	if gf.gossip != "" {

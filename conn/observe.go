@@ -1,0 +1,245 @@
+package conn
+
+import (
+	"context"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/arbor-rpc/arbor/wire"
+)
+
+// Observer sees a connection's life and every call on it, both ways: the
+// hook that metrics and tracing are built on (grpc-go's stats handler, in
+// Arbor's terms). Config.Observer is nil by default, and a nil Observer
+// costs one pointer check per event.
+//
+// Methods run on the connection's and the callers' goroutines, so they
+// must be fast and must never block. The *CallInfo passed to them, and
+// the strings and slices in it, are valid only during the call of the
+// method (copy what you keep: strings.Clone).
+type Observer interface {
+	// ConnOpened is called once a connection has finished its handshake,
+	// ConnClosed once when it has closed (err says why).
+	ConnOpened(c *Conn)
+	ConnClosed(c *Conn, err error)
+	// CallStarted is called as a call starts: an outgoing one (this side
+	// calls) before its CALL frame is queued, an incoming one before its
+	// handler runs. The context it returns becomes the call's: the
+	// handler's context on the serving side, the one CallEnded gets on
+	// both. For an outgoing call it may add metadata (trace context) by
+	// replacing info.Metadata with a new slice; it must not modify the
+	// slice it was given.
+	CallStarted(ctx context.Context, info *CallInfo) context.Context
+	// CallEnded is called once for every started call when it is over:
+	// the answer arrived or was abandoned (outgoing), the handler returned
+	// (incoming), the stream ended. err is nil on success.
+	CallEnded(ctx context.Context, info *CallInfo, err error)
+	// FlowStalled is called when a stream sender had to wait d for
+	// flow-control credit (the peer reads more slowly than it is sent to).
+	FlowStalled(c *Conn, d time.Duration)
+	// GoAway is called for a GOAWAY frame this side sent (sent) or
+	// received: the connection is going away, calls above its last id are
+	// refused.
+	GoAway(c *Conn, sent bool, code uint32, message string)
+}
+
+// CallKind is the shape of an observed call.
+type CallKind uint8
+
+// The kinds of calls an Observer sees.
+const (
+	CallUnary  CallKind = iota // a call and its answer
+	CallAsync                  // an outgoing call whose answer is awaited later (a promise)
+	CallStream                 // a streaming call
+)
+
+var callKindNames = [...]string{"unary", "async", "stream"}
+
+// String names the kind: unary, async or stream.
+func (k CallKind) String() string {
+	if int(k) < len(callKindNames) {
+		return callKindNames[k]
+	}
+	return "unknown"
+}
+
+// CallInfo describes one call to an Observer.
+type CallInfo struct {
+	Conn *Conn
+	// Outgoing is set when this side made the call.
+	Outgoing bool
+	Kind     CallKind
+	// Function is the function id, or the method name when Method is
+	// set (the call is addressed to a capability). Valid only during the
+	// Observer's method: it may point into a reused buffer.
+	Function string
+	Method   bool
+	// Metadata is the call's metadata: outgoing (CallStarted may replace
+	// it, see there) or incoming.
+	Metadata []wire.MD
+	// Start is when the call started.
+	Start time.Time
+	// ArgBytes and ResultBytes are the encoded arguments and result (for
+	// a stream, with the messages sent and received, at CallEnded).
+	ArgBytes, ResultBytes int64
+}
+
+// Observers combines observers into one that calls each in turn (nil
+// entries are skipped); CallStarted passes the context each returns to
+// the next.
+func Observers(obs ...Observer) Observer {
+	var list multiObserver
+	for _, o := range obs {
+		if o != nil {
+			list = append(list, o)
+		}
+	}
+	switch len(list) {
+	case 0:
+		return nil
+	case 1:
+		return list[0]
+	}
+	return list
+}
+
+type multiObserver []Observer
+
+func (m multiObserver) ConnOpened(c *Conn) {
+	for _, o := range m {
+		o.ConnOpened(c)
+	}
+}
+
+func (m multiObserver) ConnClosed(c *Conn, err error) {
+	for _, o := range m {
+		o.ConnClosed(c, err)
+	}
+}
+
+func (m multiObserver) CallStarted(ctx context.Context, info *CallInfo) context.Context {
+	for _, o := range m {
+		ctx = o.CallStarted(ctx, info)
+	}
+	return ctx
+}
+
+func (m multiObserver) CallEnded(ctx context.Context, info *CallInfo, err error) {
+	for i := len(m) - 1; i >= 0; i-- { // innermost first, as interceptors unwind
+		m[i].CallEnded(ctx, info, err)
+	}
+}
+
+func (m multiObserver) FlowStalled(c *Conn, d time.Duration) {
+	for _, o := range m {
+		o.FlowStalled(c, d)
+	}
+}
+
+func (m multiObserver) GoAway(c *Conn, sent bool, code uint32, message string) {
+	for _, o := range m {
+		o.GoAway(c, sent, code, message)
+	}
+}
+
+// IsClient reports whether this is the client end of the connection (the
+// side that dialed).
+func (c *Conn) IsClient() bool { return c.client }
+
+// observed is the Observer's state of one call: kept in the pooled
+// structures of the call (serverCall, call, Stream), so observing costs
+// no allocation of its own.
+type observed struct {
+	info CallInfo
+	ctx  context.Context
+}
+
+// startOutgoing begins observing an outgoing call; o's metadata may be
+// replaced by the observer's. It returns the context for the call.
+func (c *Conn) startOutgoing(ctx context.Context, ob *observed, kind CallKind, o *Outgoing) context.Context {
+	ob.info = CallInfo{Conn: c, Outgoing: true, Kind: kind, Function: o.Function, Method: o.Target != nil,
+		Metadata: o.Metadata, Start: time.Now(), ArgBytes: int64(len(o.Args))}
+	ob.ctx = c.cfg.Observer.CallStarted(ctx, &ob.info)
+	o.Metadata = ob.info.Metadata
+	return ob.ctx
+}
+
+// end reports the end of an observed call and forgets it.
+func (ob *observed) end(obs Observer, resultBytes int, err error) {
+	ob.info.ResultBytes += int64(resultBytes)
+	obs.CallEnded(ob.ctx, &ob.info, err)
+	*ob = observed{}
+}
+
+// observedPool holds the observer state of unary outgoing calls.
+var observedPool = sync.Pool{New: func() any { return new(observed) }}
+
+// observedCall is Call with Config.Observer watching.
+func (c *Conn) observedCall(ctx context.Context, o *Outgoing) (*Reply, error) {
+	ob := observedPool.Get().(*observed)
+	oc := *o // the observer may add metadata; the caller's Outgoing stays as it was
+	c.startOutgoing(ctx, ob, CallUnary, &oc)
+	rep, err := c.call(ctx, &oc)
+	n := 0
+	if rep != nil {
+		n = len(rep.buf)
+	}
+	ob.end(c.cfg.Observer, n, err)
+	observedPool.Put(ob)
+	return rep, err
+}
+
+// startIncoming begins observing an incoming call and returns the
+// handler's context.
+func (c *Conn) startIncoming(sc *serverCall) context.Context {
+	kind := CallUnary
+	if sc.in.Stream != nil {
+		kind = CallStream
+	}
+	fn := ""
+	if len(sc.in.Function) > 0 { // points into sc.buf, valid until the call ends
+		fn = unsafe.String(&sc.in.Function[0], len(sc.in.Function))
+	}
+	sc.ob.info = CallInfo{Conn: c, Kind: kind, Function: fn, Method: sc.in.HasTarget,
+		Metadata: sc.in.Metadata, Start: time.Now(), ArgBytes: int64(len(sc.in.Args))}
+	sc.ob.ctx = c.cfg.Observer.CallStarted(sc.ctx, &sc.ob.info)
+	return sc.ob.ctx
+}
+
+// endIncoming reports the end of an observed incoming call.
+func (c *Conn) endIncoming(sc *serverCall, out []byte, err error) {
+	n := len(out)
+	if st := sc.in.Stream; st != nil {
+		sc.ob.info.ArgBytes += st.recvBytes.Load()
+		n += int(st.sentBytes.Load())
+	}
+	sc.ob.end(c.cfg.Observer, n, err)
+}
+
+// observeEnd reports the end of an observed stream this side opened.
+func (s *Stream) observeEnd(result []byte, err error) {
+	ob := s.ob
+	ob.info.ArgBytes += s.sentBytes.Load()
+	ob.end(s.c.cfg.Observer, len(result)+int(s.recvBytes.Load()), err)
+}
+
+// countSent and countRecv add a stream message to the observed bytes.
+func (s *Stream) countSent(n int) {
+	if s.c.cfg.Observer != nil {
+		s.sentBytes.Add(int64(n))
+	}
+}
+
+func (s *Stream) countRecv(n int) {
+	if s.c.cfg.Observer != nil {
+		s.recvBytes.Add(int64(n))
+	}
+}
+
+// observeGoAway reports a GOAWAY sent or received.
+func (c *Conn) observeGoAway(sent bool, code uint32, msg []byte) {
+	if obs := c.cfg.Observer; obs != nil {
+		obs.GoAway(c, sent, code, string(msg))
+	}
+}

@@ -1,0 +1,117 @@
+package healthgrpc_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/arbor-rpc/arbor/health"
+	"github.com/arbor-rpc/arbor/health/healthgrpc"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// serve runs the handler on a loopback HTTP server speaking HTTP/1.1 and
+// h2c, as a Kubernetes gRPC probe needs.
+func serve(t *testing.T, hc *health.Checker) string {
+	t.Helper()
+	path, h := healthgrpc.NewHandler(hc)
+	mux := http.NewServeMux()
+	mux.Handle(path, h)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux, Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + l.Addr().String()
+}
+
+// grpcCheck makes a real gRPC call over h2c: a length-prefixed protobuf
+// HealthCheckRequest (field 1, the service name), and returns the status
+// field of the response and the grpc-status trailer.
+func grpcCheck(t *testing.T, base, service string) (int, string) {
+	t.Helper()
+	var msg []byte
+	if service != "" {
+		msg = append([]byte{0x0a, byte(len(service))}, service...)
+	}
+	body := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(msg)))
+	body = append(body, msg...)
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "POST", base+"/grpc.health.v1.Health/Check", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("TE", "trailers")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("answered over HTTP/%d, want 2", resp.ProtoMajor)
+	}
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := resp.Trailer.Get("Grpc-Status")
+	if code == "" {
+		code = resp.Header.Get("Grpc-Status")
+	}
+	status := -1
+	if len(out) >= 5 {
+		m := out[5:]
+		status = 0 // the default value is not encoded
+		if len(m) >= 2 && m[0] == 0x08 {
+			status = int(m[1])
+		}
+	}
+	return status, code
+}
+
+func TestGRPCHealthOverH2C(t *testing.T) {
+	hc := health.New(nil)
+	hc.SetStatus("arbor.Demo", health.NotServing)
+	base := serve(t, hc)
+	if st, code := grpcCheck(t, base, ""); code != "0" || st != 1 {
+		t.Errorf("server: status %d, grpc-status %s; want SERVING (1), 0", st, code)
+	}
+	if st, code := grpcCheck(t, base, "arbor.Demo"); code != "0" || st != 2 {
+		t.Errorf("arbor.Demo: status %d, grpc-status %s; want NOT_SERVING (2), 0", st, code)
+	}
+	if _, code := grpcCheck(t, base, "nope"); code != "5" {
+		t.Errorf("unknown service: grpc-status %s, want 5 (NotFound)", code)
+	}
+}
+
+func TestConnectJSONHealth(t *testing.T) {
+	hc := health.New(nil)
+	base := serve(t, hc)
+	resp, err := http.Post(base+"/grpc.health.v1.Health/Check", "application/json", strings.NewReader(`{"service":""}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "SERVING") {
+		t.Errorf("Connect JSON check: %d %s", resp.StatusCode, b)
+	}
+}

@@ -1,0 +1,89 @@
+package arborotel
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/arbor-rpc/arbor"
+	"github.com/arbor-rpc/arbor/conn"
+)
+
+// Observer returns the conn.Observer that traces every call crossing
+// the wire, both ways; pass it to arbor.WithObserver on servers and
+// clients.
+func (t *Tracing) Observer() conn.Observer { return observer{t} }
+
+type observer struct{ t *Tracing }
+
+func (observer) ConnOpened(*conn.Conn)                   {}
+func (observer) ConnClosed(*conn.Conn, error)            {}
+func (observer) FlowStalled(*conn.Conn, time.Duration)   {}
+func (observer) GoAway(*conn.Conn, bool, uint32, string) {}
+
+func (o observer) CallStarted(ctx context.Context, info *conn.CallInfo) context.Context {
+	attrs := func() []attribute.KeyValue {
+		return []attribute.KeyValue{AttrSystem.String("arbor"), AttrMethod.String(strings.Clone(info.Function)), AttrKind.String(info.Kind.String())}
+	}
+	if info.Outgoing {
+		ctx, md, _ := o.t.outgoing(ctx, info.Function, info.Metadata, attrs)
+		info.Metadata = md
+		return ctx
+	}
+	return o.t.incoming(ctx, false, info.Function, info.Metadata, attrs) // cloned if a span keeps it
+}
+
+func (o observer) CallEnded(ctx context.Context, info *conn.CallInfo, err error) {
+	if info.Outgoing {
+		end(ctx, err, info.ArgBytes, info.ResultBytes)
+	} else {
+		end(ctx, err, info.ResultBytes, info.ArgBytes)
+	}
+}
+
+// ServerInterceptor traces the calls a server serves, in process ones
+// (Server.Invoke) included. Use it instead of Observer on a server, not
+// with it.
+func (t *Tracing) ServerInterceptor() arbor.Interceptor {
+	return func(next arbor.CallFunc) arbor.CallFunc {
+		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
+			ctx = t.incoming(ctx, true, req.ID, req.Metadata, func() []attribute.KeyValue {
+				a := []attribute.KeyValue{AttrSystem.String("arbor"), AttrMethod.String(req.ID), AttrKind.String(string(req.Kind))}
+				if req.Service != "" {
+					a = append(a, AttrService.String(req.Service))
+				}
+				return a
+			})
+			resp, err := next(ctx, req)
+			var out int64
+			if resp != nil {
+				out = int64(len(resp.Result))
+			}
+			end(ctx, err, out, int64(len(req.Args)))
+			return resp, err
+		}
+	}
+}
+
+// ClientInterceptor traces the calls a client (or any Caller it wraps)
+// makes and puts the trace context in their metadata. Use it instead of
+// Observer on a client, not with it.
+func (t *Tracing) ClientInterceptor() arbor.Interceptor {
+	return func(next arbor.CallFunc) arbor.CallFunc {
+		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
+			ctx, md, _ := t.outgoing(ctx, req.ID, req.Metadata, func() []attribute.KeyValue {
+				return []attribute.KeyValue{AttrSystem.String("arbor"), AttrMethod.String(req.ID), AttrKind.String(string(req.Kind))}
+			})
+			req.Metadata = md
+			resp, err := next(ctx, req)
+			var in int64
+			if resp != nil {
+				in = int64(len(resp.Result))
+			}
+			end(ctx, err, int64(len(req.Args)), in)
+			return resp, err
+		}
+	}
+}

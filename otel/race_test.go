@@ -1,0 +1,5 @@
+//go:build race
+
+package arborotel_test
+
+const raceEnabled = true

@@ -1,0 +1,147 @@
+package arborotel
+
+import (
+	"strings"
+	"sync/atomic"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/arbor-rpc/arbor/wire"
+)
+
+// The metadata keys of W3C trace context: the HTTP header names in lower
+// case, so that an HTTP bridge carries them as they are.
+const (
+	TraceparentKey = "traceparent"
+	TracestateKey  = "tracestate"
+)
+
+// parseTraceparent reads a version-00 traceparent without allocating.
+func parseTraceparent(s string) (trace.SpanContextConfig, bool) {
+	var c trace.SpanContextConfig
+	if len(s) < 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' {
+		return c, false
+	}
+	ver, ok := hexByte(s[0], s[1])
+	if !ok || ver == 0xff || (ver == 0 && len(s) != 55) || (ver != 0 && len(s) > 55 && s[55] != '-') {
+		return c, false
+	}
+	for i := range 16 {
+		b, ok := hexByte(s[3+2*i], s[4+2*i])
+		if !ok {
+			return c, false
+		}
+		c.TraceID[i] = b
+	}
+	for i := range 8 {
+		b, ok := hexByte(s[36+2*i], s[37+2*i])
+		if !ok {
+			return c, false
+		}
+		c.SpanID[i] = b
+	}
+	flags, ok := hexByte(s[53], s[54])
+	if !ok || !c.TraceID.IsValid() || !c.SpanID.IsValid() {
+		return c, false
+	}
+	c.TraceFlags = trace.TraceFlags(flags) & trace.FlagsSampled
+	c.Remote = true
+	return c, true
+}
+
+func hexByte(a, b byte) (byte, bool) {
+	x, ok1 := hexNibble(a)
+	y, ok2 := hexNibble(b)
+	return x<<4 | y, ok1 && ok2
+}
+
+func hexNibble(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false // upper case is invalid in version 00
+}
+
+const hexDigits = "0123456789abcdef"
+
+// formatTraceparent is the version-00 traceparent of sc.
+func formatTraceparent(sc trace.SpanContext) string {
+	var b [55]byte
+	b[0], b[1], b[2] = '0', '0', '-'
+	tid, sid := sc.TraceID(), sc.SpanID()
+	for i, x := range tid {
+		b[3+2*i], b[4+2*i] = hexDigits[x>>4], hexDigits[x&15]
+	}
+	b[35] = '-'
+	for i, x := range sid {
+		b[36+2*i], b[37+2*i] = hexDigits[x>>4], hexDigits[x&15]
+	}
+	b[52] = '-'
+	f := byte(sc.TraceFlags() & trace.FlagsSampled)
+	b[53], b[54] = hexDigits[f>>4], hexDigits[f&15]
+	return string(b[:])
+}
+
+// metadataFor returns the metadata of a call under an unsampled span
+// context: md plus its traceparent. The last few results are kept, so
+// that the calls of one unsampled request (or a load test under one
+// span) cost no allocation for it.
+type mdCache struct {
+	slots [16]atomic.Pointer[mdEntry]
+}
+
+type mdEntry struct {
+	sc trace.SpanContext
+	md []wire.MD // exactly {traceparent}
+}
+
+func (c *mdCache) traceparentMD(sc trace.SpanContext) []wire.MD {
+	s := &c.slots[(uint64(sc.SpanID()[7])^uint64(sc.TraceID()[15]))%uint64(len(c.slots))]
+	if e := s.Load(); e != nil && e.sc.Equal(sc) {
+		return e.md
+	}
+	e := &mdEntry{sc: sc, md: []wire.MD{{Key: TraceparentKey, Value: formatTraceparent(sc)}}}
+	s.Store(e)
+	return e.md
+}
+
+// spanCache keeps the non-recording spans that stand for unsampled remote
+// parents, by traceparent, so that carrying one into a handler costs only
+// the context it is put in.
+type spanCache struct {
+	slots [16]atomic.Pointer[spanEntry]
+}
+
+type spanEntry struct {
+	tp   string
+	span trace.Span
+}
+
+// slot picks tp's slot from the last digits of its parent id.
+func (c *spanCache) slot(tp string) *atomic.Pointer[spanEntry] {
+	h := 0
+	if len(tp) >= 52 {
+		h = int(tp[50]) ^ int(tp[51])<<1
+	}
+	return &c.slots[h%len(c.slots)]
+}
+
+// lookup returns the span cached for traceparent tp (an unsampled one).
+func (c *spanCache) lookup(tp string) (trace.Span, bool) {
+	if e := c.slot(tp).Load(); e != nil && e.tp == tp {
+		return e.span, true
+	}
+	return nil, false
+}
+
+// span makes (and caches) the span standing for an unsampled remote
+// parent tp, parsed as cfg.
+func (c *spanCache) span(tp string, cfg trace.SpanContextConfig) trace.Span {
+	sc := trace.NewSpanContext(cfg)
+	e := &spanEntry{tp: strings.Clone(tp), span: trace.SpanFromContext(trace.ContextWithRemoteSpanContext(bg, sc))}
+	c.slot(tp).Store(e)
+	return e.span
+}

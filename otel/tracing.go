@@ -1,0 +1,207 @@
+package arborotel
+
+import (
+	"context"
+	"strings"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/arbor-rpc/arbor"
+	"github.com/arbor-rpc/arbor/wire"
+)
+
+var bg = context.Background()
+
+// ScopeName is the instrumentation scope of the spans.
+const ScopeName = "github.com/arbor-rpc/arbor/otel"
+
+// Config configures Tracing. The zero value uses OpenTelemetry's global
+// tracer provider and W3C trace context.
+type Config struct {
+	// TracerProvider makes the tracer (default otel.GetTracerProvider()).
+	TracerProvider trace.TracerProvider
+	// Propagator carries trace context in metadata (default
+	// propagation.TraceContext{}: traceparent and tracestate).
+	Propagator propagation.TextMapPropagator
+}
+
+// Tracing makes the spans of Arbor calls and request trees.
+type Tracing struct {
+	tracer trace.Tracer
+	prop   propagation.TextMapPropagator
+	mds    mdCache
+	spans  spanCache
+}
+
+// New returns a Tracing.
+func New(cfg Config) *Tracing {
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	prop := cfg.Propagator
+	if prop == nil {
+		prop = propagation.TraceContext{}
+	}
+	return &Tracing{tracer: tp.Tracer(ScopeName), prop: prop}
+}
+
+// Attribute keys of the spans, after OpenTelemetry's RPC conventions
+// where they have one.
+const (
+	AttrSystem    = attribute.Key("rpc.system")  // "arbor"
+	AttrMethod    = attribute.Key("rpc.method")  // the function id or method name
+	AttrService   = attribute.Key("rpc.service") // the service of a capability's method
+	AttrCode      = attribute.Key("rpc.arbor.code")
+	AttrSentBytes = attribute.Key("rpc.arbor.sent_bytes")
+	AttrRecvBytes = attribute.Key("rpc.arbor.received_bytes")
+	AttrKind      = attribute.Key("rpc.arbor.kind") // unary, async, stream
+
+	AttrTreePath  = attribute.Key("arbor.tree.path")  // "request", "args.tuple_element0", …
+	AttrTreeLevel = attribute.Key("arbor.tree.level") // none, mem, full, mem_vb, full_vb
+	AttrCacheHit  = attribute.Key("arbor.cache.hit")  // true: the result came from a cache
+	AttrCacheTier = attribute.Key("arbor.cache.tier") // memory, disk, redis: the tier that answered
+	AttrJoined    = attribute.Key("arbor.singleflight.joined")
+)
+
+// mdCarrier is metadata as a propagation carrier.
+type mdCarrier struct{ md *[]wire.MD }
+
+func (c mdCarrier) Get(key string) string {
+	for _, p := range *c.md {
+		if strings.EqualFold(p.Key, key) {
+			return p.Value
+		}
+	}
+	return ""
+}
+
+func (c mdCarrier) Set(key, value string) {
+	md := *c.md
+	for i, p := range md {
+		if strings.EqualFold(p.Key, key) {
+			out := append([]wire.MD(nil), md...)
+			out[i].Value = value
+			*c.md = out
+			return
+		}
+	}
+	*c.md = append(md[:len(md):len(md)], wire.MD{Key: key, Value: value}) // never into the caller's array
+}
+
+func (c mdCarrier) Keys() []string {
+	keys := make([]string, 0, len(*c.md))
+	for _, p := range *c.md {
+		keys = append(keys, p.Key)
+	}
+	return keys
+}
+
+// outgoing decides the span of a call this side makes under ctx and the
+// metadata that carries its context. It starts no span under an unsampled
+// parent (started false): the parent's context travels instead.
+func (t *Tracing) outgoing(ctx context.Context, name string, md []wire.MD, attrs func() []attribute.KeyValue) (context.Context, []wire.MD, bool) {
+	parent := trace.SpanFromContext(ctx)
+	psc := parent.SpanContext()
+	if psc.IsValid() && !psc.IsSampled() && !parent.IsRecording() {
+		if len(md) == 0 && psc.TraceState().Len() == 0 {
+			return ctx, t.mds.traceparentMD(psc), false
+		}
+		return ctx, t.inject(ctx, md), false
+	}
+	ctx, span := t.tracer.Start(ctx, strings.Clone(name), trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(attrs()...)
+	}
+	if sc := span.SpanContext(); sc.IsValid() {
+		if len(md) == 0 && sc.TraceState().Len() == 0 && !sc.IsSampled() {
+			md = t.mds.traceparentMD(sc)
+		} else {
+			md = t.inject(ctx, md)
+		}
+	}
+	return ctx, md, true
+}
+
+// inject returns md with ctx's trace context added by the propagator.
+func (t *Tracing) inject(ctx context.Context, md []wire.MD) []wire.MD {
+	out := md // its own variable: only the slow path's escapes
+	t.prop.Inject(ctx, mdCarrier{&out})
+	return out
+}
+
+// extract returns ctx with the trace context in md.
+func (t *Tracing) extract(ctx context.Context, md []wire.MD) context.Context {
+	in := md
+	return t.prop.Extract(ctx, mdCarrier{&in})
+}
+
+func lookupMD(md []wire.MD, key string) string {
+	for _, p := range md {
+		if p.Key == key {
+			return p.Value
+		}
+	}
+	return ""
+}
+
+// incoming decides the span of a call this side serves, with the
+// caller's metadata (inProcess: ctx may already be in a trace, whose span
+// is then the parent; a connection's handler context never is). Under an unsampled remote parent it starts no span
+// and hands the handler the parent's context, so that the handler's own
+// calls stay in the (unsampled) trace.
+func (t *Tracing) incoming(ctx context.Context, inProcess bool, name string, md []wire.MD, attrs func() []attribute.KeyValue) context.Context {
+	if inProcess && trace.SpanFromContext(ctx).SpanContext().IsValid() {
+		// Already in a trace (a request tree's function run in process):
+		// a child of that.
+		return t.startServer(ctx, name, attrs)
+	}
+	if tp := lookupMD(md, TraceparentKey); tp != "" {
+		if span, ok := t.spans.lookup(tp); ok && lookupMD(md, TracestateKey) == "" {
+			return trace.ContextWithSpan(ctx, span) // an unsampled parent seen before
+		}
+		if cfg, ok := parseTraceparent(tp); ok && !cfg.TraceFlags.IsSampled() {
+			if lookupMD(md, TracestateKey) == "" {
+				return trace.ContextWithSpan(ctx, t.spans.span(tp, cfg))
+			}
+			return t.extract(ctx, md)
+		}
+		ctx = t.extract(ctx, md)
+	}
+	return t.startServer(ctx, name, attrs)
+}
+
+func (t *Tracing) startServer(ctx context.Context, name string, attrs func() []attribute.KeyValue) context.Context {
+	ctx, span := t.tracer.Start(ctx, strings.Clone(name), trace.WithSpanKind(trace.SpanKindServer))
+	if span.IsRecording() {
+		span.SetAttributes(attrs()...)
+	}
+	return ctx
+}
+
+// end ends the span a call started (one that records), with its outcome.
+func end(ctx context.Context, err error, sent, recv int64) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	code := arbor.OK
+	if err != nil {
+		var ae *arbor.Error
+		if e, ok := err.(*arbor.Error); ok {
+			ae = e
+		}
+		if ae != nil {
+			code = ae.Code
+		} else {
+			code = arbor.CodeOf(err)
+		}
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.SetAttributes(AttrCode.String(code.String()), AttrSentBytes.Int64(sent), AttrRecvBytes.Int64(recv))
+	span.End()
+}
