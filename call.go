@@ -146,7 +146,7 @@ type Router interface {
 	Route(ctx context.Context, id string, prev Routed) (*Client, Routed, error)
 	// Done reports an attempt's outcome; it returns true to make another
 	// attempt (it has waited any backoff already).
-	Done(ctx context.Context, r Routed, err error) (again bool)
+	Done(ctx context.Context, id string, r Routed, err error) (again bool)
 }
 
 // Routed is a Router's own record of one attempt, kept by the caller
@@ -173,7 +173,7 @@ func routePlain[R any](ctx context.Context, r Router, id string, args []byte) (v
 			return v, false, nil
 		}
 		rep, err := cl.callPlain(ctx, id, args)
-		if r.Done(ctx, rt, err) {
+		if r.Done(ctx, id, rt, err) {
 			if err == nil {
 				rep.Release()
 			}

@@ -63,14 +63,14 @@ func (c *Client) Call(ctx context.Context, req *arbor.Request) (*arbor.Response,
 			// It never ran: elsewhere, whatever the function.
 		case lostInFlight(err) && unary && idem:
 			if !c.budget.withdraw() {
-				c.refusals.Add(1)
+				c.refused(req.ID)
 				return nil, err
 			}
 		default:
 			return nil, err
 		}
 		if attempt+1 < attempts {
-			c.retries.Add(1)
+			c.retried(req.ID)
 			if !sleepCtx(ctx, jitter(backoff)) {
 				return nil, err
 			}
@@ -141,6 +141,9 @@ func (c *Client) attemptOrHedge(ctx context.Context, req *arbor.Request, n *memb
 	}
 	*excluded = append(*excluded, second.name)
 	c.hedges.Add(1)
+	if r := c.cfg.Recorder; r != nil {
+		r.Hedged(req.ID)
+	}
 	go func() {
 		r, err := c.attempt(hctx, req, second, cl2)
 		results <- result{r, err}

@@ -48,6 +48,16 @@ type ClientConfig struct {
 	Hedge HedgePolicy
 	// Logger receives membership changes and connection trouble.
 	Logger *slog.Logger
+	// Recorder, when set, is told of every retry, hedge and retry the
+	// budget refused, by function: metrics.Metrics.Cluster() is one.
+	Recorder Recorder
+}
+
+// Recorder counts what a cluster client does beyond one attempt per call.
+type Recorder interface {
+	Retried(function string)
+	Hedged(function string)
+	RetryBudgetRefused(function string)
 }
 
 // RetryPolicy says how a failed call is tried again on another member. A
@@ -263,6 +273,20 @@ func (c *Client) Members() []Member { return c.reg.Members(Filter{}) }
 // Phi is the failure detector's suspicion of a member (0 for one with no
 // heartbeats yet).
 func (c *Client) Phi(name string) float64 { return c.phi.Phi(name, time.Now()) }
+
+func (c *Client) retried(id string) {
+	c.retries.Add(1)
+	if r := c.cfg.Recorder; r != nil {
+		r.Retried(id)
+	}
+}
+
+func (c *Client) refused(id string) {
+	c.refusals.Add(1)
+	if r := c.cfg.Recorder; r != nil {
+		r.RetryBudgetRefused(id)
+	}
+}
 
 // Counters reports how many retries and hedges the client sent and how
 // many retries the budget refused.

@@ -325,10 +325,12 @@ func TestClientDoesNotRetryNonIdempotentInFlight(t *testing.T) {
 func TestClientHedging(t *testing.T) {
 	ws := startWorkers(t, 3, nil)
 	ws[0].slow.Store(int64(50 * time.Millisecond))
+	rec := &countingRecorder{}
 	measure := func(hedge time.Duration) (slow int, hedges int64) {
 		c := dialCluster(t, ws, func(cfg *ClientConfig) {
 			cfg.Hedge.Delay = hedge
 			cfg.Balancer = NewRandom(nil) // reaches the slow member a third of the time (round robin would correlate with the hedges)
+			cfg.Recorder = rec
 		})
 		ctx := testContext(t)
 		for i := 0; i < 90; i++ {
@@ -351,7 +353,17 @@ func TestClientHedging(t *testing.T) {
 	if plain < 10 || hedged > plain/4 {
 		t.Errorf("hedging did not cut the tail: %d slow calls → %d", plain, hedged)
 	}
+	if got := rec.hedged.Load(); got != n {
+		t.Errorf("the recorder saw %d hedges, the client counted %d", got, n)
+	}
 }
+
+// countingRecorder is a Recorder that counts.
+type countingRecorder struct{ retried, hedged, refused atomic.Int64 }
+
+func (r *countingRecorder) Retried(string)            { r.retried.Add(1) }
+func (r *countingRecorder) Hedged(string)             { r.hedged.Add(1) }
+func (r *countingRecorder) RetryBudgetRefused(string) { r.refused.Add(1) }
 
 // The retry budget bounds retries of calls lost in flight to a fraction
 // of calls: a member that fails every call is not stormed.

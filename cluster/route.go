@@ -65,7 +65,7 @@ func (c *Client) Route(ctx context.Context, id string, prev arbor.Routed) (*arbo
 }
 
 // Done implements arbor.Router.
-func (c *Client) Done(ctx context.Context, rt arbor.Routed, err error) bool {
+func (c *Client) Done(ctx context.Context, id string, rt arbor.Routed, err error) bool {
 	n, _ := rt.Member.(*memberConn)
 	if n == nil {
 		return false
@@ -97,13 +97,13 @@ func (c *Client) Done(ctx context.Context, rt arbor.Routed, err error) bool {
 			return false
 		}
 		if !c.budget.withdraw() {
-			c.refusals.Add(1)
+			c.refused(id)
 			return false
 		}
 	default:
 		return false
 	}
-	c.retries.Add(1)
+	c.retried(id)
 	backoff := min(c.cfg.Retry.Backoff<<min(rt.Attempt, 16), c.cfg.Retry.MaxBackoff)
 	return sleepCtx(ctx, jitter(backoff))
 }
