@@ -84,7 +84,13 @@ fuzz:
 		dir=$$(dirname $$f); \
 		for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
 			echo "fuzz $$dir $$t ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$dir; \
+			if ! out=$$($(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$dir 2>&1); then \
+				echo "$$out"; \
+				if echo "$$out" | grep -q 'context deadline exceeded' && ! echo "$$out" | grep -q -e 'Failing input written' -e 'panic:'; then \
+					echo "  (Go 1.26's fuzz coordinator reported its own -fuzztime deadline, golang/go#75804, and found nothing; replaying the corpus)"; \
+					$(GO) test -count=1 -run "^$$t$$" $$dir; \
+				else exit 1; fi; \
+			else echo "$$out" | tail -1; fi; \
 		done; \
 	done
 
@@ -113,7 +119,7 @@ bench:
 # peak RSS. `make test` runs the same scenarios for 2 s each.
 CHAOS_DURATION ?= 60s
 chaos:
-	ARBOR_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -count=1 -run Chaos -v -timeout 30m ./cmd/arbor/
+	ARBOR_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -count=1 -run 'Chaos|NoFalsePositives' -v -timeout 30m ./cmd/arbor/
 
 # The console screenshot the README shows, from the browser test.
 console-screenshot: tools

@@ -70,7 +70,7 @@ func arborBinary(t *testing.T) string {
 		builtBin = filepath.Join(dir, "arbor")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		if out, err := exec.CommandContext(ctx, goTool, "build", "-o", builtBin, ".").CombinedOutput(); err != nil {
+		if out, err := exec.CommandContext(ctx, goTool, "build", "-buildvcs=false", "-o", builtBin, ".").CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	})
