@@ -49,6 +49,15 @@
 // come result (or what a stream sends) first, then arguments in order, so
 // Call1[int](ctx, c, id, a) infers the rest.
 //
+// # Metadata
+//
+// WithMetadata adds key/value pairs to a call; IncomingMetadata reads
+// them in the handler, SetTrailer sends trailers back and CaptureTrailer
+// receives them. Calls that arrive by another protocol (package bridge)
+// run through Server.Invoke and Server.InvokeStream with a context from
+// InboundContext, and InboundTrailer gives the protocol the trailers to
+// send back.
+//
 // # Options
 //
 // ServerOption and ClientOption are different types, so a server option

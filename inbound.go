@@ -2,6 +2,7 @@ package arbor
 
 import (
 	"context"
+	"sync"
 
 	"github.com/arbor-rpc/arbor/conn"
 	"github.com/arbor-rpc/arbor/value"
@@ -18,9 +19,39 @@ import (
 // process by another protocol: handlers and interceptors run with it see
 // md as IncomingMetadata and peer as PeerFromContext. Pass it to Invoke or
 // InvokeStream.
+// Trailers the handler sets (SetTrailer) are kept for InboundTrailer.
 func InboundContext(ctx context.Context, md Metadata, peer Peer) context.Context {
 	ctx = context.WithValue(ctx, conn.MetadataKey, []wire.MD(md))
+	ctx = context.WithValue(ctx, inboundTrailerKey{}, &inboundTrailer{})
 	return context.WithValue(ctx, peerKey{}, &peer)
+}
+
+// InboundTrailer returns the trailers handlers and interceptors set with
+// SetTrailer on a call run with ctx, a context from InboundContext, so
+// that the protocol that brought the call can send them back.
+func InboundTrailer(ctx context.Context) Metadata {
+	t, ok := ctx.Value(inboundTrailerKey{}).(*inboundTrailer)
+	if !ok {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append(Metadata(nil), t.md...)
+}
+
+type inboundTrailerKey struct{}
+
+// inboundTrailer collects the trailers of a call that came by another
+// protocol; a handler may set them from several goroutines.
+type inboundTrailer struct {
+	mu sync.Mutex
+	md Metadata
+}
+
+func (t *inboundTrailer) add(md []wire.MD) {
+	t.mu.Lock()
+	t.md = append(t.md, md...)
+	t.mu.Unlock()
 }
 
 // InvokeStream runs streaming function id in process, through the

@@ -18,6 +18,10 @@ func SetTrailer(ctx context.Context, kv ...string) bool {
 	for i := 0; i < len(kv); i += 2 {
 		md = append(md, wire.MD{Key: kv[i], Value: kv[i+1]})
 	}
+	if t, ok := ctx.Value(inboundTrailerKey{}).(*inboundTrailer); ok {
+		t.add(md) // a call by another protocol (InboundContext)
+		return true
+	}
 	return conn.SetTrailer(ctx, md...)
 }
 

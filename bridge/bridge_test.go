@@ -60,6 +60,11 @@ func startB(t testing.TB, opts ...arbor.ServerOption) *env {
 			s.ctxs = append(s.ctxs, ctx)
 			s.mu.Unlock()
 			switch req.Metadata.Get("x-test") {
+			case "trailer":
+				arbor.SetTrailer(ctx, "x-served-by", "arbor", "grpc-status", "13") // the second is the protocol's
+			case "trailer-deny":
+				arbor.SetTrailer(ctx, "x-why", "policy")
+				return nil, arbor.Errorf(arbor.PermissionDenied, "denied by the interceptor")
 			case "deny":
 				return nil, arbor.Errorf(arbor.PermissionDenied, "denied by the interceptor")
 			case "wait":
@@ -453,4 +458,56 @@ func TestMessageLimit(t *testing.T) {
 	if connect.CodeOf(err) != connect.CodeResourceExhausted {
 		t.Fatalf("a 200-byte message with a 100-byte limit: %v", err)
 	}
+}
+
+// Trailers a handler or interceptor sets reach HTTP callers: as trailers
+// of a unary result in every protocol and of a stream, and as the
+// metadata of an error; those named like the protocol's own are left out.
+func TestTrailers(t *testing.T) {
+	e := start(t)
+	for name, p := range protocols(t) {
+		t.Run(name, func(t *testing.T) {
+			c := connect.NewClient[pb.Point, pb.Feature](p.client, e.url+pb.RouteGuideGetFeatureProcedure, p.opts...)
+			req := connect.NewRequest(patriots)
+			req.Header().Set("X-Test", "trailer")
+			res, err := c.CallUnary(testContext(t), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := res.Trailer().Get("X-Served-By"); got != "arbor" {
+				t.Errorf("trailer x-served-by = %q, want arbor (trailers %v, headers %v)", got, res.Trailer(), res.Header())
+			}
+			if strings.Contains(name, "get") {
+				return // a GET carries no denial case worth repeating
+			}
+			req = connect.NewRequest(patriots)
+			req.Header().Set("X-Test", "trailer-deny")
+			_, err = c.CallUnary(testContext(t), req)
+			var ce *connect.Error
+			if !errors.As(err, &ce) || ce.Code() != connect.CodePermissionDenied {
+				t.Fatalf("err = %v, want PermissionDenied", err)
+			}
+			if got := ce.Meta().Get("X-Why"); got != "policy" {
+				t.Errorf("error metadata x-why = %q, want policy (%v)", got, ce.Meta())
+			}
+		})
+	}
+	t.Run("server-stream", func(t *testing.T) {
+		c := connect.NewClient[pb.Rectangle, pb.Feature](h2c(t), e.url+pb.RouteGuideListFeaturesProcedure, connect.WithGRPC())
+		req := connect.NewRequest(&pb.Rectangle{Lo: patriots, Hi: patriots})
+		req.Header().Set("X-Test", "trailer")
+		s, err := c.CallServerStream(testContext(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for s.Receive() {
+		}
+		if err := s.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.ResponseTrailer().Get("X-Served-By"); got != "arbor" {
+			t.Errorf("stream trailer x-served-by = %q (%v)", got, s.ResponseTrailer())
+		}
+		s.Close()
+	})
 }

@@ -11,19 +11,20 @@
 // alike. Errors keep their codes (Arbor's codes are gRPC's numbering);
 // request headers become the call's metadata (Authorization included, so
 // WithBearerToken servers check HTTP callers too); deadlines arrive from
-// grpc-timeout and Connect-Timeout-Ms; all four stream kinds are served.
+// grpc-timeout and Connect-Timeout-Ms; trailers set with arbor.SetTrailer
+// go back as the response's trailers (with an error, as its metadata);
+// all four stream kinds are served.
 // Messages pass as protobuf binary without being decoded in the bridge;
 // JSON (Connect JSON, gRPC+json) is converted with protojson.
 //
 // The handler also serves gRPC server reflection (v1 and v1alpha), so
 // grpcurl list and describe work with no .proto at hand.
 //
-//	h := bridge.New(srv)
+//	h := bridge.New(srv, bridge.Config{})
 //	hs := bridge.NewHTTPServer(h) // HTTP/1.1 and unencrypted HTTP/2
 //	err := hs.Serve(listener)
 //
 // It is not a gRPC implementation (connect-go speaks the protocols) and
 // serves only functions described by .proto files: hand-written functions
-// have no schema a gRPC client could use. Trailers set with
-// arbor.SetTrailer are not carried to HTTP callers.
+// have no schema a gRPC client could use.
 package bridge

@@ -38,7 +38,9 @@ func (h *Handler) build(md protoreflect.MethodDescriptor) http.Handler {
 	case arbor.KindServerStream:
 		return connect.NewServerStreamHandler(id, func(ctx context.Context, req *connect.Request[frame], out *connect.ServerStream[frame]) error {
 			st := &stream{ctx: ctx, send: func(b []byte) error { return out.Send(&frame{b: b}) }}
-			_, err := srv.InvokeStream(inbound(ctx, req.Header()), id, req.Msg.args(), st)
+			ictx := inbound(ctx, req.Header())
+			_, err := srv.InvokeStream(ictx, id, req.Msg.args(), st)
+			addTrailer(out.ResponseTrailer(), ictx)
 			return toConnect(err)
 		}, opts...)
 	case arbor.KindClientStream:
@@ -52,26 +54,53 @@ func (h *Handler) build(md protoreflect.MethodDescriptor) http.Handler {
 				}
 				return nil, io.EOF
 			}}
-			res, err := srv.InvokeStream(inbound(ctx, in.RequestHeader()), id, nil, st)
-			if err != nil {
-				return nil, toConnect(err)
-			}
-			return result(id, res)
+			ictx := inbound(ctx, in.RequestHeader())
+			res, err := srv.InvokeStream(ictx, id, nil, st)
+			return respond(ictx, id, res, err)
 		}, opts...)
 	case arbor.KindBidiStream:
 		return connect.NewBidiStreamHandler(id, func(ctx context.Context, bs *connect.BidiStream[frame, frame]) error {
 			st := &stream{ctx: ctx, next: bs.Receive, send: func(b []byte) error { return bs.Send(&frame{b: b}) }}
-			_, err := srv.InvokeStream(inbound(ctx, bs.RequestHeader()), id, nil, st)
+			ictx := inbound(ctx, bs.RequestHeader())
+			_, err := srv.InvokeStream(ictx, id, nil, st)
+			addTrailer(bs.ResponseTrailer(), ictx)
 			return toConnect(err)
 		}, opts...)
 	}
 	return connect.NewUnaryHandler(id, func(ctx context.Context, req *connect.Request[frame]) (*connect.Response[frame], error) {
-		res, err := srv.Invoke(inbound(ctx, req.Header()), id, req.Msg.args())
-		if err != nil {
-			return nil, toConnect(err)
-		}
-		return result(id, res)
+		ictx := inbound(ctx, req.Header())
+		res, err := srv.Invoke(ictx, id, req.Msg.args())
+		return respond(ictx, id, res, err)
 	}, opts...)
+}
+
+// respond is the response of a unary or client-stream call: its result
+// or error, with the trailers the handler set (an error's metadata, which
+// gRPC sends as trailers).
+func respond(ictx context.Context, id string, res []byte, err error) (*connect.Response[frame], error) {
+	if err != nil {
+		err = toConnect(err)
+		var ce *connect.Error
+		if errors.As(err, &ce) {
+			addTrailer(ce.Meta(), ictx)
+		}
+		return nil, err
+	}
+	resp, err := result(id, res)
+	if err == nil {
+		addTrailer(resp.Trailer(), ictx)
+	}
+	return resp, err
+}
+
+// addTrailer adds the trailers set with arbor.SetTrailer on the call run
+// with ictx to h, leaving out those whose keys belong to the protocols.
+func addTrailer(h http.Header, ictx context.Context) {
+	for _, p := range arbor.InboundTrailer(ictx) {
+		if k := strings.ToLower(p.Key); !protocolHeaders[k] && !strings.HasPrefix(k, "grpc-") && !strings.HasPrefix(k, "connect-") {
+			h.Add(p.Key, p.Value)
+		}
+	}
 }
 
 // result turns a function's msgpack-encoded result (a bin of protobuf, or

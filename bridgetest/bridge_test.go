@@ -191,6 +191,7 @@ func TestGRPCGoErrorsMetadataDeadline(t *testing.T) {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
 			trace = req.Metadata.Get("x-trace")
 			_, deadline = ctx.Deadline()
+			arbor.SetTrailer(ctx, "x-served-by", "arbor")
 			if req.Metadata.Get("x-fail") != "" {
 				return nil, arbor.Errorf(arbor.ResourceExhausted, "over quota")
 			}
@@ -202,15 +203,23 @@ func TestGRPCGoErrorsMetadataDeadline(t *testing.T) {
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "x-trace", "t-1")
 	var f pb.Feature
-	if err := cc.Invoke(ctx, pb.RouteGuideGetFeatureProcedure, patriots, &f); err != nil {
+	var tr metadata.MD
+	if err := cc.Invoke(ctx, pb.RouteGuideGetFeatureProcedure, patriots, &f, grpc.Trailer(&tr)); err != nil {
 		t.Fatal(err)
 	}
 	if trace != "t-1" || !deadline {
 		t.Fatalf("the interceptor saw x-trace %q, deadline %v", trace, deadline)
 	}
-	err := cc.Invoke(metadata.AppendToOutgoingContext(ctx, "x-fail", "1"), pb.RouteGuideGetFeatureProcedure, patriots, &f)
+	if got := tr.Get("x-served-by"); len(got) != 1 || got[0] != "arbor" {
+		t.Fatalf("trailers %v lack x-served-by: arbor", tr)
+	}
+	tr = nil
+	err := cc.Invoke(metadata.AppendToOutgoingContext(ctx, "x-fail", "1"), pb.RouteGuideGetFeatureProcedure, patriots, &f, grpc.Trailer(&tr))
 	if st, _ := status.FromError(err); st.Code() != codes.ResourceExhausted || st.Message() != "over quota" {
 		t.Fatalf("err = %v; want ResourceExhausted: over quota", err)
+	}
+	if got := tr.Get("x-served-by"); len(got) != 1 || got[0] != "arbor" {
+		t.Fatalf("an error's trailers %v lack x-served-by: arbor", tr)
 	}
 	err = cc.Invoke(ctx, "/routeguide.RouteGuide/Nope", patriots, &f)
 	if status.Code(err) != codes.Unimplemented {
