@@ -191,7 +191,7 @@ func routePlain[R any](ctx context.Context, r Router, id string, args []byte) (v
 
 // callPlain is a unary call with no interceptor, promise or capability.
 func (c *Client) callPlain(ctx context.Context, id string, args []byte) (*conn.Reply, error) {
-	o := conn.Outgoing{Function: id, Metadata: outgoingMetadata(ctx), Args: args}
+	o := conn.Outgoing{Function: id, Metadata: outgoingMetadata(ctx), Args: args, Idempotent: idempotentCall(ctx)}
 	for attempt := 0; ; attempt++ {
 		cc, err := c.conn(ctx)
 		if err != nil {

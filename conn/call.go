@@ -83,6 +83,11 @@ type Outgoing struct {
 	// Retain asks the peer to keep the answer for pipelined calls until
 	// Release (Go only).
 	Retain bool
+	// Idempotent says calling the function twice is the same as once: on
+	// a connection still in its 0-RTT handshake (transport.EarlyConn) the
+	// call may go in early data, which can be replayed. Calls without it
+	// wait for the handshake, and for the peer's HELLO.
+	Idempotent bool
 }
 
 // size estimates the CALL frame's payload size for the frame limit.
@@ -121,7 +126,20 @@ func (c *Conn) start(ctx context.Context, o *Outgoing, cl *call, st *Stream, laz
 	if err != nil {
 		return 0, err
 	}
-	if size := o.size(); size > int(c.peerMaxFrame) {
+	size := o.size()
+	early := false
+	if c.helloCh != nil {
+		select {
+		case <-c.helloCh:
+		default:
+			if early = c.earlyOK(o, st, size); !early {
+				if err := c.waitHello(ctx); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	if !early && size > int(c.peerMaxFrame) {
 		return 0, status.Errorf(status.ResourceExhausted, "call to %q is %d bytes, over the peer's frame limit of %d", o.Function, size, c.peerMaxFrame)
 	}
 	// The id is taken under the write lock so that ids reach the wire in
@@ -148,9 +166,13 @@ func (c *Conn) start(ctx context.Context, o *Outgoing, cl *call, st *Stream, laz
 	f := wire.CallFrame{ID: id, Stream: st != nil, Retain: o.Retain, Timeout: timeout, Function: o.Function,
 		Metadata: o.Metadata, Target: o.Target, Promises: o.Promises, Caps: o.Caps}
 	var at int
+	safe := early && c.wsafe == len(c.wbuf) // everything queued before may go early too
 	c.wbuf, at = wire.AppendCall(c.wbuf, &f)
 	c.wbuf = append(c.wbuf, o.Args...)
 	wire.EndFrame(c.wbuf, at)
+	if safe {
+		c.wsafe = len(c.wbuf)
+	}
 	if lazy {
 		c.flushLazyLocked()
 	} else {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/arbor-rpc/arbor/internal/status"
+	"github.com/arbor-rpc/arbor/transport"
 )
 
 // Conn is one connection. Its methods are safe for concurrent use.
@@ -45,6 +46,21 @@ type Conn struct {
 	wcharged int
 	werr     error
 	wsig     chan struct{} // wakes writeLoop
+	// minWrite pads shorter writes with a PAD frame: the transport pays
+	// extra for them (transport.MinWriter).
+	minWrite int
+	// 0-RTT (transport.EarlyConn): early is closed when the handshake
+	// completes (nil when it had when the connection started); ec is set
+	// on a client that may send before it (its HELLO and idempotent calls,
+	// see Outgoing.Idempotent); wsafe is how many bytes at the start of
+	// wbuf may go early.
+	early <-chan struct{}
+	ec    transport.EarlyConn
+	wsafe int
+	// helloCh, on a client started early, is closed once the peer's HELLO
+	// has been read (the peer's limits are known); until then only early
+	// calls go, within the limits every peer accepts.
+	helloCh chan struct{}
 	// inflight counts calls in flight both ways; under load, writes are
 	// left to writeLoop so that they coalesce.
 	inflight atomic.Int64
@@ -126,11 +142,27 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 		closed:   make(chan struct{}),
 	}
 	c.wcond.L = &c.wmu
+	if mw, ok := nc.(transport.MinWriter); ok {
+		c.minWrite = mw.MinWrite()
+	}
+	if ec, ok := nc.(transport.EarlyConn); ok {
+		select {
+		case <-ec.HandshakeComplete():
+		default:
+			c.early = ec.HandshakeComplete()
+			if client {
+				c.ec = ec
+			}
+		}
+	}
 	c.mem = memAccount{own: NewBudget(c.cfg.MaxMemory), shared: c.cfg.Budget}
 	if client {
 		c.nextID = 1
 	} else {
 		c.nextID = 2
+	}
+	if c.ec != nil {
+		return c.startEarly()
 	}
 	r, err := c.handshake()
 	if err != nil {
@@ -156,11 +188,24 @@ func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
 // NetConn is the underlying transport connection (to read TLS state).
 func (c *Conn) NetConn() net.Conn { return c.nc }
 
-// KeepAlive is the agreed keep-alive interval (0 when off).
-func (c *Conn) KeepAlive() time.Duration { return c.keepAlive }
+// KeepAlive is the agreed keep-alive interval (0 when off). On a client
+// started in 0-RTT it waits for the peer's HELLO.
+func (c *Conn) KeepAlive() time.Duration {
+	if c.waitHello(context.Background()) != nil {
+		return 0
+	}
+	return c.keepAlive
+}
 
-// PeerMaxFrame is the largest payload the peer accepts.
-func (c *Conn) PeerMaxFrame() uint32 { return c.peerMaxFrame }
+// PeerMaxFrame is the largest payload the peer accepts. On a client
+// started in 0-RTT it waits for the peer's HELLO (0 if the connection
+// fails first).
+func (c *Conn) PeerMaxFrame() uint32 {
+	if c.waitHello(context.Background()) != nil {
+		return 0
+	}
+	return c.peerMaxFrame
+}
 
 // Done is closed when the connection has closed.
 func (c *Conn) Done() <-chan struct{} { return c.closed }

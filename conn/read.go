@@ -91,6 +91,8 @@ func (c *Conn) dispatch(h wire.Header, p []byte) error {
 		return nil
 	case wire.TypeData, wire.TypeEnd, wire.TypeCredit:
 		return c.streamFrame(h, p)
+	case wire.TypePad:
+		return wire.CheckPad(p)
 	case wire.TypeHello:
 		return fmt.Errorf("second HELLO frame")
 	}

@@ -52,6 +52,20 @@ type Incoming struct {
 	// ResultCaps is set by the handler: the capability table of the
 	// result it returns.
 	ResultCaps []wire.CapDescriptor
+	// Early says the call arrived in 0-RTT data, before the connection's
+	// handshake completed (transport.EarlyConn): an attacker may have
+	// replayed it. Only calls the handler's EarlyChecker accepts are
+	// served before the handshake completes; the others wait for it.
+	Early bool
+}
+
+// EarlyChecker is implemented by handlers that can tell which calls are
+// safe to serve from 0-RTT data, which may be a replay: those to
+// idempotent functions. A call it refuses, or any call to a handler
+// without it, waits until the handshake completes (and is never served
+// if the handshake does not complete).
+type EarlyChecker interface {
+	ServeEarly(in *Incoming) bool
 }
 
 // serverCall is one incoming call; pooled.
@@ -87,6 +101,12 @@ func (c *Conn) incoming(h wire.Header, p []byte) error {
 		return nil
 	}
 	sc.charged = len(p)
+	if c.early != nil {
+		if err := c.holdEarly(sc); err != nil {
+			c.unreserve(len(p))
+			return err
+		}
+	}
 	if sc.in.HasTarget {
 		if a, ok := c.cfg.Handler.(Arriver); ok {
 			a.Arrive(&sc.in)
@@ -453,3 +473,29 @@ func (c *Conn) Serving() int {
 
 // maxTargets bounds the distinct capability targets a connection tracks.
 const maxTargets = 100000
+
+// holdEarly marks a call read before the handshake completed (0-RTT data)
+// and, unless the handler may serve it early, waits for the handshake.
+// The reader waits with it: the calls behind it keep their order. A
+// handshake that does not complete drops the call (and the connection):
+// it may be a replay.
+func (c *Conn) holdEarly(sc *serverCall) error {
+	select {
+	case <-c.early:
+		return nil
+	default:
+	}
+	sc.in.Early = true
+	if ec, ok := c.cfg.Handler.(EarlyChecker); ok && !sc.in.HasTarget && len(sc.in.Promises) == 0 && ec.ServeEarly(&sc.in) {
+		return nil
+	}
+	t := time.NewTimer(c.cfg.HandshakeTimeout)
+	defer t.Stop()
+	select {
+	case <-c.early:
+		return nil
+	case <-c.closed:
+	case <-t.C:
+	}
+	return fmt.Errorf("call %d (%q) arrived in 0-RTT data and the handshake did not complete in %v; not served", sc.in.ID, sc.in.Function, c.cfg.HandshakeTimeout)
+}

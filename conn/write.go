@@ -68,9 +68,18 @@ func (c *Conn) writeLocked() {
 	c.writing = true
 	for len(c.wbuf) > 0 && c.werr == nil {
 		buf, charged := c.wbuf, c.wcharged
-		c.wbuf, c.wcharged = c.wspare[:0], 0
+		early := c.ec != nil && c.wsafe == len(buf)
+		c.wbuf, c.wcharged, c.wsafe = c.wspare[:0], 0, 0
+		if len(buf) < c.minWrite {
+			buf = wire.AppendPad(buf, c.minWrite-len(buf))
+		}
 		c.wmu.Unlock()
-		_, err := c.nc.Write(buf)
+		var err error
+		if early { // only idempotent calls: they may go in 0-RTT data
+			_, err = c.ec.WriteEarly(buf)
+		} else {
+			_, err = c.nc.Write(buf) // waits for the handshake on an EarlyConn
+		}
 		c.unreserve(charged) // the results in buf hold memory no more
 		c.wmu.Lock()
 		if cap(buf) <= 1<<20 { // don't pin a burst's buffer forever
