@@ -5,6 +5,7 @@ go 1.26.0
 replace github.com/arbor-rpc/arbor => ../
 
 require (
+	capnproto.org/go/capnp/v3 v3.1.0-alpha.1
 	connectrpc.com/connect v1.21.1
 	github.com/arbor-rpc/arbor v0.0.0-00010101000000-000000000000
 	github.com/cloudwego/gopkg v0.1.6
@@ -35,6 +36,7 @@ require (
 	github.com/cloudwego/netpoll v0.7.2 // indirect
 	github.com/cloudwego/runtimex v0.1.1 // indirect
 	github.com/cloudwego/thriftgo v0.4.3 // indirect
+	github.com/colega/zeropool v0.0.0-20230505084239-6fb4a4f75381 // indirect
 	github.com/dgryski/go-jump v0.0.0-20211018200510-ba001c3ffce0 // indirect
 	github.com/edwingeng/doublejump v1.0.1 // indirect
 	github.com/facebookgo/clock v0.0.0-20150410010913-600d898af40a // indirect
