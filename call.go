@@ -98,7 +98,7 @@ func finish[R any](ctx context.Context, c Caller, e *argEncoder, buf *argBuf) (R
 				if err != nil {
 					return zero, err
 				}
-				v, err := decodeResult[R](e.id, rep.Result(), nil)
+				v, err := decodeResultOwned[R](e.id, rep.Result(), nil, rep.Owned())
 				rep.Release()
 				return v, err
 			}
@@ -113,7 +113,7 @@ func finish[R any](ctx context.Context, c Caller, e *argEncoder, buf *argBuf) (R
 				if err != nil {
 					return zero, fromStatus(err)
 				}
-				v, err := decodeResult[R](e.id, rep.Result(), nil)
+				v, err := decodeResultOwned[R](e.id, rep.Result(), nil, rep.Owned())
 				rep.Release()
 				return v, err
 			}
@@ -183,7 +183,7 @@ func routePlain[R any](ctx context.Context, r Router, id string, args []byte) (v
 		if err != nil {
 			return v, true, err
 		}
-		v, err = decodeResult[R](id, rep.Result(), nil)
+		v, err = decodeResultOwned[R](id, rep.Result(), nil, rep.Owned())
 		rep.Release()
 		return v, true, err
 	}
@@ -213,16 +213,28 @@ func (c *Client) callPlain(ctx context.Context, id string, args []byte) (*conn.R
 // decodeResult decodes a result as R, binding the capabilities in it to
 // dec's connection.
 func decodeResult[R any](id string, res []byte, dec *capDecoder) (R, error) {
+	return decodeResultOwned[R](id, res, dec, false)
+}
+
+// decodeResultOwned is decodeResult; owned says res is the caller's for
+// good (conn.Reply.Owned), so blobs in it are returned without a copy.
+func decodeResultOwned[R any](id string, res []byte, dec *capDecoder, owned bool) (R, error) {
 	c := value.For[R]()
 	var v R
 	var err error
 	var rest int
 	if dec != nil {
 		r := value.NewReader(res) // escapes through DecodeHost: allocated only here
+		if owned {
+			r.AliasBytes()
+		}
 		v, err = c.DecodeHost(&r, dec)
 		rest = len(r.Rest())
 	} else {
 		r := value.NewReader(res)
+		if owned {
+			r.AliasBytes()
+		}
 		v, err = c.Decode(&r)
 		rest = len(r.Rest())
 	}

@@ -2,6 +2,7 @@ package conn
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"time"
@@ -20,6 +21,11 @@ type call struct {
 	trailer []wire.MD            // the callee's trailers, if it sent any
 	caps    []wire.CapDescriptor // the result's capability table, if any
 	conn    *Conn
+	owned   bool // buf is a large RESULT payload read into a buffer of its own
+	// refArgs, when set, are the call's large arguments, queued by
+	// reference in write batch refGen (see Conn.queueRef).
+	refArgs []byte
+	refGen  uint64
 }
 
 // Reply is the answer to a successful call. Result is valid until Release.
@@ -27,6 +33,11 @@ type Reply call
 
 // Result is the encoded result.
 func (r *Reply) Result() []byte { return r.buf }
+
+// Owned reports whether Result lives in a buffer of its own that the
+// connection never reuses (a large result): a decoder may then keep
+// slices of it (zero-copy) past Release.
+func (r *Reply) Owned() bool { return r.owned }
 
 // Caps is the result's capability table (wire.CapabilityExt values in
 // the result index into it); valid until Release.
@@ -44,9 +55,11 @@ var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}
 func getCall() *call { return callPool.Get().(*call) }
 
 func putCall(cl *call) {
-	if cap(cl.buf) > 64<<10 {
+	if cap(cl.buf) > 64<<10 || cl.owned {
 		cl.buf = nil
 	}
+	cl.owned = false
+	cl.refArgs = nil
 	cl.err = nil
 	cl.trailer = nil
 	cl.caps = cl.caps[:0]
@@ -168,8 +181,15 @@ func (c *Conn) start(ctx context.Context, o *Outgoing, cl *call, st *Stream, laz
 	var at int
 	safe := early && c.wsafe == len(c.wbuf) // everything queued before may go early too
 	c.wbuf, at = wire.AppendCall(c.wbuf, &f)
-	c.wbuf = append(c.wbuf, o.Args...)
-	wire.EndFrame(c.wbuf, at)
+	if cl != nil && !lazy && len(o.Args) > bigWrite {
+		// Large arguments go out from where they lie; Call keeps them
+		// unchanged until written (releaseRef).
+		binary.BigEndian.PutUint32(c.wbuf[at:], uint32(len(c.wbuf)-at-wire.HeaderSize+len(o.Args)))
+		cl.refArgs, cl.refGen = o.Args, c.queueRef(o.Args)
+	} else {
+		c.wbuf = append(c.wbuf, o.Args...)
+		wire.EndFrame(c.wbuf, at)
+	}
 	if safe {
 		c.wsafe = len(c.wbuf)
 	}
@@ -195,6 +215,12 @@ func (c *Conn) Call(ctx context.Context, o *Outgoing) (*Reply, error) {
 	if err != nil {
 		putCall(cl)
 		return nil, err
+	}
+	if cl.refArgs != nil {
+		// Returning hands o.Args back to the caller: the connection must
+		// hold no reference to them by then (an answer can only come
+		// after they were written; a cancel or a failure can come before).
+		defer func(b []byte, gen uint64) { c.releaseRef(gen, b) }(cl.refArgs, cl.refGen)
 	}
 	select {
 	case <-cl.done:
@@ -316,7 +342,11 @@ func (c *Conn) answer(h wire.Header, p []byte) error {
 	}
 	cl.trailer = a.trailer
 	if a.err == nil {
-		cl.buf = append(cl.buf[:0], a.value...)
+		if len(a.value) > bigWrite && c.rd.Take() {
+			cl.buf, cl.owned = a.value, true // read into its own buffer: no copy
+		} else {
+			cl.buf = append(cl.buf[:0], a.value...)
+		}
 		cl.caps, _ = wire.ParseCapTable(cl.caps[:0], a.caps)
 		cl.complete(nil)
 		return nil

@@ -22,6 +22,7 @@ import (
 
 	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/transport"
+	"github.com/arbor-rpc/arbor/wire"
 )
 
 // Conn is one connection. Its methods are safe for concurrent use.
@@ -41,6 +42,16 @@ type Conn struct {
 	wbuf    []byte
 	wspare  []byte
 	writing bool
+	// Large payloads queued by reference (see queueRef): wsegs[i] goes
+	// out after wbuf[:wsegs[i].at]. wgen numbers the batches the writer
+	// takes (it takes wbuf and wsegs together); wflight is the batch being
+	// written, 0 when none.
+	wsegs     []wseg
+	wsegBytes int
+	wsegSpare []wseg
+	wvec      net.Buffers // the writer's, while writing
+	wgen      uint64
+	wflight   uint64
 	// wcharged is the memory budget that the results queued in wbuf hold,
 	// given back once they are written.
 	wcharged int
@@ -73,6 +84,8 @@ type Conn struct {
 	goingAway bool   // the peer sent GOAWAY
 	awayLast  uint64 // the peer's GOAWAY LastID
 	awayMsg   string
+
+	rd *wire.Reader // the reader loop's (large payloads are taken from it)
 
 	// Incoming calls.
 	smu            sync.Mutex
@@ -139,6 +152,7 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 		tickets:  make(map[targetKey]uint64),
 		work:     make(chan *serverCall),
 		wsig:     make(chan struct{}, 1),
+		wgen:     1,
 		closed:   make(chan struct{}),
 	}
 	c.wcond.L = &c.wmu

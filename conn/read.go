@@ -14,6 +14,7 @@ import (
 // protocol error: it closes this connection and nothing else.
 func (c *Conn) readLoop(r *wire.Reader) {
 	defer c.loops.Done()
+	c.rd = r
 	for {
 		h, p, err := r.Next()
 		if err != nil {

@@ -52,6 +52,10 @@ type Incoming struct {
 	// ResultCaps is set by the handler: the capability table of the
 	// result it returns.
 	ResultCaps []wire.CapDescriptor
+	// ArgsOwned says Args lives in a buffer of its own (a large call) that
+	// the connection never reuses: a decoder may keep slices of it
+	// (zero-copy) past the call.
+	ArgsOwned bool
 	// Early says the call arrived in 0-RTT data, before the connection's
 	// handshake completed (transport.EarlyConn): an attacker may have
 	// replayed it. Only calls the handler's EarlyChecker accepts are
@@ -202,10 +206,15 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 		c.servingStreams++
 	}
 	sc := serverCallPool.Get().(*serverCall)
-	sc.buf = append(sc.buf[:0], p...)
+	owned := len(p) > bigWrite && c.rd.Take()
+	if owned { // read into a buffer of its own: the call keeps it, no copy
+		sc.buf = p
+	} else {
+		sc.buf = append(sc.buf[:0], p...)
+	}
 	wc, _ = wire.ParseCall(h.Flags, sc.buf) // re-slice into our copy; checked above
 	sc.in = Incoming{ID: h.ID, Function: wc.Function, Args: wc.Args, Timeout: wc.Timeout, Metadata: md, Conn: c,
-		Target: wc.Target, HasTarget: wc.HasTarget, Promises: sc.in.Promises[:0], Caps: sc.in.Caps[:0]}
+		Target: wc.Target, HasTarget: wc.HasTarget, Promises: sc.in.Promises[:0], Caps: sc.in.Caps[:0], ArgsOwned: owned}
 	if len(wc.Promises) > 0 {
 		sc.in.Promises, _ = wire.ParsePromises(sc.in.Promises, wc.Promises) // checked by ParseCall
 	}
@@ -339,7 +348,14 @@ func (c *Conn) serve(sc *serverCall) {
 	c.active--
 	c.smu.Unlock()
 	if c.lockForAppend() == nil {
-		c.wbuf = appendAnswer(c.wbuf, sc.in.ID, out, err, trailer, caps)
+		if err == nil && len(out) > bigWrite {
+			// A large result goes out from where it lies: out is not
+			// kept for reuse (below), so nothing changes it.
+			c.wbuf = wire.AppendResultHeader(c.wbuf, sc.in.ID, len(out), trailer, caps)
+			c.queueRef(out)
+		} else {
+			c.wbuf = appendAnswer(c.wbuf, sc.in.ID, out, err, trailer, caps)
+		}
 		c.wcharged += reply
 		c.flushLocked()
 	} else {
