@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/arbor-rpc/arbor/conn"
 	"github.com/arbor-rpc/arbor/value"
@@ -26,7 +27,56 @@ func getArgBuf() *argBuf { return argBufs.Get().(*argBuf) }
 func putArgBuf(b *argBuf) {
 	if cap(b.b) <= 64<<10 {
 		argBufs.Put(b)
+		return
 	}
+	// A large argument's buffer (see bigArgLen) is kept apart, for the
+	// next large argument: small calls never pin it.
+	if cap(b.b) <= maxBigArgBuf {
+		big := b.b[:0]
+		bigArgBufs.Put(&big)
+	}
+	b.b = nil
+	argBufs.Put(b)
+}
+
+// bigArgBufs recycles the buffers of large []byte and string arguments;
+// a call returns only once its connection holds no reference to them.
+var bigArgBufs sync.Pool // of *[]byte
+
+// maxBigArgBuf bounds the buffers kept in bigArgBufs.
+const maxBigArgBuf = 8 << 20
+
+// bigArg is the argument size from which its buffer comes from bigArgBufs.
+const bigArg = 64 << 10
+
+var (
+	bytesType  = reflect.TypeFor[[]byte]()
+	stringType = reflect.TypeFor[string]()
+)
+
+// bigArgLen is the length of v if T is []byte or string (without boxing
+// v), else 0.
+func bigArgLen[T any](v *T) int {
+	switch reflect.TypeFor[T]() {
+	case bytesType:
+		return len(*(*[]byte)(unsafe.Pointer(v)))
+	case stringType:
+		return len(*(*string)(unsafe.Pointer(v)))
+	}
+	return 0
+}
+
+// growForBig returns b with room for n more bytes, in a recycled buffer
+// from bigArgBufs when it has one large enough.
+func growForBig(b []byte, n int) []byte {
+	need := len(b) + n
+	if p, _ := bigArgBufs.Get().(*[]byte); p != nil {
+		if cap(*p) >= need {
+			return append((*p)[:0], b...)
+		}
+		bigArgBufs.Put(p)
+	}
+	return append(make([]byte, 0, need), b...)
 }
 
 // argEncoder collects what encoding a call's arguments learns: the
@@ -45,6 +95,9 @@ func appendArg[T any](e *argEncoder, b []byte, i int, v T) []byte {
 	}
 	if isPromise[T]() {
 		return appendPromiseArg(e, b, i, any(v).(promiseArg))
+	}
+	if n := bigArgLen(&v); n > bigArg && cap(b)-len(b) < n+16 {
+		b = growForBig(b, n+16) // +16: the msgpack header, and what follows
 	}
 	c := value.For[T]()
 	var err error

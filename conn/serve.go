@@ -319,7 +319,18 @@ func (c *Conn) workerExit() {
 
 func (c *Conn) serve(sc *serverCall) {
 	defer c.inflight.Add(-1)
+	small, given := sc.out, []byte(nil)
+	if len(sc.in.Args) > bigWrite && sc.in.Stream == nil {
+		// A large call likely has a large answer (an echo, a transform):
+		// the handler appends it to a recycled buffer of the call's size
+		// instead of growing a new one.
+		given = getBig(len(sc.in.Args) + 64)
+		sc.out = given
+	}
 	out, err := c.invoke(sc)
+	// Only a result in the buffer given (not one the handler allocated or
+	// a slice it returned from elsewhere) goes back to bigBufs.
+	recycle := given != nil && cap(out) > 0 && &out[:1][0] == &given[:1][0]
 	trailer := sc.ctx.trailers()
 	if sc.in.Stream != nil {
 		sc.in.Stream.finish(nil, status.New(status.Canceled, "stream handler returned"))
@@ -353,16 +364,25 @@ func (c *Conn) serve(sc *serverCall) {
 			// kept for reuse (below), so nothing changes it.
 			c.wbuf = wire.AppendResultHeader(c.wbuf, sc.in.ID, len(out), trailer, caps)
 			c.queueRef(out)
+			c.wsegs[len(c.wsegs)-1].recycle = recycle // by the writer, once written
 		} else {
 			c.wbuf = appendAnswer(c.wbuf, sc.in.ID, out, err, trailer, caps)
+			if recycle { // copied into wbuf
+				putBig(out)
+			}
 		}
 		c.wcharged += reply
 		c.flushLocked()
 	} else {
 		c.unreserve(reply)
+		if recycle {
+			putBig(out)
+		}
 	}
 	if cap(out) <= 64<<10 {
 		sc.out = out[:0]
+	} else {
+		sc.out = small // a large buffer is not kept with the call
 	}
 	c.smu.Lock()
 	delete(c.serving, sc.in.ID)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"sync"
 
 	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/wire"
@@ -90,6 +91,11 @@ func (c *Conn) writeLocked() {
 		c.unreserve(charged) // the results in buf hold memory no more
 		c.wmu.Lock()
 		if len(segs) > 0 {
+			for _, s := range segs {
+				if s.recycle {
+					putBig(s.b)
+				}
+			}
 			clear(segs) // drop the references: their owners may reuse them now
 			c.wsegSpare = segs[:0]
 			c.wflight = 0
@@ -119,8 +125,37 @@ const bigWrite = 64 << 10
 
 // wseg is a payload queued by reference.
 type wseg struct {
-	at int // its place in wbuf: after wbuf[:at]
-	b  []byte
+	at      int // its place in wbuf: after wbuf[:at]
+	b       []byte
+	recycle bool // b goes back to bigBufs once written (a result's buffer)
+}
+
+// bigBufs recycles the buffers large results are encoded into (see
+// Conn.serve): a server answering large calls does not allocate a new one
+// per call. Its entries go with the GC, as any sync.Pool's.
+var bigBufs sync.Pool // of *[]byte
+
+// maxBigBuf bounds the buffers kept in bigBufs.
+const maxBigBuf = 8 << 20
+
+// getBig returns an empty buffer of capacity at least n: a recycled one
+// if the pool has one large enough, else a new one.
+func getBig(n int) []byte {
+	if p, _ := bigBufs.Get().(*[]byte); p != nil {
+		if cap(*p) >= n {
+			return (*p)[:0]
+		}
+		bigBufs.Put(p) // too small for this one; maybe not for the next
+	}
+	return make([]byte, 0, n)
+}
+
+// putBig gives b back to bigBufs; no one may use it afterwards.
+func putBig(b []byte) {
+	if cap(b) <= maxBigBuf {
+		b = b[:0]
+		bigBufs.Put(&b)
+	}
 }
 
 // queueRef queues b by reference after what wbuf holds now, and returns
