@@ -95,9 +95,11 @@ bridge-test: tools
 bench-test:
 	cd bench && $(GO) test -count=1 ./...
 
-# Arbor beside grpc-go, drpc, net/rpc and the floor; prints the table and ratios.
+# Arbor beside every peer (grpc-go, connect-go, rpcx, Kitex, drpc, net/rpc,
+# Cap'n Proto) and the floor; prints the tables and ratios. Kitex needs its
+# build tag and -checklinkname=0 (bench/kitex.go).
 bench:
-	cd bench && $(GO) run . -d $(BENCHTIME)
+	cd bench && $(GO) run -tags kitex -ldflags=-checklinkname=0 . -d $(BENCHTIME)
 
 # Regression guard (not part of make test: a benchmark, not a test): a few
 # key cells, Arbor beside grpc-go and the floor in one run, failing when a
