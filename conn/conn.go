@@ -87,6 +87,8 @@ type Conn struct {
 
 	rd *wire.Reader // the reader loop's (large payloads are taken from it)
 
+	ka atomic.Pointer[kaTimer] // the keep-alive, once started
+
 	// Incoming calls.
 	smu            sync.Mutex
 	serving        map[uint64]*serverCall
@@ -187,8 +189,7 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 	go c.readLoop(r)
 	go c.writeLoop()
 	if c.keepAlive > 0 {
-		c.loops.Add(1)
-		go c.keepAliveLoop()
+		c.startKeepAlive()
 	}
 	return c, nil
 }
@@ -275,6 +276,9 @@ func (c *Conn) Close() error {
 // on the connection's goroutines, so they may call it.
 func (c *Conn) closeWith(err *status.Error) {
 	c.closeOnce.Do(func() {
+		if ka := c.ka.Load(); ka != nil {
+			ka.stop(c)
+		}
 		c.closeErr = err
 		c.unusable.Store(true)
 		close(c.closed)

@@ -65,8 +65,7 @@ func (c *Conn) earlyReadLoop() {
 		return
 	}
 	if c.keepAlive > 0 {
-		c.loops.Add(1)
-		go c.keepAliveLoop()
+		c.startKeepAlive()
 	}
 	close(c.helloCh)
 	c.readLoop(r)
