@@ -72,6 +72,11 @@ type Config struct {
 	// Logger receives protocol errors and connection events (default: a
 	// logger that discards).
 	Logger *slog.Logger
+	// OnClose, when set, is called once after the connection has closed
+	// and its goroutines have ended, on a goroutine of its own: an owner
+	// keeping a list of connections needs no goroutine per connection
+	// waiting on Done.
+	OnClose func(*Conn)
 }
 
 // DefaultMaxChain bounds promise chains when nothing else is set.

@@ -185,11 +185,15 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 		nc.Close()
 		return nil, err
 	}
-	c.loops.Add(2)
+	// The reader, the writer and the keep-alive, counted before any of
+	// them runs: one may close the connection, and OnClose then waits.
+	c.loops.Add(3)
 	go c.readLoop(r)
 	go c.writeLoop()
 	if c.keepAlive > 0 {
 		c.startKeepAlive()
+	} else {
+		c.loops.Done()
 	}
 	return c, nil
 }
@@ -278,6 +282,12 @@ func (c *Conn) closeWith(err *status.Error) {
 	c.closeOnce.Do(func() {
 		if ka := c.ka.Load(); ka != nil {
 			ka.stop(c)
+		}
+		if f := c.cfg.OnClose; f != nil {
+			go func() {
+				c.loops.Wait()
+				f(c)
+			}()
 		}
 		c.closeErr = err
 		c.unusable.Store(true)

@@ -45,7 +45,7 @@ func (c *Conn) startEarly() (*Conn, error) {
 		c.nc.Close()
 		return nil, status.Wrap(status.Unavailable, status.ErrConnection, err, "handshake: sending HELLO")
 	}
-	c.loops.Add(2)
+	c.loops.Add(3) // the reader, the writer and the keep-alive (see start)
 	go c.earlyReadLoop()
 	go c.writeLoop()
 	return c, nil
@@ -61,11 +61,14 @@ func (c *Conn) earlyReadLoop() {
 	if err != nil {
 		c.closeWith(status.FromError(err)) // before waking the callers: they see it
 		close(c.helloCh)
+		c.loops.Done() // the keep-alive's, never started
 		c.loops.Done()
 		return
 	}
 	if c.keepAlive > 0 {
 		c.startKeepAlive()
+	} else {
+		c.loops.Done()
 	}
 	close(c.helloCh)
 	c.readLoop(r)

@@ -31,8 +31,8 @@ type kaTimer struct {
 // budget counts as alive too, since the silence is this side's.
 //
 // It checks eight times per interval, so a silent peer is dropped between
-// the timeout and a quarter interval after it, never before. It counts as
-// one of the connection's loops (Close waits for it) until stopped.
+// the timeout and a quarter interval after it, never before. It holds one
+// count of c.loops, added by the caller (Close waits for it), until stopped.
 func (c *Conn) startKeepAlive() {
 	timeout := c.cfg.KeepAliveTimeout
 	if timeout <= 0 {
@@ -40,7 +40,6 @@ func (c *Conn) startKeepAlive() {
 	}
 	now := time.Now()
 	ka := &kaTimer{tick: max(min(c.keepAlive, timeout)/8, time.Millisecond), timeout: timeout, lastSeen: now, lastPing: now}
-	c.loops.Add(1)
 	c.ka.Store(ka)
 	ka.mu.Lock()
 	if !ka.stopped {
