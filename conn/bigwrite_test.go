@@ -97,3 +97,27 @@ func TestReleaseRef(t *testing.T) {
 	}
 	c.releaseRef(gen, b) // written long ago: returns at once
 }
+
+// OnClose runs once, after the connection's goroutines have ended.
+func TestOnClose(t *testing.T) {
+	called := make(chan *Conn, 2)
+	p := newPair(t, Config{KeepAlive: time.Hour, OnClose: func(c *Conn) { called <- c }}, Config{})
+	p.client.Close()
+	select {
+	case c := <-called:
+		if c != p.server {
+			t.Fatal("OnClose got another connection")
+		}
+		if c.Err() == nil {
+			t.Fatal("OnClose ran before the connection closed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnClose not called after the peer closed")
+	}
+	p.server.Close()
+	select {
+	case <-called:
+		t.Fatal("OnClose called twice")
+	case <-time.After(50 * time.Millisecond):
+	}
+}
