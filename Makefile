@@ -5,7 +5,7 @@ GO        ?= go
 FUZZTIME  ?= 5s
 BENCHTIME ?= 2s
 
-.PHONY: all build test fmt-check vet unit allocs fuzz bench-test bench chaos clean tools gen gen-check bridge-test console-screenshot otel-test
+.PHONY: all build test fmt-check vet unit allocs fuzz bench-test bench bench-check chaos clean tools gen gen-check bridge-test console-screenshot otel-test
 
 all: build test
 
@@ -110,9 +110,19 @@ otel-test:
 bench-test:
 	cd bench && $(GO) test -count=1 ./...
 
-# Arbor beside grpc-go, drpc, net/rpc and the floor; prints the table and ratios.
+# Arbor beside every peer (grpc-go, connect-go, rpcx, Kitex, drpc, net/rpc,
+# Cap'n Proto) and the floor; prints the tables and ratios. Kitex needs its
+# build tag and -checklinkname=0 (bench/kitex.go).
 bench:
-	cd bench && $(GO) run . -d $(BENCHTIME)
+	cd bench && $(GO) run -tags kitex -ldflags=-checklinkname=0 . -d $(BENCHTIME)
+
+# Regression guard (not part of make test: a benchmark, not a test): a few
+# key cells, Arbor beside grpc-go and the floor in one run, failing when a
+# ratio drops below its recorded bar (bench/check.go, checkBars). About 30 s
+# with the default 1 s per cell; a loaded machine can fail it.
+CHECKTIME ?= 1s
+bench-check:
+	cd bench && $(GO) run . -mode check -d $(CHECKTIME)
 
 # The hostile-client suite (cmd/arbor/chaos_test.go) for a minute per
 # scenario against real `arbor serve` processes; each reports the server's

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/arbor-rpc/arbor"
@@ -52,5 +53,59 @@ func TestEchoAllocs(t *testing.T) {
 				t.Errorf("%s: %.2f allocations per echo, want at most %d", nc.name, allocs, maxEchoAllocs)
 			}
 		})
+	}
+}
+
+// maxLargeEchoBytes is the budget, in multiples of the payload, for the
+// bytes allocated by one 1 MiB echo, client and server together. What is
+// left is the frame read on each side (a buffer of its own, grown 4× at a
+// time as bytes arrive: about 1.3× the payload), which the decoded []byte
+// then points into and its receiver keeps: the encoded arguments and the
+// encoded result go in recycled buffers, large frames are written from
+// where they lie, so no side copies the payload again.
+const maxLargeEchoBytes = 3.5 // measured 2.6–2.9: room for a GC emptying a pool
+
+func TestLargeEchoBytes(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation sizes are meaningless under the race detector")
+	}
+	if testing.Short() {
+		t.Skip("short")
+	}
+	ctx := context.Background()
+	c := start(t, netCases[0], newServer(t)).dial()
+	in := make([]byte, 1<<20)
+	for i := range in {
+		in[i] = byte(i * 7)
+	}
+	var kept [][]byte
+	echo := func() []byte {
+		out, err := arbor.Call1[[]byte](ctx, c, "echo", in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for range 3 {
+		kept = append(kept, echo())
+	}
+	const n = 20
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range n {
+		echo()
+	}
+	runtime.ReadMemStats(&after)
+	per := float64(after.TotalAlloc-before.TotalAlloc) / n / float64(len(in))
+	t.Logf("%.2f× the payload allocated per 1 MiB echo (client+server)", per)
+	if per > maxLargeEchoBytes {
+		t.Errorf("%.2f× the payload allocated per 1 MiB echo, want at most %.1f×", per, maxLargeEchoBytes)
+	}
+	// Results decoded without a copy are the caller's for good: later
+	// calls must not overwrite them.
+	for i, out := range kept {
+		if !bytes.Equal(out, in) {
+			t.Fatalf("result %d changed after later calls", i)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/arbor-rpc/arbor/conn"
 	"github.com/arbor-rpc/arbor/value"
@@ -26,7 +27,56 @@ func getArgBuf() *argBuf { return argBufs.Get().(*argBuf) }
 func putArgBuf(b *argBuf) {
 	if cap(b.b) <= 64<<10 {
 		argBufs.Put(b)
+		return
 	}
+	// A large argument's buffer (see bigArgLen) is kept apart, for the
+	// next large argument: small calls never pin it.
+	if cap(b.b) <= maxBigArgBuf {
+		big := b.b[:0]
+		bigArgBufs.Put(&big)
+	}
+	b.b = nil
+	argBufs.Put(b)
+}
+
+// bigArgBufs recycles the buffers of large []byte and string arguments;
+// a call returns only once its connection holds no reference to them.
+var bigArgBufs sync.Pool // of *[]byte
+
+// maxBigArgBuf bounds the buffers kept in bigArgBufs.
+const maxBigArgBuf = 8 << 20
+
+// bigArg is the argument size from which its buffer comes from bigArgBufs.
+const bigArg = 64 << 10
+
+var (
+	bytesType  = reflect.TypeFor[[]byte]()
+	stringType = reflect.TypeFor[string]()
+)
+
+// bigArgLen is the length of v if T is []byte or string (without boxing
+// v), else 0.
+func bigArgLen[T any](v *T) int {
+	switch reflect.TypeFor[T]() {
+	case bytesType:
+		return len(*(*[]byte)(unsafe.Pointer(v)))
+	case stringType:
+		return len(*(*string)(unsafe.Pointer(v)))
+	}
+	return 0
+}
+
+// growForBig returns b with room for n more bytes, in a recycled buffer
+// from bigArgBufs when it has one large enough.
+func growForBig(b []byte, n int) []byte {
+	need := len(b) + n
+	if p, _ := bigArgBufs.Get().(*[]byte); p != nil {
+		if cap(*p) >= need {
+			return append((*p)[:0], b...)
+		}
+		bigArgBufs.Put(p)
+	}
+	return append(make([]byte, 0, need), b...)
 }
 
 // argEncoder collects what encoding a call's arguments learns: the
@@ -45,6 +95,9 @@ func appendArg[T any](e *argEncoder, b []byte, i int, v T) []byte {
 	}
 	if isPromise[T]() {
 		return appendPromiseArg(e, b, i, any(v).(promiseArg))
+	}
+	if n := bigArgLen(&v); n > bigArg && cap(b)-len(b) < n+16 {
+		b = growForBig(b, n+16) // +16: the msgpack header, and what follows
 	}
 	c := value.For[T]()
 	var err error
@@ -98,7 +151,7 @@ func finish[R any](ctx context.Context, c Caller, e *argEncoder, buf *argBuf) (R
 				if err != nil {
 					return zero, err
 				}
-				v, err := decodeResult[R](e.id, rep.Result(), nil)
+				v, err := decodeResultOwned[R](e.id, rep.Result(), nil, rep.Owned())
 				rep.Release()
 				return v, err
 			}
@@ -113,7 +166,7 @@ func finish[R any](ctx context.Context, c Caller, e *argEncoder, buf *argBuf) (R
 				if err != nil {
 					return zero, fromStatus(err)
 				}
-				v, err := decodeResult[R](e.id, rep.Result(), nil)
+				v, err := decodeResultOwned[R](e.id, rep.Result(), nil, rep.Owned())
 				rep.Release()
 				return v, err
 			}
@@ -183,7 +236,7 @@ func routePlain[R any](ctx context.Context, r Router, id string, args []byte) (v
 		if err != nil {
 			return v, true, err
 		}
-		v, err = decodeResult[R](id, rep.Result(), nil)
+		v, err = decodeResultOwned[R](id, rep.Result(), nil, rep.Owned())
 		rep.Release()
 		return v, true, err
 	}
@@ -191,7 +244,7 @@ func routePlain[R any](ctx context.Context, r Router, id string, args []byte) (v
 
 // callPlain is a unary call with no interceptor, promise or capability.
 func (c *Client) callPlain(ctx context.Context, id string, args []byte) (*conn.Reply, error) {
-	o := conn.Outgoing{Function: id, Metadata: outgoingMetadata(ctx), Args: args}
+	o := conn.Outgoing{Function: id, Metadata: outgoingMetadata(ctx), Args: args, Idempotent: idempotentCall(ctx)}
 	for attempt := 0; ; attempt++ {
 		cc, err := c.conn(ctx)
 		if err != nil {
@@ -213,16 +266,28 @@ func (c *Client) callPlain(ctx context.Context, id string, args []byte) (*conn.R
 // decodeResult decodes a result as R, binding the capabilities in it to
 // dec's connection.
 func decodeResult[R any](id string, res []byte, dec *capDecoder) (R, error) {
+	return decodeResultOwned[R](id, res, dec, false)
+}
+
+// decodeResultOwned is decodeResult; owned says res is the caller's for
+// good (conn.Reply.Owned), so blobs in it are returned without a copy.
+func decodeResultOwned[R any](id string, res []byte, dec *capDecoder, owned bool) (R, error) {
 	c := value.For[R]()
 	var v R
 	var err error
 	var rest int
 	if dec != nil {
 		r := value.NewReader(res) // escapes through DecodeHost: allocated only here
+		if owned {
+			r.AliasBytes()
+		}
 		v, err = c.DecodeHost(&r, dec)
 		rest = len(r.Rest())
 	} else {
 		r := value.NewReader(res)
+		if owned {
+			r.AliasBytes()
+		}
 		v, err = c.Decode(&r)
 		rest = len(r.Rest())
 	}

@@ -262,6 +262,7 @@ func sendOn(ctx context.Context, cc *conn.Conn, req *Request, owner *Client) (*R
 	if err := req.outgoing(cc, &o); err != nil {
 		return nil, err
 	}
+	o.Idempotent = idempotentCall(ctx)
 	switch {
 	case req.Kind.IsStream():
 		st, err := cc.OpenStream(ctx, &o)

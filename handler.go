@@ -185,6 +185,9 @@ type argDecoder struct {
 
 func (h *handler) decoder(ctx context.Context, in *conn.Incoming, args []byte) (argDecoder, error) {
 	d := argDecoder{h: h, r: value.NewReader(args)}
+	if in != nil && in.ArgsOwned && len(args) > 0 && len(in.Args) > 0 && &args[0] == &in.Args[0] {
+		d.r.AliasBytes() // a large call's own buffer: blobs in it need no copy
+	}
 	if h.caps {
 		if in != nil {
 			d.dec = &capDecoder{cc: in.Conn, table: in.Caps}

@@ -26,6 +26,17 @@ func (d *dispatcher) ServeCall(ctx context.Context, in *conn.Incoming, out []byt
 	return res, toStatus(err)
 }
 
+// ServeEarly implements conn.EarlyChecker: a call that arrived in 0-RTT
+// data (which may be a replay) is served before the handshake completes
+// only if its function is registered Idempotent.
+func (d *dispatcher) ServeEarly(in *conn.Incoming) bool {
+	if d.functions == nil {
+		return false
+	}
+	h := d.functions(in.Function)
+	return h != nil && h.info.Idempotent && h.invoke != nil
+}
+
 // Release implements conn.Releaser: the peer dropped references to one
 // of this side's exports.
 func (d *dispatcher) Release(c *conn.Conn, id uint64, n uint32) { releaseExport(c, id, n) }

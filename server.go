@@ -343,7 +343,12 @@ func (s *Server) refuse(nc net.Conn, why string) {
 }
 
 func (s *Server) serveConn(nc net.Conn) {
-	defer s.wg.Done()
+	handedOver := false // to cfg.OnClose, which then calls s.wg.Done
+	defer func() {
+		if !handedOver {
+			s.wg.Done()
+		}
+	}()
 	cfg := s.cfg.connConfig()
 	cfg.Handler = s.serve
 	cfg.Budget = s.budget
@@ -369,8 +374,22 @@ func (s *Server) serveConn(nc net.Conn) {
 		peer.TLS = &st
 	}
 	cfg.BaseContext = context.WithValue(context.Background(), peerKey{}, peer)
+	// Once registered, a connection is forgotten by OnClose when it ends:
+	// no goroutine per connection waits for that.
+	registered := make(chan *conn.Conn, 1)
+	cfg.OnClose = func(*conn.Conn) {
+		c := <-registered
+		if c == nil {
+			return // set-up failed; serveConn did the rest
+		}
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.wg.Done()
+	}
 	c, err := conn.Server(nc, cfg)
 	if err != nil {
+		registered <- nil
 		s.setupDone(nc)
 		s.failLog.log(s.logger, "arbor: connection set-up failed", "remote", nc.RemoteAddr().String(), "err", err)
 		return
@@ -383,6 +402,8 @@ func (s *Server) serveConn(nc net.Conn) {
 	s.conns[c] = struct{}{}
 	closed, drain := s.closed, s.drainCtx
 	s.mu.Unlock()
+	handedOver = true
+	registered <- c
 	if s.onConn != nil {
 		s.onConn(c)
 	}
@@ -393,11 +414,6 @@ func (s *Server) serveConn(nc net.Conn) {
 			c.Close()
 		}
 	}
-	<-c.Done()
-	c.Close() // wait for its goroutines
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
 }
 
 func (s *Server) closeSetup() {

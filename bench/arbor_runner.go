@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/transport"
@@ -25,6 +26,15 @@ func init() {
 type arborRunner struct {
 	call  func(ctx context.Context, payload []byte) ([]byte, error)
 	close func() error
+	dial  func(ctx context.Context) (Runner, error) // nil for a dialed connection
+}
+
+// Dial implements Dialer: another client of the same server.
+func (r *arborRunner) Dial(ctx context.Context) (Runner, error) {
+	if r.dial == nil {
+		return nil, errors.New("arbor: not a server's runner")
+	}
+	return r.dial(ctx)
 }
 
 func startArbor(ctx context.Context) (Runner, error) {
@@ -63,6 +73,7 @@ func startArborAt(ctx context.Context, addr string, lcfg, dcfg *transport.Config
 		call: func(ctx context.Context, payload []byte) ([]byte, error) {
 			return arbor.Call1[[]byte](ctx, c, "echo", payload)
 		},
+		dial: func(ctx context.Context) (Runner, error) { return dialArborWith(ctx, l.URL(), dcfg) },
 		close: func() error {
 			c.Close()
 			srv.Close()

@@ -26,7 +26,7 @@ func init() {
 	})
 	registerTransport(transportSystem{
 		system: "arbor", transport: "quic",
-		note:  "QUIC (quic-go) over UDP, same certificates; each call on its own native QUIC stream",
+		note:  "QUIC (quic-go) over UDP, same certificates; calls multiplexed with Arbor's framing on one long-lived QUIC stream",
 		start: func(ctx context.Context) (Runner, error) { return startArborTLS(ctx, "quic") },
 	})
 	registerTransport(transportSystem{

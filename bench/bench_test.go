@@ -26,7 +26,7 @@ func BenchmarkUnary(b *testing.B) {
 				b.Fatalf("start %s: %v", name, err)
 			}
 			defer r.Close()
-			for _, size := range []int{64, 1024} {
+			for _, size := range []int{64, 1024, 1 << 20} {
 				payload := makePayload(size)
 				b.Run(benchSizeName(size), func(b *testing.B) {
 					for _, c := range []int{1, 16, 64, 256} {
@@ -107,7 +107,7 @@ func BenchmarkStream(b *testing.B) {
 				b.Fatalf("start %s: %v", name, err)
 			}
 			defer r.Close()
-			for _, size := range []int{64, 1024} {
+			for _, size := range []int{64, 1024, 1 << 20} {
 				payload := makePayload(size)
 				b.Run(benchSizeName(size), func(b *testing.B) {
 					for _, lanes := range []int{1, 16} {

@@ -52,6 +52,41 @@ func startFloor(ctx context.Context) (Runner, error) {
 	return &floorRunner{srv: srv, cli: newFloorClient(conn)}, nil
 }
 
+func init() {
+	registerRemote(remoteSystem{name: "floor",
+		serve: func(context.Context) (string, func(), error) {
+			srv, err := newFloorServer()
+			if err != nil {
+				return "", nil, err
+			}
+			return srv.ln.Addr().String(), srv.close, nil
+		},
+		dial: dialFloor,
+	})
+}
+
+// floorConn is one client connection alone.
+type floorConn struct{ cli *floorClient }
+
+func (c floorConn) Call(ctx context.Context, payload []byte) ([]byte, error) {
+	return c.cli.call(ctx, payload)
+}
+func (c floorConn) Close() error { return c.cli.close() }
+
+func dialFloor(ctx context.Context, addr string) (Runner, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return floorConn{newFloorClient(conn)}, nil
+}
+
+// Dial implements Dialer.
+func (r *floorRunner) Dial(ctx context.Context) (Runner, error) {
+	return dialFloor(ctx, r.srv.ln.Addr().String())
+}
+
 func (r *floorRunner) Call(ctx context.Context, payload []byte) ([]byte, error) {
 	return r.cli.call(ctx, payload)
 }

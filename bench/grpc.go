@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 
@@ -70,9 +71,11 @@ func grpcEchoHandler(srv any, ctx context.Context, dec func(any) error, intercep
 }
 
 type grpcRunner struct {
-	srv     *grpc.Server
+	srv     *grpc.Server // nil for a dialed connection
 	conn    *grpc.ClientConn
 	cleanup func()
+	addr    string
+	creds   credentials.TransportCredentials
 }
 
 func startGRPC(ctx context.Context) (Runner, error) {
@@ -129,7 +132,40 @@ func startGRPCWith(sopts []grpc.ServerOption, creds credentials.TransportCredent
 		}
 		return nil, err
 	}
-	return &grpcRunner{srv: srv, conn: conn, cleanup: cleanup}, nil
+	return &grpcRunner{srv: srv, conn: conn, cleanup: cleanup, addr: ln.Addr().String(), creds: creds}, nil
+}
+
+func init() {
+	registerRemote(remoteSystem{name: "grpc",
+		serve: func(context.Context) (string, func(), error) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return "", nil, err
+			}
+			srv := grpc.NewServer()
+			srv.RegisterService(&grpcEchoDesc, struct{}{})
+			go srv.Serve(ln) //nolint:errcheck // returns after Stop
+			return ln.Addr().String(), srv.Stop, nil
+		},
+		dial: func(_ context.Context, addr string) (Runner, error) { return dialGRPC(addr, insecure.NewCredentials()) },
+	})
+}
+
+// dialGRPC is a client connection alone (Close closes only it).
+func dialGRPC(addr string, creds credentials.TransportCredentials) (Runner, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, err
+	}
+	return &grpcRunner{conn: conn}, nil
+}
+
+// Dial implements Dialer: a new ClientConn (its own HTTP/2 connection).
+func (r *grpcRunner) Dial(context.Context) (Runner, error) {
+	if r.srv == nil {
+		return nil, errors.New("grpc: not a server's runner")
+	}
+	return dialGRPC(r.addr, r.creds)
 }
 
 func (r *grpcRunner) Call(ctx context.Context, payload []byte) ([]byte, error) {
@@ -142,7 +178,9 @@ func (r *grpcRunner) Call(ctx context.Context, payload []byte) ([]byte, error) {
 
 func (r *grpcRunner) Close() error {
 	err := r.conn.Close()
-	r.srv.Stop()
+	if r.srv != nil {
+		r.srv.Stop()
+	}
 	if r.cleanup != nil {
 		r.cleanup()
 	}

@@ -64,7 +64,7 @@ func main() {
 		dur      = flag.Duration("d", 2*time.Second, "measured duration per cell (system × payload × concurrency or lanes)")
 		warm     = flag.Duration("warm", 0, "warm-up per cell (default: d/10, clamped to 50ms..500ms)")
 		short    = flag.Bool("short", false, "CI-sized run: -d 200ms -warm 50ms")
-		mode     = flag.String("mode", "unary,stream,transports,tree,pipeline,proto", "comma-separated sections to run: unary, stream, transports, tree, pipeline, proto, or all")
+		mode     = flag.String("mode", "unary,stream,transports,tree,pipeline,proto", "comma-separated sections to run: unary, stream, transports, tree, pipeline, proto, sweep, connscale, check, or all (the first six)")
 		subject  = flag.String("subject", "arbor", "system whose ratios to the others are tabled")
 		systems  = flag.String("systems", "all", "unary: comma-separated systems, or all; known: "+strings.Join(knownSystems(), ","))
 		payloads = flag.String("payloads", "64,1KiB", "unary: comma-separated payload sizes (64, 1KiB, 4k, ...)")
@@ -83,11 +83,30 @@ func main() {
 		protoPayloads = flag.String("proto-payloads", "64", "proto: comma-separated payload sizes")
 		protoConc     = flag.String("proto-conc", "1,16,64", "proto: comma-separated numbers of concurrent callers sharing one connection")
 
+		sweepSystems  = flag.String("sweep-systems", "all", "sweep: comma-separated systems, or all")
+		sweepPayloads = flag.String("sweep-payloads", "32,512,4KiB,128KiB,1MiB", "sweep: payload sizes")
+		sweepConc     = flag.String("sweep-conc", "1,16,64,256,1024", "sweep: numbers of callers")
+		sweepConns    = flag.String("sweep-conns", "shared,per-caller", "sweep: shared (one connection for all callers) and/or per-caller (one each)")
+		sweepDur      = flag.Duration("sweep-d", 500*time.Millisecond, "sweep: measured duration per cell (the sweep has hundreds of cells)")
+
+		serveName     = flag.String("serve", "", "internal: serve system NAME in this process for a parent bench (procs, connscale)")
+		procsSystems  = flag.String("procs-systems", "floor,arbor,grpc", "procs: systems to run with client and server in separate processes")
+		procsPayloads = flag.String("procs-payloads", "64,4KiB", "procs: payload sizes")
+		procsConc     = flag.String("procs-conc", "1,16,64,256", "procs: numbers of callers sharing one connection")
+
+		scaleSystems = flag.String("scale-systems", "arbor,grpc", "connscale: systems whose servers take the idle connections")
+		scaleIdle    = flag.Int("scale-idle", 10000, "connscale: idle client connections to one server")
+		scaleActive  = flag.Int("scale-active", 100, "connscale: of them, how many then carry load")
+
 		linkDelay    = flag.Duration("link-delay", 5*time.Millisecond, "pipeline: delay the proxy adds to every chunk, in each direction")
 		chainLen     = flag.Int("chain", 10, "pipeline: dependent calls per chain")
 		pipelineRuns = flag.Int("pipeline-runs", 25, "pipeline: measured runs (one call and one chain each) per system; -short: 5")
 	)
 	flag.Parse()
+	if *serveName != "" {
+		serveChild(*serveName)
+		return
+	}
 	if *short {
 		*dur, *warm = 200*time.Millisecond, 50*time.Millisecond
 		*pipelineRuns = min(*pipelineRuns, 5)
@@ -142,9 +161,39 @@ func main() {
 		case "proto":
 			sizes, cs := mustSizes("-proto-payloads", *protoPayloads), mustInts("-proto-conc", *protoConc)
 			runs = append(runs, func(w io.Writer) error { return runProto(w, cfg, sizes, cs) })
+		case "sweep":
+			sys, err := lookupSystems(*sweepSystems)
+			if err != nil {
+				fatalf("-sweep-systems: %v", err)
+			}
+			conns, err := parseConns(*sweepConns)
+			if err != nil {
+				fatalf("-sweep-conns: %v", err)
+			}
+			var entries []unaryEntry
+			for _, s := range sys {
+				entries = append(entries, unaryEntry{name: s.name, note: s.note, start: s.start})
+			}
+			sc := sweepConfig{dur: *sweepDur, warm: warmupFor(*sweepDur), subject: *subject,
+				sizes: mustSizes("-sweep-payloads", *sweepPayloads), concs: mustInts("-sweep-conc", *sweepConc), conns: conns}
+			runs = append(runs, func(w io.Writer) error { return runSweep(w, sc, entries) })
+		case "connscale":
+			sys, err := lookupSystems(*scaleSystems)
+			if err != nil {
+				fatalf("-scale-systems: %v", err)
+			}
+			scc := scaleConfig{idle: *scaleIdle, active: min(*scaleActive, *scaleIdle), dur: *dur, warm: *warm}
+			runs = append(runs, func(w io.Writer) error { return runConnScale(w, scc, sys) })
+		case "procs":
+			pc := procsConfig{dur: *dur, warm: *warm, subject: *subject, systems: splitList(*procsSystems),
+				sizes: mustSizes("-procs-payloads", *procsPayloads), concs: mustInts("-procs-conc", *procsConc)}
+			runs = append(runs, func(w io.Writer) error { return runProcs(w, pc) })
+		case "check":
+			runs = append(runs, func(w io.Writer) error { return runCheck(w, cfg) })
 		}
 	}
 
+	raiseFDLimit()
 	out := os.Stdout
 	printMachine(out, *dur, *warm)
 	for _, run := range runs {
@@ -157,17 +206,18 @@ func main() {
 // parseModes parses -mode into sections in run order (unary, stream,
 // transports, tree, pipeline), whatever order they were given in.
 func parseModes(s string) ([]string, error) {
-	all := []string{"unary", "stream", "transports", "tree", "pipeline", "proto"}
+	all := []string{"unary", "stream", "transports", "tree", "pipeline", "proto", "sweep", "procs", "connscale", "check"}
+	defaults := all[:6] // "all": the sections of make bench; sweep, connscale and check are asked for by name
 	want := map[string]bool{}
 	for _, f := range strings.Split(s, ",") {
 		f = strings.ToLower(strings.TrimSpace(f))
 		switch f {
 		case "":
 		case "all":
-			for _, m := range all {
+			for _, m := range defaults {
 				want[m] = true
 			}
-		case "unary", "stream", "transports", "tree", "pipeline", "proto":
+		case "unary", "stream", "transports", "tree", "pipeline", "proto", "sweep", "procs", "connscale", "check":
 			want[f] = true
 		case "protobuf", "generated", "bridge", "grpc-bridge":
 			want["proto"] = true
@@ -180,7 +230,7 @@ func parseModes(s string) ([]string, error) {
 		case "transport":
 			want["transports"] = true
 		default:
-			return nil, fmt.Errorf("unknown section %q (want unary, stream, transports, tree, pipeline, proto or all)", f)
+			return nil, fmt.Errorf("unknown section %q (want unary, stream, transports, tree, pipeline, proto, sweep, procs, connscale, check or all)", f)
 		}
 	}
 	var out []string
@@ -416,4 +466,14 @@ func parseInts(s string) ([]int, error) {
 		return nil, fmt.Errorf("no values")
 	}
 	return out, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

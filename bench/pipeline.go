@@ -43,7 +43,7 @@ type pipelineSystem struct {
 }
 
 // pipelineOrder is the order the pipeline systems are run and printed in.
-var pipelineOrder = []string{"arbor", "grpc"}
+var pipelineOrder = []string{"arbor", "capnp", "grpc"}
 
 var pipelineRegistry = map[string]pipelineSystem{}
 

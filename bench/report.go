@@ -37,7 +37,8 @@ func peerVersions() string {
 	var parts []string
 	for _, d := range bi.Deps {
 		switch d.Path {
-		case "google.golang.org/grpc", "google.golang.org/protobuf", "storj.io/drpc":
+		case "google.golang.org/grpc", "google.golang.org/protobuf", "storj.io/drpc", "connectrpc.com/connect",
+			"github.com/smallnest/rpcx", "github.com/cloudwego/kitex", "capnproto.org/go/capnp/v3":
 			v := d.Version
 			if d.Replace != nil {
 				v = d.Replace.Version
@@ -62,13 +63,31 @@ func printResults(w io.Writer, results []result) {
 	if len(results) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "| system | payload | concurrency | calls/s | p50 | p99 | allocs/call | B/call |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| system | payload | concurrency | calls/s | p50 | p99 | p99.9 | "+cpuHead(results)+" | allocs/call | B/call |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
-		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %.1f | %.0f |\n",
-			r.system, sizeLabel(r.payload), r.conc, fmtRate(r.callsPerSec), fmtDur(r.p50), fmtDur(r.p99), r.allocsPerCall, r.bytesPerCall)
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %.1f | %.0f |\n",
+			r.system, sizeLabel(r.payload), r.conc, fmtRate(r.callsPerSec), fmtDur(r.p50), fmtDur(r.p99), fmtDur(r.p999), fmtCPU(r), r.allocsPerCall, r.bytesPerCall)
 	}
 	fmt.Fprintln(w)
+}
+
+// cpuHead is the CPU column's heading: one process, or client / server.
+func cpuHead(results []result) string {
+	for _, r := range results {
+		if r.separate {
+			return "CPU µs/call client / server"
+		}
+	}
+	return "CPU µs/call"
+}
+
+// fmtCPU is a cell's CPU per call: user+system µs from getrusage.
+func fmtCPU(r result) string {
+	if r.separate {
+		return fmt.Sprintf("%.1f / %.1f", r.clientCPU, r.serverCPU)
+	}
+	return fmt.Sprintf("%.1f", r.cpuPerCall)
 }
 
 // printRatios tables subject against grpc and floor for each
@@ -124,7 +143,7 @@ func printNotes(w io.Writer, results []result, notes []string) {
 	for _, n := range notes {
 		fmt.Fprintf(w, "- %s\n", n)
 	}
-	fmt.Fprintln(w, "- allocs/call and B/call count client and server together (same process); p50/p99 are per-call round-trip latencies seen by the callers.")
+	fmt.Fprintln(w, "- allocs/call and B/call count client and server together (same process); p50/p99/p99.9 are per-call round-trip latencies seen by the callers; CPU µs/call is user+system CPU time (getrusage) over calls, client and server together when they share the process.")
 	for _, r := range results {
 		if r.dropped > 0 {
 			fmt.Fprintf(w, "- %s %s c%d: %d of %d latencies not recorded (sample slices full); percentiles cover the rest.\n",
@@ -140,12 +159,12 @@ func printTransportResults(w io.Writer, results []result) {
 	if len(results) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "| system | transport | payload | concurrency | calls/s | p50 | p99 | allocs/call | B/call |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| system | transport | payload | concurrency | calls/s | p50 | p99 | p99.9 | "+cpuHead(results)+" | allocs/call | B/call |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
 		sys, _, _ := strings.Cut(r.system, "-")
-		fmt.Fprintf(w, "| %s | %s | %s | %d | %s | %s | %s | %.1f | %.0f |\n",
-			sys, r.transport, sizeLabel(r.payload), r.conc, fmtRate(r.callsPerSec), fmtDur(r.p50), fmtDur(r.p99), r.allocsPerCall, r.bytesPerCall)
+		fmt.Fprintf(w, "| %s | %s | %s | %d | %s | %s | %s | %s | %s | %.1f | %.0f |\n",
+			sys, r.transport, sizeLabel(r.payload), r.conc, fmtRate(r.callsPerSec), fmtDur(r.p50), fmtDur(r.p99), fmtDur(r.p999), fmtCPU(r), r.allocsPerCall, r.bytesPerCall)
 	}
 	fmt.Fprintln(w)
 }

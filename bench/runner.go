@@ -37,7 +37,7 @@ func register(s system) {
 }
 
 // defaultOrder is the order systems are run and printed in.
-var defaultOrder = []string{"floor", "arbor", "grpc", "drpc", "netrpc"}
+var defaultOrder = []string{"floor", "arbor", "grpc", "connect", "rpcx", "kitex", "drpc", "netrpc", "capnp"}
 
 // knownSystems lists registered system names, defaultOrder first.
 func knownSystems() []string {
@@ -87,4 +87,12 @@ func lookupSystems(list string) ([]system, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// Dialer is implemented by Runners that can open further client
+// connections to their server: for cells with one connection per caller,
+// and for the connection-scale section. The Runner it returns uses only
+// its own connection, and its Close closes only that connection.
+type Dialer interface {
+	Dial(ctx context.Context) (Runner, error)
 }

@@ -2,6 +2,7 @@ package conn
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"time"
@@ -21,6 +22,11 @@ type call struct {
 	caps    []wire.CapDescriptor // the result's capability table, if any
 	conn    *Conn
 	ob      *observed // Config.Observer's state of the call (observe.go)
+	owned   bool // buf is a large RESULT payload read into a buffer of its own
+	// refArgs, when set, are the call's large arguments, queued by
+	// reference in write batch refGen (see Conn.queueRef).
+	refArgs []byte
+	refGen  uint64
 }
 
 // Reply is the answer to a successful call. Result is valid until Release.
@@ -28,6 +34,11 @@ type Reply call
 
 // Result is the encoded result.
 func (r *Reply) Result() []byte { return r.buf }
+
+// Owned reports whether Result lives in a buffer of its own that the
+// connection never reuses (a large result): a decoder may then keep
+// slices of it (zero-copy) past Release.
+func (r *Reply) Owned() bool { return r.owned }
 
 // Caps is the result's capability table (wire.CapabilityExt values in
 // the result index into it); valid until Release.
@@ -45,9 +56,11 @@ var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}
 func getCall() *call { return callPool.Get().(*call) }
 
 func putCall(cl *call) {
-	if cap(cl.buf) > 64<<10 {
+	if cap(cl.buf) > 64<<10 || cl.owned {
 		cl.buf = nil
 	}
+	cl.owned = false
+	cl.refArgs = nil
 	cl.err = nil
 	cl.trailer = nil
 	cl.caps = cl.caps[:0]
@@ -92,6 +105,11 @@ type Outgoing struct {
 	// Retain asks the peer to keep the answer for pipelined calls until
 	// Release (Go only).
 	Retain bool
+	// Idempotent says calling the function twice is the same as once: on
+	// a connection still in its 0-RTT handshake (transport.EarlyConn) the
+	// call may go in early data, which can be replayed. Calls without it
+	// wait for the handshake, and for the peer's HELLO.
+	Idempotent bool
 }
 
 // size estimates the CALL frame's payload size for the frame limit.
@@ -130,7 +148,20 @@ func (c *Conn) start(ctx context.Context, o *Outgoing, cl *call, st *Stream, laz
 	if err != nil {
 		return 0, err
 	}
-	if size := o.size(); size > int(c.peerMaxFrame) {
+	size := o.size()
+	early := false
+	if c.helloCh != nil {
+		select {
+		case <-c.helloCh:
+		default:
+			if early = c.earlyOK(o, st, size); !early {
+				if err := c.waitHello(ctx); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	if !early && size > int(c.peerMaxFrame) {
 		return 0, status.Errorf(status.ResourceExhausted, "call to %q is %d bytes, over the peer's frame limit of %d", o.Function, size, c.peerMaxFrame)
 	}
 	// The id is taken under the write lock so that ids reach the wire in
@@ -157,9 +188,20 @@ func (c *Conn) start(ctx context.Context, o *Outgoing, cl *call, st *Stream, laz
 	f := wire.CallFrame{ID: id, Stream: st != nil, Retain: o.Retain, Timeout: timeout, Function: o.Function,
 		Metadata: o.Metadata, Target: o.Target, Promises: o.Promises, Caps: o.Caps}
 	var at int
+	safe := early && c.wsafe == len(c.wbuf) // everything queued before may go early too
 	c.wbuf, at = wire.AppendCall(c.wbuf, &f)
-	c.wbuf = append(c.wbuf, o.Args...)
-	wire.EndFrame(c.wbuf, at)
+	if cl != nil && !lazy && len(o.Args) > bigWrite {
+		// Large arguments go out from where they lie; Call keeps them
+		// unchanged until written (releaseRef).
+		binary.BigEndian.PutUint32(c.wbuf[at:], uint32(len(c.wbuf)-at-wire.HeaderSize+len(o.Args)))
+		cl.refArgs, cl.refGen = o.Args, c.queueRef(o.Args)
+	} else {
+		c.wbuf = append(c.wbuf, o.Args...)
+		wire.EndFrame(c.wbuf, at)
+	}
+	if safe {
+		c.wsafe = len(c.wbuf)
+	}
 	if lazy {
 		c.flushLazyLocked()
 	} else {
@@ -189,6 +231,12 @@ func (c *Conn) call(ctx context.Context, o *Outgoing) (*Reply, error) {
 	if err != nil {
 		putCall(cl)
 		return nil, err
+	}
+	if cl.refArgs != nil {
+		// Returning hands o.Args back to the caller: the connection must
+		// hold no reference to them by then (an answer can only come
+		// after they were written; a cancel or a failure can come before).
+		defer func(b []byte, gen uint64) { c.releaseRef(gen, b) }(cl.refArgs, cl.refGen)
 	}
 	select {
 	case <-cl.done:
@@ -310,7 +358,11 @@ func (c *Conn) answer(h wire.Header, p []byte) error {
 	}
 	cl.trailer = a.trailer
 	if a.err == nil {
-		cl.buf = append(cl.buf[:0], a.value...)
+		if len(a.value) > bigWrite && c.rd.Take() {
+			cl.buf, cl.owned = a.value, true // read into its own buffer: no copy
+		} else {
+			cl.buf = append(cl.buf[:0], a.value...)
+		}
 		cl.caps, _ = wire.ParseCapTable(cl.caps[:0], a.caps)
 		cl.complete(nil)
 		return nil

@@ -75,6 +75,11 @@ type Config struct {
 	// Observer, when set, sees the connection's life and every call on
 	// it (observe.go): metrics and tracing. Nil by default.
 	Observer Observer
+	// OnClose, when set, is called once after the connection has closed
+	// and its goroutines have ended, on a goroutine of its own: an owner
+	// keeping a list of connections needs no goroutine per connection
+	// waiting on Done.
+	OnClose func(*Conn)
 }
 
 // DefaultMaxChain bounds promise chains when nothing else is set.

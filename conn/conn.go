@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/arbor-rpc/arbor/internal/status"
+	"github.com/arbor-rpc/arbor/transport"
+	"github.com/arbor-rpc/arbor/wire"
 )
 
 // Conn is one connection. Its methods are safe for concurrent use.
@@ -40,11 +42,36 @@ type Conn struct {
 	wbuf    []byte
 	wspare  []byte
 	writing bool
+	// Large payloads queued by reference (see queueRef): wsegs[i] goes
+	// out after wbuf[:wsegs[i].at]. wgen numbers the batches the writer
+	// takes (it takes wbuf and wsegs together); wflight is the batch being
+	// written, 0 when none.
+	wsegs     []wseg
+	wsegBytes int
+	wsegSpare []wseg
+	wvec      net.Buffers // the writer's, while writing
+	wgen      uint64
+	wflight   uint64
 	// wcharged is the memory budget that the results queued in wbuf hold,
 	// given back once they are written.
 	wcharged int
 	werr     error
 	wsig     chan struct{} // wakes writeLoop
+	// minWrite pads shorter writes with a PAD frame: the transport pays
+	// extra for them (transport.MinWriter).
+	minWrite int
+	// 0-RTT (transport.EarlyConn): early is closed when the handshake
+	// completes (nil when it had when the connection started); ec is set
+	// on a client that may send before it (its HELLO and idempotent calls,
+	// see Outgoing.Idempotent); wsafe is how many bytes at the start of
+	// wbuf may go early.
+	early <-chan struct{}
+	ec    transport.EarlyConn
+	wsafe int
+	// helloCh, on a client started early, is closed once the peer's HELLO
+	// has been read (the peer's limits are known); until then only early
+	// calls go, within the limits every peer accepts.
+	helloCh chan struct{}
 	// inflight counts calls in flight both ways; under load, writes are
 	// left to writeLoop so that they coalesce.
 	inflight atomic.Int64
@@ -57,6 +84,10 @@ type Conn struct {
 	goingAway bool   // the peer sent GOAWAY
 	awayLast  uint64 // the peer's GOAWAY LastID
 	awayMsg   string
+
+	rd *wire.Reader // the reader loop's (large payloads are taken from it)
+
+	ka atomic.Pointer[kaTimer] // the keep-alive, once started
 
 	// Incoming calls.
 	smu            sync.Mutex
@@ -123,14 +154,31 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 		tickets:  make(map[targetKey]uint64),
 		work:     make(chan *serverCall),
 		wsig:     make(chan struct{}, 1),
+		wgen:     1,
 		closed:   make(chan struct{}),
 	}
 	c.wcond.L = &c.wmu
+	if mw, ok := nc.(transport.MinWriter); ok {
+		c.minWrite = mw.MinWrite()
+	}
+	if ec, ok := nc.(transport.EarlyConn); ok {
+		select {
+		case <-ec.HandshakeComplete():
+		default:
+			c.early = ec.HandshakeComplete()
+			if client {
+				c.ec = ec
+			}
+		}
+	}
 	c.mem = memAccount{own: NewBudget(c.cfg.MaxMemory), shared: c.cfg.Budget}
 	if client {
 		c.nextID = 1
 	} else {
 		c.nextID = 2
+	}
+	if c.ec != nil {
+		return c.startEarly()
 	}
 	r, err := c.handshake()
 	if err != nil {
@@ -140,12 +188,15 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 	if obs := c.cfg.Observer; obs != nil { // before the loops, so before ConnClosed
 		obs.ConnOpened(c)
 	}
-	c.loops.Add(2)
+	// The reader, the writer and the keep-alive, counted before any of
+	// them runs: one may close the connection, and OnClose then waits.
+	c.loops.Add(3)
 	go c.readLoop(r)
 	go c.writeLoop()
 	if c.keepAlive > 0 {
-		c.loops.Add(1)
-		go c.keepAliveLoop()
+		c.startKeepAlive()
+	} else {
+		c.loops.Done()
 	}
 	return c, nil
 }
@@ -159,11 +210,24 @@ func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
 // NetConn is the underlying transport connection (to read TLS state).
 func (c *Conn) NetConn() net.Conn { return c.nc }
 
-// KeepAlive is the agreed keep-alive interval (0 when off).
-func (c *Conn) KeepAlive() time.Duration { return c.keepAlive }
+// KeepAlive is the agreed keep-alive interval (0 when off). On a client
+// started in 0-RTT it waits for the peer's HELLO.
+func (c *Conn) KeepAlive() time.Duration {
+	if c.waitHello(context.Background()) != nil {
+		return 0
+	}
+	return c.keepAlive
+}
 
-// PeerMaxFrame is the largest payload the peer accepts.
-func (c *Conn) PeerMaxFrame() uint32 { return c.peerMaxFrame }
+// PeerMaxFrame is the largest payload the peer accepts. On a client
+// started in 0-RTT it waits for the peer's HELLO (0 if the connection
+// fails first).
+func (c *Conn) PeerMaxFrame() uint32 {
+	if c.waitHello(context.Background()) != nil {
+		return 0
+	}
+	return c.peerMaxFrame
+}
 
 // Done is closed when the connection has closed.
 func (c *Conn) Done() <-chan struct{} { return c.closed }
@@ -219,6 +283,15 @@ func (c *Conn) Close() error {
 // on the connection's goroutines, so they may call it.
 func (c *Conn) closeWith(err *status.Error) {
 	c.closeOnce.Do(func() {
+		if ka := c.ka.Load(); ka != nil {
+			ka.stop(c)
+		}
+		if f := c.cfg.OnClose; f != nil {
+			go func() {
+				c.loops.Wait()
+				f(c)
+			}()
+		}
 		c.closeErr = err
 		c.unusable.Store(true)
 		close(c.closed)

@@ -378,6 +378,7 @@ func TestBadFramesCloseOnlyThatConnection(t *testing.T) {
 		"second hello":  wire.AppendHello(nil, wire.Hello{Version: 1, MaxFrame: 1 << 20}),
 		"unknown reply": wire.AppendFrame(nil, wire.TypeResult, 0, 1001, nil),
 		"truncated":     wire.AppendHeader(nil, wire.Header{Length: 100, Type: wire.TypeCall, ID: 1})[:10],
+		"non-zero pad":  wire.AppendFrame(nil, wire.TypePad, 0, 0, []byte{0, 0, 1}),
 	}
 	healthy := newPair(t, Config{}, Config{})
 	for name, frame := range cases {

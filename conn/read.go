@@ -14,6 +14,7 @@ import (
 // protocol error: it closes this connection and nothing else.
 func (c *Conn) readLoop(r *wire.Reader) {
 	defer c.loops.Done()
+	c.rd = r
 	for {
 		h, p, err := r.Next()
 		if err != nil {
@@ -91,6 +92,8 @@ func (c *Conn) dispatch(h wire.Header, p []byte) error {
 		return nil
 	case wire.TypeData, wire.TypeEnd, wire.TypeCredit:
 		return c.streamFrame(h, p)
+	case wire.TypePad:
+		return wire.CheckPad(p)
 	case wire.TypeHello:
 		return fmt.Errorf("second HELLO frame")
 	}

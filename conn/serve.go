@@ -55,6 +55,24 @@ type Incoming struct {
 	// Arrival is the handler's own note on the call, set by its Arriver
 	// on the reading goroutine (what it found when the call arrived).
 	Arrival any
+	// ArgsOwned says Args lives in a buffer of its own (a large call) that
+	// the connection never reuses: a decoder may keep slices of it
+	// (zero-copy) past the call.
+	ArgsOwned bool
+	// Early says the call arrived in 0-RTT data, before the connection's
+	// handshake completed (transport.EarlyConn): an attacker may have
+	// replayed it. Only calls the handler's EarlyChecker accepts are
+	// served before the handshake completes; the others wait for it.
+	Early bool
+}
+
+// EarlyChecker is implemented by handlers that can tell which calls are
+// safe to serve from 0-RTT data, which may be a replay: those to
+// idempotent functions. A call it refuses, or any call to a handler
+// without it, waits until the handshake completes (and is never served
+// if the handshake does not complete).
+type EarlyChecker interface {
+	ServeEarly(in *Incoming) bool
 }
 
 // serverCall is one incoming call; pooled.
@@ -91,6 +109,12 @@ func (c *Conn) incoming(h wire.Header, p []byte) error {
 		return nil
 	}
 	sc.charged = len(p)
+	if c.early != nil {
+		if err := c.holdEarly(sc); err != nil {
+			c.unreserve(len(p))
+			return err
+		}
+	}
 	if sc.in.HasTarget {
 		if a, ok := c.cfg.Handler.(Arriver); ok {
 			a.Arrive(&sc.in)
@@ -186,10 +210,15 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 		c.servingStreams++
 	}
 	sc := serverCallPool.Get().(*serverCall)
-	sc.buf = append(sc.buf[:0], p...)
+	owned := len(p) > bigWrite && c.rd.Take()
+	if owned { // read into a buffer of its own: the call keeps it, no copy
+		sc.buf = p
+	} else {
+		sc.buf = append(sc.buf[:0], p...)
+	}
 	wc, _ = wire.ParseCall(h.Flags, sc.buf) // re-slice into our copy; checked above
 	sc.in = Incoming{ID: h.ID, Function: wc.Function, Args: wc.Args, Timeout: wc.Timeout, Metadata: md, Conn: c,
-		Target: wc.Target, HasTarget: wc.HasTarget, Promises: sc.in.Promises[:0], Caps: sc.in.Caps[:0]}
+		Target: wc.Target, HasTarget: wc.HasTarget, Promises: sc.in.Promises[:0], Caps: sc.in.Caps[:0], ArgsOwned: owned}
 	if len(wc.Promises) > 0 {
 		sc.in.Promises, _ = wire.ParsePromises(sc.in.Promises, wc.Promises) // checked by ParseCall
 	}
@@ -266,7 +295,11 @@ func (c *Conn) dispatchCall(sc *serverCall) {
 	}
 }
 
-const workerIdle = 30 * time.Second
+// workerIdle is how long an idle worker waits for the next call before it
+// exits. Short: a connection with calls less often than this pays a
+// goroutine start per call (about a microsecond), while an idle
+// connection holds no worker and no worker's stack.
+const workerIdle = 2 * time.Second
 
 // worker serves calls until it has been idle for a while or the connection
 // closes; keeping workers warm saves a goroutine start per call.
@@ -296,10 +329,21 @@ func (c *Conn) workerExit() {
 
 func (c *Conn) serve(sc *serverCall) {
 	defer c.inflight.Add(-1)
+	small, given := sc.out, []byte(nil)
+	if len(sc.in.Args) > bigWrite && sc.in.Stream == nil {
+		// A large call likely has a large answer (an echo, a transform):
+		// the handler appends it to a recycled buffer of the call's size
+		// instead of growing a new one.
+		given = getBig(len(sc.in.Args) + 64)
+		sc.out = given
+	}
 	out, err := c.invoke(sc)
 	if c.cfg.Observer != nil {
 		c.endIncoming(sc, out, err)
 	}
+	// Only a result in the buffer given (not one the handler allocated or
+	// a slice it returned from elsewhere) goes back to bigBufs.
+	recycle := given != nil && cap(out) > 0 && &out[:1][0] == &given[:1][0]
 	trailer := sc.ctx.trailers()
 	if sc.in.Stream != nil {
 		sc.in.Stream.finish(nil, status.New(status.Canceled, "stream handler returned"))
@@ -328,14 +372,30 @@ func (c *Conn) serve(sc *serverCall) {
 	c.active--
 	c.smu.Unlock()
 	if c.lockForAppend() == nil {
-		c.wbuf = appendAnswer(c.wbuf, sc.in.ID, out, err, trailer, caps)
+		if err == nil && len(out) > bigWrite {
+			// A large result goes out from where it lies: out is not
+			// kept for reuse (below), so nothing changes it.
+			c.wbuf = wire.AppendResultHeader(c.wbuf, sc.in.ID, len(out), trailer, caps)
+			c.queueRef(out)
+			c.wsegs[len(c.wsegs)-1].recycle = recycle // by the writer, once written
+		} else {
+			c.wbuf = appendAnswer(c.wbuf, sc.in.ID, out, err, trailer, caps)
+			if recycle { // copied into wbuf
+				putBig(out)
+			}
+		}
 		c.wcharged += reply
 		c.flushLocked()
 	} else {
 		c.unreserve(reply)
+		if recycle {
+			putBig(out)
+		}
 	}
 	if cap(out) <= 64<<10 {
 		sc.out = out[:0]
+	} else {
+		sc.out = small // a large buffer is not kept with the call
 	}
 	c.smu.Lock()
 	delete(c.serving, sc.in.ID)
@@ -466,3 +526,29 @@ func (c *Conn) Serving() int {
 
 // maxTargets bounds the distinct capability targets a connection tracks.
 const maxTargets = 100000
+
+// holdEarly marks a call read before the handshake completed (0-RTT data)
+// and, unless the handler may serve it early, waits for the handshake.
+// The reader waits with it: the calls behind it keep their order. A
+// handshake that does not complete drops the call (and the connection):
+// it may be a replay.
+func (c *Conn) holdEarly(sc *serverCall) error {
+	select {
+	case <-c.early:
+		return nil
+	default:
+	}
+	sc.in.Early = true
+	if ec, ok := c.cfg.Handler.(EarlyChecker); ok && !sc.in.HasTarget && len(sc.in.Promises) == 0 && ec.ServeEarly(&sc.in) {
+		return nil
+	}
+	t := time.NewTimer(c.cfg.HandshakeTimeout)
+	defer t.Stop()
+	select {
+	case <-c.early:
+		return nil
+	case <-c.closed:
+	case <-t.C:
+	}
+	return fmt.Errorf("call %d (%q) arrived in 0-RTT data and the handshake did not complete in %v; not served", sc.in.ID, sc.in.Function, c.cfg.HandshakeTimeout)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"sync"
 
 	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/wire"
@@ -13,7 +14,7 @@ import (
 // bound. It reports false (lock released) if the connection failed.
 func (c *Conn) lockForAppend() error {
 	c.wmu.Lock()
-	for len(c.wbuf) >= c.cfg.MaxPendingWrite && c.writing && c.werr == nil {
+	for len(c.wbuf)+c.wsegBytes >= c.cfg.MaxPendingWrite && c.writing && c.werr == nil {
 		c.wcond.Wait()
 	}
 	if c.werr != nil {
@@ -66,13 +67,39 @@ func (c *Conn) flushLazyLocked() {
 // writes. Called with wmu held and writing false; returns with wmu released.
 func (c *Conn) writeLocked() {
 	c.writing = true
-	for len(c.wbuf) > 0 && c.werr == nil {
-		buf, charged := c.wbuf, c.wcharged
-		c.wbuf, c.wcharged = c.wspare[:0], 0
+	for (len(c.wbuf) > 0 || len(c.wsegs) > 0) && c.werr == nil {
+		buf, charged, segs := c.wbuf, c.wcharged, c.wsegs
+		early := c.ec != nil && c.wsafe == len(buf) && len(segs) == 0
+		c.wbuf, c.wcharged, c.wsafe = c.wspare[:0], 0, 0
+		if len(segs) > 0 {
+			c.wsegs, c.wsegBytes = c.wsegSpare[:0], 0
+			c.wflight = c.wgen
+			c.wgen++
+		} else if len(buf) < c.minWrite {
+			buf = wire.AppendPad(buf, c.minWrite-len(buf))
+		}
 		c.wmu.Unlock()
-		_, err := c.nc.Write(buf)
+		var err error
+		switch {
+		case len(segs) > 0:
+			err = c.writeVec(buf, segs)
+		case early: // only idempotent calls: they may go in 0-RTT data
+			_, err = c.ec.WriteEarly(buf)
+		default:
+			_, err = c.nc.Write(buf) // waits for the handshake on an EarlyConn
+		}
 		c.unreserve(charged) // the results in buf hold memory no more
 		c.wmu.Lock()
+		if len(segs) > 0 {
+			for _, s := range segs {
+				if s.recycle {
+					putBig(s.b)
+				}
+			}
+			clear(segs) // drop the references: their owners may reuse them now
+			c.wsegSpare = segs[:0]
+			c.wflight = 0
+		}
 		if cap(buf) <= 1<<20 { // don't pin a burst's buffer forever
 			c.wspare = buf[:0]
 		} else {
@@ -91,11 +118,100 @@ func (c *Conn) writeLocked() {
 	}
 }
 
+// bigWrite is the payload size above which a frame's payload is queued by
+// reference and written from where it lies (one writev with the frames
+// around it) instead of being copied into the write buffer.
+const bigWrite = 64 << 10
+
+// wseg is a payload queued by reference.
+type wseg struct {
+	at      int // its place in wbuf: after wbuf[:at]
+	b       []byte
+	recycle bool // b goes back to bigBufs once written (a result's buffer)
+}
+
+// bigBufs recycles the buffers large results are encoded into (see
+// Conn.serve): a server answering large calls does not allocate a new one
+// per call. Its entries go with the GC, as any sync.Pool's.
+var bigBufs sync.Pool // of *[]byte
+
+// maxBigBuf bounds the buffers kept in bigBufs.
+const maxBigBuf = 8 << 20
+
+// getBig returns an empty buffer of capacity at least n: a recycled one
+// if the pool has one large enough, else a new one.
+func getBig(n int) []byte {
+	if p, _ := bigBufs.Get().(*[]byte); p != nil {
+		if cap(*p) >= n {
+			return (*p)[:0]
+		}
+		bigBufs.Put(p) // too small for this one; maybe not for the next
+	}
+	return make([]byte, 0, n)
+}
+
+// putBig gives b back to bigBufs; no one may use it afterwards.
+func putBig(b []byte) {
+	if cap(b) <= maxBigBuf {
+		b = b[:0]
+		bigBufs.Put(&b)
+	}
+}
+
+// queueRef queues b by reference after what wbuf holds now, and returns
+// the batch it will leave in (see releaseRef). Called with wmu held. The
+// owner of b must not change it until the batch has been written (or
+// dropped): see releaseRef.
+func (c *Conn) queueRef(b []byte) uint64 {
+	c.wsegs = append(c.wsegs, wseg{at: len(c.wbuf), b: b})
+	c.wsegBytes += len(b)
+	return c.wgen
+}
+
+// releaseRef makes sure that the connection holds no more reference to b,
+// queued in batch gen: a batch still queued gets a copy of b instead, a
+// batch being written is waited for (so a cancelled Call with large
+// arguments returns when their write ends or the connection fails). Then
+// b's owner may reuse it.
+func (c *Conn) releaseRef(gen uint64, b []byte) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if gen == c.wgen { // still queued: the writer has not taken it
+		for i := range c.wsegs {
+			if len(c.wsegs[i].b) > 0 && len(b) > 0 && &c.wsegs[i].b[0] == &b[0] {
+				c.wsegs[i].b = append([]byte(nil), b...)
+			}
+		}
+		return
+	}
+	for c.wflight == gen {
+		c.wcond.Wait()
+	}
+}
+
+// writeVec writes buf with the queued payloads segs in their places, in
+// one writev where the transport has it.
+func (c *Conn) writeVec(buf []byte, segs []wseg) error {
+	vec := c.wvec[:0]
+	prev := 0
+	for _, s := range segs {
+		vec = append(vec, buf[prev:s.at], s.b)
+		prev = s.at
+	}
+	if prev < len(buf) {
+		vec = append(vec, buf[prev:])
+	}
+	c.wvec = vec[:0]
+	_, err := vec.WriteTo(c.nc)
+	clear(c.wvec[:cap(c.wvec)])
+	return err
+}
+
 // flushNow writes everything queued before returning (or until the
 // connection fails).
 func (c *Conn) flushNow() {
 	c.wmu.Lock()
-	for (c.writing || len(c.wbuf) > 0) && c.werr == nil {
+	for (c.writing || len(c.wbuf) > 0 || len(c.wsegs) > 0) && c.werr == nil {
 		if !c.writing {
 			c.writeLocked()
 			c.wmu.Lock()
@@ -118,7 +234,7 @@ func (c *Conn) writeLoop() {
 		// Let the goroutines that are ready now queue their frames first.
 		runtime.Gosched()
 		c.wmu.Lock()
-		if c.writing || len(c.wbuf) == 0 {
+		if c.writing || (len(c.wbuf) == 0 && len(c.wsegs) == 0) {
 			c.wmu.Unlock()
 			continue
 		}

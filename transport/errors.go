@@ -23,6 +23,12 @@ var ErrTLS = errors.New("transport: tls")
 // ErrConfig and ErrTLS.
 var ErrConfig = errors.New("transport: config")
 
+// ErrEarlyRejected is matched (with errors.Is) by the errors of a quic://
+// connection whose server rejected the 0-RTT data it was sent (see
+// EarlyConn): nothing written early was processed, and the connection is
+// unusable; dial again (the new connection makes a full handshake).
+var ErrEarlyRejected = errors.New("transport: 0-RTT data rejected by the server")
+
 // AddrError reports an address that ParseAddr cannot accept. It matches
 // ErrConfig.
 type AddrError struct {

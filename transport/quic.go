@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -44,13 +46,21 @@ const (
 
 // quicConfig is the QUIC configuration of both sides. Keep-alives are off:
 // Arbor's connection layer sends its own pings.
-func quicConfig() *quic.Config {
+func quicConfig(allow0RTT bool) *quic.Config {
 	return &quic.Config{
 		MaxIdleTimeout:        quicMaxIdleTimeout,
 		KeepAlivePeriod:       0,
 		MaxIncomingStreams:    quicMaxIncomingStreams,
 		MaxIncomingUniStreams: -1, // unidirectional streams are not used
+		Allow0RTT:             allow0RTT,
 	}
+}
+
+// quicAcceptor is what quicListener needs of quic-go's Listener and
+// EarlyListener.
+type quicAcceptor interface {
+	Accept(context.Context) (*quic.Conn, error)
+	Close() error
 }
 
 // withALPN sets tc's application protocols to QUICALPN alone, also on the
@@ -90,7 +100,14 @@ func listenQUIC(ctx context.Context, a Addr, cfg *Config) (Listener, error) {
 		return nil, err
 	}
 	tr := &quic.Transport{Conn: pc}
-	ql, err := tr.Listen(tc, quicConfig())
+	var ql quicAcceptor
+	if cfg.Allow0RTT {
+		// Connections come out before their handshake completes, so that
+		// 0-RTT data can be read at once (see EarlyConn).
+		ql, err = tr.ListenEarly(tc, quicConfig(true))
+	} else {
+		ql, err = tr.Listen(tc, quicConfig(false))
+	}
 	if err != nil {
 		_ = tr.Close()
 		_ = pc.Close()
@@ -120,7 +137,7 @@ func listenQUIC(ctx context.Context, a Addr, cfg *Config) (Listener, error) {
 type quicListener struct {
 	tr  *quic.Transport
 	pc  net.PacketConn
-	ql  *quic.Listener
+	ql  quicAcceptor
 	url string
 
 	ctx    context.Context // canceled by Close
@@ -282,6 +299,9 @@ func dialQUIC(ctx context.Context, a Addr, cfg *Config) (net.Conn, error) {
 		return nil, err
 	}
 	tc = withALPN(tc)
+	if cfg.Allow0RTT && tc.ClientSessionCache == nil {
+		tc.ClientSessionCache = cfg.SessionCache
+	}
 	opErr := func(err error) error {
 		if isQUICTLSError(err) {
 			return tlsError(err, "handshake with %s", a.Host)
@@ -312,20 +332,30 @@ func dialQUIC(ctx context.Context, a Addr, cfg *Config) (net.Conn, error) {
 			_ = pc.Close()
 		})
 	}
-	qc, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(raddr), tc, quicConfig())
+	var qc *quic.Conn
+	if cfg.Allow0RTT {
+		// Returns before the handshake completes (at once when resuming
+		// with 0-RTT): Write waits for it, WriteEarly does not.
+		qc, err = tr.DialEarly(ctx, net.UDPAddrFromAddrPort(raddr), tc, quicConfig(false))
+	} else {
+		qc, err = tr.Dial(ctx, net.UDPAddrFromAddrPort(raddr), tc, quicConfig(false))
+	}
 	if err != nil {
 		release()
 		return nil, opErr(err)
 	}
 	c := newQUICConn(qc, release)
-	if p := qc.ConnectionState().TLS.NegotiatedProtocol; p != QUICALPN {
+	c.early = cfg.Allow0RTT
+	if p := qc.ConnectionState().TLS.NegotiatedProtocol; p != QUICALPN && !c.early {
+		// (Before an early connection's handshake completes the ALPN is
+		// not known yet; crypto/tls enforces it.)
 		// crypto/tls already refuses this for QUIC; kept for safety.
 		c.closeWith(quicCodeProtocol, "no ALPN")
 		return nil, tlsError(nil, "handshake with %s: negotiated ALPN %q, want %q", a.Host, p, QUICALPN)
 	}
 	s, err := qc.OpenStreamSync(ctx)
 	if err == nil {
-		_, err = s.Write([]byte{quicPreamble})
+		_, err = s.Write([]byte{quicPreamble}) // safe in 0-RTT data: it does nothing
 	}
 	if err != nil { // such as the server refusing our certificate
 		_ = c.Close()
@@ -381,12 +411,20 @@ type quicConn struct {
 	*quicStream // the control stream, set before the conn is handed out
 
 	qc          *quic.Conn
+	early       bool        // dialed with Allow0RTT: Write waits for the handshake
 	closed      atomic.Bool // Close was called
 	release     func()      // frees what the connection holds; called once
 	releaseOnce sync.Once
 }
 
+// quicMinWrite is MinWrite of a quic:// connection: quic-go copies a
+// received STREAM frame shorter than 128 bytes (its
+// protocol.MinStreamFrameBufferSize) into two fresh allocations, a longer
+// one into a pooled packet buffer.
+const quicMinWrite = 128
+
 var (
+	_ MinWriter  = (*quicConn)(nil)
 	_ StreamConn = (*quicConn)(nil)
 	_ net.Conn   = (*quicStream)(nil)
 )
@@ -428,6 +466,58 @@ func (c *quicConn) Close() error {
 	c.releaseResources()
 	return nil
 }
+
+// HandshakeComplete implements EarlyConn. On a connection of a listener
+// or dialer without Allow0RTT it is closed already when the connection
+// is handed out.
+func (c *quicConn) HandshakeComplete() <-chan struct{} { return c.qc.HandshakeComplete() }
+
+// Used0RTT implements EarlyConn: whether the server accepted 0-RTT data
+// (meaningful once HandshakeComplete is closed).
+func (c *quicConn) Used0RTT() bool { return c.qc.ConnectionState().Used0RTT }
+
+// Write writes to the control stream. On a dialed connection with
+// Allow0RTT it first waits for the handshake, so that b never goes in
+// 0-RTT data (see WriteEarly).
+func (c *quicConn) Write(b []byte) (int, error) {
+	if c.early {
+		select {
+		case <-c.qc.HandshakeComplete():
+		default:
+			if err := c.waitHandshake(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return c.quicStream.Write(b)
+}
+
+// waitHandshake waits until the handshake completes, the connection
+// ends, or the control stream's write deadline passes.
+func (c *quicConn) waitHandshake() error {
+	var timeout <-chan time.Time
+	if dl := c.writeDeadline(); !dl.IsZero() {
+		t := time.NewTimer(time.Until(dl))
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-c.qc.HandshakeComplete():
+		return nil
+	case <-c.qc.Context().Done():
+		return c.opError("write", context.Cause(c.qc.Context()))
+	case <-timeout:
+		return c.opError("write", os.ErrDeadlineExceeded)
+	}
+}
+
+// WriteEarly implements EarlyConn: it writes to the control stream without
+// waiting for the handshake, so b may go in 0-RTT data.
+func (c *quicConn) WriteEarly(b []byte) (int, error) { return c.quicStream.Write(b) }
+
+// MinWrite implements MinWriter: writes on the control stream of at
+// least this many bytes cost the receiver no allocation in quic-go.
+func (c *quicConn) MinWrite() int { return quicMinWrite }
 
 // LocalAddr returns the local UDP address.
 func (c *quicConn) LocalAddr() net.Addr { return c.qc.LocalAddr() }
@@ -484,6 +574,8 @@ func (c *quicConn) opError(op string, err error) error {
 		err = net.ErrClosed
 	case isQUICTLSError(err):
 		err = tlsError(err, "quic connection")
+	case errors.Is(err, quic.Err0RTTRejected):
+		err = fmt.Errorf("%w (%w)", ErrEarlyRejected, err)
 	}
 	return &net.OpError{Op: op, Net: SchemeQUIC, Source: c.qc.LocalAddr(), Addr: c.qc.RemoteAddr(), Err: err}
 }
@@ -497,6 +589,7 @@ type quicStream struct {
 	closed      bool // Close was called (on this stream)
 	writeClosed bool // CloseWrite was called
 	writers     int  // Writes in progress
+	wdeadline   time.Time
 }
 
 func (s *quicStream) isClosed() bool {
@@ -597,13 +690,31 @@ func (s *quicStream) LocalAddr() net.Addr { return s.conn.LocalAddr() }
 func (s *quicStream) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 
 // SetDeadline sets the read and write deadlines.
-func (s *quicStream) SetDeadline(t time.Time) error { return s.s.SetDeadline(t) }
+func (s *quicStream) SetDeadline(t time.Time) error {
+	s.setWriteDeadline(t)
+	return s.s.SetDeadline(t)
+}
 
 // SetReadDeadline sets the deadline for Reads.
 func (s *quicStream) SetReadDeadline(t time.Time) error { return s.s.SetReadDeadline(t) }
 
 // SetWriteDeadline sets the deadline for Writes.
-func (s *quicStream) SetWriteDeadline(t time.Time) error { return s.s.SetWriteDeadline(t) }
+func (s *quicStream) SetWriteDeadline(t time.Time) error {
+	s.setWriteDeadline(t)
+	return s.s.SetWriteDeadline(t)
+}
+
+func (s *quicStream) setWriteDeadline(t time.Time) {
+	s.mu.Lock()
+	s.wdeadline = t
+	s.mu.Unlock()
+}
+
+func (s *quicStream) writeDeadline() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wdeadline
+}
 
 // connectedUDP adapts a connected UDP socket to the PacketConn quic-go
 // wants: writes go to the one peer, reads come from it. Deliberately not

@@ -51,6 +51,15 @@ type StreamConn interface {
 	AcceptStream(ctx context.Context) (net.Conn, error)
 }
 
+// MinWriter is implemented by connections that pay extra for writes
+// shorter than MinWrite bytes (quic://: quic-go copies a received STREAM
+// frame under 128 bytes into two fresh allocations, a longer one into a
+// pooled buffer). A writer that can pad its writes (Arbor's PAD frame)
+// rounds short ones up to it.
+type MinWriter interface {
+	MinWrite() int
+}
+
 // Config holds what a transport needs beyond the address. The zero value
 // (or a nil *Config) is usable for tcp:// and unix: addresses.
 type Config struct {
@@ -73,6 +82,38 @@ type Config struct {
 	TLS *tls.Config
 	// Mem scopes mem: addresses. Required for mem: addresses.
 	Mem *MemNetwork
+
+	// Allow0RTT turns on QUIC 0-RTT (quic:// only). A listener then
+	// accepts early data from clients resuming a session, and hands out
+	// connections before their handshake completes (see EarlyConn). A
+	// dialer with a session for the server in SessionCache resumes it and
+	// returns at once, with an EarlyConn on which only WriteEarly sends
+	// before the handshake completes; Write waits for it. Early data can
+	// be replayed by an attacker: only idempotent requests belong in it.
+	Allow0RTT bool
+	// SessionCache keeps TLS sessions (tickets) across dials, which
+	// resumption and 0-RTT need: share one cache between the dials of one
+	// client. TLS.ClientSessionCache, when set, wins.
+	SessionCache tls.ClientSessionCache
+}
+
+// EarlyConn is implemented by connections that can carry data before their
+// handshake completes (quic:// with Allow0RTT). On the dialing side, bytes
+// written with WriteEarly before HandshakeComplete is closed may go in
+// 0-RTT data, which the server may receive twice (an attacker can replay
+// it) or not at all (the server may reject 0-RTT, and the connection then
+// fails with an error matching ErrEarlyRejected); Write waits for the
+// handshake. On the accepting side, bytes read before HandshakeComplete is
+// closed arrived in 0-RTT data.
+type EarlyConn interface {
+	net.Conn
+	// HandshakeComplete is closed once the handshake has completed.
+	HandshakeComplete() <-chan struct{}
+	// WriteEarly writes b without waiting for the handshake.
+	WriteEarly(b []byte) (int, error)
+	// Used0RTT reports, once the handshake has completed, whether the
+	// server accepted 0-RTT data.
+	Used0RTT() bool
 }
 
 // Listen binds addr (see ParseAddr) and returns a listener for it. cfg may

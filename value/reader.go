@@ -49,8 +49,13 @@ func (e *Error) Error() string {
 type Reader struct {
 	b   []byte
 	off int
-	lim Limits
+	lim Limits // lim.alias: ReadBytes returns slices of b (AliasBytes)
 }
+
+// AliasBytes makes ReadBytes (and so []byte values) return slices of the
+// input instead of copies: no copy of a large blob. Only for input that
+// its owner hands over for good, never to be reused or changed.
+func (r *Reader) AliasBytes() { r.lim.alias = true }
 
 // NewReader returns a reader over b with the default limits.
 func NewReader(b []byte) Reader { return Reader{b: b, lim: DefaultLimits} }
@@ -339,6 +344,9 @@ func (r *Reader) ReadBytes() ([]byte, error) {
 	p, err := r.readStrBin("bytes")
 	if err != nil {
 		return nil, err
+	}
+	if r.lim.alias {
+		return p[:len(p):len(p)], nil
 	}
 	return append(make([]byte, 0, len(p)), p...), nil
 }

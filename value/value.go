@@ -61,6 +61,8 @@ type Limits struct {
 	// allocate. Zero: 16 times the encoded size plus 64 KiB (at most
 	// MaxDecodeBytes).
 	MaxAlloc int64
+
+	alias bool // set by Reader.AliasBytes: []byte values are slices of the input
 }
 
 // DefaultLimits are used where none are given.

@@ -440,6 +440,16 @@ func AppendResult(dst []byte, id uint64, result []byte, trailer []MD, caps []Cap
 	return dst
 }
 
+// AppendResultHeader appends a RESULT frame like AppendResult, except
+// for its last part, the result itself, of resultLen bytes: the caller
+// writes those next (from where they lie, without copying them here).
+func AppendResultHeader(dst []byte, id uint64, resultLen int, trailer []MD, caps []CapDescriptor) []byte {
+	at := len(dst)
+	dst = AppendResult(dst, id, nil, trailer, caps)
+	binary.BigEndian.PutUint32(dst[at:], uint32(len(dst)-at-HeaderSize+resultLen))
+	return dst
+}
+
 // Result is a decoded RESULT payload; its slices alias the payload.
 type Result struct {
 	Trailer []byte // encoded metadata (ParseMetadata), or empty

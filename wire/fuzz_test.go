@@ -33,6 +33,7 @@ func FuzzReader(f *testing.F) {
 	f.Add(AppendGoAway(nil, GoAway{LastID: 1, Message: []byte("x")}))
 	f.Add(AppendPing(nil, true, 1))
 	f.Add(AppendCredit(nil, 3, 100))
+	f.Add(AppendPad(AppendPing(nil, false, 2), 128))
 	f.Add(AppendFrame(AppendFrame(nil, TypeData, 0, 3, []byte("msg")), TypeEnd, 0, 3, nil))
 	f.Add(AppendFrame(nil, TypeCancel, 0, 4, nil))
 	f.Add(AppendHeader(nil, Header{Length: 1 << 31, Type: TypeCall}))
@@ -129,6 +130,8 @@ func readAll(data []byte) string {
 			ParsePing(h.Type, p)
 		case TypeCredit, TypeRelease:
 			ParseCredit(p)
+		case TypePad:
+			CheckPad(p)
 		}
 	}
 	return ""

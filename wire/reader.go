@@ -17,6 +17,20 @@ type Reader struct {
 	limit   uint32
 	pending int    // bytes of the previous frame still to discard from br
 	big     []byte // payloads larger than br's buffer
+	lastBig bool   // the last payload Next returned is in big's array (see Take)
+}
+
+// Take hands the buffer of the payload the last Next returned to the
+// caller, if that payload was too large for the read buffer (it was read
+// into a buffer of its own), and reports whether it did: the reader then
+// never reuses that buffer, so the payload stays valid after the next
+// Next. A payload inside the read buffer cannot be taken (false).
+func (r *Reader) Take() bool {
+	if !r.lastBig {
+		return false
+	}
+	r.big, r.lastBig = nil, false
+	return true
 }
 
 // NewReader returns a Reader over r with a read buffer of bufSize bytes that
@@ -47,6 +61,7 @@ func (r *Reader) Buffered() int { return r.br.Buffered() - r.pending }
 // Next reads one frame. A frame over the limit is reported before its
 // payload is read or any buffer for it is allocated.
 func (r *Reader) Next() (Header, []byte, error) {
+	r.lastBig = false
 	if r.pending > 0 {
 		if _, err := r.br.Discard(r.pending); err != nil {
 			return Header{}, nil, err
@@ -84,13 +99,17 @@ func (r *Reader) Next() (Header, []byte, error) {
 	if err != nil {
 		return h, nil, err
 	}
+	r.lastBig = true
 	return h, p, nil
 }
 
 // readBig reads a payload of n bytes, more than the read buffer holds.
 // n was checked against the limit, but the peer may still stop sending
-// early: the buffer starts at twice the read buffer and doubles only as
-// it fills, so what is allocated is at most about twice what arrived.
+// early: the buffer starts at twice the read buffer and grows only as it
+// fills, four times at a step, or to n at once when that is at most twice
+// the step, so what is allocated is at most about eight times what arrived
+// (and a 1 MiB frame costs three allocations, 64 KiB + 256 KiB + 1 MiB,
+// not a doubling ladder).
 func (r *Reader) readBig(n int) ([]byte, error) {
 	if cap(r.big) >= n {
 		p := r.big[:n]
@@ -102,7 +121,13 @@ func (r *Reader) readBig(n int) ([]byte, error) {
 	p := make([]byte, 0, min(n, 2*r.br.Size()))
 	for len(p) < n {
 		if len(p) == cap(p) {
-			p = append(p, make([]byte, min(n, 2*cap(p))-len(p))...)[:len(p)]
+			next := 4 * cap(p)
+			if 2*next >= n { // the last step takes all: no short step past a power of 4
+				next = n
+			}
+			q := make([]byte, len(p), min(n, next))
+			copy(q, p)
+			p = q
 		}
 		m, err := io.ReadFull(r.br, p[len(p):min(cap(p), n)]) // append may round cap past n
 		p = p[:len(p)+m]

@@ -54,13 +54,15 @@ const (
 	TypeEnd     Type = 10 // stream half-close
 	TypeCredit  Type = 11 // flow-control credit (id 0: the connection)
 	TypeRelease Type = 12 // release a retained answer, or (FlagCapability) references to an export
-	maxType          = TypeRelease
+	TypePad     Type = 13 // padding: zero bytes the receiver skips (see AppendPad)
+	maxType          = TypePad
 )
 
 var typeNames = [...]string{
 	TypeHello: "HELLO", TypeCall: "CALL", TypeResult: "RESULT", TypeError: "ERROR",
 	TypeCancel: "CANCEL", TypePing: "PING", TypePong: "PONG", TypeGoAway: "GOAWAY",
 	TypeData: "DATA", TypeEnd: "END", TypeCredit: "CREDIT", TypeRelease: "RELEASE",
+	TypePad: "PAD",
 }
 
 func (t Type) String() string {
@@ -104,6 +106,30 @@ func EndFrame(buf []byte, at int) {
 func AppendFrame(dst []byte, t Type, flags uint8, id uint64, payload []byte) []byte {
 	dst = AppendHeader(dst, Header{Length: uint32(len(payload)), Type: t, Flags: flags, ID: id})
 	return append(dst, payload...)
+}
+
+// AppendPad appends a PAD frame that makes the appended bytes at least
+// size long (a PAD frame is never shorter than a header). A sender uses it
+// to round small writes up for a transport that handles short writes
+// worse than long ones (see conn); the receiver skips PAD frames.
+func AppendPad(dst []byte, size int) []byte {
+	n := max(size-HeaderSize, 0)
+	dst = AppendHeader(dst, Header{Length: uint32(n), Type: TypePad})
+	for range n {
+		dst = append(dst, 0)
+	}
+	return dst
+}
+
+// CheckPad checks a PAD payload: all zero bytes, so that padding cannot
+// carry data past an observer.
+func CheckPad(p []byte) error {
+	for i, b := range p {
+		if b != 0 {
+			return &Error{Frame: TypePad, Offset: i, Msg: fmt.Sprintf("padding byte %d is %#x, want 0", i, b)}
+		}
+	}
+	return nil
 }
 
 // ParseHeader decodes a header from b, which must hold HeaderSize bytes.

@@ -342,3 +342,32 @@ func TestParseMetadataCountBound(t *testing.T) {
 		t.Fatalf("round trip: %v %v", got, err)
 	}
 }
+
+// TestPad checks that AppendPad rounds a write up to the size asked (never
+// below a header), that the reader returns the PAD frame like any other, and
+// that CheckPad refuses a non-zero byte and says where.
+func TestPad(t *testing.T) {
+	for _, size := range []int{0, 10, HeaderSize, 128, 4096} {
+		b := AppendPad(nil, size)
+		if want := max(size, HeaderSize); len(b) != want {
+			t.Fatalf("AppendPad(nil, %d): %d bytes, want %d", size, len(b), want)
+		}
+		h, err := ParseHeader(b, 1<<20)
+		if err != nil || h.Type != TypePad || int(h.Length) != len(b)-HeaderSize {
+			t.Fatalf("AppendPad(nil, %d): header %+v, %v", size, h, err)
+		}
+		if err := CheckPad(b[HeaderSize:]); err != nil {
+			t.Fatalf("CheckPad: %v", err)
+		}
+	}
+	p := make([]byte, 40)
+	p[33] = 7
+	err := CheckPad(p)
+	var we *Error
+	if !errors.As(err, &we) || we.Offset != 33 || we.Frame != TypePad {
+		t.Fatalf("CheckPad with a non-zero byte: %v, want a *wire.Error at offset 33", err)
+	}
+	if TypePad.String() != "PAD" {
+		t.Fatalf("TypePad.String() = %q", TypePad.String())
+	}
+}

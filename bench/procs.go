@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The procs section: client and server in separate processes, each pinned
+// to one core (the server with taskset -c 1, this process to core 0 with
+// sched_setaffinity and GOMAXPROCS 1), as kitex-benchmark runs them. Each
+// cell reports the client's and the server's CPU per call, each from its
+// own process's getrusage.
+
+type procsConfig struct {
+	dur, warm time.Duration
+	subject   string
+	systems   []string
+	sizes     []int
+	concs     []int
+}
+
+func runProcs(w io.Writer, pc procsConfig) error {
+	fmt.Fprintln(w, "## Separate processes: client on core 0, server on core 1")
+	fmt.Fprintln(w)
+	var old unix.CPUSet
+	pinned := false
+	if err := unix.SchedGetaffinity(0, &old); err == nil && runtime.NumCPU() >= 2 {
+		var one unix.CPUSet
+		one.Set(0)
+		if err := unix.SchedSetaffinity(0, &one); err == nil {
+			pinned = true
+			prev := runtime.GOMAXPROCS(1)
+			defer func() {
+				unix.SchedSetaffinity(0, &old)
+				runtime.GOMAXPROCS(prev)
+			}()
+		}
+	}
+	serverCPU := -1
+	if pinned {
+		serverCPU = 1
+	}
+	var results []result
+	var notes []string
+	var firstErr error
+	for _, name := range pc.systems {
+		rs, ok := remoteRegistry[name]
+		if !ok {
+			notes = append(notes, name+": no separate-process runner; not measured")
+			continue
+		}
+		ch, err := startChild(name, serverCPU)
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("%s: server process failed to start: %v", name, err))
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := rs.dial(ctx, ch.addr)
+		cancel()
+		if err != nil {
+			ch.stop()
+			notes = append(notes, fmt.Sprintf("%s: dial failed: %v", name, err))
+			continue
+		}
+		var sampleErr error
+		cpuSampler = func() func() time.Duration {
+			s0, err := ch.stats()
+			return func() time.Duration {
+				s1, err2 := ch.stats()
+				if err != nil || err2 != nil {
+					sampleErr = fmt.Errorf("%s: server stats: %v %v", name, err, err2)
+					return 0
+				}
+				return s1.cpu - s0.cpu
+			}
+		}
+		for _, size := range pc.sizes {
+			payload := makePayload(size)
+			for _, c := range pc.concs {
+				res, err := measure(name, r, payload, c, pc.warm, pc.dur)
+				if err == nil {
+					err = sampleErr
+				}
+				if err != nil {
+					firstErr = err
+					break
+				}
+				fmt.Fprintf(os.Stderr, "procs %-6s %-6s c%-4d %10s calls/s  CPU client %.1f server %.1f µs/call\n",
+					name, sizeLabel(size), c, fmtRate(res.callsPerSec), res.clientCPU, res.serverCPU)
+				results = append(results, res)
+			}
+		}
+		cpuSampler = nil
+		r.Close()
+		ch.stop()
+		if firstErr != nil {
+			break
+		}
+	}
+	printResults(w, results)
+	printProcsRatios(w, results, pc)
+	fmt.Fprintln(w, "Notes:")
+	for _, n := range notes {
+		fmt.Fprintf(w, "- %s\n", n)
+	}
+	if pinned {
+		fmt.Fprintln(w, "- the server runs in a child process (bench -serve NAME) under taskset -c 1; this process, the client, is pinned to core 0 with GOMAXPROCS 1; one client connection shared by all callers.")
+	} else {
+		fmt.Fprintln(w, "- NOT pinned (fewer than 2 cores or sched_setaffinity refused): client and server processes share the cores.")
+	}
+	fmt.Fprintln(w, "- CPU µs/call client / server: each process's own user+system CPU (getrusage) over the cell, divided by calls; allocs/call and B/call are the client's alone here.")
+	fmt.Fprintln(w)
+	return firstErr
+}
+
+func printProcsRatios(w io.Writer, results []result, pc procsConfig) {
+	type key struct {
+		sys        string
+		size, conc int
+	}
+	by := map[key]result{}
+	for _, r := range results {
+		by[key{r.system, r.payload, r.conc}] = r
+	}
+	fmt.Fprintf(w, "| payload | callers | %[1]s/grpc calls/s | %[1]s/floor calls/s | server CPU µs/call %[1]s vs grpc vs floor |\n", pc.subject)
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|")
+	for _, size := range pc.sizes {
+		for _, c := range pc.concs {
+			s, ok := by[key{pc.subject, size, c}]
+			if !ok {
+				continue
+			}
+			g, gok := by[key{"grpc", size, c}]
+			f, fok := by[key{"floor", size, c}]
+			vg, vf, cpu := "n/a", "n/a", fmt.Sprintf("%.1f", s.serverCPU)
+			if gok {
+				vg = fmt.Sprintf("%.2fx", s.callsPerSec/g.callsPerSec)
+				cpu += fmt.Sprintf(" vs %.1f", g.serverCPU)
+			} else {
+				cpu += " vs n/a"
+			}
+			if fok {
+				vf = fmt.Sprintf("%.2fx", s.callsPerSec/f.callsPerSec)
+				cpu += fmt.Sprintf(" vs %.1f", f.serverCPU)
+			} else {
+				cpu += " vs n/a"
+			}
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", sizeLabel(size), c, vg, vf, cpu)
+		}
+	}
+	fmt.Fprintln(w)
+}
