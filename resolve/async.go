@@ -41,13 +41,13 @@ func (s State) Done() bool { return s >= Finished }
 // Status is a snapshot of one request of an asynchronous tree and, in
 // Subrequests, of its subrequests in argument order.
 type Status struct {
-	Path        string    `msgpack:"path" json:"path"` // "request", "args.tuple_element2", …
-	UUID        string    `msgpack:"uuid" json:"uuid"`
-	Title       string    `msgpack:"title" json:"title"`
-	State       State     `msgpack:"state" json:"state"`
-	Cached      bool      `msgpack:"cached" json:"cached"`     // the result came from a cache
-	Attempts    int       `msgpack:"attempts" json:"attempts"` // function runs, retries included
-	Error       string    `msgpack:"error" json:"error"`       // for Failed and Cancelled
+	Path     string `msgpack:"path" json:"path"` // "request", "args.tuple_element2", …
+	UUID     string `msgpack:"uuid" json:"uuid"`
+	Title    string `msgpack:"title" json:"title"`
+	State    State  `msgpack:"state" json:"state"`
+	Cached   bool   `msgpack:"cached" json:"cached"`     // the result came from a cache
+	Attempts int    `msgpack:"attempts" json:"attempts"` // function runs, retries included
+	Error    string `msgpack:"error" json:"error"`       // for Failed and Cancelled
 	// Node names the node that resolves (or resolved) the request, when
 	// the engine has a name or a placer: a cluster member.
 	Node string `msgpack:"node,omitempty" json:"node,omitempty"`
@@ -80,7 +80,7 @@ type track struct {
 	node     atomic.Pointer[string]   // where it resolves; nil: not placed yet
 	tried    atomic.Pointer[[]string] // nodes it moved from
 	children []*track                 // by argument index; nil for value arguments
-	pub      *treePub // publishes changes to subscribers (watch.go)
+	pub      *treePub                 // publishes changes to subscribers (watch.go)
 }
 
 func newTrack(n *request.Node, path *request.Path) *track {

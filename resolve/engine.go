@@ -159,7 +159,7 @@ type Engine struct {
 	subs    subscribers
 
 	resolves, runs, retries, memHits, secHits, misses, failures, cacheErrors atomic.Int64
-	remotes, moves                                                       atomic.Int64
+	remotes, moves                                                           atomic.Int64
 
 	placer atomic.Pointer[placement] // nil: no placement, no name
 

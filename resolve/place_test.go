@@ -120,8 +120,8 @@ func TestPlacedSubtreesResolveElsewhereAndShowInStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"request":                                 "a",
-		"args.tuple_element0":                     "b",
+		"request":             "a",
+		"args.tuple_element0": "b",
 		"args.tuple_element0.args.tuple_element0": "b",
 		"args.tuple_element1":                     "a",
 	}
