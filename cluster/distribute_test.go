@@ -27,13 +27,16 @@ type distWorker struct {
 	leaves  atomic.Int64 // runs of leaf+mem here
 	cancels atomic.Int64 // slow+mem runs that saw their context end
 	started chan string  // names of slow+mem runs as they start
+	doomed  atomic.Bool  // doom+mem closes this member's server (see withDoom)
 }
 
 // startDistWorkers starts size members d0, d1, ...: every one serves
 // leaf+mem (counts its runs), pair+mem, slow+mem (sleeps, sees
 // cancellation) and cheap (Local); those with gpu(i) also serve
 // gpu_render+mem and are tagged gpu=true.
-func startDistWorkers(t *testing.T, size int, gpu func(i int) bool, require map[string]string) []*distWorker {
+// setup, if any, registers more functions on member i before
+// resolution is enabled.
+func startDistWorkers(t *testing.T, size int, gpu func(i int) bool, require map[string]string, setup ...func(i int, w *distWorker)) []*distWorker {
 	t.Helper()
 	ws := make([]*distWorker, size)
 	for i := range ws {
@@ -56,6 +59,9 @@ func startDistWorkers(t *testing.T, size int, gpu func(i int) bool, require map[
 		if gpu != nil && gpu(i) {
 			tags["gpu"] = "true"
 			must(t, arbor.Handle1(w.srv, "gpu_render+mem", func(ctx context.Context, x int) (string, error) { return w.name, nil }))
+		}
+		for _, f := range setup {
+			f(i, w)
 		}
 		var err error
 		w.engine, err = tree.Enable(w.srv, tree.Config{MemoryCacheBytes: 8 << 20})
