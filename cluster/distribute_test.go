@@ -74,7 +74,7 @@ func startDistWorkers(t *testing.T, size int, gpu func(i int) bool, require map[
 			seeds = []string{ws[0].node.GossipAddr()}
 		}
 		cfg := testConfigNamed(w.name, seeds...)
-		cfg.RPCAddrs = nil
+		cfg.RPCAddrs = []string{w.url}
 		cfg.Tags = tags
 		w.node, err = Join(testContext(t), w.srv, cfg)
 		must(t, err)

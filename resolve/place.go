@@ -151,6 +151,16 @@ func (e *Engine) place(ctx context.Context, pl *placement, n *request.Node, path
 		st.fail(err)
 		return nil, err, true
 	}
+	if level.UsesSecondary() && !level.ValueBased() && e.sec != nil {
+		// A shared secondary cache (Redis) may hold what the owner would
+		// compute: one lookup here is cheaper than the trip there, and it
+		// answers on a node that never resolved the tree before.
+		if v, ok := e.secondaryHit(ctx, key, level); ok {
+			st.setNode(pl.name)
+			st.finish(true)
+			return v, nil, true
+		}
+	}
 	e.remotes.Add(1)
 	if level.Cached() && !level.ValueBased() {
 		// Identical subtrees of this node's trees make one trip.
@@ -248,4 +258,24 @@ func lastMessage(err error) string {
 		return se.Message
 	}
 	return err.Error()
+}
+
+// secondaryHit looks key up in the secondary cache alone (the memory
+// cache was asked already), keeping a hit in memory. A miss is not
+// counted: the node the request goes to counts it.
+func (e *Engine) secondaryHit(ctx context.Context, key request.Key, level request.Level) ([]byte, bool) {
+	v, ok, err := e.secGet(ctx, key)
+	if err != nil {
+		e.cacheError("secondary get", err)
+		return nil, false
+	}
+	if !ok {
+		return nil, false
+	}
+	e.secHits.Add(1)
+	e.observeLookup(ctx, level, e.secTier, true)
+	if err := e.mem.Put(ctx, key, v); err != nil {
+		e.cacheError("memory put", err)
+	}
+	return v, true
 }
