@@ -24,6 +24,8 @@ type gossipFlags struct {
 	join   stringList
 	tags   stringList
 	name   string
+	// distribute: resolve request trees across the members.
+	distribute bool
 }
 
 func (f *gossipFlags) register(fs *flag.FlagSet) {
@@ -31,13 +33,14 @@ func (f *gossipFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.join, "join", "gossip `address` of a member to join through, repeatable")
 	fs.Var(&f.tags, "tag", "advertise the tag `key=value`, repeatable")
 	fs.StringVar(&f.name, "node", "", "the node's `name` in the cluster (default: host name and a random suffix)")
+	fs.BoolVar(&f.distribute, "distribute", false, "resolve request trees across the members: each subtree on a member that has its function, the same subtree always on the same member (needs --gossip)")
 }
 
 // check validates the flags; tags are returned parsed.
 func (f *gossipFlags) check() (map[string]string, error) {
 	if f.gossip == "" {
-		if len(f.join) > 0 || len(f.tags) > 0 || f.name != "" {
-			return nil, fmt.Errorf("--join, --tag and --node need --gossip")
+		if len(f.join) > 0 || len(f.tags) > 0 || f.name != "" || f.distribute {
+			return nil, fmt.Errorf("--join, --tag, --node and --distribute need --gossip")
 		}
 		return nil, nil
 	}

@@ -190,6 +190,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitFail
 		}
 	}
+	var dist *cluster.Distributor
+	if node != nil && gf.distribute {
+		if dist, err = cluster.Distribute(ctx, node, srv, engine, cluster.DistributeConfig{Logger: log}); err != nil {
+			fmt.Fprintf(stderr, "error: %v\n", err)
+			node.Close()
+			srv.Close()
+			wg.Wait()
+			return exitFail
+		}
+		log.Info("distributed resolution of request trees", "node", node.Name())
+	}
 	status := exitOK
 	select {
 	case <-ctx.Done():
@@ -207,6 +218,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			log.Warn("leaving the cluster", "err", err)
 		}
 		cancel()
+		if dist != nil {
+			dist.Close() // trees still running resolve here from now on
+		}
 		node.Close()
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)

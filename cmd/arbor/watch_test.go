@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/request"
@@ -141,4 +143,48 @@ func TestStatusWatch(t *testing.T) {
 		t.Errorf("%d watch call(s), %d status call(s), %d frames for 1 status tree + %d changes + done", w, s, f, events)
 	}
 	t.Logf("%d frames:\n%s", frames.Load(), out.String())
+}
+
+// Two `arbor serve --gossip --distribute` processes: a tree submitted at
+// one resolves on both, and status --watch names both.
+func TestServeDistributeWatch(t *testing.T) {
+	var ps []*serveProc
+	gossip := ""
+	for i := range 2 {
+		args := []string{"--gossip", "127.0.0.1:0", "--node", fmt.Sprintf("m%d", i), "--distribute"}
+		if i > 0 {
+			args = append(args, "--join", gossip)
+		}
+		p := startServeProc(t, "", args...)
+		for deadline := time.Now().Add(10 * time.Second); gossip == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			gossip, _ = p.line("gossip on ")
+		}
+		if gossip == "" {
+			t.Fatalf("m%d printed no gossip address; stderr:\n%s", i, p.stderr.String())
+		}
+		ps = append(ps, p)
+	}
+	ctx := testContext(t)
+	for round := 0; ; round++ {
+		leaf := func(i int) string {
+			return fmt.Sprintf(`{"uuid":"math_add+mem","args":[%d,%d]}`, round, i)
+		}
+		pair := func(x, y string) string { return `{"uuid":"math_add+mem","args":[` + x + `,` + y + `]}` }
+		file := writeFile(t, "t.json", pair(pair(pair(leaf(0), leaf(1)), pair(leaf(2), leaf(3))), pair(pair(leaf(4), leaf(5)), pair(leaf(6), leaf(7)))))
+		code, stdout, stderr := runArbor(ctx, "submit", ps[0].url, file)
+		if code != exitOK {
+			t.Fatalf("submit: %d %s", code, stderr)
+		}
+		code, out, stderr := runArbor(ctx, "status", "--watch", ps[0].url, strings.TrimSpace(stdout))
+		if code != exitOK || !strings.HasSuffix(out, "done\n") {
+			t.Fatalf("status --watch: %d %q %s", code, out, stderr)
+		}
+		if strings.Contains(out, " on m0") && strings.Contains(out, " on m1") {
+			return
+		}
+		if round == 50 {
+			t.Fatalf("the tree never ran on both members:\n%s", out)
+		}
+		time.Sleep(50 * time.Millisecond) // m0 may not know m1's catalog yet
+	}
 }
