@@ -141,12 +141,22 @@ func (d *Distributor) Client() *Client { return d.client }
 
 // Place implements resolve.Placer: nil for here, or the member the policy
 // chooses among those eligible for n's function, tried ones excluded.
-func (d *Distributor) Place(ctx context.Context, n *request.Node, key request.Key, tried []string) (resolve.Place, error) {
+// The common cases (a function only this member has, or a Local one)
+// return early, and the rest is out of line: Place runs for every request
+// of every tree, deep in its recursion, so its frame stays small.
+func (d *Distributor) Place(ctx context.Context, n *request.Node, tried []string) (resolve.Place, error) {
 	v := d.view.Load()
 	el := v.eligible(d, n.ID)
-	if el.local && len(tried) == 0 {
-		return nil, nil // cheap: no round trip
+	if len(tried) == 0 && (el.local || el.onlySelf) {
+		return nil, nil // cheap, or nowhere else: no round trip
 	}
+	return d.choose(ctx, v, el, n, tried)
+}
+
+// choose is Place's general case.
+//
+//go:noinline
+func (d *Distributor) choose(ctx context.Context, v *view, el *eligible, n *request.Node, tried []string) (resolve.Place, error) {
 	cands := el.cands
 	if len(tried) > 0 {
 		cands = slices.DeleteFunc(slices.Clone(cands), func(c Candidate) bool { return slices.Contains(tried, c.Name) })
@@ -156,7 +166,7 @@ func (d *Distributor) Place(ctx context.Context, n *request.Node, key request.Ke
 			// A member's catalog is not known yet: learn it, then decide.
 			d.refresh(ctx)
 			if v2 := d.view.Load(); v2 != v {
-				return d.Place(ctx, n, key, tried)
+				return d.Place(ctx, n, tried)
 			}
 		}
 		return nil, d.nowhere(n.ID, tried)
@@ -165,7 +175,7 @@ func (d *Distributor) Place(ctx context.Context, n *request.Node, key request.Ke
 	if len(cands) == 1 && cands[0].Name == self {
 		return nil, nil
 	}
-	i := d.policy.Choose(Choice{Request: n, Key: key, Self: self, Eligible: cands})
+	i := d.policy.Choose(Choice{Request: n, Key: contentKey(n), Self: self, Eligible: cands})
 	if i < 0 || i >= len(cands) {
 		return nil, arbor.Errorf(arbor.Internal, "cluster: the placement policy chose %d of %d members", i, len(cands))
 	}
@@ -174,6 +184,12 @@ func (d *Distributor) Place(ctx context.Context, n *request.Node, key request.Ke
 	}
 	return &remotePlace{d: d, name: cands[i].Name, stats: cands[i].Stats}, nil
 }
+
+// contentKey is n.Key() out of line, keeping its 1 KiB scratch buffer out
+// of choose's frame.
+//
+//go:noinline
+func contentKey(n *request.Node) request.Key { return n.Key() }
 
 // nowhere is the error for a function no eligible live member has.
 func (d *Distributor) nowhere(id string, tried []string) error {
@@ -203,9 +219,10 @@ func (d *Distributor) statsOf(name string) *Stats {
 // and which request-tree functions each has. It is replaced, never
 // changed, when the membership or a catalog changes.
 type view struct {
-	members    []memberView // alive, sorted by name, this node included
-	incomplete bool         // an alive member's catalog is missing
-	byFunc     sync.Map     // function id → *eligible
+	members    []memberView         // alive, sorted by name, this node included
+	incomplete bool                 // an alive member's catalog is missing
+	known      map[string]*eligible // the functions known at refresh; read-only
+	byFunc     sync.Map             // function id → *eligible, for the others
 }
 
 type memberView struct {
@@ -218,14 +235,25 @@ type funcInfo struct{ local bool }
 
 // eligible is the members that may resolve one function.
 type eligible struct {
-	cands []Candidate
-	local bool // this node has it, marked Local, and may run it
+	cands    []Candidate
+	local    bool // this node has it, marked Local, and may run it
+	onlySelf bool // this node is the only eligible one
 }
 
+// eligible returns the members that may resolve function id, worked out
+// once per view and function.
 func (v *view) eligible(d *Distributor, id string) *eligible {
+	if e, ok := v.known[id]; ok {
+		return e
+	}
 	if e, ok := v.byFunc.Load(id); ok {
 		return e.(*eligible)
 	}
+	return v.findEligible(d, id)
+}
+
+//go:noinline
+func (v *view) findEligible(d *Distributor, id string) *eligible {
 	need := d.need[id]
 	self := d.node.Name()
 	el := &eligible{}
@@ -254,6 +282,7 @@ func (v *view) eligible(d *Distributor, id string) *eligible {
 			el.cands = []Candidate{{Name: self, Stats: &d.self}}
 		}
 	}
+	el.onlySelf = len(el.cands) == 1 && el.cands[0].Name == self
 	e, _ := v.byFunc.LoadOrStore(id, el)
 	return e.(*eligible)
 }
@@ -341,6 +370,25 @@ func (d *Distributor) refresh(ctx context.Context) {
 			next.incomplete = true
 		}
 	}
+	// Work out the eligible members of every function known now, so that
+	// placing a request costs one plain map lookup.
+	next.known = map[string]*eligible{}
+	add := func(id string) {
+		if _, ok := next.known[id]; !ok {
+			next.known[id] = next.findEligible(d, id)
+		}
+	}
+	for _, f := range d.srv.Catalog() {
+		if resolvable(f) {
+			add(f.ID)
+		}
+	}
+	for _, m := range next.members {
+		for id := range m.funcs {
+			add(id)
+		}
+	}
+	next.byFunc.Clear()
 	d.view.Store(next)
 }
 

@@ -36,7 +36,7 @@ type distWorker struct {
 // gpu_render+mem and are tagged gpu=true.
 // setup, if any, registers more functions on member i before
 // resolution is enabled.
-func startDistWorkers(t *testing.T, size int, gpu func(i int) bool, require map[string]string, setup ...func(i int, w *distWorker)) []*distWorker {
+func startDistWorkers(t testing.TB, size int, gpu func(i int) bool, require map[string]string, setup ...func(i int, w *distWorker)) []*distWorker {
 	t.Helper()
 	ws := make([]*distWorker, size)
 	for i := range ws {

@@ -189,8 +189,12 @@ func (t *track) setNode(name string) {
 	if p := t.node.Load(); p != nil && *p == name {
 		return
 	}
-	t.node.Store(&name)
+	t.storeNode(name)
 }
+
+// storeNode is apart from setNode so that only a stored name is moved to
+// the heap, not every name setNode is called with (on a nil track, say).
+func (t *track) storeNode(name string) { t.node.Store(&name) }
 
 // placed records that the request goes to node name, after the nodes in
 // tried failed, and publishes it.

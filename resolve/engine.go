@@ -401,20 +401,30 @@ func (e *Engine) nodeAt(ctx context.Context, n *request.Node, path *request.Path
 }
 
 func (e *Engine) resolveNode(ctx context.Context, n *request.Node, path *request.Path, st tracker, pinned bool) ([]byte, error) {
+	var known keyHint
 	if pl := e.placer.Load(); pl != nil {
 		if !pinned && pl.p != nil {
-			if res, err, done := e.place(ctx, pl, n, path, st); done {
+			res, err, done, k := e.place(ctx, pl, n, path, st)
+			if done {
 				return res, err
 			}
+			known = k
 		}
 		st.setNode(pl.name)
 	}
-	return e.local(ctx, n, path, st, nil, false)
+	return e.local(ctx, n, path, st, known, false)
 }
 
-// local resolves n here. key is n's content key if known; noFlight skips
+// keyHint is a request's content key when computed already (ok). A value,
+// not a pointer: a pointer would cost an allocation per request.
+type keyHint struct {
+	key request.Key
+	ok  bool
+}
+
+// local resolves n here. known is n's content key if known; noFlight skips
 // the single flight (the caller holds the flight for key already).
-func (e *Engine) local(ctx context.Context, n *request.Node, path *request.Path, st tracker, known *request.Key, noFlight bool) ([]byte, error) {
+func (e *Engine) local(ctx context.Context, n *request.Node, path *request.Path, st tracker, known keyHint, noFlight bool) ([]byte, error) {
 	fn, ok := e.cfg.Catalog.Lookup(n.ID)
 	if !ok {
 		err := nodeError(path, n, &status.Error{Code: status.NotFound, Category: status.ErrUnknownMethod,
@@ -441,10 +451,10 @@ func (e *Engine) local(ctx context.Context, n *request.Node, path *request.Path,
 		return e.run(ctx, fn, n, path, st, nil)
 	case !level.ValueBased():
 		var key request.Key
-		if known != nil {
-			key = *known
+		if known.ok {
+			key = known.key
 		} else {
-			key = n.Key()
+			key = keyOf(n)
 		}
 		if v, ok := e.lookup(ctx, key, level); ok {
 			st.finish(true)

@@ -21,11 +21,13 @@ import (
 // subtree handed to another node is placed again, level by level, there.
 type Placer interface {
 	// Place returns nil to resolve n here, or the Place to resolve it at.
-	// key is n's content key; tried names the nodes where resolving n
-	// already failed (ErrNodeFailed), which must not be chosen again. An
-	// error fails the request (NotFound for a function no live node has,
-	// say); the engine adds the request's path to it.
-	Place(ctx context.Context, n *request.Node, key request.Key, tried []string) (Place, error)
+	// tried names the nodes where resolving n already failed
+	// (ErrNodeFailed), which must not be chosen again. An error fails the
+	// request (NotFound for a function no live node has, say); the engine
+	// adds the request's path to it. n's content key (n.Key) is not
+	// passed: hashing a subtree costs more than most placements, which
+	// need no key (one eligible node), so a placer that does computes it.
+	Place(ctx context.Context, n *request.Node, tried []string) (Place, error)
 }
 
 // Place is a node a request can be resolved at.
@@ -124,53 +126,59 @@ func (e *Engine) ResolveHere(ctx context.Context, n *request.Node, path []int, r
 }
 
 // place asks the placer about n; done reports that n was resolved (or
-// failed) elsewhere, and false that it resolves here.
-func (e *Engine) place(ctx context.Context, pl *placement, n *request.Node, path *request.Path, st tracker) (res []byte, err error, done bool) {
+// failed) elsewhere, and false that it resolves here; known is n's
+// content key if place computed it.
+func (e *Engine) place(ctx context.Context, pl *placement, n *request.Node, path *request.Path, st tracker) ([]byte, error, bool, keyHint) {
 	level := n.Level()
-	key := n.Key()
-	if level.Cached() && !level.ValueBased() && e.cfg.Authorize == nil {
-		// Held here already (this node was its owner once): no round trip.
-		if v, ok, err := e.mem.Get(ctx, key); err == nil && ok {
-			e.memHits.Add(1)
-			e.observeLookup(ctx, level, TierMemory, true)
-			st.setNode(pl.name)
-			st.finish(true)
-			return v, nil, true
+	keyed := level.Cached() && !level.ValueBased()
+	var known keyHint
+	if keyed {
+		known = keyHint{key: keyOf(n), ok: true}
+		key := known.key
+		if e.cfg.Authorize == nil {
+			// Held here already (this node was its owner once): no round trip.
+			if v, ok, err := e.mem.Get(ctx, key); err == nil && ok {
+				e.memHits.Add(1)
+				e.observeLookup(ctx, level, TierMemory, true)
+				st.setNode(pl.name)
+				st.finish(true)
+				return v, nil, true, known
+			}
 		}
 	}
-	p, err := pl.p.Place(ctx, n, key, nil)
+	p, err := pl.p.Place(ctx, n, nil)
 	if err != nil {
 		err = nodeError(path, n, err)
 		st.fail(err)
-		return nil, err, true
+		return nil, err, true, known
 	}
 	if p == nil {
-		return nil, nil, false
+		return nil, nil, false, known
 	}
 	if err := e.authorizeTree(ctx, n, path); err != nil {
 		st.fail(err)
-		return nil, err, true
+		return nil, err, true, known
 	}
-	if level.UsesSecondary() && !level.ValueBased() && e.sec != nil {
+	if keyed && level.UsesSecondary() && e.sec != nil {
 		// A shared secondary cache (Redis) may hold what the owner would
 		// compute: one lookup here is cheaper than the trip there, and it
 		// answers on a node that never resolved the tree before.
-		if v, ok := e.secondaryHit(ctx, key, level); ok {
+		if v, ok := e.secondaryHit(ctx, known.key, level); ok {
 			st.setNode(pl.name)
 			st.finish(true)
-			return v, nil, true
+			return v, nil, true, known
 		}
 	}
 	e.remotes.Add(1)
-	if level.Cached() && !level.ValueBased() {
+	if keyed {
 		// Identical subtrees of this node's trees make one trip.
-		res, err := e.shared(ctx, key, level, st, func(fctx context.Context) ([]byte, error) {
-			return e.remote(fctx, pl, p, n, path, st, key)
+		res, err := e.shared(ctx, known.key, level, st, func(fctx context.Context) ([]byte, error) {
+			return e.remote(fctx, pl, p, n, path, st, known)
 		})
-		return res, err, true
+		return res, err, true, known
 	}
-	res, err = e.remote(ctx, pl, p, n, path, st, key)
-	return res, err, true
+	res, err := e.remote(ctx, pl, p, n, path, st, known)
+	return res, err, true, known
 }
 
 // authorizeTree asks Config.Authorize about every request of a subtree
@@ -195,7 +203,7 @@ func (e *Engine) authorizeTree(ctx context.Context, n *request.Node, path *reque
 
 // remote resolves n at p, and on a node failure places it again, until
 // it resolves, fails there, or no eligible node is left.
-func (e *Engine) remote(ctx context.Context, pl *placement, p Place, n *request.Node, path *request.Path, st tracker, key request.Key) ([]byte, error) {
+func (e *Engine) remote(ctx context.Context, pl *placement, p Place, n *request.Node, path *request.Path, st tracker, known keyHint) ([]byte, error) {
 	var report func(*Status)
 	if st != nil {
 		report = st.graft
@@ -228,7 +236,7 @@ func (e *Engine) remote(ctx context.Context, pl *placement, p Place, n *request.
 		st.moved()
 		var next Place
 		if len(tried) < maxPlacements {
-			next, err = pl.p.Place(ctx, n, key, tried)
+			next, err = pl.p.Place(ctx, n, tried)
 		} else {
 			err = status.Errorf(status.Unavailable, "tried on %d nodes", len(tried))
 		}
@@ -247,7 +255,7 @@ func (e *Engine) remote(ctx context.Context, pl *placement, p Place, n *request.
 		}
 		if next == nil {
 			st.placed(pl.name, tried)
-			return e.local(ctx, n, path, st, &key, true)
+			return e.local(ctx, n, path, st, known, true)
 		}
 		p = next
 	}
@@ -279,3 +287,10 @@ func (e *Engine) secondaryHit(ctx context.Context, key request.Key, level reques
 	}
 	return v, true
 }
+
+// keyOf is n.Key() out of line: inlined, its 1 KiB scratch buffer would
+// sit in the frame of every request's placement, and deep trees resolving
+// in fresh goroutines pay for large frames in stack growth.
+//
+//go:noinline
+func keyOf(n *request.Node) request.Key { return n.Key() }

@@ -55,7 +55,7 @@ type prefixPlacer struct {
 	mu     sync.Mutex
 }
 
-func (pp *prefixPlacer) Place(ctx context.Context, n *request.Node, key request.Key, tried []string) (Place, error) {
+func (pp *prefixPlacer) Place(ctx context.Context, n *request.Node, tried []string) (Place, error) {
 	pp.mu.Lock()
 	pp.asked[n.ID]++
 	pp.mu.Unlock()
