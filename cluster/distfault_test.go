@@ -8,12 +8,15 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/arbor-rpc/arbor"
+	"github.com/arbor-rpc/arbor/cache"
 	"github.com/arbor-rpc/arbor/request"
 	"github.com/arbor-rpc/arbor/resolve"
 	"github.com/arbor-rpc/arbor/tree"
@@ -206,4 +209,88 @@ func TestDistributedWatch(t *testing.T) {
 	if len(nodes) < 2 {
 		t.Errorf("changes came from members %v only", nodes)
 	}
+}
+
+// lineCounter counts log records whose message contains a string.
+type lineCounter struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (c *lineCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (c *lineCounter) Handle(_ context.Context, r slog.Record) error {
+	c.mu.Lock()
+	c.lines = append(c.lines, r.Message)
+	c.mu.Unlock()
+	return nil
+}
+func (c *lineCounter) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c *lineCounter) WithGroup(string) slog.Handler      { return c }
+func (c *lineCounter) count(sub string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, l := range c.lines {
+		if strings.Contains(l, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+// With a shared Redis, a +full result computed on one member is a hit on
+// another; when Redis goes away resolution goes on from memory, the
+// outage logged once per member; when it returns it is used again.
+func TestDistributedRedisOutage(t *testing.T) {
+	rs := startTestRedisServer(t)
+	logs := make([]*lineCounter, 2)
+	ws := startDistWorkers(t, 2, nil, nil, func(i int, w *distWorker) {
+		must(t, arbor.Handle1(w.srv, "sq+full", func(ctx context.Context, x int) (int, error) { w.leaves.Add(1); return x * x, nil }))
+		logs[i] = &lineCounter{}
+		r, err := cache.NewRedis(rs.url, cache.RedisOptions{Logger: slog.New(logs[i]), ProbeMin: 50 * time.Millisecond, ProbeMax: 200 * time.Millisecond})
+		must(t, err)
+		w.treeCfg.SecondaryCache = r
+	})
+	ctx := testContext(t)
+	probe, err := cache.NewRedis(rs.url, cache.RedisOptions{})
+	must(t, err)
+	defer probe.Close()
+	inRedis := func(n *request.Node) bool {
+		_, ok, err := probe.Get(ctx, n.Key())
+		return err == nil && ok
+	}
+	// Computed once, on its owner; a hit on the other member's Redis too.
+	a := request.New("sq+full", 3)
+	if v, err := tree.Resolve[int](ctx, ws[0].client, a); err != nil || v != 9 {
+		t.Fatalf("%d, %v", v, err)
+	}
+	if !inRedis(a) {
+		t.Fatal("the +full result is not in Redis")
+	}
+	before := totalLeaves(ws)
+	rs.kill()
+	for i := range 20 {
+		n := request.New("sq+full", 100+i)
+		if v, err := tree.Resolve[int](ctx, ws[i%2].client, n); err != nil || v != (100+i)*(100+i) {
+			t.Fatalf("with Redis gone: %d, %v", v, err)
+		}
+	}
+	if got := totalLeaves(ws) - before; got != 20 {
+		t.Errorf("with Redis gone, 20 new requests ran %d times", got)
+	}
+	for i, l := range logs {
+		if n := l.count("redis is not answering"); n > 1 {
+			t.Errorf("member %d logged the outage %d times", i, n)
+		}
+	}
+	if logs[0].count("redis is not answering")+logs[1].count("redis is not answering") == 0 {
+		t.Error("the outage was not logged")
+	}
+	must(t, rs.start())
+	// Back: new results reach Redis again.
+	eventually(t, func() bool {
+		n := request.New("sq+full", 1000+int(time.Now().UnixNano()%1000000))
+		_, err := tree.Resolve[int](ctx, ws[0].client, n)
+		return err == nil && inRedis(n)
+	}, "results to reach Redis once it is back")
 }

@@ -364,53 +364,88 @@ func TestProcessesSIGKILLMidSubtree(t *testing.T) {
 	}
 }
 
+// testRedis is a redis-server a test started, on a fixed port so that it
+// can be killed and started again at the same address.
+type testRedis struct {
+	t      *testing.T
+	bin    string
+	port   int
+	dir    string
+	url    string
+	cmd    *exec.Cmd
+	exited chan error
+}
+
 // startTestRedis starts a private redis-server on a free loopback port and
 // returns its URL; it is killed when the test ends.
-func startTestRedis(t *testing.T) string {
+func startTestRedis(t *testing.T) string { return startTestRedisServer(t).url }
+
+func startTestRedisServer(t *testing.T) *testRedis {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatal("redis-server is not on PATH: run `make tools`")
 	}
-	for range 3 {
+	var last error
+	for range 3 { // another process may take the port between the probe and redis's bind
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		must(t, err)
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		var out bytes.Buffer
-		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-			"--appendonly", "no", "--dir", t.TempDir(), "--daemonize", "no", "--loglevel", "warning")
-		cmd.Stdout, cmd.Stderr = &out, &out
-		must(t, cmd.Start())
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		r, err := cache.NewRedis("redis://"+addr+"/0", cache.RedisOptions{})
-		must(t, err)
-		deadline := time.Now().Add(10 * time.Second)
-		up := false
-		for !up && time.Now().Before(deadline) {
-			select {
-			case <-exited:
-				deadline = time.Time{}
-				continue
-			default:
-			}
-			pctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			up = r.Ping(pctx) == nil
-			cancel()
-			if !up {
-				time.Sleep(10 * time.Millisecond)
-			}
+		r := &testRedis{t: t, bin: bin, port: port, dir: t.TempDir()}
+		r.url = "redis://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) + "/0"
+		if last = r.start(); last == nil {
+			t.Cleanup(r.kill)
+			return r
 		}
-		r.Close()
-		if up {
-			t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-			return "redis://" + addr + "/0"
-		}
-		_ = cmd.Process.Kill()
-		t.Logf("redis-server on %s: %s", addr, out.String())
 	}
-	t.Fatal("redis-server did not start")
-	return ""
+	t.Fatalf("redis-server did not start: %v", last)
+	return nil
+}
+
+// start runs the server and waits until it answers PING.
+func (r *testRedis) start() error {
+	var out bytes.Buffer
+	cmd := exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", r.dir, "--daemonize", "no", "--loglevel", "warning")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	c, err := cache.NewRedis(r.url, cache.RedisOptions{})
+	if err != nil {
+		_ = cmd.Process.Kill()
+		<-exited
+		return err
+	}
+	defer c.Close()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("redis-server exited (%v): %s", err, out.String())
+		default:
+		}
+		pctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(pctx)
+		cancel()
+		if err == nil {
+			r.cmd, r.exited = cmd, exited
+			return nil
+		}
+	}
+	_ = cmd.Process.Kill()
+	<-exited
+	return fmt.Errorf("redis-server on port %d did not answer: %s", r.port, out.String())
+}
+
+// kill SIGKILLs the server, if it runs.
+func (r *testRedis) kill() {
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	<-r.exited
+	r.cmd = nil
 }

@@ -28,6 +28,7 @@ type distWorker struct {
 	cancels atomic.Int64 // slow+mem runs that saw their context end
 	started chan string  // names of slow+mem runs as they start
 	doomed  atomic.Bool  // doom+mem closes this member's server (see withDoom)
+	treeCfg tree.Config  // what tree.Enable gets; setup functions may change it
 }
 
 // startDistWorkers starts size members d0, d1, ...: every one serves
@@ -60,11 +61,12 @@ func startDistWorkers(t testing.TB, size int, gpu func(i int) bool, require map[
 			tags["gpu"] = "true"
 			must(t, arbor.Handle1(w.srv, "gpu_render+mem", func(ctx context.Context, x int) (string, error) { return w.name, nil }))
 		}
+		w.treeCfg = tree.Config{MemoryCacheBytes: 8 << 20}
 		for _, f := range setup {
 			f(i, w)
 		}
 		var err error
-		w.engine, err = tree.Enable(w.srv, tree.Config{MemoryCacheBytes: 8 << 20})
+		w.engine, err = tree.Enable(w.srv, w.treeCfg)
 		must(t, err)
 		l, err := w.srv.Listen(context.Background(), "tcp://127.0.0.1:0")
 		must(t, err)
