@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"sync"
+
 	"github.com/arbor-rpc/arbor/request"
 )
 
@@ -45,7 +47,9 @@ type DefaultPolicy struct {
 	// Overload is the in-flight bound past which the owner is passed over
 	// (DefaultOverload when zero).
 	Overload int64
-	p2c      P2C
+
+	once sync.Once
+	p2c  *P2C // the fallback, made on first use
 }
 
 // Choose implements Policy.
@@ -58,8 +62,6 @@ func (p *DefaultPolicy) Choose(c Choice) int {
 	if owner < 0 || c.Eligible[owner].inflight() <= bound {
 		return owner
 	}
-	if p.p2c.now == nil {
-		return NewP2C(nil, nil).Pick(c.Eligible, "")
-	}
+	p.once.Do(func() { p.p2c = NewP2C(nil, nil) })
 	return p.p2c.Pick(c.Eligible, "")
 }

@@ -58,12 +58,9 @@ const maxPendingChanges = 4096
 // serveResolve serves ResolveID: it resolves the subtree here (its root
 // pinned) and streams what happens.
 func (d *Distributor) serveResolve(ctx context.Context, in ResolveArgs, out *arbor.Sender[ResolveMessage]) error {
-	n, used, err := request.ParseMsgpack(in.Tree, d.engine.Limits())
+	n, err := parseSubtree(in, d.engine.Limits())
 	if err != nil {
 		return err
-	}
-	if used != len(in.Tree) {
-		return arbor.Errorf(arbor.InvalidArgument, "%s: %d byte(s) after the subtree", ResolveID, len(in.Tree)-used)
 	}
 	d.self.Start()
 	start := time.Now()
@@ -101,6 +98,33 @@ func (d *Distributor) serveResolve(ctx context.Context, in ResolveArgs, out *arb
 		}
 	}
 }
+
+// parseSubtree checks what a peer sent: one tree within the limits, and a
+// path that can be its position in a tree within them. Errors are
+// InvalidArgument, naming what and where.
+func parseSubtree(in ResolveArgs, lim request.Limits) (*request.Node, error) {
+	lim = lim.OrDefault()
+	if len(in.Path) > lim.MaxDepth {
+		return nil, arbor.Errorf(arbor.InvalidArgument, "%s: subtree path has %d levels, more than the depth limit %d", ResolveID, len(in.Path), lim.MaxDepth)
+	}
+	for i, x := range in.Path {
+		if x < 0 || x > maxArgIndex {
+			return nil, arbor.Errorf(arbor.InvalidArgument, "%s: subtree path level %d: argument index %d out of range", ResolveID, i, x)
+		}
+	}
+	n, used, err := request.ParseMsgpack(in.Tree, lim)
+	if err != nil {
+		return nil, err
+	}
+	if used != len(in.Tree) {
+		return nil, arbor.Errorf(arbor.InvalidArgument, "%s: %d byte(s) after the subtree (at byte %d)", ResolveID, len(in.Tree)-used, used)
+	}
+	return n, nil
+}
+
+// maxArgIndex bounds an argument index in a subtree's path: no function
+// takes more arguments than a frame could carry.
+const maxArgIndex = 1 << 20
 
 func final(res []byte, err error) ResolveMessage {
 	if err != nil {
