@@ -87,6 +87,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageError(fs, stderr, "%v", err)
 	}
+	if _, err := gf.requirements(); err != nil {
+		return usageError(fs, stderr, "%v", err)
+	}
 	if fs.NArg() > 0 {
 		return usageError(fs, stderr, "unexpected argument %q", fs.Arg(0))
 	}
@@ -192,7 +195,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var dist *cluster.Distributor
 	if node != nil && gf.distribute {
-		if dist, err = cluster.Distribute(ctx, node, srv, engine, cluster.DistributeConfig{Logger: log}); err != nil {
+		require, _ := gf.requirements() // checked with the other flags
+		if dist, err = cluster.Distribute(ctx, node, srv, engine, cluster.DistributeConfig{Require: require, Logger: log}); err != nil {
 			fmt.Fprintf(stderr, "error: %v\n", err)
 			node.Close()
 			srv.Close()

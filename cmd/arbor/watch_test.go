@@ -188,3 +188,18 @@ func TestServeDistributeWatch(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // m0 may not know m1's catalog yet
 	}
 }
+
+func TestServeDistributeUsage(t *testing.T) {
+	ctx := testContext(t)
+	for _, args := range [][]string{
+		{"--distribute"},
+		{"--gossip", "127.0.0.1:0", "--require", "f=gpu"},
+		{"--gossip", "127.0.0.1:0", "--distribute", "--require", "f"},
+		{"--gossip", "127.0.0.1:0", "--distribute", "--require", "f=a=b,=c"},
+	} {
+		code, _, stderr := runArbor(ctx, append([]string{"serve", "--listen", "tcp://127.0.0.1:0", "--cache-dir", ""}, args...)...)
+		if code != exitUsage || !strings.Contains(stderr, "--") {
+			t.Errorf("serve %v = %d, %q", args, code, stderr)
+		}
+	}
+}
