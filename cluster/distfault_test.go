@@ -294,3 +294,19 @@ func TestDistributedRedisOutage(t *testing.T) {
 		return err == nil && inRedis(n)
 	}, "results to reach Redis once it is back")
 }
+
+// A function no member has is NotFound, and resolves once it is
+// registered on the member that got the tree (another member learns of
+// it when that member's catalog is fetched again: not covered here).
+func TestDistributedFunctionRegisteredLater(t *testing.T) {
+	ws := startDistWorkers(t, 2, nil, nil)
+	ctx := testContext(t)
+	n := request.New("cheap", request.New("late+mem", 1)) // cheap is Local: the root stays at d0
+	if _, err := tree.Resolve[int](ctx, ws[0].client, n); !errArborCode(err, arbor.NotFound) || !strings.Contains(err.Error(), `no live member has function "late+mem"`) {
+		t.Fatalf("before: %v", err)
+	}
+	must(t, arbor.Handle1(ws[0].srv, "late+mem", func(ctx context.Context, x int) (int, error) { return 10 * x, nil }))
+	if v, err := tree.Resolve[int](ctx, ws[0].client, n); err != nil || v != 11 {
+		t.Fatalf("after registering it: %d, %v", v, err)
+	}
+}

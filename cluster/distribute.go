@@ -283,6 +283,11 @@ func (v *view) findEligible(d *Distributor, id string) *eligible {
 		}
 	}
 	el.onlySelf = len(el.cands) == 1 && el.cands[0].Name == self
+	if len(el.cands) == 0 {
+		// Not kept: the function may be registered here any moment, and
+		// a peer naming functions nobody has must not grow the map.
+		return el
+	}
 	e, _ := v.byFunc.LoadOrStore(id, el)
 	return e.(*eligible)
 }
