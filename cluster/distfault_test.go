@@ -310,3 +310,20 @@ func TestDistributedFunctionRegisteredLater(t *testing.T) {
 		t.Fatalf("after registering it: %d, %v", v, err)
 	}
 }
+
+// A function registered on a member after the others fetched its catalog
+// reaches them with the next CatalogRefresh.
+func TestDistributedCatalogRefresh(t *testing.T) {
+	ws := startDistWorkers(t, 2, nil, nil)
+	ctx := testContext(t)
+	// Called by hand below rather than waiting the 10 s default.
+	must(t, arbor.Handle1(ws[1].srv, "later+mem", func(ctx context.Context, x int) (int, error) { return 10 * x, nil }))
+	n := request.New("cheap", request.New("later+mem", 1))
+	if _, err := tree.Resolve[int](ctx, ws[0].client, n); !errArborCode(err, arbor.NotFound) {
+		t.Fatalf("before d0 knows: %v", err)
+	}
+	ws[0].dist.refreshCatalogs(ctx, true)
+	if v, err := tree.Resolve[int](ctx, ws[0].client, n); err != nil || v != 11 {
+		t.Fatalf("after refreshing the catalogs: %d, %v", v, err)
+	}
+}

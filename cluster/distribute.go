@@ -40,6 +40,10 @@ type DistributeConfig struct {
 	// CatalogTimeout bounds the fetch of one member's catalog (default
 	// 2 s).
 	CatalogTimeout time.Duration
+	// CatalogRefresh is how often the members' catalogs are fetched again,
+	// to learn of functions registered since (default 10 s); a new member's,
+	// or one whose tags changed, is fetched at once.
+	CatalogRefresh time.Duration
 	// Logger receives placement trouble (default: the node's logger).
 	Logger *slog.Logger
 }
@@ -86,6 +90,9 @@ func Distribute(ctx context.Context, node *Node, srv *arbor.Server, engine *reso
 	}
 	if d.cfg.CatalogTimeout <= 0 {
 		d.cfg.CatalogTimeout = 2 * time.Second
+	}
+	if d.cfg.CatalogRefresh <= 0 {
+		d.cfg.CatalogRefresh = 10 * time.Second
 	}
 	d.log = cfg.Logger
 	if d.log == nil {
@@ -298,13 +305,16 @@ func resolvable(f arbor.FunctionInfo) bool {
 	return f.Kind == arbor.KindUnary && !strings.HasPrefix(f.ID, "arbor.")
 }
 
-// follow refreshes the view after membership changes (coalesced), and
-// retries missing catalogs every second.
+// follow refreshes the view after membership changes (coalesced),
+// retries missing catalogs every second, and fetches them all again every
+// CatalogRefresh.
 func (d *Distributor) follow(events <-chan Event, cancel func()) {
 	defer d.wg.Done()
 	defer cancel()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	all := time.NewTicker(d.cfg.CatalogRefresh)
+	defer all.Stop()
 	for {
 		select {
 		case <-d.life.Done():
@@ -331,13 +341,19 @@ func (d *Distributor) follow(events <-chan Event, cancel func()) {
 			if d.view.Load().incomplete {
 				d.refresh(d.life)
 			}
+		case <-all.C:
+			d.refreshCatalogs(d.life, true)
 		}
 	}
 }
 
 // refresh builds a new view from the membership, fetching the catalogs of
 // members it has none for (new ones, or ones that changed).
-func (d *Distributor) refresh(ctx context.Context) {
+func (d *Distributor) refresh(ctx context.Context) { d.refreshCatalogs(ctx, false) }
+
+// refreshCatalogs is refresh; all fetches every other member's catalog
+// again, keeping the one known when a fetch fails.
+func (d *Distributor) refreshCatalogs(ctx context.Context, all bool) {
 	d.refreshM.Lock()
 	defer d.refreshM.Unlock()
 	old := d.view.Load()
@@ -348,25 +364,35 @@ func (d *Distributor) refresh(ctx context.Context) {
 	self := d.node.Name()
 	next := &view{}
 	var fetch []int
+	var keep []map[string]funcInfo // by fetch: what to keep if it fails
 	for _, m := range d.node.Members(Filter{}) {
 		if m.State != StateAlive {
 			continue
 		}
 		mv := memberView{name: m.Name, tags: m.Tags}
+		var kept map[string]funcInfo
 		if p, ok := prev[m.Name]; ok && p.funcs != nil && sameTags(p.tags, m.Tags) {
-			mv.funcs = p.funcs
+			kept = p.funcs
+		}
+		if !all {
+			mv.funcs = kept
 		}
 		if m.Name != self && mv.funcs == nil {
 			fetch = append(fetch, len(next.members))
+			keep = append(keep, kept)
 		}
 		next.members = append(next.members, mv)
 	}
 	var wg sync.WaitGroup
-	for _, i := range fetch {
+	for j, i := range fetch {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			next.members[i].funcs = d.fetchCatalog(ctx, next.members[i].name)
+			f := d.fetchCatalog(ctx, next.members[i].name)
+			if f == nil {
+				f = keep[j]
+			}
+			next.members[i].funcs = f
 		}()
 	}
 	wg.Wait()
