@@ -24,6 +24,10 @@ type FunctionInfo struct {
 	// Idempotent says calling it twice is the same as once (Idempotent),
 	// so a cluster client may retry or hedge it.
 	Idempotent bool `msgpack:"idempotent,omitempty" json:"idempotent,omitempty"`
+	// Local says the function is cheap (Local): in a request tree
+	// resolved by a cluster, it runs on the node that has the tree rather
+	// than paying a round trip to another.
+	Local bool `msgpack:"local,omitempty" json:"local,omitempty"`
 }
 
 func (f FunctionInfo) String() string {
@@ -40,6 +44,11 @@ func WithTitle(title string) HandleOption { return func(f *FunctionInfo) { f.Tit
 // calling it once, so a cluster client may retry it after its node died
 // mid-call, and hedge it.
 func Idempotent() HandleOption { return func(f *FunctionInfo) { f.Idempotent = true } }
+
+// Local declares that the function is cheap: when a cluster resolves a
+// request tree, a request for it stays on the node that has the tree
+// instead of going to another (see package cluster's Distribute).
+func Local() HandleOption { return func(f *FunctionInfo) { f.Local = true } }
 
 // Registrar is what functions register on: a *Server (functions callable
 // by id) or a *Service (methods callable through a reference).

@@ -22,6 +22,17 @@
 //	c, err := cluster.Dial(ctx, "tcp://10.0.0.1:7450")
 //	v, err := arbor.Call1[int](cluster.WithTags(ctx, "role=worker"), c, "work", 21)
 //
+// Distribute makes a member resolve request trees across the cluster: the
+// engine that package tree enabled on its server asks, per request, where
+// it resolves; the answer is a member whose catalog has the function (and
+// the tags DistributeConfig.Require names), the same subtree always on the
+// same member (rendezvous hashing of its content key, so the owner's cache
+// and single flight serve every member), a less busy one when that member
+// is overloaded (Policy, DefaultPolicy), and here for arbor.Local
+// functions. Subtrees travel over the built-in stream ResolveID, which
+// carries their status changes back (a tree's status names the member of
+// each request); a member that dies mid-subtree has it resolved elsewhere.
+//
 // It is not a gossip protocol (memberlist is), and not a consensus
 // system: membership is eventually consistent, and two nodes may briefly
 // disagree about who is alive.

@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 	if seed, ok := os.LookupEnv(childEnv); ok {
 		os.Exit(runChild(seed))
 	}
+	if name, ok := os.LookupEnv(distChildEnv); ok {
+		os.Exit(runDistChild(name))
+	}
 	code := m.Run()
 	if code == 0 {
 		code = verifyNoLeaks()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -40,13 +41,19 @@ func (s State) Done() bool { return s >= Finished }
 // Status is a snapshot of one request of an asynchronous tree and, in
 // Subrequests, of its subrequests in argument order.
 type Status struct {
-	Path        string    `msgpack:"path" json:"path"` // "request", "args.tuple_element2", …
-	UUID        string    `msgpack:"uuid" json:"uuid"`
-	Title       string    `msgpack:"title" json:"title"`
-	State       State     `msgpack:"state" json:"state"`
-	Cached      bool      `msgpack:"cached" json:"cached"`     // the result came from a cache
-	Attempts    int       `msgpack:"attempts" json:"attempts"` // function runs, retries included
-	Error       string    `msgpack:"error" json:"error"`       // for Failed and Cancelled
+	Path     string `msgpack:"path" json:"path"` // "request", "args.tuple_element2", …
+	UUID     string `msgpack:"uuid" json:"uuid"`
+	Title    string `msgpack:"title" json:"title"`
+	State    State  `msgpack:"state" json:"state"`
+	Cached   bool   `msgpack:"cached" json:"cached"`     // the result came from a cache
+	Attempts int    `msgpack:"attempts" json:"attempts"` // function runs, retries included
+	Error    string `msgpack:"error" json:"error"`       // for Failed and Cancelled
+	// Node names the node that resolves (or resolved) the request, when
+	// the engine has a name or a placer: a cluster member.
+	Node string `msgpack:"node,omitempty" json:"node,omitempty"`
+	// Tried names the nodes the request was placed on before Node and
+	// that failed while resolving it: the request moved from them.
+	Tried       []string  `msgpack:"tried,omitempty" json:"tried,omitempty"`
 	Subrequests []*Status `msgpack:"subrequests" json:"subrequests"`
 }
 
@@ -70,8 +77,10 @@ type track struct {
 	cached   atomic.Bool
 	attempts atomic.Int32
 	err      atomic.Pointer[string]
-	children []*track // by argument index; nil for value arguments
-	pub      *treePub // publishes changes to subscribers (watch.go)
+	node     atomic.Pointer[string]   // where it resolves; nil: not placed yet
+	tried    atomic.Pointer[[]string] // nodes it moved from
+	children []*track                 // by argument index; nil for value arguments
+	pub      *treePub                 // publishes changes to subscribers (watch.go)
 }
 
 func newTrack(n *request.Node, path *request.Path) *track {
@@ -171,6 +180,119 @@ func (t *track) endAll(s State) {
 	}
 }
 
+// setNode records where the request resolves (no news by itself: the
+// state change that follows publishes it).
+func (t *track) setNode(name string) {
+	if t == nil || name == "" {
+		return
+	}
+	if p := t.node.Load(); p != nil && *p == name {
+		return
+	}
+	t.storeNode(name)
+}
+
+// storeNode is apart from setNode so that only a stored name is moved to
+// the heap, not every name setNode is called with (on a nil track, say).
+func (t *track) storeNode(name string) { t.node.Store(&name) }
+
+// placed records that the request goes to node name, after the nodes in
+// tried failed, and publishes it.
+func (t *track) placed(name string, tried []string) {
+	if t == nil {
+		return
+	}
+	t.node.Store(&name)
+	if len(tried) > 0 {
+		c := append([]string(nil), tried...)
+		t.tried.Store(&c)
+	}
+	t.changed()
+}
+
+// moved forgets what the failed node reported of the request's subtree:
+// the next node resolves it afresh.
+func (t *track) moved() {
+	if t == nil {
+		return
+	}
+	t.state.Store(uint32(Created))
+	t.cached.Store(false)
+	t.attempts.Store(0)
+	t.err.Store(nil)
+	for _, c := range t.children {
+		c.forget()
+	}
+}
+
+func (t *track) forget() {
+	if t == nil {
+		return
+	}
+	if t.state.Swap(uint32(Created)) != uint32(Created) {
+		t.node.Store(nil)
+		t.cached.Store(false)
+		t.attempts.Store(0)
+		t.err.Store(nil)
+		t.changed()
+	}
+	for _, c := range t.children {
+		c.forget()
+	}
+}
+
+// graft applies a status change that the node resolving t's subtree
+// reported (s.Path is a full path) to the request it names.
+func (t *track) graft(s *Status) {
+	rel := ""
+	switch {
+	case s.Path == t.path:
+	case t.path == "request":
+		rel = s.Path
+	default:
+		var ok bool
+		if rel, ok = strings.CutPrefix(s.Path, t.path+"."); !ok {
+			return // not in this subtree: ignore
+		}
+	}
+	idx, err := request.ParsePath(rel)
+	if err != nil {
+		return
+	}
+	d := t.find(idx)
+	if d == nil || State(d.state.Load()).Done() || s.State > Skipped {
+		return
+	}
+	if s.Node != "" {
+		d.setNode(s.Node)
+	}
+	if len(s.Tried) > 0 {
+		c := append([]string(nil), s.Tried...)
+		d.tried.Store(&c)
+	}
+	d.cached.Store(s.Cached)
+	d.attempts.Store(int32(min(s.Attempts, 1<<30)))
+	if s.Error != "" {
+		msg := s.Error
+		d.err.Store(&msg)
+	}
+	d.state.Store(uint32(s.State))
+	d.changed()
+}
+
+// fillPlace copies the error, node and tried list into s.
+func (t *track) fillPlace(s *Status) {
+	if e := t.err.Load(); e != nil {
+		s.Error = *e
+	}
+	if n := t.node.Load(); n != nil {
+		s.Node = *n
+	}
+	if tr := t.tried.Load(); tr != nil {
+		s.Tried = *tr
+	}
+}
+
 func (t *track) find(idx []int) *track {
 	for _, i := range idx {
 		if t == nil || i < 0 || i >= len(t.children) {
@@ -190,9 +312,7 @@ func (t *track) snapshot() *Status {
 		Cached:   t.cached.Load(),
 		Attempts: int(t.attempts.Load()),
 	}
-	if e := t.err.Load(); e != nil {
-		s.Error = *e
-	}
+	t.fillPlace(s)
 	for _, c := range t.children {
 		if c != nil {
 			s.Subrequests = append(s.Subrequests, c.snapshot())

@@ -136,6 +136,13 @@ type Config struct {
 	// retries as they happen (observe.go): metrics and tracing. For the
 	// status of asynchronous trees as it changes, use Engine.Subscribe.
 	Observer Observer
+	// Placer, when set, decides where each request of a tree resolves:
+	// here or on another node (place.go). Nil: everything here.
+	// Engine.SetPlacer installs one later.
+	Placer Placer
+	// Name names this engine's node in status trees (Status.Node); empty
+	// leaves Node empty for requests resolved here.
+	Name string
 }
 
 // Engine resolves request trees. It is safe for concurrent use.
@@ -152,6 +159,9 @@ type Engine struct {
 	subs    subscribers
 
 	resolves, runs, retries, memHits, secHits, misses, failures, cacheErrors atomic.Int64
+	remotes, moves                                                           atomic.Int64
+
+	placer atomic.Pointer[placement] // nil: no placement, no name
 
 	isClosed  atomic.Bool
 	mu        sync.Mutex
@@ -191,7 +201,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Secondary != nil {
 		secTier = SecondaryTier(cfg.Secondary)
 	}
-	return &Engine{
+	e := &Engine{
 		secTier: secTier,
 		cfg:     cfg,
 		mem:     cfg.Memory,
@@ -201,7 +211,11 @@ func New(cfg Config) (*Engine, error) {
 		memo:    &keyMemo{seed: maphash.MakeSeed()},
 		log:     cfg.Logger,
 		trees:   make(map[string]*tree),
-	}, nil
+	}
+	if cfg.Placer != nil || cfg.Name != "" {
+		e.SetPlacer(cfg.Name, cfg.Placer)
+	}
+	return e, nil
 }
 
 func limitsOrDefault(l request.Limits) request.Limits {
@@ -310,6 +324,8 @@ type Stats struct {
 	Memory        cache.Stats      `msgpack:"memory" json:"memory"`
 	Secondary     *cache.Stats     `msgpack:"secondary" json:"secondary"` // nil without a secondary cache
 	Calls         map[string]int64 `msgpack:"calls" json:"calls"`         // runs per function id
+	Remote        int64            `msgpack:"remote" json:"remote"`       // requests placed on another node
+	Moves         int64            `msgpack:"moves" json:"moves"`         // of which placed again after their node failed
 }
 
 // Stats returns the engine's counters, its caches' and the call counts.
@@ -326,6 +342,8 @@ func (e *Engine) Stats() Stats {
 		CacheErrors:   e.cacheErrors.Load(),
 		Memory:        e.mem.Stats(),
 		Calls:         make(map[string]int64),
+		Remote:        e.remotes.Load(),
+		Moves:         e.moves.Load(),
 	}
 	if e.sec != nil {
 		st := e.sec.Stats()
@@ -368,15 +386,45 @@ func (e *Engine) Close() error {
 // one asked for status).
 type tracker = *track
 
-// node resolves n at path.
+// node resolves n at path, placing it first.
 func (e *Engine) node(ctx context.Context, n *request.Node, path *request.Path, st tracker) ([]byte, error) {
-	if e.cfg.Observer != nil {
-		return e.observedNode(ctx, n, path, st)
-	}
-	return e.resolveNode(ctx, n, path, st)
+	return e.nodeAt(ctx, n, path, st, false)
 }
 
-func (e *Engine) resolveNode(ctx context.Context, n *request.Node, path *request.Path, st tracker) ([]byte, error) {
+// nodeAt resolves n at path; pinned keeps it here (the root of a subtree
+// another node handed over).
+func (e *Engine) nodeAt(ctx context.Context, n *request.Node, path *request.Path, st tracker, pinned bool) ([]byte, error) {
+	if e.cfg.Observer != nil {
+		return e.observedNode(ctx, n, path, st, pinned)
+	}
+	return e.resolveNode(ctx, n, path, st, pinned)
+}
+
+func (e *Engine) resolveNode(ctx context.Context, n *request.Node, path *request.Path, st tracker, pinned bool) ([]byte, error) {
+	var known keyHint
+	if pl := e.placer.Load(); pl != nil {
+		if !pinned && pl.p != nil {
+			res, err, done, k := e.place(ctx, pl, n, path, st)
+			if done {
+				return res, err
+			}
+			known = k
+		}
+		st.setNode(pl.name)
+	}
+	return e.local(ctx, n, path, st, known, false)
+}
+
+// keyHint is a request's content key when computed already (ok). A value,
+// not a pointer: a pointer would cost an allocation per request.
+type keyHint struct {
+	key request.Key
+	ok  bool
+}
+
+// local resolves n here. known is n's content key if known; noFlight skips
+// the single flight (the caller holds the flight for key already).
+func (e *Engine) local(ctx context.Context, n *request.Node, path *request.Path, st tracker, known keyHint, noFlight bool) ([]byte, error) {
 	fn, ok := e.cfg.Catalog.Lookup(n.ID)
 	if !ok {
 		err := nodeError(path, n, &status.Error{Code: status.NotFound, Category: status.ErrUnknownMethod,
@@ -402,18 +450,27 @@ func (e *Engine) resolveNode(ctx context.Context, n *request.Node, path *request
 	case !level.Cached():
 		return e.run(ctx, fn, n, path, st, nil)
 	case !level.ValueBased():
-		key := n.Key()
+		var key request.Key
+		if known.ok {
+			key = known.key
+		} else {
+			key = keyOf(n)
+		}
 		if v, ok := e.lookup(ctx, key, level); ok {
 			st.finish(true)
 			return v, nil
 		}
-		return e.shared(ctx, key, level, st, func(fctx context.Context) ([]byte, error) {
+		work := func(fctx context.Context) ([]byte, error) {
 			if v, ok := e.recheck(fctx, key); ok {
 				st.finish(true)
 				return v, nil
 			}
 			return e.run(fctx, fn, n, path, st, func(res []byte) { e.store(fctx, key, level, res) })
-		})
+		}
+		if noFlight {
+			return work(ctx)
+		}
+		return e.shared(ctx, key, level, st, work)
 	default:
 		return e.run(ctx, fn, n, path, st, nil)
 	}

@@ -73,11 +73,11 @@ func SecondaryTier(c cache.Cache) string {
 func (e *Engine) Caches() (memory, secondary cache.Cache) { return e.mem, e.sec }
 
 // observedNode is node with Config.Observer watching.
-func (e *Engine) observedNode(ctx context.Context, n *request.Node, path *request.Path, st tracker) ([]byte, error) {
+func (e *Engine) observedNode(ctx context.Context, n *request.Node, path *request.Path, st tracker, pinned bool) ([]byte, error) {
 	obs := e.cfg.Observer
 	info := NodeInfo{ID: n.ID, Title: n.Title, Path: path.String(), Level: n.Level()}
 	ctx = obs.NodeStarted(ctx, &info)
-	res, err := e.resolveNode(ctx, n, path, st)
+	res, err := e.resolveNode(ctx, n, path, st, pinned)
 	obs.NodeEnded(ctx, &info, err)
 	return res, err
 }

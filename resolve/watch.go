@@ -239,12 +239,24 @@ type treePub struct {
 	e  *Engine
 	id string
 	mu sync.Mutex // orders one tree's events: the last one published is the latest state
+	// report, when set, receives every change instead of the subscribers
+	// (a subtree resolved for another node: ResolveHere).
+	report func(*Status)
 }
 
 // changed publishes the current state of t, if anyone listens.
 func (t *track) changed() {
 	p := t.pub
-	if p == nil || !p.e.subs.any() {
+	if p == nil {
+		return
+	}
+	if p.report != nil {
+		p.mu.Lock()
+		p.report(t.self())
+		p.mu.Unlock()
+		return
+	}
+	if !p.e.subs.any() {
 		return
 	}
 	p.mu.Lock()
@@ -256,9 +268,7 @@ func (t *track) changed() {
 func (t *track) self() *Status {
 	s := &Status{Path: t.path, UUID: t.id, Title: t.title, State: State(t.state.Load()),
 		Cached: t.cached.Load(), Attempts: int(t.attempts.Load())}
-	if e := t.err.Load(); e != nil {
-		s.Error = *e
-	}
+	t.fillPlace(s)
 	return s
 }
 

@@ -1,7 +1,8 @@
 // Package tree is request-tree resolution as users see it: enabling it on
 // an arbor.Server (Enable), and sending trees to one through any
 // arbor.Caller (Resolve, Submit, Status, Result, Cancel, Release, Stats,
-// Catalog).
+// Catalog), and watching a submitted tree's status as it changes
+// (WatchRequest: pushed, not polled).
 //
 // A request tree is a call whose arguments may be calls (package
 // request builds them, in Go or Cradle's JSON). The server resolves the

@@ -85,6 +85,12 @@ type Config struct {
 	// Observer sees the engine's trees, requests, cache lookups, joins
 	// and retries (resolve.Config.Observer): metrics and tracing.
 	Observer resolve.Observer
+	// Placer and Name are resolve.Config's: where each request resolves
+	// (a cluster places subtrees on other members; see package cluster's
+	// Distribute, which installs its own later) and this node's name in
+	// status trees.
+	Placer resolve.Placer
+	Name   string
 }
 
 // Function describes a function that request trees may name.
@@ -95,6 +101,9 @@ type Function struct {
 	Result string   `msgpack:"result" json:"result"`
 	Level  string   `msgpack:"level" json:"level"` // none, mem, full, mem_vb, full_vb
 	Calls  int64    `msgpack:"calls" json:"calls"` // times it ran in resolutions
+	// Local: the function is cheap (arbor.Local) and stays on the node
+	// that has the tree when a cluster resolves it.
+	Local bool `msgpack:"local,omitempty" json:"local,omitempty"`
 }
 
 func (f Function) String() string {
@@ -108,7 +117,7 @@ func (f Function) String() string {
 // Enable lets clients send request trees to srv: it builds a
 // resolve.Engine over srv's functions (those registered so far and later;
 // built-in "arbor." functions and streaming functions excepted) and
-// registers the built-in functions ResolveID … CatalogID. Functions in a
+// registers the built-in functions ResolveID … CatalogID and WatchID. Functions in a
 // tree run through srv's interceptors, as if called one by one; results
 // served from a cache do not (see Config.Authorize).
 //
@@ -132,6 +141,8 @@ func Enable(srv *arbor.Server, cfg Config) (*resolve.Engine, error) {
 		Authorize:    cfg.Authorize,
 		Logger:       cfg.Logger,
 		Observer:     cfg.Observer,
+		Placer:       cfg.Placer,
+		Name:         cfg.Name,
 	})
 	if err != nil {
 		return nil, err
@@ -209,6 +220,7 @@ func Enable(srv *arbor.Server, cfg Config) (*resolve.Engine, error) {
 			}
 			return value.For[[]Function]().Append(nil, cat.list(e))
 		}),
+		registerWatch(srv, e), // watch.go
 	)
 	if err != nil {
 		e.Close()
@@ -323,6 +335,7 @@ func (c *serverCatalog) list(e *resolve.Engine) []Function {
 			Result: info.Result,
 			Level:  request.LevelOf(info.ID).String(),
 			Calls:  e.Calls(info.ID),
+			Local:  info.Local,
 		})
 	}
 	slices.SortFunc(out, func(a, b Function) int { return strings.Compare(a.ID, b.ID) })

@@ -24,6 +24,10 @@ type gossipFlags struct {
 	join   stringList
 	tags   stringList
 	name   string
+	// distribute: resolve request trees across the members; require:
+	// FUNCTION=TAGS, the tags a member needs to run FUNCTION.
+	distribute bool
+	require    stringList
 }
 
 func (f *gossipFlags) register(fs *flag.FlagSet) {
@@ -31,13 +35,34 @@ func (f *gossipFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.join, "join", "gossip `address` of a member to join through, repeatable")
 	fs.Var(&f.tags, "tag", "advertise the tag `key=value`, repeatable")
 	fs.StringVar(&f.name, "node", "", "the node's `name` in the cluster (default: host name and a random suffix)")
+	fs.BoolVar(&f.distribute, "distribute", false, "resolve request trees across the members: each subtree on a member that has its function, the same subtree always on the same member (needs --gossip)")
+	fs.Var(&f.require, "require", "with --distribute, `FUNCTION=K[=V][,K[=V]]` sends requests for FUNCTION only to members with those tags, repeatable")
+}
+
+// requirements parses --require into DistributeConfig.Require.
+func (f *gossipFlags) requirements() (map[string]string, error) {
+	if len(f.require) > 0 && !f.distribute {
+		return nil, fmt.Errorf("--require needs --distribute")
+	}
+	m := map[string]string{}
+	for _, r := range f.require {
+		id, tags, ok := strings.Cut(r, "=")
+		if !ok || id == "" || tags == "" {
+			return nil, fmt.Errorf("--require %q: want FUNCTION=K=V[,K=V]", r)
+		}
+		if _, err := cluster.ParseFilter(tags); err != nil {
+			return nil, fmt.Errorf("--require %q: %v", r, err)
+		}
+		m[id] = tags
+	}
+	return m, nil
 }
 
 // check validates the flags; tags are returned parsed.
 func (f *gossipFlags) check() (map[string]string, error) {
 	if f.gossip == "" {
-		if len(f.join) > 0 || len(f.tags) > 0 || f.name != "" {
-			return nil, fmt.Errorf("--join, --tag and --node need --gossip")
+		if len(f.join) > 0 || len(f.tags) > 0 || f.name != "" || f.distribute {
+			return nil, fmt.Errorf("--join, --tag, --node and --distribute need --gossip")
 		}
 		return nil, nil
 	}

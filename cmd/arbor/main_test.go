@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,13 @@ func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "arbor-cmd-test")
 	if err != nil {
 		panic(err)
+	}
+	// The go command (tests build the arbor binary) keeps the real build
+	// cache: an empty one rebuilds every dependency, for minutes.
+	if os.Getenv("GOCACHE") == "" {
+		if c, err := os.UserCacheDir(); err == nil {
+			os.Setenv("GOCACHE", filepath.Join(c, "go-build"))
+		}
 	}
 	os.Setenv("XDG_CACHE_HOME", dir)
 	code := func() int { defer os.RemoveAll(dir); return m.Run() }()

@@ -87,6 +87,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageError(fs, stderr, "%v", err)
 	}
+	if _, err := gf.requirements(); err != nil {
+		return usageError(fs, stderr, "%v", err)
+	}
 	if fs.NArg() > 0 {
 		return usageError(fs, stderr, "unexpected argument %q", fs.Arg(0))
 	}
@@ -190,6 +193,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitFail
 		}
 	}
+	var dist *cluster.Distributor
+	if node != nil && gf.distribute {
+		require, _ := gf.requirements() // checked with the other flags
+		if dist, err = cluster.Distribute(ctx, node, srv, engine, cluster.DistributeConfig{Require: require, Logger: log}); err != nil {
+			fmt.Fprintf(stderr, "error: %v\n", err)
+			node.Close()
+			srv.Close()
+			wg.Wait()
+			return exitFail
+		}
+		log.Info("distributed resolution of request trees", "node", node.Name())
+	}
 	status := exitOK
 	select {
 	case <-ctx.Done():
@@ -207,6 +222,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			log.Warn("leaving the cluster", "err", err)
 		}
 		cancel()
+		if dist != nil {
+			dist.Close() // trees still running resolve here from now on
+		}
 		node.Close()
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
