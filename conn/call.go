@@ -22,7 +22,7 @@ type call struct {
 	caps    []wire.CapDescriptor // the result's capability table, if any
 	conn    *Conn
 	ob      *observed // Config.Observer's state of the call (observe.go)
-	owned   bool // buf is a large RESULT payload read into a buffer of its own
+	owned   bool      // buf is a large RESULT payload read into a buffer of its own
 	// refArgs, when set, are the call's large arguments, queued by
 	// reference in write batch refGen (see Conn.queueRef).
 	refArgs []byte
