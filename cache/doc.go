@@ -13,6 +13,8 @@
 //   - [Redis] stores entries in a Redis server shared by a cluster.
 //   - [Tiered] puts a [Memory] in front of a secondary cache (the "+full"
 //     level).
+//   - [Layered] makes two secondary caches one, the near first: a Disk in
+//     front of a shared Redis, so that a Redis outage leaves the disk.
 //
 // Disk and Redis frame every value with a CRC-32C over the key and the value:
 // an entry that fails its check is a miss, is removed, and is counted in

@@ -180,9 +180,6 @@ func (f *cacheFlags) check(fs *flag.FlagSet) error {
 	if f.diskBytes, err = parseSize(f.diskSize); err != nil {
 		return fmt.Errorf("--disk-cache-size: %v", err)
 	}
-	if f.redis != "" && f.explicitDir && f.dir != "" {
-		return errors.New("--redis and --cache-dir both name a secondary cache; choose one")
-	}
 	return nil
 }
 
@@ -199,7 +196,24 @@ func (f *cacheFlags) enable(srv *arbor.Server, log *slog.Logger, obs resolve.Obs
 			return nil, err
 		}
 		secondary = r
-		log.Info("request cache", "memory", f.memSize, "redis", f.redis)
+		if f.dir == "" {
+			log.Info("request cache", "memory", f.memSize, "redis", f.redis)
+			break
+		}
+		// The disk in front of Redis: a Redis outage still leaves this
+		// server the results it has on disk.
+		d, err := cache.OpenDiskWith(f.dir, cache.DiskOptions{MaxBytes: f.diskBytes, Logger: log})
+		if err != nil {
+			if f.explicitDir {
+				r.Close()
+				return nil, err
+			}
+			log.Warn("no disk cache in front of Redis", "err", err)
+			log.Info("request cache", "memory", f.memSize, "redis", f.redis)
+			break
+		}
+		secondary = cache.NewLayered(d, r)
+		log.Info("request cache", "memory", f.memSize, "disk", d.Path(), "disk_size", f.diskSize, "redis", f.redis)
 	case f.dir != "":
 		d, err := cache.OpenDiskWith(f.dir, cache.DiskOptions{MaxBytes: f.diskBytes, Logger: log})
 		if err != nil {

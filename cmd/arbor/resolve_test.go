@@ -248,6 +248,13 @@ func TestFormatStatus(t *testing.T) {
 // test, or skips it when there is none (package cache's tests insist).
 func startRedisServer(t *testing.T) string {
 	t.Helper()
+	url, _ := startRedisProc(t)
+	return url
+}
+
+// startRedisProc is startRedisServer that also gives the process, to kill.
+func startRedisProc(t *testing.T) (string, *exec.Cmd) {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil || os.Getenv("ARBOR_SKIP_REDIS") == "1" {
 		t.Skip("no redis-server")
@@ -268,7 +275,7 @@ func startRedisServer(t *testing.T) string {
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
-			return "redis://" + addr + "/0"
+			return "redis://" + addr + "/0", cmd
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("redis-server on %s did not start", addr)
@@ -290,5 +297,31 @@ func TestRedisSharedByTwoServers(t *testing.T) {
 	}
 	if na, nb := resolveCalls(t, a.addrs[0], "math_mul+full"), resolveCalls(t, b.addrs[0], "math_mul+full"); na+nb != 1 {
 		t.Errorf("math_mul+full ran %d + %d times across two servers sharing Redis, want 1", na, nb)
+	}
+}
+
+// With --redis and a --cache-dir, the disk sits in front of Redis: a
+// server restarted while Redis is dead still answers a +full tree it
+// computed before, from its disk, without running anything.
+func TestRedisOutageLeavesTheDisk(t *testing.T) {
+	url, redis := startRedisProc(t)
+	dir := t.TempDir()
+	file := writeFile(t, "r.json", `{"uuid":"math_mul+full","args":{"tuple_element0":6,"tuple_element1":8}}`)
+	a := startServe(t, 1, "--listen", "tcp://127.0.0.1:0", "--redis", url, "--cache-dir", dir)
+	if code, stdout, stderr := runArbor(testContext(t), "resolve", a.addrs[0], file); code != exitOK || stdout != "48\n" {
+		t.Fatalf("resolve = %d, %q, %q", code, stdout, stderr)
+	}
+	if !strings.Contains(a.stderr.String(), "redis=") || !strings.Contains(a.stderr.String(), "disk=") {
+		t.Fatalf("serve did not say it caches on disk and in Redis:\n%s", a.stderr)
+	}
+	a.stop(t)
+	redis.Process.Kill()
+	redis.Wait()
+	b := startServe(t, 1, "--listen", "tcp://127.0.0.1:0", "--redis", url, "--cache-dir", dir)
+	if code, stdout, stderr := runArbor(testContext(t), "resolve", b.addrs[0], file); code != exitOK || stdout != "48\n" {
+		t.Fatalf("resolve with Redis dead = %d, %q, %q", code, stdout, stderr)
+	}
+	if n := resolveCalls(t, b.addrs[0], "math_mul+full"); n != 0 {
+		t.Fatalf("math_mul+full ran %d times after the restart; want the disk's answer", n)
 	}
 }

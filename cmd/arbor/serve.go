@@ -34,7 +34,9 @@ also served to gRPC, gRPC-Web and Connect clients, with gRPC server
 reflection: grpcurl -plaintext ADDR list.
 
 Request trees (arbor resolve) cache +mem results in memory and +full
-results in memory and on disk under --cache-dir, or in Redis with --redis.
+results in memory and on disk under --cache-dir; with --redis also in Redis,
+behind the disk (a result one server computed is a hit on every server
+sharing the Redis, and a Redis outage leaves each server its disk).
 `
 
 // stringList is a repeatable string flag.
