@@ -562,10 +562,15 @@ func TestReentrantServiceRunsConcurrently(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// open's deadline ends well before wait's: a serialized service
-		// makes open wait for wait, which waits for open.
-		wctx, cancel := context.WithTimeout(ctx, time.Second)
-		octx, ocancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		// Serialized, open's deadline ends well before wait's: open waits
+		// for wait, which waits for open. Concurrent, both have all the
+		// time a loaded machine needs.
+		wait, open := 10*time.Second, 5*time.Second
+		if serial {
+			wait, open = time.Second, 200*time.Millisecond
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		octx, ocancel := context.WithTimeout(ctx, open)
 		w := Go0[bool](wctx, ref, "wait")
 		_, err = Call0[bool](octx, ref, "open")
 		got, werr := w.Wait()

@@ -212,7 +212,6 @@ func TestResolveUsage(t *testing.T) {
 		{"serve", "--mem-cache-size", "lots"},
 		{"serve", "--mem-cache-size", "0"},
 		{"serve", "--disk-cache-size", "1XB"},
-		{"serve", "--redis", "redis://127.0.0.1:1", "--cache-dir", "/tmp/x"},
 	} {
 		if code, stdout, stderr := runArbor(ctx, args...); code != exitUsage || stdout != "" || stderr == "" {
 			t.Errorf("arbor %q = %d, %q, %q; want a usage error", args, code, stdout, stderr)
