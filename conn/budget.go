@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 )
@@ -92,13 +93,32 @@ func (b *Budget) give(n int64) {
 }
 
 // memAccount is what one connection holds: of its own budget, and the
-// same bytes of the shared one.
+// same bytes of the shared one. held counts the bytes taken from shared
+// and not given back, with heldClosed set once the connection closed and
+// gave them back: one atomic word, so the reader, the workers and the
+// writer account without a lock (several times per call).
 type memAccount struct {
 	own    *Budget
 	shared *Budget // nil: none
-	mu     sync.Mutex
-	held   int64 // bytes taken from shared and not given back
-	closed bool
+	held   atomic.Int64
+}
+
+// heldClosed is a closed account's held word (no count reaches it): the
+// bytes were given back at close.
+const heldClosed = math.MinInt64
+
+// addHeld adds n to held unless the account is closed; it reports whether
+// it did.
+func (m *memAccount) addHeld(n int64) bool {
+	for {
+		h := m.held.Load()
+		if h == heldClosed {
+			return false
+		}
+		if m.held.CompareAndSwap(h, h+n) {
+			return true
+		}
+	}
 }
 
 // reserve takes n bytes for an incoming request, waiting while a budget
@@ -107,25 +127,26 @@ type memAccount struct {
 // while waiting.
 func (c *Conn) reserve(n int) bool {
 	m := &c.mem
-	defer c.readPaused.Store(false)
-	if !m.own.acquire(int64(n), c.closed, &c.readPaused) {
-		return false
+	if !m.own.tryTake(int64(n), false) {
+		defer c.readPaused.Store(false)
+		if !m.own.acquire(int64(n), c.closed, &c.readPaused) {
+			return false
+		}
 	}
 	if m.shared == nil {
 		return true
 	}
-	if !m.shared.acquire(int64(n), c.closed, &c.readPaused) {
-		m.own.give(int64(n))
-		return false
+	if !m.shared.tryTake(int64(n), false) {
+		defer c.readPaused.Store(false)
+		if !m.shared.acquire(int64(n), c.closed, &c.readPaused) {
+			m.own.give(int64(n))
+			return false
+		}
 	}
-	m.mu.Lock()
-	if m.closed { // closed meanwhile: it gave back what it held, not this
-		m.mu.Unlock()
+	if !m.addHeld(int64(n)) { // closed meanwhile: it gave back what it held, not this
 		m.shared.give(int64(n))
 		return false
 	}
-	m.held += int64(n)
-	m.mu.Unlock()
 	return true
 }
 
@@ -136,12 +157,9 @@ func (c *Conn) charge(n int) {
 	if m.shared == nil {
 		return
 	}
-	m.mu.Lock()
-	if !m.closed {
+	if m.addHeld(int64(n)) {
 		m.shared.tryTake(int64(n), true)
-		m.held += int64(n)
 	}
-	m.mu.Unlock()
 }
 
 // unreserve gives n bytes back.
@@ -154,14 +172,9 @@ func (c *Conn) unreserve(n int) {
 	if m.shared == nil {
 		return
 	}
-	m.mu.Lock()
-	if m.closed { // given back at close
-		m.mu.Unlock()
-		return
+	if m.addHeld(-int64(n)) { // once closed, given back at close
+		m.shared.give(int64(n))
 	}
-	m.held -= int64(n)
-	m.mu.Unlock()
-	m.shared.give(int64(n))
 }
 
 // closeAccount gives back what a closed connection held of the shared
@@ -170,9 +183,14 @@ func (m *memAccount) closeAccount() {
 	if m.shared == nil {
 		return
 	}
-	m.mu.Lock()
-	held := m.held
-	m.held, m.closed = 0, true
-	m.mu.Unlock()
-	m.shared.give(held)
+	for {
+		h := m.held.Load()
+		if h == heldClosed {
+			return
+		}
+		if m.held.CompareAndSwap(h, heldClosed) {
+			m.shared.give(h)
+			return
+		}
+	}
 }
