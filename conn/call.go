@@ -238,19 +238,23 @@ func (c *Conn) call(ctx context.Context, o *Outgoing) (*Reply, error) {
 		// after they were written; a cancel or a failure can come before).
 		defer func(b []byte, gen uint64) { c.releaseRef(gen, b) }(cl.refArgs, cl.refGen)
 	}
-	select {
-	case <-cl.done:
-	case <-ctx.Done():
-		c.cmu.Lock()
-		_, mine := c.calls[id]
-		delete(c.calls, id)
-		c.cmu.Unlock()
-		if mine {
-			c.sendCancel(id, ctx.Err())
-			putCall(cl)
-			return nil, status.FromError(ctx.Err())
+	if done := ctx.Done(); done == nil {
+		<-cl.done // a context that is never done: no select to pay
+	} else {
+		select {
+		case <-cl.done:
+		case <-done:
+			c.cmu.Lock()
+			_, mine := c.calls[id]
+			delete(c.calls, id)
+			c.cmu.Unlock()
+			if mine {
+				c.sendCancel(id, ctx.Err())
+				putCall(cl)
+				return nil, status.FromError(ctx.Err())
+			}
+			<-cl.done // the answer raced the cancel; take it
 		}
-		<-cl.done // the answer raced the cancel; take it
 	}
 	if cl.trailer != nil {
 		sinkTrailer(ctx, cl.trailer)
