@@ -97,7 +97,7 @@ func respond(ictx context.Context, id string, res []byte, err error) (*connect.R
 // with ictx to h, leaving out those whose keys belong to the protocols.
 func addTrailer(h http.Header, ictx context.Context) {
 	for _, p := range arbor.InboundTrailer(ictx) {
-		if k := strings.ToLower(p.Key); !protocolHeaders[k] && !strings.HasPrefix(k, "grpc-") && !strings.HasPrefix(k, "connect-") {
+		if !isProtocolHeader(strings.ToLower(p.Key)) {
 			h.Add(p.Key, p.Value)
 		}
 	}
@@ -182,13 +182,18 @@ var protocolHeaders = map[string]bool{
 	"x-grpc-web": true, "x-user-agent": true, "origin": true,
 }
 
+// isProtocolHeader reports whether the lower-case header name k belongs
+// to HTTP, gRPC or Connect rather than to the caller's metadata.
+func isProtocolHeader(k string) bool {
+	return protocolHeaders[k] || strings.HasPrefix(k, "grpc-") || strings.HasPrefix(k, "connect-")
+}
+
 // metadata turns request headers into metadata: lower-case keys, in
 // sorted order, protocol headers left out.
 func metadata(hdr http.Header) arbor.Metadata {
 	keys := make([]string, 0, len(hdr))
 	for k := range hdr {
-		lk := strings.ToLower(k)
-		if protocolHeaders[lk] || strings.HasPrefix(lk, "grpc-") || strings.HasPrefix(lk, "connect-") {
+		if isProtocolHeader(strings.ToLower(k)) {
 			continue
 		}
 		keys = append(keys, k)

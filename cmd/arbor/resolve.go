@@ -188,46 +188,45 @@ func (f *cacheFlags) check(fs *flag.FlagSet) error {
 // if it cannot be opened (another server holds it), serve goes on without
 // it and says so; a --cache-dir that cannot be opened is an error.
 func (f *cacheFlags) enable(srv *arbor.Server, log *slog.Logger, obs resolve.Observer) (*resolve.Engine, error) {
-	var secondary cache.Cache
-	switch {
-	case f.redis != "":
+	// The disk first, then Redis behind it: a Redis outage still leaves
+	// this server the results it has on disk.
+	attrs := []any{"memory", f.memSize}
+	var disk, redis cache.Cache
+	if f.dir != "" {
+		d, err := cache.OpenDiskWith(f.dir, cache.DiskOptions{MaxBytes: f.diskBytes, Logger: log})
+		switch {
+		case err == nil:
+			disk = d
+			attrs = append(attrs, "disk", d.Path(), "disk_size", f.diskSize)
+		case f.explicitDir:
+			return nil, err
+		default:
+			log.Warn("no disk cache", "err", err)
+		}
+	}
+	if f.redis != "" {
 		r, err := cache.NewRedis(f.redis, cache.RedisOptions{Logger: log})
 		if err != nil {
+			if disk != nil {
+				disk.Close()
+			}
 			return nil, err
 		}
-		secondary = r
-		if f.dir == "" {
-			log.Info("request cache", "memory", f.memSize, "redis", f.redis)
-			break
-		}
-		// The disk in front of Redis: a Redis outage still leaves this
-		// server the results it has on disk.
-		d, err := cache.OpenDiskWith(f.dir, cache.DiskOptions{MaxBytes: f.diskBytes, Logger: log})
-		if err != nil {
-			if f.explicitDir {
-				r.Close()
-				return nil, err
-			}
-			log.Warn("no disk cache in front of Redis", "err", err)
-			log.Info("request cache", "memory", f.memSize, "redis", f.redis)
-			break
-		}
-		secondary = cache.NewLayered(d, r)
-		log.Info("request cache", "memory", f.memSize, "disk", d.Path(), "disk_size", f.diskSize, "redis", f.redis)
-	case f.dir != "":
-		d, err := cache.OpenDiskWith(f.dir, cache.DiskOptions{MaxBytes: f.diskBytes, Logger: log})
-		if err != nil {
-			if f.explicitDir {
-				return nil, err
-			}
-			log.Warn("no disk cache: +full results are kept in memory only", "err", err)
-			break
-		}
-		secondary = d
-		log.Info("request cache", "memory", f.memSize, "disk", d.Path(), "disk_size", f.diskSize)
-	default:
-		log.Info("request cache", "memory", f.memSize, "disk", "none")
+		redis = r
+		attrs = append(attrs, "redis", f.redis)
 	}
+	var secondary cache.Cache
+	switch {
+	case disk != nil && redis != nil:
+		secondary = cache.NewLayered(disk, redis)
+	case disk != nil:
+		secondary = disk
+	case redis != nil:
+		secondary = redis
+	default:
+		attrs = append(attrs, "disk", "none") // +full results are kept in memory only
+	}
+	log.Info("request cache", attrs...)
 	e, err := tree.Enable(srv, tree.Config{
 		MemoryCacheBytes: f.memBytes,
 		SecondaryCache:   secondary,
