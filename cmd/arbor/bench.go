@@ -449,7 +449,7 @@ func histogramBars(h *latencyHist, n int) []BenchBucket {
 }
 
 // progress shows the run's progress until finished: a bar on a terminal,
-// one plain line a second otherwise.
+// one plain line a second otherwise, and one when the run ends.
 func progress(cfg benchConfig, start time.Time, done func() int64, finished <-chan struct{}, w io.Writer) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -480,15 +480,23 @@ func progress(cfg benchConfig, start time.Time, done func() int64, finished <-ch
 	}
 	var last int64
 	lastAt := start
+	line := func(now time.Time) {
+		n := done()
+		rate := float64(n-last) / max(now.Sub(lastAt).Seconds(), 1e-9)
+		fmt.Fprintf(w, "%5.1fs  %d calls  %.0f calls/s\n", now.Sub(start).Seconds(), n, rate)
+		last, lastAt = n, now
+	}
 	for {
 		select {
 		case <-finished:
+			// The last stretch gets its line too: a run shorter than a
+			// tick, or one ending between ticks, still shows its progress.
+			if n := done(); n != last || lastAt == start {
+				line(time.Now())
+			}
 			return
 		case now := <-tick.C:
-			n := done()
-			rate := float64(n-last) / now.Sub(lastAt).Seconds()
-			fmt.Fprintf(w, "%5.1fs  %d calls  %.0f calls/s\n", now.Sub(start).Seconds(), n, rate)
-			last, lastAt = n, now
+			line(now)
 		}
 	}
 }

@@ -202,6 +202,11 @@ func TestBenchCommand(t *testing.T) {
 	if strings.Contains(stderr, "\r") {
 		t.Errorf("not a terminal, yet a progress bar was drawn: %q", stderr)
 	}
+	// 2000 calls take well under the one-second tick: the closing line
+	// is the only progress, and it must be there with the whole count.
+	if !strings.Contains(stderr, " 2000 calls ") {
+		t.Errorf("a run shorter than a tick printed no closing progress line: %q", stderr)
+	}
 	b, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
