@@ -128,6 +128,7 @@ func (m *memAccount) addHeld(n int64) bool {
 func (c *Conn) reserve(n int) bool {
 	m := &c.mem
 	if !m.own.tryTake(int64(n), false) {
+		c.flushPending() // queued answers of inline calls hold budget
 		defer c.readPaused.Store(false)
 		if !m.own.acquire(int64(n), c.closed, &c.readPaused) {
 			return false
@@ -137,6 +138,7 @@ func (c *Conn) reserve(n int) bool {
 		return true
 	}
 	if !m.shared.tryTake(int64(n), false) {
+		c.flushPending()
 		defer c.readPaused.Store(false)
 		if !m.shared.acquire(int64(n), c.closed, &c.readPaused) {
 			m.own.give(int64(n))

@@ -5,7 +5,9 @@
 // Writes are combined: a goroutine that queues a frame while no write is in
 // progress performs the write itself, taking every frame queued meanwhile
 // along in the same syscall; there is no writer goroutine to wake. Incoming
-// calls run on a pool of worker goroutines that outlive single calls.
+// calls run on a pool of worker goroutines that outlive single calls, or,
+// for functions whose calls have proven quick, on the reader itself, their
+// answers leaving together once the reader has read all it has (inline.go).
 //
 // It is not a client or a server (the root package builds those on it), and
 // it does not dial or listen (package transport does).
@@ -86,6 +88,17 @@ type Conn struct {
 	awayMsg   string
 
 	rd *wire.Reader // the reader loop's (large payloads are taken from it)
+
+	// Inline calls (inline.go). rpend, the reader's own, says answers of
+	// inline calls wait in wbuf for the reader to write them. rstate is
+	// the reader's generation times two, plus one while it runs a call
+	// inline; the watchdog (wd, armed when wdArmed) starts a new reader
+	// when one holds it since inlineAt for too long.
+	rpend    bool
+	rstate   atomic.Uint64
+	inlineAt atomic.Int64
+	wd       atomic.Pointer[time.Timer]
+	wdArmed  atomic.Bool
 
 	ka atomic.Pointer[kaTimer] // the keep-alive, once started
 
@@ -285,6 +298,9 @@ func (c *Conn) closeWith(err *status.Error) {
 	c.closeOnce.Do(func() {
 		if ka := c.ka.Load(); ka != nil {
 			ka.stop(c)
+		}
+		if wd := c.wd.Load(); wd != nil {
+			wd.Stop()
 		}
 		if f := c.cfg.OnClose; f != nil {
 			go func() {

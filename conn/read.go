@@ -13,8 +13,15 @@ import (
 // readLoop reads frames until the connection fails. A malformed frame is a
 // protocol error: it closes this connection and nothing else.
 func (c *Conn) readLoop(r *wire.Reader) {
-	defer c.loops.Done()
 	c.rd = r
+	c.readFrames()
+}
+
+// readFrames is the reader loop proper, on c.rd; a new goroutine resumes
+// it when an inline call holds the reader too long (inline.go).
+func (c *Conn) readFrames() {
+	defer c.loops.Done()
+	r := c.rd
 	for {
 		h, p, err := r.Next()
 		if err != nil {
@@ -32,8 +39,17 @@ func (c *Conn) readLoop(r *wire.Reader) {
 		}
 		c.recvFlag.Store(true)
 		if err := c.dispatch(h, p); err != nil {
+			if err == errHandedOff {
+				return
+			}
 			c.protocolError(err)
 			return
+		}
+		if c.rpend && !r.Ready() {
+			// The answers of inline calls leave once no whole frame is
+			// buffered: a burst's answers in one write, and none waits
+			// for input.
+			c.flushPending()
 		}
 	}
 }

@@ -53,7 +53,8 @@ type Incoming struct {
 	// result it returns.
 	ResultCaps []wire.CapDescriptor
 	// Arrival is the handler's own note on the call, set by its Arriver
-	// on the reading goroutine (what it found when the call arrived).
+	// or Inliner on the reading goroutine (what it found when the call
+	// arrived).
 	Arrival any
 	// ArgsOwned says Args lives in a buffer of its own (a large call) that
 	// the connection never reuses: a decoder may keep slices of it
@@ -85,6 +86,9 @@ type serverCall struct {
 	out      []byte
 	ctx      *callCtx
 	ob       observed // Config.Observer's state of the call (observe.go)
+	// st is the function's record of call durations when the call could
+	// run inline (inline.go); its duration is recorded there.
+	st *InlineStat
 }
 
 var serverCallPool = sync.Pool{New: func() any { return new(serverCall) }}
@@ -119,6 +123,9 @@ func (c *Conn) incoming(h wire.Header, p []byte) error {
 		if a, ok := c.cfg.Handler.(Arriver); ok {
 			a.Arrive(&sc.in)
 		}
+	}
+	if sc.st = c.inlineStat(sc); sc.st != nil && sc.st.Inline() {
+		return c.runInline(sc)
 	}
 	c.dispatchCall(sc)
 	return nil
@@ -307,7 +314,7 @@ func (c *Conn) worker(sc *serverCall) {
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
 	for {
-		c.serve(sc)
+		c.serve(sc, false)
 		idle.Reset(workerIdle)
 		select {
 		case sc = <-c.work:
@@ -327,7 +334,9 @@ func (c *Conn) workerExit() {
 	c.smu.Unlock()
 }
 
-func (c *Conn) serve(sc *serverCall) {
+// serve runs sc and queues its answer. An inline call (on the reader, see
+// inline.go) leaves the write to the reader unless much is queued.
+func (c *Conn) serve(sc *serverCall, inline bool) {
 	defer c.inflight.Add(-1)
 	small, given := sc.out, []byte(nil)
 	if len(sc.in.Args) > bigWrite && sc.in.Stream == nil {
@@ -337,7 +346,15 @@ func (c *Conn) serve(sc *serverCall) {
 		given = getBig(len(sc.in.Args) + 64)
 		sc.out = given
 	}
+	var began time.Time
+	if sc.st != nil {
+		began = time.Now()
+	}
 	out, err := c.invoke(sc)
+	if sc.st != nil {
+		sc.st.record(time.Since(began))
+		sc.st = nil
+	}
 	if c.cfg.Observer != nil {
 		c.endIncoming(sc, out, err)
 	}
@@ -385,7 +402,11 @@ func (c *Conn) serve(sc *serverCall) {
 			}
 		}
 		c.wcharged += reply
-		c.flushLocked()
+		if inline && len(c.wbuf)+c.wsegBytes < inlineFlushAt {
+			c.wmu.Unlock()
+		} else {
+			c.flushLocked()
+		}
 	} else {
 		c.unreserve(reply)
 		if recycle {

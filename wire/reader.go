@@ -58,6 +58,17 @@ func (r *Reader) Peek(n int) []byte {
 // Buffered reports how many bytes are already read but not yet returned.
 func (r *Reader) Buffered() int { return r.br.Buffered() - r.pending }
 
+// Ready reports whether Next would return without waiting for input: a
+// whole frame (or a malformed header, which Next reports) is buffered.
+func (r *Reader) Ready() bool {
+	if r.br.Buffered()-r.pending < HeaderSize {
+		return false
+	}
+	hb, _ := r.br.Peek(r.pending + HeaderSize) // buffered: does not wait
+	h, err := ParseHeader(hb[r.pending:], r.limit)
+	return err != nil || r.br.Buffered()-r.pending-HeaderSize >= int(h.Length)
+}
+
 // Next reads one frame. A frame over the limit is reported before its
 // payload is read or any buffer for it is allocated.
 func (r *Reader) Next() (Header, []byte, error) {
