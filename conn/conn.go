@@ -89,16 +89,19 @@ type Conn struct {
 
 	rd *wire.Reader // the reader loop's (large payloads are taken from it)
 
-	// Inline calls (inline.go). rpend, the reader's own, says answers of
-	// inline calls wait in wbuf for the reader to write them. rstate is
-	// the reader's generation times two, plus one while it runs a call
-	// inline; the watchdog (wd, armed when wdArmed) starts a new reader
-	// when one holds it since inlineAt for too long.
-	rpend    bool
-	rstate   atomic.Uint64
-	inlineAt atomic.Int64
-	wd       atomic.Pointer[time.Timer]
-	wdArmed  atomic.Bool
+	// Inline calls (inline.go). rpend and rcount are the reader's own:
+	// answers of inline calls wait in wbuf for the reader to write them;
+	// inline calls run. rstate is the reader's generation times two, plus
+	// one while it runs a call inline, inlineSeq numbers inline calls; the
+	// watchdog (wd, armed when wdArmed) starts a new reader when the
+	// inline call it saw last (wdSeq) is still running.
+	rpend     bool
+	rcount    uint32
+	rstate    atomic.Uint64
+	inlineSeq atomic.Uint64
+	wdSeq     atomic.Uint64
+	wd        atomic.Pointer[time.Timer]
+	wdArmed   atomic.Bool
 
 	ka atomic.Pointer[kaTimer] // the keep-alive, once started
 

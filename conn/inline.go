@@ -16,12 +16,13 @@ import (
 //   - a function earns inline runs by a streak of quick calls and loses
 //     them when its calls turn slow (InlineStat), earning them back with
 //     a longer streak each time;
-//   - a watchdog: when an inline call has run for inlineStall, a new
-//     reader takes over the connection and the goroutine stuck in the
-//     handler becomes an ordinary worker, finishing its call and exiting.
-//     So a handler that blocks (a lock, I/O, a callback on this very
-//     connection, whose answer only the reader can read) costs the other
-//     calls on its connection at most that long, once.
+//   - a watchdog: when an inline call has run for inlineStall (up to
+//     twice that), a new reader takes over the connection and the
+//     goroutine stuck in the handler becomes an ordinary worker, finishing
+//     its call and exiting. So a handler that blocks (a lock, I/O, a
+//     callback on this very connection, whose answer only the reader can
+//     read) costs the other calls on its connection at most that long,
+//     and twice at most before its function loses inline runs.
 
 // Inliner is implemented by handlers that keep a record of each function's
 // call durations, letting quick functions run inline. InlineStat returns
@@ -42,7 +43,8 @@ type Inliner interface {
 // but do not end inline runs. A function loses them when slow calls come
 // often: each adds slowDebt to a debt that quick calls pay back one by
 // one, and a debt over maxDebt ends them; two calls that held the reader
-// until the watchdog acted end them too.
+// until the watchdog acted end them too. While inline, one call in
+// timeEvery is timed (the watchdog sees the stalls of the others).
 type InlineStat struct {
 	on     atomic.Bool
 	streak atomic.Int32 // quick calls in a row (while not inline)
@@ -66,6 +68,8 @@ const (
 	// inlineStall is how long an inline call may hold the reader before
 	// the watchdog hands the reading to a new goroutine.
 	inlineStall = time.Millisecond
+	// timeEvery: while inline, one call in timeEvery is timed.
+	timeEvery = 8
 	// inlineFlushAt is how much the answers of inline calls may queue
 	// before the reader writes them without waiting for the burst's end.
 	inlineFlushAt = 32 << 10
@@ -94,19 +98,22 @@ func (s *InlineStat) record(d time.Duration) {
 	}
 	switch {
 	case d > slowCall:
-		debt := int32(slowDebt)
-		if d >= inlineStall { // the watchdog may have had to act: two such end it
-			debt = maxDebt/2 + 1
-		}
-		if s.debt.Add(debt) > maxDebt {
-			s.on.Store(false)
-			s.streak.Store(0)
-			s.need.Store(min(2*max(s.need.Load(), firstStreak), maxStreak))
-		}
+		s.owe(slowDebt)
 	case d <= quickCall:
 		if s.debt.Load() > 0 {
 			s.debt.Add(-1)
 		}
+	}
+}
+
+// stalled notes an inline call that held the reader until the watchdog
+// handed the reading on: two such end inline runs.
+func (s *InlineStat) stalled() { s.owe(maxDebt/2 + 1) }
+
+func (s *InlineStat) owe(debt int32) {
+	if s.debt.Add(debt) > maxDebt && s.on.CompareAndSwap(true, false) {
+		s.streak.Store(0)
+		s.need.Store(min(2*max(s.need.Load(), firstStreak), maxStreak))
 	}
 }
 
@@ -133,11 +140,15 @@ func (c *Conn) inlineStat(sc *serverCall) *InlineStat {
 // readLoop). It returns errHandedOff when the watchdog gave the reading
 // to a new goroutine meanwhile; the answer is then flushed here.
 func (c *Conn) runInline(sc *serverCall) error {
+	st := sc.st
+	if c.rcount++; c.rcount%timeEvery != 0 {
+		sc.st = nil // not timed (serve times calls with a record)
+	}
 	v := c.rstate.Load() // this reader's generation, not inline
-	c.inlineAt.Store(time.Now().UnixNano())
+	c.inlineSeq.Add(1)
 	c.rstate.Store(v | 1)
 	if c.wdArmed.CompareAndSwap(false, true) {
-		c.armWatchdog(inlineStall)
+		c.armWatchdog()
 	}
 	c.serve(sc, true)
 	if c.rstate.CompareAndSwap(v|1, v) {
@@ -145,6 +156,7 @@ func (c *Conn) runInline(sc *serverCall) error {
 		return nil
 	}
 	// A new reader runs; this goroutine is a worker that is done.
+	st.stalled()
 	c.wmu.Lock()
 	c.flushLocked()
 	return errHandedOff
@@ -165,23 +177,24 @@ func (c *Conn) flushPending() {
 	c.writeLocked()
 }
 
-// armWatchdog (re)starts the watchdog's timer.
-func (c *Conn) armWatchdog(d time.Duration) {
+// armWatchdog starts the watchdog's timer.
+func (c *Conn) armWatchdog() {
 	if t := c.wd.Load(); t != nil {
-		t.Reset(d)
+		t.Reset(inlineStall)
 		return
 	}
 	// Made on the reader's first inline call; the callback loads it
 	// only after this store (it first fires an hour from now).
 	t := time.AfterFunc(time.Hour, c.watchdog)
 	c.wd.Store(t)
-	t.Reset(d)
+	t.Reset(inlineStall)
 }
 
-// watchdog runs when the timer fires: if an inline call has held the
-// reader for inlineStall, it starts a new reader. The timer is re-armed
-// while inline calls go on, and left to sleep otherwise (the next inline
-// call arms it again).
+// watchdog runs every inlineStall while inline calls go on: when the
+// inline call running now is the one it saw last time, that call has held
+// the reader for at least inlineStall, and it starts a new reader. It
+// reads no clock: the inline path pays for none. Left to sleep when no
+// call is inline (the next inline call arms it again).
 func (c *Conn) watchdog() {
 	for {
 		v := c.rstate.Load()
@@ -194,9 +207,9 @@ func (c *Conn) watchdog() {
 			}
 			continue
 		}
-		ran := time.Duration(time.Now().UnixNano() - c.inlineAt.Load())
-		if ran < inlineStall {
-			c.wd.Load().Reset(inlineStall - ran)
+		seq := c.inlineSeq.Load()
+		if c.wdSeq.Swap(seq) != seq { // another call than last time
+			c.wd.Load().Reset(inlineStall)
 			return
 		}
 		select {
@@ -205,7 +218,7 @@ func (c *Conn) watchdog() {
 		default:
 		}
 		if c.rstate.CompareAndSwap(v, (v|1)+1) { // next generation, not inline
-			c.cfg.Logger.Debug("arbor: an inline call held the reader; a new goroutine reads the connection", "remote", c.nc.RemoteAddr().String(), "held", ran)
+			c.cfg.Logger.Debug("arbor: an inline call held the reader; a new goroutine reads the connection", "remote", c.nc.RemoteAddr().String())
 			c.loops.Add(1)
 			go c.readFrames()
 		}
