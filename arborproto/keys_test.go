@@ -186,3 +186,24 @@ func FuzzNormalize(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkNormalize: what keying a message argument costs a tree, for
+// a value already normal (from Go) and one given as protojson (JSON).
+func BenchmarkNormalize(b *testing.B) {
+	f := &pb.Feature{Name: "Patriots Path, Mendham, NJ 07945, USA", Location: &pb.Point{Latitude: 407838351, Longitude: -746143763}}
+	normalForm, _ := arborproto.AppendMessage(nil, f)
+	js := mustAny(map[string]any{"name": f.GetName(), "location": map[string]any{"latitude": int64(407838351), "longitude": int64(-746143763)}})
+	for _, bc := range []struct {
+		name string
+		v    []byte
+	}{{"binary", normalForm}, {"protojson", js}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := arborproto.Normalize(featureType, bc.v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
