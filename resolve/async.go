@@ -401,11 +401,8 @@ func (e *Engine) Submit(ctx context.Context, n *request.Node) (string, error) {
 		if err != nil {
 			msg = err.Error()
 		}
-		// done closes before the event goes out: a watcher that saw the
-		// event and subscribes again must find done closed, or it would
-		// wait for an event already sent (tree's watch of a finished tree).
-		close(t.done)
 		e.publishTree(EventDone, id, t, msg)
+		close(t.done)
 	}()
 	return id, nil
 }

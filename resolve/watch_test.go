@@ -316,34 +316,3 @@ func TestObserverSeesJoins(t *testing.T) {
 		t.Errorf("%d joins observed, want 1", joins)
 	}
 }
-
-// A subscriber that sees a tree's EventDone finds Done closed: one that
-// then looks again (tree's watch of a finished tree subscribes, then
-// checks Done) must not wait for an event already sent.
-func TestDoneClosedBeforeDoneEvent(t *testing.T) {
-	e := newEngine(t, Config{})
-	sub := e.Subscribe(SubscribeOptions{})
-	defer sub.Close()
-	for range 50 {
-		id, err := e.Submit(testContext(t), request.New("add", 1, 2))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for {
-			ev := nextEvent(t, sub)
-			if ev.Tree != id || ev.Kind != EventDone {
-				continue
-			}
-			done, err := e.Done(id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case <-done:
-			default:
-				t.Fatalf("EventDone of %s arrived before Done closed", id)
-			}
-			break
-		}
-	}
-}
