@@ -12,6 +12,14 @@
 // protojson: that is how a message typed as JSON on the command line or in
 // a Cradle JSON request tree arrives.
 //
+// Request-tree content keys depend on a message's value, not on the form
+// it came in: linking this package gives the resolution engine (package
+// tree) a normaliser for the argument of every generated unary function,
+// Normalize, which turns protojson, non-deterministic binary and nil into
+// the deterministic binary of the message (the empty message for nil), so
+// a tree sent as Cradle JSON hits what the same tree from a Go client
+// cached. Normalize's doc says what is and is not normalised.
+//
 // Generated registration describes each function with Describe (proto
 // message names in the catalog instead of Go type names) and enables the
 // built-in arbor.schema function (SchemaFunction), which returns the full

@@ -21,7 +21,10 @@
 // functions up, or cache anything. Values are opaque msgpack here: the
 // package checks that they are well formed and brings them into one
 // canonical encoding, so that equal values give equal keys, but never
-// interprets them.
+// interprets them: values of a type with several encodings of one value
+// (a protobuf message as binary or as a JSON map) are brought into one
+// by the engine, which knows the functions' types (resolve.Normalizer),
+// before it computes keys.
 package request
 
 import (

@@ -351,6 +351,10 @@ func (e *Engine) Submit(ctx context.Context, n *request.Node) (string, error) {
 	if err := n.Validate(e.cfg.Limits); err != nil {
 		return "", err
 	}
+	n, err := e.normalize(n, nil)
+	if err != nil {
+		return "", err
+	}
 	now := time.Now()
 	e.mu.Lock()
 	if e.closed {

@@ -10,6 +10,12 @@
 // the resolved argument values instead of the request. Concurrent identical
 // cached requests run once.
 //
+// A catalog that is a Normalizer (normal.go) names functions whose
+// argument types have several encodings of one value (protobuf messages:
+// binary or protojson); the engine brings their literal arguments into
+// one normal form before it keys a tree, so the encoding a client chose
+// does not split the cache, and runs them on that form.
+//
 // Errors name the path of the failing node ("args.tuple_element2"). A
 // per-function retry policy re-runs functions whose errors are marked
 // retryable. Trees can also be resolved asynchronously (Submit) with a
@@ -153,7 +159,8 @@ type Engine struct {
 	sem     chan struct{}
 	flights flightGroup
 	memo    *keyMemo
-	calls   sync.Map // function id → *atomic.Int64
+	norm    Normalizer // the catalog's, if it has one
+	calls   sync.Map   // function id → *atomic.Int64
 	log     *slog.Logger
 	secTier string // the secondary cache's tier name, for the Observer
 	subs    subscribers
@@ -212,6 +219,7 @@ func New(cfg Config) (*Engine, error) {
 		log:     cfg.Logger,
 		trees:   make(map[string]*tree),
 	}
+	e.norm, _ = cfg.Catalog.(Normalizer)
 	if cfg.Placer != nil || cfg.Name != "" {
 		e.SetPlacer(cfg.Name, cfg.Placer)
 	}
@@ -247,6 +255,10 @@ func (e *Engine) Resolve(ctx context.Context, n *request.Node) ([]byte, error) {
 		return nil, status.New(status.Unavailable, "resolve: engine is closed")
 	}
 	if err := n.Validate(e.cfg.Limits); err != nil {
+		return nil, err
+	}
+	n, err := e.normalize(n, nil)
+	if err != nil {
 		return nil, err
 	}
 	e.resolves.Add(1)
@@ -497,6 +509,10 @@ func (e *Engine) run(ctx context.Context, fn Func, n *request.Node, path *reques
 				}
 				values[i] = c
 			}
+		}
+		if err := e.normalizeResults(n, path, values); err != nil {
+			st.fail(err)
+			return nil, err
 		}
 		key := request.ValueKey(n.ID, values)
 		if v, ok := e.lookup(ctx, key, level); ok {

@@ -107,6 +107,10 @@ func (e *Engine) ResolveHere(ctx context.Context, n *request.Node, path []int, r
 		chain[i] = base.Child(x)
 		base = &chain[i]
 	}
+	n, err := e.normalize(n, base)
+	if err != nil {
+		return nil, err
+	}
 	e.resolves.Add(1)
 	var st tracker
 	var pub *treePub

@@ -12,6 +12,9 @@
 // Functions in a tree are the server's own, registered as usual
 // (arbor.HandleN); they run through the server's interceptors as if
 // called one by one.
+// A generated function's message argument is keyed by its value, not its
+// encoding (protojson in a JSON tree, binary from Go, nil or empty): see
+// arborproto.Normalize.
 //
 //	engine, err := tree.Enable(srv, tree.Config{MemoryCacheBytes: 64 << 20})
 //	defer engine.Close()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/arbor-rpc/arbor"
@@ -129,8 +130,14 @@ func Enable(srv *arbor.Server, cfg Config) (*resolve.Engine, error) {
 		mem = cache.NewMemory(cfg.MemoryCacheBytes)
 	}
 	cat := &serverCatalog{s: srv, retry: cfg.Retry}
+	var catalog resolve.Catalog = cat
+	if builtin.ArgNormalizer != nil {
+		// Generated code is linked in: its message arguments are keyed
+		// in one form whichever they came in (see arborproto.Normalize).
+		catalog = &normalizingCatalog{serverCatalog: cat}
+	}
 	e, err := resolve.New(resolve.Config{
-		Catalog:      cat,
+		Catalog:      catalog,
 		Memory:       mem,
 		Secondary:    cfg.SecondaryCache,
 		Concurrency:  cfg.Concurrency,
@@ -320,6 +327,29 @@ func (c *serverCatalog) Lookup(id string) (resolve.Func, bool) {
 		return builtin.Invoke(c.s, ctx, id, args)
 	})
 	return resolve.Func{Invoker: inv, Args: info.Args, Result: info.Result, Title: info.Title, Retry: c.retry[id]}, true
+}
+
+// normalizingCatalog is serverCatalog with the argument normalisers of
+// builtin.ArgNormalizer, found once per function: norms maps a function id
+// to its resolve.ArgNormalizer (nil for none). Only registered functions
+// enter it, and registrations are never undone, so it stays as small as
+// the server's catalog and never goes stale.
+type normalizingCatalog struct {
+	*serverCatalog
+	norms sync.Map
+}
+
+func (c *normalizingCatalog) ArgNormalizer(id string) resolve.ArgNormalizer {
+	if f, ok := c.norms.Load(id); ok {
+		return f.(resolve.ArgNormalizer)
+	}
+	info, ok := c.s.Function(id)
+	if !ok || !resolvable(info) {
+		return nil
+	}
+	f := resolve.ArgNormalizer(builtin.ArgNormalizer(info.ID, info.Args))
+	c.norms.Store(id, f)
+	return f
 }
 
 func (c *serverCatalog) list(e *resolve.Engine) []Function {

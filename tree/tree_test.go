@@ -31,6 +31,7 @@ type treeServerOpts struct {
 	cacheDir string // "" : no secondary cache
 	config   tree.Config
 	options  []arbor.ServerOption
+	register func(*arbor.Server) error // more functions, registered before serving
 }
 
 func startTreeServer(t testing.TB, o treeServerOpts) *treeServer {
@@ -39,6 +40,11 @@ func startTreeServer(t testing.TB, o treeServerOpts) *treeServer {
 	srv := arbor.NewServer(o.options...)
 	if err := demo.Register(srv); err != nil {
 		t.Fatal(err)
+	}
+	if o.register != nil {
+		if err := o.register(srv); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg := o.config
 	if o.cacheDir != "" {

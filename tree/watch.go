@@ -71,11 +71,30 @@ func watch(ctx context.Context, e *resolve.Engine, id string, out *arbor.Sender[
 		}
 		return out.Send(WatchEvent{Kind: WatchStatus, Status: st})
 	}
-	if err := snapshot(); err != nil {
-		return err
-	}
 	done, err := e.Done(id)
 	if err != nil {
+		return err
+	}
+	st, err := e.Status(id)
+	if err != nil {
+		return err
+	}
+	if st.State.Done() {
+		// Finished, its done channel about to close. The engine publishes
+		// EventDone before it closes done, so that event may have gone out
+		// before this subscription began: wait for done instead, and show
+		// the final status. (A root not done in this status, read after
+		// subscribing, means its EventDone is still to come.)
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil
+		}
+		if st, err = e.Status(id); err != nil {
+			return err
+		}
+	}
+	if err := out.Send(WatchEvent{Kind: WatchStatus, Status: st}); err != nil {
 		return err
 	}
 	finished := func() error {

@@ -24,3 +24,15 @@ var Invoke func(srv any, ctx context.Context, id string, args []byte) ([]byte, e
 // functions of any kind on srv (an *arbor.Server), under the reserved
 // prefix. Set by the root package when it initializes.
 var Registrar func(srv any) any
+
+// ArgNormalizer, when set, returns for a registered function (its id and
+// the argument types its catalog entry names) the function that brings
+// an argument value (one canonical msgpack value) into the one encoding
+// all equal values of its type share, or nil when values of its
+// arguments have one encoding already. Request-tree engines key and run
+// arguments in that form, so that a value sent in two encodings (a
+// protobuf message as protojson from a JSON tree, and as protobuf binary
+// from a Go client) hits one cache entry. Set by package arborproto when
+// it initializes: only a program linking generated code has functions
+// that need it. Never changed afterwards.
+var ArgNormalizer func(id string, args []string) func(i int, v []byte) ([]byte, error)
