@@ -72,3 +72,21 @@ func BenchmarkReference(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkUnaryEcho1MiB is one caller echoing 1 MiB over TCP, for the
+// large-payload path's copies and allocations:
+//
+//	go test -run '^$' -bench UnaryEcho1MiB -benchmem .
+func BenchmarkUnaryEcho1MiB(b *testing.B) {
+	ctx := context.Background()
+	c := start(b, netCases[0], newServer(b)).dial()
+	in := bytes.Repeat([]byte{7}, 1<<20)
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for b.Loop() {
+		out, err := arbor.Call1[[]byte](ctx, c, "echo", in)
+		if err != nil || len(out) != len(in) {
+			b.Fatalf("echo: %d bytes, %v", len(out), err)
+		}
+	}
+}

@@ -67,6 +67,9 @@ type handler struct {
 	stream func(ctx context.Context, in *conn.Incoming, st Stream, args, out []byte) ([]byte, error)
 	// caps says the arguments may hold capabilities.
 	caps bool
+	// inline records how quickly its calls run: quick functions run on
+	// the connection's reader (see conn.Inliner).
+	inline conn.InlineStat
 }
 
 // reservedPrefix starts the ids of built-in functions.

@@ -37,6 +37,21 @@ func (d *dispatcher) ServeEarly(in *conn.Incoming) bool {
 	return h != nil && h.info.Idempotent && h.invoke != nil
 }
 
+// InlineStat implements conn.Inliner: a unary function's calls run on
+// the connection's reader once they have proven quick. The handler found
+// is kept in in.Arrival for serve.
+func (d *dispatcher) InlineStat(in *conn.Incoming) *conn.InlineStat {
+	if d.functions == nil {
+		return nil
+	}
+	h := d.functions(in.Function)
+	if h == nil || h.invoke == nil {
+		return nil
+	}
+	in.Arrival = h
+	return &h.inline
+}
+
 // Release implements conn.Releaser: the peer dropped references to one
 // of this side's exports.
 func (d *dispatcher) Release(c *conn.Conn, id uint64, n uint32) { releaseExport(c, id, n) }
@@ -97,7 +112,10 @@ func (d *dispatcher) serve(ctx context.Context, in *conn.Incoming, out []byte) (
 		return nil, &Error{Code: Unimplemented, Category: ErrUnknownMethod,
 			Message: fmt.Sprintf("a client serves only calls on services it passed (got %q)", in.Function)}
 	}
-	h := d.functions(in.Function)
+	h, _ := in.Arrival.(*handler) // found by InlineStat
+	if h == nil {
+		h = d.functions(in.Function)
+	}
 	if h == nil && d.chain == nil {
 		return nil, unknownFunction(string(in.Function))
 	}

@@ -54,8 +54,11 @@ type InlineStat struct {
 
 const (
 	// quickCall is the longest a call may run and count as quick;
-	// slowCall the shortest that counts as slow.
-	quickCall = 50 * time.Microsecond
+	// slowCall the shortest that counts as slow. Quick is a few times a
+	// hand-off's cost: running such calls one after another on the reader
+	// beats spreading them over cores, and a function with more work per
+	// call keeps its calls running in parallel on workers.
+	quickCall = 10 * time.Microsecond
 	slowCall  = 500 * time.Microsecond
 	// firstStreak is the streak of quick calls a function needs first;
 	// each time it loses inline runs the streak it needs doubles, up to

@@ -16,7 +16,7 @@ import (
 
 // inlineHandler keeps an InlineStat per function, as the root package's
 // handlers do. "echo" answers at once; "gate" answers at once until
-// blocked is set, then waits for its context; "big" answers 10 KiB.
+// blocked is set, then waits for its context; "big" answers 2 KiB.
 type inlineHandler struct {
 	mu      sync.Mutex
 	stats   map[string]*InlineStat
@@ -25,7 +25,7 @@ type inlineHandler struct {
 	sawInl  chan bool     // per "echo" call: did it run on the reader?
 }
 
-var bigAnswer = bytes.Repeat([]byte{'b'}, 10<<10)
+var bigAnswer = bytes.Repeat([]byte{'b'}, 2<<10)
 
 func newInlineHandler() *inlineHandler {
 	return &inlineHandler{stats: map[string]*InlineStat{}, blocked: make(chan struct{}), inGate: make(chan struct{}, 8), sawInl: make(chan bool, 1024)}
@@ -178,7 +178,7 @@ func TestInlineCallThatBlocksHandsOffReading(t *testing.T) {
 func TestInlineAnswersDoNotStarveTheBudget(t *testing.T) {
 	// Three queued answers (under inlineFlushAt) and a request are more
 	// than the budget.
-	cc, _, h := inlinePair(t, Config{MaxFrame: 16 << 10, MaxMemory: 32 << 10})
+	cc, _, h := inlinePair(t, Config{MaxFrame: 4 << 10, MaxMemory: 8 << 10})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	earnInline(t, cc, h, "big")
@@ -188,7 +188,7 @@ func TestInlineAnswersDoNotStarveTheBudget(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, err := callString(t, cc, ctx, "big", fmt.Sprint(i)+strings.Repeat(".", 10<<10))
+			got, err := callString(t, cc, ctx, "big", fmt.Sprint(i)+strings.Repeat(".", 3<<10))
 			if err == nil && len(got) != len(bigAnswer) {
 				err = fmt.Errorf("answer of %d bytes", len(got))
 			}
