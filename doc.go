@@ -49,6 +49,18 @@
 // come result (or what a stream sends) first, then arguments in order, so
 // Call1[int](ctx, c, id, a) infers the rest.
 //
+// # Where handlers run
+//
+// Calls run concurrently, each on a goroutine of a per-connection pool,
+// so a handler may block. A function whose calls have proven quick (a
+// long streak under 10 µs) runs instead on its connection's reader, as a
+// hand-written server would, and the answers of a burst leave in one
+// write: for the smallest functions that halves the server's cost per
+// call. If such a call blocks after all, a watchdog hands the reading to
+// a new goroutine within a millisecond or two, and a function whose calls
+// turn slow goes back to the pool. Nothing changes for handlers, which
+// must still not rely on the goroutine they run on.
+//
 // # Metadata
 //
 // WithMetadata adds key/value pairs to a call; IncomingMetadata reads
