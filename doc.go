@@ -55,8 +55,8 @@
 // so a handler may block. A function whose calls have proven quick (a
 // long streak under 10 µs) runs instead on its connection's reader, as a
 // hand-written server would, and the answers of a burst leave in one
-// write: for the smallest functions that halves the server's cost per
-// call. If such a call blocks after all, a watchdog hands the reading to
+// write: for the smallest functions (an echo at 64 callers in bench/)
+// that nearly halves the CPU per call. If such a call blocks after all, a watchdog hands the reading to
 // a new goroutine within a millisecond or two, and a function whose calls
 // turn slow goes back to the pool. Nothing changes for handlers, which
 // must still not rely on the goroutine they run on.
