@@ -302,9 +302,6 @@ func (c *Conn) closeWith(err *status.Error) {
 		if ka := c.ka.Load(); ka != nil {
 			ka.stop(c)
 		}
-		if wd := c.wd.Load(); wd != nil {
-			wd.Stop()
-		}
 		if f := c.cfg.OnClose; f != nil {
 			go func() {
 				c.loops.Wait()

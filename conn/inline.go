@@ -215,17 +215,19 @@ func (c *Conn) watchdog() {
 			c.wd.Load().Reset(inlineStall)
 			return
 		}
-		select {
-		case <-c.closed:
-			return
-		default:
-		}
+		// Also when the connection is closed: a handler that closes its
+		// own connection waits in Close for the reader, which is itself;
+		// the new reader fails at once and lets Close return.
 		if c.rstate.CompareAndSwap(v, (v|1)+1) { // next generation, not inline
 			c.cfg.Logger.Debug("arbor: an inline call held the reader; a new goroutine reads the connection", "remote", c.nc.RemoteAddr().String())
-			c.loops.Add(1)
-			go c.readFrames()
+			go c.readFrames() // takes over the reader's place in c.loops
 		}
-		c.wd.Load().Reset(inlineStall)
+		select {
+		case <-c.closed: // nothing more to watch
+			c.wdArmed.Store(false)
+		default:
+			c.wd.Load().Reset(inlineStall)
+		}
 		return
 	}
 }

@@ -65,6 +65,15 @@ func (h *inlineHandler) ServeCall(ctx context.Context, in *Incoming, out []byte)
 		default:
 			return append(out, "open"...), nil
 		}
+	case "closeme": // closes its own connection once blocked is closed
+		select {
+		case <-h.blocked:
+			in.Conn.Close()
+			h.inGate <- struct{}{}
+			return nil, status.Errorf(status.Unavailable, "closed")
+		default:
+			return append(out, "open"...), nil
+		}
 	case "big":
 		return append(out, bigAnswer...), nil
 	}
@@ -171,6 +180,22 @@ func TestInlineCallThatBlocksHandsOffReading(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// A handler running inline that closes its own connection waits in
+// Close for the connection's reader, which is itself: the watchdog hands
+// the reading on so that Close returns.
+func TestInlineHandlerClosesItsConnection(t *testing.T) {
+	cc, sc, h := inlinePair(t, Config{})
+	earnInline(t, cc, h, "closeme")
+	close(h.blocked)
+	go callString(t, cc, context.Background(), "closeme", "")
+	select {
+	case <-h.inGate:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close called by an inline handler on its own connection never returned")
+	}
+	<-sc.Done()
 }
 
 // The answers inline calls queue hold memory budget: a reader that waits

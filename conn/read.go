@@ -20,7 +20,14 @@ func (c *Conn) readLoop(r *wire.Reader) {
 // readFrames is the reader loop proper, on c.rd; a new goroutine resumes
 // it when an inline call holds the reader too long (inline.go).
 func (c *Conn) readFrames() {
-	defer c.loops.Done()
+	// The reader's place in c.loops belongs to whichever goroutine reads:
+	// one that handed the reading on (errHandedOff) leaves it counted.
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			c.loops.Done()
+		}
+	}()
 	r := c.rd
 	for {
 		h, p, err := r.Next()
@@ -40,6 +47,7 @@ func (c *Conn) readFrames() {
 		c.recvFlag.Store(true)
 		if err := c.dispatch(h, p); err != nil {
 			if err == errHandedOff {
+				handedOff = true
 				return
 			}
 			c.protocolError(err)
