@@ -269,10 +269,10 @@ func fastest(n int, f func()) time.Duration {
 // the same calls awaited one by one take four.
 func TestRoundTrips(t *testing.T) {
 	url := server(t)
-	// 20 ms each way: wide enough that a loaded machine (make test runs
+	// 50 ms each way: wide enough that a loaded machine (make test runs
 	// packages side by side under the race detector) does not split a
 	// burst of calls into two round trips.
-	proxy := testproxy.Start(t, strings.TrimPrefix(url, "tcp://"), 20*time.Millisecond)
+	proxy := testproxy.Start(t, strings.TrimPrefix(url, "tcp://"), 50*time.Millisecond)
 	c := dial(t, proxy.URL, arbor.WithKeepAlive(-1, 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
