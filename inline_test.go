@@ -15,7 +15,16 @@ import (
 // reader (no hand-off to a worker); one that works longer per call keeps
 // running on workers, in parallel.
 func TestQuickFunctionsRunOnTheReader(t *testing.T) {
-	srv := arbor.NewServer()
+	t.Run("inline", func(t *testing.T) { testQuickOnReader(t, true) })
+	t.Run("WithoutInline", func(t *testing.T) { testQuickOnReader(t, false) })
+}
+
+func testQuickOnReader(t *testing.T, inline bool) {
+	var opts []arbor.ServerOption
+	if !inline {
+		opts = append(opts, arbor.WithoutInline())
+	}
+	srv := arbor.NewServer(opts...)
 	onReader := func() bool {
 		buf := make([]byte, 8<<10)
 		return strings.Contains(string(buf[:runtime.Stack(buf, false)]), "conn.(*Conn).runInline")
@@ -49,8 +58,8 @@ func TestQuickFunctionsRunOnTheReader(t *testing.T) {
 			break
 		}
 	}
-	if quickInline.Load() == 0 {
-		t.Fatal("a quick function never ran on the reader")
+	if got := quickInline.Load() > 0; got != inline {
+		t.Fatalf("a quick function ran on the reader: %v, want %v", got, inline)
 	}
 	if n := slowInline.Load(); n > 0 {
 		t.Fatalf("a function working 100 µs per call ran %d calls on the reader", n)

@@ -121,6 +121,7 @@ type serverConfig struct {
 	common
 	auth      TokenValidator
 	bootstrap func(ctx context.Context) (*Service, error)
+	noInline  bool
 }
 
 type clientConfig struct {
@@ -271,6 +272,14 @@ func WithLimits(l Limits) ServerOption {
 			c.cfg.MaxPromiseChain = l.MaxPromiseChain
 		}
 	})
+}
+
+// WithoutInline makes every call run on a connection's worker pool, even
+// those of functions whose calls have proven quick, which otherwise run on
+// the connection's reader (see "Where handlers run" in the package doc):
+// for comparing the two, or for handlers that must never share the reader.
+func WithoutInline() ServerOption {
+	return serverOption(func(c *serverConfig) { c.noInline = true })
 }
 
 // WithHeartbeat makes the client ping its server every keep-alive interval,

@@ -18,6 +18,7 @@ import (
 type dispatcher struct {
 	functions func(id []byte) *handler // nil: this side serves no functions
 	chain     CallFunc                 // interceptors around final; nil without any
+	noInline  bool                     // WithoutInline
 }
 
 // ServeCall implements conn.Handler.
@@ -41,7 +42,7 @@ func (d *dispatcher) ServeEarly(in *conn.Incoming) bool {
 // the connection's reader once they have proven quick. The handler found
 // is kept in in.Arrival for serve.
 func (d *dispatcher) InlineStat(in *conn.Incoming) *conn.InlineStat {
-	if d.functions == nil {
+	if d.functions == nil || d.noInline {
 		return nil
 	}
 	h := d.functions(in.Function)

@@ -110,7 +110,7 @@ func NewServer(opts ...ServerOption) *Server {
 	if s.cfg.auth != nil { // authentication runs before anything the user added
 		ics = append([]Interceptor{bearerAuth(s.cfg.auth)}, ics...)
 	}
-	s.serve = &dispatcher{functions: s.lookupBytes}
+	s.serve = &dispatcher{functions: s.lookupBytes, noInline: s.cfg.noInline}
 	if len(ics) > 0 {
 		s.serve.chain = chain(ics, finalServe)
 	}
