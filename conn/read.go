@@ -15,8 +15,13 @@ import (
 func (c *Conn) readLoop(r *wire.Reader) {
 	defer c.loops.Done()
 	c.rd = r
+	var buf int32
 	for {
 		h, p, err := r.Next()
+		if n := int32(r.BufferSize()); n != buf {
+			buf = n
+			c.readBuf.Store(n)
+		}
 		if err != nil {
 			var we *wire.Error
 			if errors.As(err, &we) {

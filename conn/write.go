@@ -3,7 +3,6 @@ package conn
 import (
 	"context"
 	"errors"
-	"runtime"
 	"sync"
 
 	"github.com/arbor-rpc/arbor/internal/status"
@@ -37,11 +36,8 @@ func (c *Conn) flushLocked() {
 		return
 	}
 	if c.inflight.Load() > 1 {
+		c.kickWriterLocked()
 		c.wmu.Unlock()
-		select {
-		case c.wsig <- struct{}{}:
-		default: // already signalled
-		}
 		return
 	}
 	c.writeLocked()
@@ -52,15 +48,10 @@ func (c *Conn) flushLocked() {
 // sender that streams back to back would otherwise pay a syscall per
 // message; messages queued meanwhile leave together.
 func (c *Conn) flushLazyLocked() {
-	if c.writing {
-		c.wmu.Unlock()
-		return
+	if !c.writing {
+		c.kickWriterLocked()
 	}
 	c.wmu.Unlock()
-	select {
-	case c.wsig <- struct{}{}:
-	default:
-	}
 }
 
 // writeLocked writes everything queued, including frames queued while it
@@ -220,26 +211,6 @@ func (c *Conn) flushNow() {
 		c.wcond.Wait()
 	}
 	c.wmu.Unlock()
-}
-
-// writeLoop writes frames queued under load (see flushLocked).
-func (c *Conn) writeLoop() {
-	defer c.loops.Done()
-	for {
-		select {
-		case <-c.wsig:
-		case <-c.closed:
-			return
-		}
-		// Let the goroutines that are ready now queue their frames first.
-		runtime.Gosched()
-		c.wmu.Lock()
-		if c.writing || (len(c.wbuf) == 0 && len(c.wsegs) == 0) {
-			c.wmu.Unlock()
-			continue
-		}
-		c.writeLocked()
-	}
 }
 
 // send queues one whole pre-encoded frame and flushes.
