@@ -12,12 +12,16 @@ import (
 	"github.com/arbor-rpc/arbor/wire"
 )
 
-// writeLoops counts the goroutines running writeLoop in this process.
-func writeLoops() int {
+// running counts the goroutines in this process whose stacks hold fn
+// (a conn method name such as "writeLoop").
+func running(fn string) int {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
-	return strings.Count(string(buf), "conn.(*Conn).writeLoop(")
+	return strings.Count(string(buf), "conn.(*Conn)."+fn+"(")
 }
+
+// writeLoops counts the goroutines running writeLoop in this process.
+func writeLoops() int { return running("writeLoop") }
 
 // pollUntil polls cond until it holds or d passes.
 func pollUntil(d time.Duration, cond func() bool) bool {
@@ -111,12 +115,14 @@ func TestKeepAliveTrimsWriteBuffers(t *testing.T) {
 
 // The reader holds a small buffer while calls come one at a time, the
 // full one while a large frame or a burst arrives, and the small one again
-// once the traffic is quiet; large calls succeed after the buffer shrank.
+// once the traffic has been quiet for wire.QuietPeriod; large calls and
+// bursts succeed after the buffer shrank.
 func TestReadBufferFollowsTraffic(t *testing.T) {
 	p := newPair(t, Config{}, Config{})
 	small := func() {
 		t.Helper()
-		for range 2 { // the second call's frame is read into the shrunk buffer
+		time.Sleep(wire.QuietPeriod + 50*time.Millisecond) // no large read for a quiet period
+		for range 2 {                                      // the second call's frame is read into the shrunk buffer
 			if got, err := callString(t, p.client, context.Background(), "echo", "hi"); err != nil || got != "hi" {
 				t.Fatalf("echo: %q %v", got, err)
 			}
@@ -147,4 +153,23 @@ func TestReadBufferFollowsTraffic(t *testing.T) {
 	small()
 	burst(t, p.client, 64, 2000)
 	small()
+}
+
+// After a burst, an idle connection comes down to its reader goroutine:
+// the writers and the workers the burst started exit, and a burst after
+// that is served as before.
+func TestIdleConnectionHoldsOnlyItsReader(t *testing.T) {
+	p := newPair(t, Config{}, Config{})
+	burst(t, p.client, 64, 100)
+	if running("worker") == 0 {
+		t.Fatal("a burst of 64 concurrent calls left no worker running: the test sees nothing")
+	}
+	limit := workerIdle + writerIdle + 2*time.Second
+	if !pollUntil(limit, func() bool { return running("worker")+running("writeLoop") == 0 }) {
+		t.Fatalf("%v after a burst: %d workers and %d writers still running, want 0", limit, running("worker"), running("writeLoop"))
+	}
+	if n := running("readLoop"); n != 2 {
+		t.Fatalf("%d reader goroutines for one connection's two ends, want 2", n)
+	}
+	burst(t, p.client, 64, 100)
 }

@@ -36,8 +36,12 @@ func (c *Conn) flushLocked() {
 		return
 	}
 	if c.inflight.Load() > 1 {
-		c.kickWriterLocked()
+		c.startWriterLocked()
 		c.wmu.Unlock()
+		select {
+		case c.wsig <- struct{}{}:
+		default: // already signalled
+		}
 		return
 	}
 	c.writeLocked()
@@ -48,10 +52,16 @@ func (c *Conn) flushLocked() {
 // sender that streams back to back would otherwise pay a syscall per
 // message; messages queued meanwhile leave together.
 func (c *Conn) flushLazyLocked() {
-	if !c.writing {
-		c.kickWriterLocked()
+	if c.writing {
+		c.wmu.Unlock()
+		return
 	}
+	c.startWriterLocked()
 	c.wmu.Unlock()
+	select {
+	case c.wsig <- struct{}{}:
+	default:
+	}
 }
 
 // writeLocked writes everything queued, including frames queued while it

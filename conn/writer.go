@@ -16,25 +16,22 @@ import (
 // exits. Restarting it costs a goroutine start, about a microsecond.
 const writerIdle = time.Second
 
-// kickWriterLocked wakes the writer goroutine, starting it if it is not
-// running. Called with wmu held: the writer decides to exit under wmu
-// too, so a wake-up is never lost between its decision and its exit.
-func (c *Conn) kickWriterLocked() {
-	if !c.wloop {
-		if c.werr != nil {
-			return // closing: nothing more is written
-		}
-		// Safe against Close's loops.Wait: with werr unset, the reader
-		// (which ends only after closeWith has set werr) still holds
-		// its count.
-		c.wloop = true
-		c.loops.Add(1)
-		go c.writeLoop()
+// startWriterLocked starts the writer goroutine if it is not running;
+// the caller then wakes it (wsig). Called with wmu held, after queueing
+// the frames left to the writer: the writer decides to exit under wmu,
+// and not while frames are queued, so none is left behind by a writer
+// that exits just before its wake-up arrives (a stale wake-up only makes
+// the next writer look at an empty queue).
+func (c *Conn) startWriterLocked() {
+	if c.wloop || c.werr != nil { // running, or closing: nothing more is written
+		return
 	}
-	select {
-	case c.wsig <- struct{}{}:
-	default: // already signalled
-	}
+	// Safe against Close's loops.Wait: with werr unset, the reader
+	// (which ends only after closeWith has set werr) still holds its
+	// count.
+	c.wloop = true
+	c.loops.Add(1)
+	go c.writeLoop()
 }
 
 // writeLoop writes frames queued under load (see flushLocked) until it
@@ -54,7 +51,7 @@ func (c *Conn) writeLoop() {
 			}
 			woken = false
 			idle.Reset(writerIdle)
-			continue
+			// and write what may be queued, as on a wake-up
 		case <-c.closed:
 			return // wloop stays set: no writer starts again
 		}
@@ -69,13 +66,14 @@ func (c *Conn) writeLoop() {
 	}
 }
 
-// writerExit ends the writer goroutine unless a wake-up is pending, and
-// reports whether it did. An idle connection keeps small write buffers
-// only: the spare buffer a burst grew goes (trimWriteLocked).
+// writerExit ends the writer goroutine unless a wake-up is pending or
+// frames are queued that no write in progress will take, and reports
+// whether it did. An idle connection keeps small write buffers only: the
+// ones a burst grew go (trimWriteLocked).
 func (c *Conn) writerExit() bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if len(c.wsig) > 0 {
+	if len(c.wsig) > 0 || (!c.writing && (len(c.wbuf) > 0 || len(c.wsegs) > 0)) {
 		return false
 	}
 	c.wloop = false

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"testing"
+	"time"
 )
 
 // chunks is an io.Reader that returns one chunk per Read (as a socket
@@ -61,6 +62,7 @@ func TestReaderBufferFollowsTraffic(t *testing.T) {
 		src.parts = append(src.parts, s.chunk)
 	}
 	r := NewReader(src, full, 1<<20)
+	r.quiet = 0 // every read counts as a quiet period (TestReaderQuietPeriod checks it)
 	if r.BufferSize() != SmallBuffer {
 		t.Fatalf("new reader: buffer %d, want %d", r.BufferSize(), SmallBuffer)
 	}
@@ -106,5 +108,34 @@ func TestReaderSplitFrames(t *testing.T) {
 	r = NewReader(bytes.NewReader(trunc[:len(trunc)-3]), 4096, 1<<20)
 	if _, _, err := r.Next(); err != io.ErrUnexpectedEOF {
 		t.Fatalf("truncated frame: %v, want io.ErrUnexpectedEOF", err)
+	}
+}
+
+// The full-size buffer goes back only after QuietPeriod without a large
+// read: traffic that alternates large and small reads keeps it.
+func TestReaderQuietPeriod(t *testing.T) {
+	const full = 8 << 10
+	var busy []byte
+	for i := range 40 {
+		busy = AppendFrame(busy, TypeResult, 0, uint64(i+1), make([]byte, 100))
+	}
+	small := AppendFrame(nil, TypeResult, 0, 99, []byte("q"))
+	src := &chunks{parts: [][]byte{busy, small, small, small}}
+	r := NewReader(src, full, 1<<20)
+	r.quiet = int64(time.Hour)
+	for range 42 {
+		if _, _, err := r.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.BufferSize(); got != full {
+		t.Fatalf("small reads right after a large one: buffer %d, want %d kept", got, full)
+	}
+	r.bigAt -= int64(2 * time.Hour) // the large read was long ago
+	if _, _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.BufferSize(); got != SmallBuffer {
+		t.Fatalf("a small read a quiet period after the last large one: buffer %d, want %d", got, SmallBuffer)
 	}
 }

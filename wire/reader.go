@@ -4,6 +4,7 @@ import (
 	"io"
 	"math/bits"
 	"sync"
+	"time"
 )
 
 // Reader reads frames from a byte stream. The payload it returns aliases its
@@ -17,10 +18,12 @@ import (
 // The read buffer follows the traffic: a Reader starts with a small
 // buffer of its own (SmallBuffer bytes), takes a full-size one from a
 // shared pool when a read fills the small one or a frame does not fit in
-// it, and gives the full-size one back once it is empty and a read
-// brought no more than the small buffer holds. So a quiet connection
-// (one call at a time, pings, or none) holds SmallBuffer bytes, not the
-// full buffer, while a busy one reads many frames per syscall.
+// it, and gives the full-size one back once it is empty, a read brought
+// no more than the small buffer holds, and no read brought more for
+// QuietPeriod. So a quiet connection (one call at a time, pings, or none)
+// holds SmallBuffer bytes, not the full buffer, while a busy one reads
+// many frames per syscall and does not switch back and forth (each
+// switch to the small buffer costs a syscall more when traffic resumes).
 type Reader struct {
 	rd      io.Reader
 	buf     []byte  // the read buffer: small[:] or a full-size one
@@ -29,6 +32,8 @@ type Reader struct {
 	err     error   // the read error not yet reported (as bufio)
 	size    int     // the full-size buffer's size
 	lastN   int     // bytes the last read brought
+	bigAt   int64   // when (Unix ns) a read last brought more than SmallBuffer
+	quiet   int64   // QuietPeriod, in ns
 	limit   uint32
 	pending int    // bytes of the previous frame still to consume from buf
 	big     []byte // payloads larger than the full-size buffer
@@ -39,6 +44,10 @@ type Reader struct {
 // SmallBuffer is the read buffer of a quiet Reader: a small call, its
 // answer, a ping fit in it.
 const SmallBuffer = 512
+
+// QuietPeriod is how long a Reader must have read no more than
+// SmallBuffer bytes at a time before it gives its full-size buffer back.
+const QuietPeriod = 250 * time.Millisecond
 
 // Take hands the buffer of the payload the last Next returned to the
 // caller, if that payload was too large for the read buffer (it was read
@@ -56,7 +65,7 @@ func (r *Reader) Take() bool {
 // NewReader returns a Reader over r with a read buffer of bufSize bytes that
 // refuses frames whose payload is larger than limit.
 func NewReader(r io.Reader, bufSize int, limit uint32) *Reader {
-	rr := &Reader{rd: r, limit: limit, size: max(bufSize, 16)}
+	rr := &Reader{rd: r, limit: limit, size: max(bufSize, 16), quiet: int64(QuietPeriod)}
 	rr.buf = rr.small[:min(rr.size, SmallBuffer)]
 	return rr
 }
@@ -128,7 +137,7 @@ func (r *Reader) consumePending() {
 		return
 	}
 	r.r, r.w = 0, 0
-	if len(r.buf) > SmallBuffer && r.lastN <= SmallBuffer {
+	if len(r.buf) > SmallBuffer && r.lastN <= SmallBuffer && time.Now().UnixNano()-r.bigAt >= r.quiet {
 		putReadBuf(r.bufp, r.buf)
 		r.buf, r.bufp = r.small[:], nil
 		r.big = nil // a quiet connection does not keep a large payload's buffer either
@@ -143,7 +152,7 @@ func (r *Reader) ensure(n int) error {
 		r.grow()
 	}
 	for r.w-r.r < n {
-		if r.r > 0 && r.r+n > len(r.buf) { // slide what is left to the front
+		if r.r > 0 { // slide what is left to the front: the read gets all the room (as bufio)
 			r.w = copy(r.buf, r.buf[r.r:r.w])
 			r.r = 0
 		}
@@ -172,7 +181,7 @@ func (r *Reader) fill() error {
 		}
 		r.w += n
 		if n > 0 {
-			r.lastN = n
+			r.noteRead(n)
 			if r.w == len(r.buf) && len(r.buf) < r.size {
 				r.grow()
 			}
@@ -189,6 +198,14 @@ func (r *Reader) fill() error {
 		}
 	}
 	return io.ErrNoProgress
+}
+
+// noteRead records the size of a read that brought n > 0 bytes.
+func (r *Reader) noteRead(n int) {
+	r.lastN = n
+	if n > SmallBuffer {
+		r.bigAt = time.Now().UnixNano()
+	}
 }
 
 // grow moves what is buffered into a full-size buffer.
@@ -216,7 +233,7 @@ func (r *Reader) readFull(p []byte) error {
 				}
 				n, err := io.ReadFull(r.rd, p)
 				if n > 0 {
-					r.lastN = n
+					r.noteRead(n)
 				}
 				return err
 			}
