@@ -30,7 +30,9 @@ type Config struct {
 	KeepAliveTimeout time.Duration
 	// HandshakeTimeout bounds the HELLO exchange (default 10s).
 	HandshakeTimeout time.Duration
-	// ReadBufferSize is the reader's buffer (default 32 KiB).
+	// ReadBufferSize is the reader's buffer while the connection is busy
+	// (default 32 KiB); a quiet one reads into a small buffer instead
+	// (wire.SmallBuffer) and gives the full one back to a shared pool.
 	ReadBufferSize int
 	// MaxPendingWrite bounds queued outgoing bytes; writers block beyond
 	// it until the socket drains (default 4 MiB).

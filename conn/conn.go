@@ -4,10 +4,13 @@
 //
 // Writes are combined: a goroutine that queues a frame while no write is in
 // progress performs the write itself, taking every frame queued meanwhile
-// along in the same syscall; there is no writer goroutine to wake. Incoming
-// calls run on a pool of worker goroutines that outlive single calls, or,
-// for functions whose calls have proven quick, on the reader itself, their
+// along in the same syscall. Under load, writes are left to a writer
+// goroutine that starts on demand and exits when idle. Incoming calls run
+// on a pool of worker goroutines that outlive single calls, or, for
+// functions whose calls have proven quick, on the reader itself, their
 // answers leaving together once the reader has read all it has (inline.go).
+// An idle connection holds one goroutine (the reader), a small read buffer
+// and small write buffers (see writer.go and wire.Reader).
 //
 // It is not a client or a server (the root package builds those on it), and
 // it does not dial or listen (package transport does).
@@ -59,6 +62,7 @@ type Conn struct {
 	wcharged int
 	werr     error
 	wsig     chan struct{} // wakes writeLoop
+	wloop    bool          // writeLoop is running (started on demand, see writer.go)
 	// minWrite pads shorter writes with a PAD frame: the transport pays
 	// extra for them (transport.MinWriter).
 	minWrite int
@@ -88,6 +92,9 @@ type Conn struct {
 	awayMsg   string
 
 	rd *wire.Reader // the reader loop's (large payloads are taken from it)
+	// readBuf is the size of the reader's buffer (small while the
+	// connection is quiet, see wire.Reader), as the reader last saw it.
+	readBuf atomic.Int32
 
 	// Inline calls (inline.go). rpend and rcount are the reader's own:
 	// answers of inline calls wait in wbuf for the reader to write them;
@@ -204,11 +211,11 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 	if obs := c.cfg.Observer; obs != nil { // before the loops, so before ConnClosed
 		obs.ConnOpened(c)
 	}
-	// The reader, the writer and the keep-alive, counted before any of
-	// them runs: one may close the connection, and OnClose then waits.
-	c.loops.Add(3)
+	// The reader and the keep-alive, counted before either runs: one may
+	// close the connection, and OnClose then waits. The writer goroutine
+	// starts when a write is left to it (writer.go).
+	c.loops.Add(2)
 	go c.readLoop(r)
-	go c.writeLoop()
 	if c.keepAlive > 0 {
 		c.startKeepAlive()
 	} else {

@@ -48,9 +48,8 @@ func (c *Conn) startEarly() (*Conn, error) {
 	if obs := c.cfg.Observer; obs != nil { // as start does, before the loops
 		obs.ConnOpened(c)
 	}
-	c.loops.Add(3) // the reader, the writer and the keep-alive (see start)
+	c.loops.Add(2) // the reader and the keep-alive (see start)
 	go c.earlyReadLoop()
-	go c.writeLoop()
 	return c, nil
 }
 

@@ -90,16 +90,19 @@ func (c *Conn) keepAliveTick(ka *kaTimer) {
 	}
 	if c.recvFlag.Swap(false) || c.readPaused.Load() {
 		ka.lastSeen = now
-	} else if quiet := now.Sub(ka.lastSeen); quiet >= ka.timeout {
-		c.cfg.Logger.Warn("arbor: keep-alive timeout, closing connection", "remote", c.nc.RemoteAddr().String(), "quiet", quiet.Round(time.Millisecond))
-		c.closeWith(status.Wrap(status.Unavailable, status.ErrTimeout, nil,
-			fmt.Sprintf("keep-alive: no frame from %s for %v (limit %v)", c.nc.RemoteAddr(), quiet.Round(time.Millisecond), ka.timeout)))
-		c.loops.Done() // closeWith stopped ka while this check ran
-		return
-	} else if quiet >= c.keepAlive && now.Sub(ka.lastPing) >= c.keepAlive {
-		ka.seq++
-		ka.lastPing = now
-		c.sendPing(false, ka.seq)
+	} else {
+		c.trimWrite() // a tick without a frame: the write buffers a burst grew may go
+		if quiet := now.Sub(ka.lastSeen); quiet >= ka.timeout {
+			c.cfg.Logger.Warn("arbor: keep-alive timeout, closing connection", "remote", c.nc.RemoteAddr().String(), "quiet", quiet.Round(time.Millisecond))
+			c.closeWith(status.Wrap(status.Unavailable, status.ErrTimeout, nil,
+				fmt.Sprintf("keep-alive: no frame from %s for %v (limit %v)", c.nc.RemoteAddr(), quiet.Round(time.Millisecond), ka.timeout)))
+			c.loops.Done() // closeWith stopped ka while this check ran
+			return
+		} else if quiet >= c.keepAlive && now.Sub(ka.lastPing) >= c.keepAlive {
+			ka.seq++
+			ka.lastPing = now
+			c.sendPing(false, ka.seq)
+		}
 	}
 	ka.mu.Lock()
 	if ka.stopped {

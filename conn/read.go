@@ -29,8 +29,13 @@ func (c *Conn) readFrames() {
 		}
 	}()
 	r := c.rd
+	var buf int32
 	for {
 		h, p, err := r.Next()
+		if n := int32(r.BufferSize()); n != buf {
+			buf = n
+			c.readBuf.Store(n)
+		}
 		if err != nil {
 			var we *wire.Error
 			if errors.As(err, &we) {

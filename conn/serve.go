@@ -306,7 +306,7 @@ func (c *Conn) dispatchCall(sc *serverCall) {
 // exits. Short: a connection with calls less often than this pays a
 // goroutine start per call (about a microsecond), while an idle
 // connection holds no worker and no worker's stack.
-const workerIdle = 2 * time.Second
+const workerIdle = 500 * time.Millisecond
 
 // worker serves calls until it has been idle for a while or the connection
 // closes; keeping workers warm saves a goroutine start per call.

@@ -3,7 +3,6 @@ package conn
 import (
 	"context"
 	"errors"
-	"runtime"
 	"sync"
 
 	"github.com/arbor-rpc/arbor/internal/status"
@@ -37,6 +36,7 @@ func (c *Conn) flushLocked() {
 		return
 	}
 	if c.inflight.Load() > 1 {
+		c.startWriterLocked()
 		c.wmu.Unlock()
 		select {
 		case c.wsig <- struct{}{}:
@@ -56,6 +56,7 @@ func (c *Conn) flushLazyLocked() {
 		c.wmu.Unlock()
 		return
 	}
+	c.startWriterLocked()
 	c.wmu.Unlock()
 	select {
 	case c.wsig <- struct{}{}:
@@ -220,26 +221,6 @@ func (c *Conn) flushNow() {
 		c.wcond.Wait()
 	}
 	c.wmu.Unlock()
-}
-
-// writeLoop writes frames queued under load (see flushLocked).
-func (c *Conn) writeLoop() {
-	defer c.loops.Done()
-	for {
-		select {
-		case <-c.wsig:
-		case <-c.closed:
-			return
-		}
-		// Let the goroutines that are ready now queue their frames first.
-		runtime.Gosched()
-		c.wmu.Lock()
-		if c.writing || (len(c.wbuf) == 0 && len(c.wsegs) == 0) {
-			c.wmu.Unlock()
-			continue
-		}
-		c.writeLocked()
-	}
 }
 
 // send queues one whole pre-encoded frame and flushes.

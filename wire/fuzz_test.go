@@ -60,7 +60,7 @@ const fuzzLimit = DefaultMaxFrame
 // readAll reads frames from data and decodes each payload, returning what
 // went wrong, if anything, as a message.
 func readAll(data []byte) string {
-	r := NewReader(bytes.NewReader(data), 512, fuzzLimit)
+	r := NewReader(bytes.NewReader(data), 2048, fuzzLimit) // larger than SmallBuffer: the buffer grows and shrinks
 	for i := 0; i < 64; i++ {
 		h, p, err := r.Next()
 		if err != nil {

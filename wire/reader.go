@@ -1,8 +1,10 @@
 package wire
 
 import (
-	"bufio"
 	"io"
+	"math/bits"
+	"sync"
+	"time"
 )
 
 // Reader reads frames from a byte stream. The payload it returns aliases its
@@ -12,13 +14,40 @@ import (
 // than the read buffer is read into a buffer that grows with what has
 // arrived, so a header that announces a large frame costs memory in
 // proportion to the bytes the peer actually sends.
+//
+// The read buffer follows the traffic: a Reader starts with a small
+// buffer of its own (SmallBuffer bytes), takes a full-size one from a
+// shared pool when a read fills the small one or a frame does not fit in
+// it, and gives the full-size one back once it is empty, a read brought
+// no more than the small buffer holds, and no read brought more for
+// QuietPeriod. So a quiet connection (one call at a time, pings, or none)
+// holds SmallBuffer bytes, not the full buffer, while a busy one reads
+// many frames per syscall and does not switch back and forth (each
+// switch to the small buffer costs a syscall more when traffic resumes).
 type Reader struct {
-	br      *bufio.Reader
+	rd      io.Reader
+	buf     []byte  // the read buffer: small[:] or a full-size one
+	bufp    *[]byte // the full-size one's pool entry, while held
+	r, w    int     // buf[r:w] is read and not yet consumed
+	err     error   // the read error not yet reported (as bufio)
+	size    int     // the full-size buffer's size
+	lastN   int     // bytes the last read brought
+	bigAt   int64   // when (Unix ns) a read last brought more than SmallBuffer
+	quiet   int64   // QuietPeriod, in ns
 	limit   uint32
-	pending int    // bytes of the previous frame still to discard from br
-	big     []byte // payloads larger than br's buffer
+	pending int    // bytes of the previous frame still to consume from buf
+	big     []byte // payloads larger than the full-size buffer
 	lastBig bool   // the last payload Next returned is in big's array (see Take)
+	small   [SmallBuffer]byte
 }
+
+// SmallBuffer is the read buffer of a quiet Reader: a small call, its
+// answer, a ping fit in it.
+const SmallBuffer = 512
+
+// QuietPeriod is how long a Reader must have read no more than
+// SmallBuffer bytes at a time before it gives its full-size buffer back.
+const QuietPeriod = 250 * time.Millisecond
 
 // Take hands the buffer of the payload the last Next returned to the
 // caller, if that payload was too large for the read buffer (it was read
@@ -36,75 +65,70 @@ func (r *Reader) Take() bool {
 // NewReader returns a Reader over r with a read buffer of bufSize bytes that
 // refuses frames whose payload is larger than limit.
 func NewReader(r io.Reader, bufSize int, limit uint32) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, bufSize), limit: limit}
+	rr := &Reader{rd: r, limit: limit, size: max(bufSize, 16), quiet: int64(QuietPeriod)}
+	rr.buf = rr.small[:min(rr.size, SmallBuffer)]
+	return rr
 }
 
 // SetLimit changes the payload limit (after a HELLO exchange).
 func (r *Reader) SetLimit(limit uint32) { r.limit = limit }
 
+// BufferSize is the size of the read buffer the Reader holds now:
+// SmallBuffer (or less) while the connection is quiet, the full size
+// while it is busy.
+func (r *Reader) BufferSize() int { return len(r.buf) }
+
 // Peek returns up to n of the next bytes without consuming them (fewer
 // at the end of the input), waiting for them like Next.
 func (r *Reader) Peek(n int) []byte {
-	if r.pending > 0 {
-		if _, err := r.br.Discard(r.pending); err != nil {
-			return nil
-		}
-		r.pending = 0
+	r.consumePending()
+	n = min(n, r.size)
+	if r.ensure(n) != nil {
+		return r.buf[r.r:r.w]
 	}
-	b, _ := r.br.Peek(n)
-	return b
+	return r.buf[r.r : r.r+n]
 }
 
 // Buffered reports how many bytes are already read but not yet returned.
-func (r *Reader) Buffered() int { return r.br.Buffered() - r.pending }
+func (r *Reader) Buffered() int { return r.w - r.r - r.pending }
 
 // Ready reports whether Next would return without waiting for input: a
 // whole frame (or a malformed header, which Next reports) is buffered.
 func (r *Reader) Ready() bool {
-	if r.br.Buffered()-r.pending < HeaderSize {
+	at := r.r + r.pending
+	if r.w-at < HeaderSize {
 		return false
 	}
-	hb, _ := r.br.Peek(r.pending + HeaderSize) // buffered: does not wait
-	h, err := ParseHeader(hb[r.pending:], r.limit)
-	return err != nil || r.br.Buffered()-r.pending-HeaderSize >= int(h.Length)
+	h, err := ParseHeader(r.buf[at:at+HeaderSize], r.limit)
+	return err != nil || r.w-at-HeaderSize >= int(h.Length)
 }
 
 // Next reads one frame. A frame over the limit is reported before its
 // payload is read or any buffer for it is allocated.
 func (r *Reader) Next() (Header, []byte, error) {
 	r.lastBig = false
-	if r.pending > 0 {
-		if _, err := r.br.Discard(r.pending); err != nil {
-			return Header{}, nil, err
-		}
-		r.pending = 0
-	}
-	hb, err := r.br.Peek(HeaderSize)
-	if err != nil {
-		if err == io.EOF && len(hb) > 0 {
+	r.consumePending()
+	if err := r.ensure(HeaderSize); err != nil {
+		if err == io.EOF && r.w > r.r {
 			err = io.ErrUnexpectedEOF
 		}
 		return Header{}, nil, err
 	}
-	h, err := ParseHeader(hb, r.limit)
+	h, err := ParseHeader(r.buf[r.r:r.r+HeaderSize], r.limit)
 	if err != nil {
 		return h, nil, err
 	}
-	r.br.Discard(HeaderSize)
+	r.r += HeaderSize
 	n := int(h.Length)
 	if n == 0 {
 		return h, nil, nil
 	}
-	if n <= r.br.Size() {
-		p, err := r.br.Peek(n)
-		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return h, nil, err
+	if n <= r.size {
+		if err := r.ensure(n); err != nil {
+			return h, nil, unexpectedEOF(err)
 		}
 		r.pending = n
-		return h, p, nil
+		return h, r.buf[r.r : r.r+n], nil
 	}
 	p, err := r.readBig(n)
 	if err != nil {
@@ -112,6 +136,128 @@ func (r *Reader) Next() (Header, []byte, error) {
 	}
 	r.lastBig = true
 	return h, p, nil
+}
+
+// consumePending drops the previous frame's payload from the buffer and,
+// when the buffer is then empty and the connection quiet, gives a
+// full-size buffer back: the payload Next returned last is dead by now.
+func (r *Reader) consumePending() {
+	r.r += r.pending
+	r.pending = 0
+	if r.r < r.w {
+		return
+	}
+	r.r, r.w = 0, 0
+	if len(r.buf) > SmallBuffer && r.lastN <= SmallBuffer && time.Now().UnixNano()-r.bigAt >= r.quiet {
+		putReadBuf(r.bufp, r.buf)
+		r.buf, r.bufp = r.small[:], nil
+		r.big = nil // a quiet connection does not keep a large payload's buffer either
+	}
+}
+
+// ensure reads until buf[r:w] holds n bytes (n <= r.size), taking a
+// full-size buffer if the one held is too small. It returns the read
+// error when the input ends first.
+func (r *Reader) ensure(n int) error {
+	if n > len(r.buf) {
+		r.grow()
+	}
+	for r.w-r.r < n {
+		if r.r > 0 { // slide what is left to the front: the read gets all the room (as bufio)
+			r.w = copy(r.buf, r.buf[r.r:r.w])
+			r.r = 0
+		}
+		if err := r.fill(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxEmptyReads bounds the reads in a row that bring nothing (as bufio).
+const maxEmptyReads = 100
+
+// fill reads once into the free end of the buffer. A read that fills the
+// small buffer means more is coming: the full-size buffer takes over.
+func (r *Reader) fill() error {
+	if r.err != nil {
+		err := r.err
+		r.err = nil
+		return err
+	}
+	for range maxEmptyReads {
+		n, err := r.rd.Read(r.buf[r.w:])
+		if n < 0 || n > len(r.buf)-r.w {
+			panic("wire: reader returned an invalid count")
+		}
+		r.w += n
+		if n > 0 {
+			r.noteRead(n)
+			if r.w == len(r.buf) && len(r.buf) < r.size {
+				r.grow()
+			}
+		}
+		if err != nil {
+			if n > 0 {
+				r.err = err // what was read first
+				return nil
+			}
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+	return io.ErrNoProgress
+}
+
+// noteRead records the size of a read that brought n > 0 bytes.
+func (r *Reader) noteRead(n int) {
+	r.lastN = n
+	if n > SmallBuffer {
+		r.bigAt = time.Now().UnixNano()
+	}
+}
+
+// grow moves what is buffered into a full-size buffer.
+func (r *Reader) grow() {
+	if len(r.buf) >= r.size {
+		return
+	}
+	bp := getReadBuf(r.size)
+	b := *bp
+	r.w = copy(b, r.buf[r.r:r.w])
+	r.r = 0
+	r.buf, r.bufp = b, bp
+}
+
+// readFull fills p from the buffer and then the input, as bufio.Reader
+// reads: straight into p when what is left is at least a buffer's worth.
+func (r *Reader) readFull(p []byte) error {
+	for len(p) > 0 {
+		if r.r == r.w {
+			if len(p) >= len(r.buf) {
+				if r.err != nil {
+					err := r.err
+					r.err = nil
+					return err
+				}
+				n, err := io.ReadFull(r.rd, p)
+				if n > 0 {
+					r.noteRead(n)
+				}
+				return err
+			}
+			r.r, r.w = 0, 0
+			if err := r.fill(); err != nil {
+				return err
+			}
+		}
+		n := copy(p, r.buf[r.r:r.w])
+		r.r += n
+		p = p[n:]
+	}
+	return nil
 }
 
 // readBig reads a payload of n bytes, more than the read buffer holds.
@@ -124,12 +270,12 @@ func (r *Reader) Next() (Header, []byte, error) {
 func (r *Reader) readBig(n int) ([]byte, error) {
 	if cap(r.big) >= n {
 		p := r.big[:n]
-		if _, err := io.ReadFull(r.br, p); err != nil {
+		if err := r.readFull(p); err != nil {
 			return nil, unexpectedEOF(err)
 		}
 		return p, nil
 	}
-	p := make([]byte, 0, min(n, 2*r.br.Size()))
+	p := make([]byte, 0, min(n, 2*r.size))
 	for len(p) < n {
 		if len(p) == cap(p) {
 			next := 4 * cap(p)
@@ -140,13 +286,14 @@ func (r *Reader) readBig(n int) ([]byte, error) {
 			copy(q, p)
 			p = q
 		}
-		m, err := io.ReadFull(r.br, p[len(p):min(cap(p), n)]) // append may round cap past n
-		p = p[:len(p)+m]
+		m := min(cap(p), n) // append may round cap past n
+		err := r.readFull(p[len(p):m])
 		if err != nil {
 			return nil, unexpectedEOF(err)
 		}
+		p = p[:m]
 	}
-	if n <= 4*r.br.Size() {
+	if n <= 4*r.size {
 		r.big = p // reused for the next large frame; a huge one is not pinned
 	}
 	return p, nil
@@ -161,6 +308,48 @@ func unexpectedEOF(err error) error {
 
 // Reset makes r read from rd, keeping its buffer (for pooled readers).
 func (r *Reader) Reset(rd io.Reader) {
-	r.br.Reset(rd)
-	r.pending = 0
+	r.rd = rd
+	r.r, r.w, r.pending, r.err, r.lastBig = 0, 0, 0, nil, false
+}
+
+// Full-size read buffers are shared through pools, one per power of two
+// from 1 KiB to 1 MiB: a quiet connection gives its buffer back for a busy
+// one to use. Larger buffers are not pooled.
+var readBufs [maxPooledShift - minPooledShift + 1]sync.Pool // of *[]byte
+
+const (
+	minPooledShift = 10
+	maxPooledShift = 20
+)
+
+// poolIndex is the pool of buffers of exactly size bytes, or -1.
+func poolIndex(size int) int {
+	if size <= 0 || size&(size-1) != 0 {
+		return -1
+	}
+	s := bits.Len(uint(size)) - 1
+	if s < minPooledShift || s > maxPooledShift {
+		return -1
+	}
+	return s - minPooledShift
+}
+
+// getReadBuf returns a buffer of size bytes, through its pool entry
+// (kept with the buffer so that giving it back allocates nothing).
+func getReadBuf(size int) *[]byte {
+	if i := poolIndex(size); i >= 0 {
+		if p, _ := readBufs[i].Get().(*[]byte); p != nil {
+			return p
+		}
+	}
+	b := make([]byte, size)
+	return &b
+}
+
+// putReadBuf gives b (of entry p) back; no one may use it afterwards.
+func putReadBuf(p *[]byte, b []byte) {
+	if i := poolIndex(len(b)); i >= 0 && p != nil {
+		*p = b
+		readBufs[i].Put(p)
+	}
 }

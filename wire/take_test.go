@@ -45,8 +45,7 @@ func TestReadBigAllocations(t *testing.T) {
 	r := NewReader(br, 32<<10, 2<<20)
 	allocs := testing.AllocsPerRun(20, func() {
 		br.Reset(frame)
-		r.br.Reset(br)
-		r.pending = 0
+		r.Reset(br)
 		if _, p, err := r.Next(); err != nil || len(p) != len(payload) {
 			t.Fatalf("read: %d bytes, %v", len(p), err)
 		}
