@@ -19,6 +19,13 @@ func init() {
 		note:  "Arbor over tcp://, arbor.Handle1 + arbor.Call1[[]byte], default options",
 		start: startArbor,
 	})
+	register(system{
+		name: "arbor-pool",
+		note: "the same with arbor.WithoutInline(): every call handed to a worker, never run on the reader",
+		start: func(ctx context.Context) (Runner, error) {
+			return startArborAt(ctx, "tcp://127.0.0.1:0", nil, nil, nil, arbor.WithoutInline())
+		},
+	})
 }
 
 // arborRunner holds closures rather than Arbor's types so that it depends
@@ -42,9 +49,10 @@ func startArbor(ctx context.Context) (Runner, error) {
 }
 
 // startArborAt serves the unary echo on addr (listener configuration
-// lcfg) and dials it with dcfg; either config may be nil. cleanup, if not
-// nil, runs after the runner has closed (or failed to start).
-func startArborAt(ctx context.Context, addr string, lcfg, dcfg *transport.Config, cleanup func()) (r Runner, err error) {
+// lcfg, server options opts) and dials it with dcfg; either config may be
+// nil. cleanup, if not nil, runs after the runner has closed (or failed
+// to start).
+func startArborAt(ctx context.Context, addr string, lcfg, dcfg *transport.Config, cleanup func(), opts ...arbor.ServerOption) (r Runner, err error) {
 	if cleanup != nil {
 		defer func() {
 			if err != nil {
@@ -52,7 +60,7 @@ func startArborAt(ctx context.Context, addr string, lcfg, dcfg *transport.Config
 			}
 		}()
 	}
-	srv := arbor.NewServer(arbor.WithTransport(lcfg))
+	srv := arbor.NewServer(append([]arbor.ServerOption{arbor.WithTransport(lcfg)}, opts...)...)
 	arbor.Handle1(srv, "echo", func(ctx context.Context, b []byte) ([]byte, error) { return b, nil })
 	l, err := transport.Listen(ctx, addr, lcfg)
 	if err != nil {

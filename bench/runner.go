@@ -37,7 +37,7 @@ func register(s system) {
 }
 
 // defaultOrder is the order systems are run and printed in.
-var defaultOrder = []string{"floor", "arbor", "grpc", "connect", "rpcx", "kitex", "drpc", "netrpc", "capnp"}
+var defaultOrder = []string{"floor", "arbor", "arbor-pool", "grpc", "connect", "rpcx", "kitex", "drpc", "netrpc", "capnp"}
 
 // knownSystems lists registered system names, defaultOrder first.
 func knownSystems() []string {
