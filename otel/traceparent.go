@@ -3,6 +3,7 @@ package arborotel
 import (
 	"strings"
 	"sync/atomic"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -16,7 +17,13 @@ const (
 	TracestateKey  = "tracestate"
 )
 
-// parseTraceparent reads a version-00 traceparent without allocating.
+// traceFlags are the flags W3C trace context defines (sampled, and the
+// random trace id of level 2): the ones propagation.TraceContext keeps.
+const traceFlags = trace.FlagsSampled | trace.FlagsRandom
+
+// parseTraceparent reads a traceparent without allocating, as
+// propagation.TraceContext does (a later version's extra fields are
+// ignored).
 func parseTraceparent(s string) (trace.SpanContextConfig, bool) {
 	var c trace.SpanContextConfig
 	if len(s) < 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' {
@@ -41,10 +48,10 @@ func parseTraceparent(s string) (trace.SpanContextConfig, bool) {
 		c.SpanID[i] = b
 	}
 	flags, ok := hexByte(s[53], s[54])
-	if !ok || !c.TraceID.IsValid() || !c.SpanID.IsValid() {
-		return c, false
+	if !ok || !c.TraceID.IsValid() || !c.SpanID.IsValid() || (ver == 0 && flags > 3) {
+		return c, false // version 00 defines only the sampled and random flags
 	}
-	c.TraceFlags = trace.TraceFlags(flags) & trace.FlagsSampled
+	c.TraceFlags = trace.TraceFlags(flags) & traceFlags
 	c.Remote = true
 	return c, true
 }
@@ -70,6 +77,24 @@ const hexDigits = "0123456789abcdef"
 // formatTraceparent is the version-00 traceparent of sc.
 func formatTraceparent(sc trace.SpanContext) string {
 	var b [55]byte
+	putTraceparent(&b, sc)
+	return string(b[:])
+}
+
+// traceparentOnly is the metadata {traceparent: sc's} in one allocation:
+// the pair and the header's bytes in one block, as wire parses small
+// metadata. Nothing writes the bytes after, so the string is immutable.
+func traceparentOnly(sc trace.SpanContext) []wire.MD {
+	blk := new(struct {
+		md [1]wire.MD
+		b  [55]byte
+	})
+	putTraceparent(&blk.b, sc)
+	blk.md[0] = wire.MD{Key: TraceparentKey, Value: unsafe.String(&blk.b[0], len(blk.b))}
+	return blk.md[:1:1]
+}
+
+func putTraceparent(b *[55]byte, sc trace.SpanContext) {
 	b[0], b[1], b[2] = '0', '0', '-'
 	tid, sid := sc.TraceID(), sc.SpanID()
 	for i, x := range tid {
@@ -80,9 +105,8 @@ func formatTraceparent(sc trace.SpanContext) string {
 		b[36+2*i], b[37+2*i] = hexDigits[x>>4], hexDigits[x&15]
 	}
 	b[52] = '-'
-	f := byte(sc.TraceFlags() & trace.FlagsSampled)
+	f := byte(sc.TraceFlags() & traceFlags)
 	b[53], b[54] = hexDigits[f>>4], hexDigits[f&15]
-	return string(b[:])
 }
 
 // metadataFor returns the metadata of a call under an unsampled span
@@ -103,7 +127,7 @@ func (c *mdCache) traceparentMD(sc trace.SpanContext) []wire.MD {
 	if e := s.Load(); e != nil && e.sc.Equal(sc) {
 		return e.md
 	}
-	e := &mdEntry{sc: sc, md: []wire.MD{{Key: TraceparentKey, Value: formatTraceparent(sc)}}}
+	e := &mdEntry{sc: sc, md: traceparentOnly(sc)}
 	s.Store(e)
 	return e.md
 }
