@@ -3,6 +3,7 @@ package arborotel
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -36,6 +37,7 @@ type Tracing struct {
 	w3c    bool // prop is W3C trace context: inject and extract it directly
 	mds    mdCache
 	spans  spanCache
+	names  nameCache
 }
 
 // The span kind options, made once: an option is an interface value, and
@@ -124,7 +126,7 @@ func (t *Tracing) outgoing(ctx context.Context, name string, md []wire.MD, attrs
 		}
 		return ctx, t.inject(ctx, psc, md), false
 	}
-	name = strings.Clone(name)
+	name = t.names.intern(name)
 	ctx, span := t.tracer.Start(ctx, name, clientKind)
 	if span.IsRecording() {
 		span.SetAttributes(attrs(name)...)
@@ -183,6 +185,30 @@ func (t *Tracing) extract(ctx context.Context, md []wire.MD, tp, ts string) cont
 	return t.prop.Extract(ctx, mdCarrier{&in})
 }
 
+// nameCache interns the span names (function ids, which the observer
+// gets in buffers that are reused): a span of a function seen before
+// costs no copy of its name. Direct-mapped, so bounded; a miss copies as
+// strings.Clone would.
+type nameCache struct {
+	slots [64]atomic.Pointer[string]
+}
+
+func (c *nameCache) intern(s string) string {
+	h := uint(len(s))
+	if len(s) > 0 {
+		h = h*31 + uint(s[0])
+		h = h*31 + uint(s[len(s)-1])
+		h = h*31 + uint(s[len(s)/2])
+	}
+	slot := &c.slots[h%uint(len(c.slots))]
+	if p := slot.Load(); p != nil && *p == s {
+		return *p
+	}
+	cp := strings.Clone(s)
+	slot.Store(&cp)
+	return cp
+}
+
 // traceKeys returns md's traceparent and tracestate (exact keys), in one
 // pass.
 func traceKeys(md []wire.MD) (tp, ts string) {
@@ -226,7 +252,7 @@ func (t *Tracing) incoming(ctx context.Context, inProcess bool, name string, md 
 }
 
 func (t *Tracing) startServer(ctx context.Context, name string, attrs func(name string) []attribute.KeyValue) context.Context {
-	name = strings.Clone(name)
+	name = t.names.intern(name)
 	ctx, span := t.tracer.Start(ctx, name, serverKind)
 	if span.IsRecording() {
 		span.SetAttributes(attrs(name)...)

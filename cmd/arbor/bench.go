@@ -228,12 +228,20 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 	if err != nil {
 		return nil, err
 	}
-	var clients []*arbor.Client
-	defer func() {
-		for _, c := range clients {
-			c.Close()
-		}
-	}()
+	var (
+		clients   []*arbor.Client
+		closeOnce sync.Once
+	)
+	// closeClients closes the connections, which also gives up on the
+	// calls still running on them.
+	closeClients := func() {
+		closeOnce.Do(func() {
+			for _, c := range clients {
+				c.Close()
+			}
+		})
+	}
+	defer closeClients()
 	for _, addr := range cfg.addrs {
 		for range cfg.connections {
 			dctx, cancel := context.WithTimeout(ctx, cfg.timeout)
@@ -288,23 +296,30 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 	}
 	defer stop()
 	context.AfterFunc(runCtx, func() { stopped.Store(true) })
-	// Calls carry no deadline of their own (a timer per call would cost
-	// more than the call): those still running cfg.timeout after the end
-	// of the run are cancelled.
-	callCtx, cancelCalls := context.WithCancel(ctx)
-	defer cancelCalls()
+	// Calls carry no deadline and no cancellation of their own: a timer
+	// per call would cost more than the call, and a context that can be
+	// done costs each call a select on it (one that never is lets the
+	// connection wait on the answer alone), which the calls of bench/
+	// and of most programs do not pay. The calls still running
+	// cfg.timeout after the end of the run, or any when ctx ends, are
+	// given up by closing the connections.
+	callCtx := context.WithoutCancel(ctx)
+	allDone := make(chan struct{}) // every caller has returned
+	defer close(allDone)
 	go func() {
 		select {
 		case <-runCtx.Done():
-		case <-callCtx.Done():
+		case <-allDone:
 			return
 		}
 		t := time.NewTimer(cfg.timeout)
 		defer t.Stop()
 		select {
 		case <-t.C:
-			cancelCalls()
-		case <-callCtx.Done():
+			closeClients()
+		case <-ctx.Done():
+			closeClients()
+		case <-allDone:
 		}
 	}()
 	// take hands out the next call: false when the run is over. With a
@@ -376,7 +391,6 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 		return n
 	}, finished, stderr)
 	elapsed := time.Since(start)
-	cancelCalls()
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
