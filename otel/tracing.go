@@ -40,11 +40,12 @@ type Tracing struct {
 	names  nameCache
 }
 
-// The span kind options, made once: an option is an interface value, and
-// making one per call would cost an allocation.
+// The span start options, made once with the slice that passes them: an
+// option is an interface value, and the variadic slice of an interface
+// method's call escapes, so making either per call costs an allocation.
 var (
-	clientKind = trace.WithSpanKind(trace.SpanKindClient)
-	serverKind = trace.WithSpanKind(trace.SpanKindServer)
+	clientKind = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+	serverKind = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
 )
 
 // New returns a Tracing.
@@ -127,7 +128,7 @@ func (t *Tracing) outgoing(ctx context.Context, name string, md []wire.MD, attrs
 		return ctx, t.inject(ctx, psc, md), false
 	}
 	name = t.names.intern(name)
-	ctx, span := t.tracer.Start(ctx, name, clientKind)
+	ctx, span := t.tracer.Start(ctx, name, clientKind...)
 	if span.IsRecording() {
 		span.SetAttributes(attrs(name)...)
 	}
@@ -253,7 +254,7 @@ func (t *Tracing) incoming(ctx context.Context, inProcess bool, name string, md 
 
 func (t *Tracing) startServer(ctx context.Context, name string, attrs func(name string) []attribute.KeyValue) context.Context {
 	name = t.names.intern(name)
-	ctx, span := t.tracer.Start(ctx, name, serverKind)
+	ctx, span := t.tracer.Start(ctx, name, serverKind...)
 	if span.IsRecording() {
 		span.SetAttributes(attrs(name)...)
 	}
