@@ -134,3 +134,34 @@ func TestTraceKeysInMetadataAreReplaced(t *testing.T) {
 		}
 	}
 }
+
+// A server reads the traceparent under its exact key, the first if there
+// are several, and the tracestate under its key in any case, as
+// propagation.TraceContext's carrier would.
+func TestIncomingTraceKeys(t *testing.T) {
+	p := newProcess(t, sdktrace.ParentBased(sdktrace.NeverSample()))
+	srv := arbor.NewServer(arbor.WithInterceptors(p.tr.ServerInterceptor()))
+	defer srv.Close()
+	seen := make(chan trace.SpanContext, 1)
+	arbor.Handle0(srv, "where", func(ctx context.Context) (int, error) {
+		seen <- trace.SpanContextFromContext(ctx)
+		return 1, nil
+	})
+	const first = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	const second = "00-1af7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01"
+	for _, sampled := range []bool{true, false} {
+		tp1, tp2 := first, second
+		if !sampled {
+			tp1, tp2 = first[:53]+"00", second[:53]+"00"
+		}
+		md := arbor.Metadata{{Key: "traceparent", Value: tp1}, {Key: "TraceState", Value: "k=v"}, {Key: "traceparent", Value: tp2}, {Key: "tracestate", Value: "x=y"}}
+		if _, err := srv.Invoke(arbor.InboundContext(testContext(t), md, arbor.Peer{}), "where", []byte{0x90}); err != nil {
+			t.Fatal(err)
+		}
+		got := <-seen
+		if got.TraceID().String() != "0af7651916cd43dd8448eb211c80319c" || got.TraceState().String() != "k=v" || got.IsSampled() != sampled {
+			t.Errorf("sampled %v: the handler runs in trace %s, tracestate %q, sampled %v; want the first traceparent's and k=v",
+				sampled, got.TraceID(), got.TraceState().String(), got.IsSampled())
+		}
+	}
+}

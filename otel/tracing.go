@@ -210,15 +210,17 @@ func (c *nameCache) intern(s string) string {
 	return cp
 }
 
-// traceKeys returns md's traceparent and tracestate (exact keys), in one
+// traceKeys returns md's traceparent (exact key) and tracestate (in any
+// case, as the propagator's carrier finds it), the first of each, in one
 // pass.
 func traceKeys(md []wire.MD) (tp, ts string) {
+	var tsSeen bool
 	for _, p := range md {
-		switch p.Key {
-		case TraceparentKey:
+		switch {
+		case tp == "" && p.Key == TraceparentKey:
 			tp = p.Value
-		case TracestateKey:
-			ts = p.Value
+		case !tsSeen && len(p.Key) == len(TracestateKey) && strings.EqualFold(p.Key, TracestateKey):
+			ts, tsSeen = p.Value, true
 		}
 	}
 	return tp, ts
