@@ -319,6 +319,8 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 	// cfg.timeout after the end of the run, or any when ctx ends, are
 	// given up by closing the connections.
 	callCtx := context.WithoutCancel(ctx)
+	var gaveUp atomic.Bool // the connections were closed on the calls still running
+	giveUp := func() { gaveUp.Store(true); closeClients() }
 	allDone := make(chan struct{}) // every caller has returned
 	defer close(allDone)
 	go func() {
@@ -331,9 +333,9 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 		defer t.Stop()
 		select {
 		case <-t.C:
-			closeClients()
+			giveUp()
 		case <-ctx.Done():
-			closeClients()
+			giveUp()
 		case <-allDone:
 		}
 	}()
@@ -375,6 +377,11 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 				t0 := time.Now()
 				err := call(callCtx, c)
 				d := time.Since(t0)
+				if err != nil && gaveUp.Load() {
+					// Say why, rather than the closed connection's
+					// Unavailable.
+					err = &arbor.Error{Code: arbor.Canceled, Message: fmt.Sprintf("given up: still running %v after the end of the run (--timeout)", cfg.timeout), Cause: err}
+				}
 				w.hist.record(d)
 				if err == nil {
 					w.codes[arbor.OK]++

@@ -281,7 +281,7 @@ func TestBenchGivesUpOnCallsPastTheEnd(t *testing.T) {
 	b, _ := os.ReadFile(out)
 	var rep BenchReport
 	json.Unmarshal(b, &rep)
-	if rep.Calls != 2 || rep.Errors != 2 || rep.ByCode["OK"] != 0 {
+	if rep.Calls != 2 || rep.Errors != 2 || rep.ByCode["Canceled"] != 2 || !strings.Contains(rep.FirstErrors["Canceled"], "--timeout") {
 		t.Errorf("report of calls given up: %+v", rep)
 	}
 }
