@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +34,7 @@ type side struct {
 	dSent   *prometheus.Desc // function
 
 	fns     atomic.Pointer[map[string]*fnStats] // copied on write: lookups take no lock
+	hot     hotCache                            // in front of fns: most calls hit it
 	mu      sync.Mutex
 	labeled atomic.Int64
 	other   *fnStats
@@ -128,8 +128,11 @@ type fnShard struct {
 
 func (s *side) newFn(label string) *fnStats {
 	f := &fnStats{s: s, label: label}
+	n := len(s.bounds) + 1
 	for i := range f.shards {
-		f.shards[i] = &fnShard{buckets: make([]atomic.Int64, len(s.bounds)+1)}
+		// Rounded up to whole cache lines: allocations of a multiple of
+		// 64 bytes start on a line, so no two shards' buckets share one.
+		f.shards[i] = &fnShard{buckets: make([]atomic.Int64, n, (n+7)&^7)}
 	}
 	return f
 }
@@ -142,8 +145,13 @@ func shardOf(p unsafe.Pointer) int {
 // get returns the stats of function id (method: a capability's method,
 // which no catalog lists).
 func (s *side) get(id string, method bool) *fnStats {
+	slot := s.hot.slot(id)
+	if f := slot.Load(); f != nil && f.label == id {
+		return f
+	}
 	if p := s.fns.Load(); p != nil {
 		if f := (*p)[id]; f != nil {
+			slot.Store(f)
 			return f
 		}
 	}
@@ -205,9 +213,7 @@ func (f *fnStats) done(shard int, err error, elapsed time.Duration, recv, sent i
 		f.mu.Unlock()
 	}
 	ns := int64(elapsed)
-	b := f.s.bounds
-	i := sort.Search(len(b), func(i int) bool { return b[i] >= ns })
-	sh.buckets[i].Add(1)
+	sh.buckets[bucketOf(f.s.bounds, ns)].Add(1)
 	sh.nanos.Add(ns)
 	if recv > 0 {
 		sh.recv.Add(recv)
@@ -215,6 +221,42 @@ func (f *fnStats) done(shard int, err error, elapsed time.Duration, recv, sent i
 	if sent > 0 {
 		sh.sent.Add(sent)
 	}
+}
+
+// bucketOf is the index of the first bound at or above ns (len(b): +Inf),
+// sort.Search without its closure.
+func bucketOf(b []int64, ns int64) int {
+	lo, hi := 0, len(b)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if b[m] < ns {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// hotCache is a small direct-mapped cache in front of a side's map of
+// function stats: a hit costs a hash of a few bytes and one string
+// comparison instead of a map lookup (two per call per side). It only
+// holds labeled functions, and is written only on a miss, so a steady
+// load reads it without writing.
+type hotCache struct {
+	slots [hotSlots]atomic.Pointer[fnStats]
+}
+
+const hotSlots = 64
+
+func (c *hotCache) slot(id string) *atomic.Pointer[fnStats] {
+	h := uint(len(id))
+	if len(id) > 0 {
+		h = h*31 + uint(id[0])
+		h = h*31 + uint(id[len(id)-1])
+		h = h*31 + uint(id[len(id)/2])
+	}
+	return &c.slots[h%hotSlots]
 }
 
 // fnValues is a reading of one fnStats.

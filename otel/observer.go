@@ -2,7 +2,6 @@ package arborotel
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -24,8 +23,8 @@ func (observer) FlowStalled(*conn.Conn, time.Duration)   {}
 func (observer) GoAway(*conn.Conn, bool, uint32, string) {}
 
 func (o observer) CallStarted(ctx context.Context, info *conn.CallInfo) context.Context {
-	attrs := func() []attribute.KeyValue {
-		return []attribute.KeyValue{AttrSystem.String("arbor"), AttrMethod.String(strings.Clone(info.Function)), AttrKind.String(info.Kind.String())}
+	attrs := func(name string) []attribute.KeyValue {
+		return []attribute.KeyValue{AttrSystem.String("arbor"), AttrMethod.String(name), AttrKind.String(info.Kind.String())}
 	}
 	if info.Outgoing {
 		ctx, md, _ := o.t.outgoing(ctx, info.Function, info.Metadata, attrs)
@@ -49,8 +48,8 @@ func (o observer) CallEnded(ctx context.Context, info *conn.CallInfo, err error)
 func (t *Tracing) ServerInterceptor() arbor.Interceptor {
 	return func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
-			ctx = t.incoming(ctx, true, req.ID, req.Metadata, func() []attribute.KeyValue {
-				a := []attribute.KeyValue{AttrSystem.String("arbor"), AttrMethod.String(req.ID), AttrKind.String(string(req.Kind))}
+			ctx = t.incoming(ctx, true, req.ID, req.Metadata, func(name string) []attribute.KeyValue {
+				a := []attribute.KeyValue{AttrSystem.String("arbor"), AttrMethod.String(name), AttrKind.String(string(req.Kind))}
 				if req.Service != "" {
 					a = append(a, AttrService.String(req.Service))
 				}
@@ -73,8 +72,8 @@ func (t *Tracing) ServerInterceptor() arbor.Interceptor {
 func (t *Tracing) ClientInterceptor() arbor.Interceptor {
 	return func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
-			ctx, md, _ := t.outgoing(ctx, req.ID, req.Metadata, func() []attribute.KeyValue {
-				return []attribute.KeyValue{AttrSystem.String("arbor"), AttrMethod.String(req.ID), AttrKind.String(string(req.Kind))}
+			ctx, md, _ := t.outgoing(ctx, req.ID, req.Metadata, func(name string) []attribute.KeyValue {
+				return []attribute.KeyValue{AttrSystem.String("arbor"), AttrMethod.String(name), AttrKind.String(string(req.Kind))}
 			})
 			req.Metadata = md
 			resp, err := next(ctx, req)

@@ -294,3 +294,39 @@ func TestInterceptorsTraceInProcessCalls(t *testing.T) {
 		t.Errorf("traceparent %q, want %q", tp, want)
 	}
 }
+
+// Span names are interned by function id in a small table whose slots
+// ids of one length and first, middle and last bytes share: functions
+// called in turn through one slot each get their own name, on both sides,
+// however the server reuses the buffers the ids arrive in.
+func TestSpanNamesOfCollidingFunctions(t *testing.T) {
+	p := newProcess(t, sdktrace.AlwaysSample())
+	ids := []string{"a1x2z", "a3x4z", "a5x6z"}
+	addr := serve(t, p, func(s *arbor.Server) {
+		for _, id := range ids {
+			arbor.Handle0(s, id, func(ctx context.Context) (string, error) { return id, nil })
+		}
+	})
+	c := dial(t, p, addr)
+	for i := range 30 {
+		if _, err := arbor.Call0[string](testContext(t), c, ids[i%len(ids)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spans := p.exp.GetSpans()
+	if len(spans) != 60 {
+		t.Fatalf("%d spans, want 60", len(spans))
+	}
+	count := map[string]int{}
+	for _, s := range spans {
+		if v, _ := attr(s, arborotel.AttrMethod); v.AsString() != s.Name {
+			t.Errorf("%v span %q has rpc.method %q", s.SpanKind, s.Name, v.AsString())
+		}
+		count[s.Name]++
+	}
+	for _, id := range ids {
+		if count[id] != 20 {
+			t.Errorf("%d spans named %s, want 20 (%v)", count[id], id, count)
+		}
+	}
+}

@@ -3,8 +3,10 @@ package arborotel
 import (
 	"strings"
 	"sync/atomic"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/arbor-rpc/arbor/wire"
 )
@@ -16,7 +18,13 @@ const (
 	TracestateKey  = "tracestate"
 )
 
-// parseTraceparent reads a version-00 traceparent without allocating.
+// traceFlags are the flags W3C trace context defines (sampled, and the
+// random trace id of level 2): the ones propagation.TraceContext keeps.
+const traceFlags = trace.FlagsSampled | trace.FlagsRandom
+
+// parseTraceparent reads a traceparent without allocating, as
+// propagation.TraceContext does (a later version's extra fields are
+// ignored).
 func parseTraceparent(s string) (trace.SpanContextConfig, bool) {
 	var c trace.SpanContextConfig
 	if len(s) < 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' {
@@ -41,10 +49,10 @@ func parseTraceparent(s string) (trace.SpanContextConfig, bool) {
 		c.SpanID[i] = b
 	}
 	flags, ok := hexByte(s[53], s[54])
-	if !ok || !c.TraceID.IsValid() || !c.SpanID.IsValid() {
-		return c, false
+	if !ok || !c.TraceID.IsValid() || !c.SpanID.IsValid() || (ver == 0 && flags > 3) {
+		return c, false // version 00 defines only the sampled and random flags
 	}
-	c.TraceFlags = trace.TraceFlags(flags) & trace.FlagsSampled
+	c.TraceFlags = trace.TraceFlags(flags) & traceFlags
 	c.Remote = true
 	return c, true
 }
@@ -70,6 +78,24 @@ const hexDigits = "0123456789abcdef"
 // formatTraceparent is the version-00 traceparent of sc.
 func formatTraceparent(sc trace.SpanContext) string {
 	var b [55]byte
+	putTraceparent(&b, sc)
+	return string(b[:])
+}
+
+// traceparentOnly is the metadata {traceparent: sc's} in one allocation:
+// the pair and the header's bytes in one block, as wire parses small
+// metadata. Nothing writes the bytes after, so the string is immutable.
+func traceparentOnly(sc trace.SpanContext) []wire.MD {
+	blk := new(struct {
+		md [1]wire.MD
+		b  [55]byte
+	})
+	putTraceparent(&blk.b, sc)
+	blk.md[0] = wire.MD{Key: TraceparentKey, Value: unsafe.String(&blk.b[0], len(blk.b))}
+	return blk.md[:1:1]
+}
+
+func putTraceparent(b *[55]byte, sc trace.SpanContext) {
 	b[0], b[1], b[2] = '0', '0', '-'
 	tid, sid := sc.TraceID(), sc.SpanID()
 	for i, x := range tid {
@@ -80,32 +106,37 @@ func formatTraceparent(sc trace.SpanContext) string {
 		b[36+2*i], b[37+2*i] = hexDigits[x>>4], hexDigits[x&15]
 	}
 	b[52] = '-'
-	f := byte(sc.TraceFlags() & trace.FlagsSampled)
+	f := byte(sc.TraceFlags() & traceFlags)
 	b[53], b[54] = hexDigits[f>>4], hexDigits[f&15]
-	return string(b[:])
 }
 
-// metadataFor returns the metadata of a call under an unsampled span
+// mdCache returns the metadata of a call under an unsampled span
 // context: md plus its traceparent. The last few results are kept, so
 // that the calls of one unsampled request (or a load test under one
-// span) cost no allocation for it.
+// span) cost no allocation for it, and one that is not reused costs one.
 type mdCache struct {
 	slots [16]atomic.Pointer[mdEntry]
 }
 
+// mdEntry is one cached metadata, {traceparent}, with the header's bytes:
+// one allocation. Nothing writes the bytes after, so the string is as
+// immutable as any.
 type mdEntry struct {
-	sc trace.SpanContext
-	md []wire.MD // exactly {traceparent}
+	sc  trace.SpanContext
+	md  [1]wire.MD
+	buf [55]byte
 }
 
 func (c *mdCache) traceparentMD(sc trace.SpanContext) []wire.MD {
 	s := &c.slots[(uint64(sc.SpanID()[7])^uint64(sc.TraceID()[15]))%uint64(len(c.slots))]
 	if e := s.Load(); e != nil && e.sc.Equal(sc) {
-		return e.md
+		return e.md[:]
 	}
-	e := &mdEntry{sc: sc, md: []wire.MD{{Key: TraceparentKey, Value: formatTraceparent(sc)}}}
+	e := &mdEntry{sc: sc}
+	putTraceparent(&e.buf, sc)
+	e.md[0] = wire.MD{Key: TraceparentKey, Value: unsafe.String(&e.buf[0], len(e.buf))}
 	s.Store(e)
-	return e.md
+	return e.md[:]
 }
 
 // spanCache keeps the non-recording spans that stand for unsampled remote
@@ -115,10 +146,20 @@ type spanCache struct {
 	slots [16]atomic.Pointer[spanEntry]
 }
 
+// spanEntry is an unsampled remote parent: its traceparent (the cache's
+// key, in the entry's own bytes when it fits) and the non-recording span
+// that stands for it, which the entry is, so that one allocation makes
+// both. It is what trace.ContextWithRemoteSpanContext would put in a
+// context: every method of a span a no-op, SpanContext the parent's.
 type spanEntry struct {
-	tp   string
-	span trace.Span
+	noop.Span
+	sc  trace.SpanContext
+	tp  string
+	buf [55]byte
 }
+
+// SpanContext is the remote parent's.
+func (e *spanEntry) SpanContext() trace.SpanContext { return e.sc }
 
 // slot picks tp's slot from the last digits of its parent id.
 func (c *spanCache) slot(tp string) *atomic.Pointer[spanEntry] {
@@ -132,7 +173,7 @@ func (c *spanCache) slot(tp string) *atomic.Pointer[spanEntry] {
 // lookup returns the span cached for traceparent tp (an unsampled one).
 func (c *spanCache) lookup(tp string) (trace.Span, bool) {
 	if e := c.slot(tp).Load(); e != nil && e.tp == tp {
-		return e.span, true
+		return e, true
 	}
 	return nil, false
 }
@@ -140,8 +181,14 @@ func (c *spanCache) lookup(tp string) (trace.Span, bool) {
 // span makes (and caches) the span standing for an unsampled remote
 // parent tp, parsed as cfg.
 func (c *spanCache) span(tp string, cfg trace.SpanContextConfig) trace.Span {
-	sc := trace.NewSpanContext(cfg)
-	e := &spanEntry{tp: strings.Clone(tp), span: trace.SpanFromContext(trace.ContextWithRemoteSpanContext(bg, sc))}
+	cfg.Remote = true
+	e := &spanEntry{sc: trace.NewSpanContext(cfg)}
+	if len(tp) <= len(e.buf) {
+		n := copy(e.buf[:], tp)
+		e.tp = unsafe.String(&e.buf[0], n)
+	} else {
+		e.tp = strings.Clone(tp) // a later version's longer header
+	}
 	c.slot(tp).Store(e)
-	return e.span
+	return e
 }

@@ -1,10 +1,14 @@
 package arborotel
 
 import (
+	"context"
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/arbor-rpc/arbor/wire"
 )
 
 func TestParseTraceparent(t *testing.T) {
@@ -26,10 +30,16 @@ func TestParseTraceparent(t *testing.T) {
 		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",   // upper case
 		"00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",   // separator
 		"00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",   // not hex
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-04",   // a flag version 00 does not define
 	} {
 		if _, ok := parseTraceparent(bad); ok {
 			t.Errorf("parsed %q", bad)
 		}
+	}
+	// The random flag (W3C level 2) is kept, as the propagator keeps it.
+	if c, ok := parseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02"); !ok || c.TraceFlags != trace.FlagsRandom ||
+		formatTraceparent(trace.NewSpanContext(c)) != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02" {
+		t.Errorf("random flag: %+v %v", c, ok)
 	}
 	// A later version may append fields after a dash.
 	if _, ok := parseTraceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"); !ok {
@@ -40,15 +50,29 @@ func TestParseTraceparent(t *testing.T) {
 	}
 }
 
-// FuzzTraceparent: whatever a peer sends, parsing never panics, and what
-// it accepts formats back to the same version-00 header.
+// FuzzTraceparent: whatever a peer sends, parsing never panics, what it
+// accepts formats back to the same version-00 header, and extraction
+// (which takes this parser's way for W3C trace context) finds what
+// propagation.TraceContext finds.
 func FuzzTraceparent(f *testing.F) {
 	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
 	f.Add("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03-more")
 	f.Add("ff-" + strings.Repeat("0", 50))
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02")
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-07")
+	f.Add("fe-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, s string) {
+		md := []wire.MD{{Key: TraceparentKey, Value: s}, {Key: TracestateKey, Value: "k=v"}}
+		if s != "" {
+			w3c := New(Config{})
+			got := trace.SpanContextFromContext(w3c.extract(context.Background(), md, s, "k=v"))
+			want := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), mdCarrier{&md}))
+			if !got.Equal(want) {
+				t.Fatalf("extracting %q gives %v, the propagator %v", s, got, want)
+			}
+		}
 		c, ok := parseTraceparent(s)
 		if !ok {
 			return

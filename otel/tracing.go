@@ -3,6 +3,7 @@ package arborotel
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -33,9 +34,19 @@ type Config struct {
 type Tracing struct {
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
+	w3c    bool // prop is W3C trace context: inject and extract it directly
 	mds    mdCache
 	spans  spanCache
+	names  nameCache
 }
+
+// The span start options, made once with the slice that passes them: an
+// option is an interface value, and the variadic slice of an interface
+// method's call escapes, so making either per call costs an allocation.
+var (
+	clientKind = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+	serverKind = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+)
 
 // New returns a Tracing.
 func New(cfg Config) *Tracing {
@@ -47,7 +58,8 @@ func New(cfg Config) *Tracing {
 	if prop == nil {
 		prop = propagation.TraceContext{}
 	}
-	return &Tracing{tracer: tp.Tracer(ScopeName), prop: prop}
+	_, w3c := prop.(propagation.TraceContext)
+	return &Tracing{tracer: tp.Tracer(ScopeName), prop: prop, w3c: w3c}
 }
 
 // Attribute keys of the spans, after OpenTelemetry's RPC conventions
@@ -103,50 +115,115 @@ func (c mdCarrier) Keys() []string {
 
 // outgoing decides the span of a call this side makes under ctx and the
 // metadata that carries its context. It starts no span under an unsampled
-// parent (started false): the parent's context travels instead.
-func (t *Tracing) outgoing(ctx context.Context, name string, md []wire.MD, attrs func() []attribute.KeyValue) (context.Context, []wire.MD, bool) {
+// parent (started false): the parent's context travels instead. attrs
+// gets the span's name (the function id, copied) and is called only for a
+// span that records.
+func (t *Tracing) outgoing(ctx context.Context, name string, md []wire.MD, attrs func(name string) []attribute.KeyValue) (context.Context, []wire.MD, bool) {
 	parent := trace.SpanFromContext(ctx)
 	psc := parent.SpanContext()
 	if psc.IsValid() && !psc.IsSampled() && !parent.IsRecording() {
 		if len(md) == 0 && psc.TraceState().Len() == 0 {
 			return ctx, t.mds.traceparentMD(psc), false
 		}
-		return ctx, t.inject(ctx, md), false
+		return ctx, t.inject(ctx, psc, md), false
 	}
-	ctx, span := t.tracer.Start(ctx, strings.Clone(name), trace.WithSpanKind(trace.SpanKindClient))
+	name = t.names.intern(name)
+	ctx, span := t.tracer.Start(ctx, name, clientKind...)
 	if span.IsRecording() {
-		span.SetAttributes(attrs()...)
+		span.SetAttributes(attrs(name)...)
 	}
 	if sc := span.SpanContext(); sc.IsValid() {
 		if len(md) == 0 && sc.TraceState().Len() == 0 && !sc.IsSampled() {
 			md = t.mds.traceparentMD(sc)
 		} else {
-			md = t.inject(ctx, md)
+			md = t.inject(ctx, sc, md)
 		}
 	}
 	return ctx, md, true
 }
 
-// inject returns md with ctx's trace context added by the propagator.
-func (t *Tracing) inject(ctx context.Context, md []wire.MD) []wire.MD {
+// inject returns md with ctx's trace context (sc) added by the
+// propagator: for W3C trace context, directly, unless md already has its
+// keys (the propagator replaces them then).
+func (t *Tracing) inject(ctx context.Context, sc trace.SpanContext, md []wire.MD) []wire.MD {
+	if t.w3c && !hasTraceKeys(md) {
+		if ts := sc.TraceState(); ts.Len() > 0 {
+			return append(md[:len(md):len(md)], wire.MD{Key: TracestateKey, Value: ts.String()}, wire.MD{Key: TraceparentKey, Value: formatTraceparent(sc)})
+		}
+		if len(md) == 0 {
+			return traceparentOnly(sc)
+		}
+		return append(md[:len(md):len(md)], wire.MD{Key: TraceparentKey, Value: formatTraceparent(sc)})
+	}
 	out := md // its own variable: only the slow path's escapes
 	t.prop.Inject(ctx, mdCarrier{&out})
 	return out
 }
 
-// extract returns ctx with the trace context in md.
-func (t *Tracing) extract(ctx context.Context, md []wire.MD) context.Context {
+// hasTraceKeys reports whether md has a key of W3C trace context, in any
+// case (as the propagator's carrier matches them).
+func hasTraceKeys(md []wire.MD) bool {
+	for _, p := range md {
+		if strings.EqualFold(p.Key, TraceparentKey) || strings.EqualFold(p.Key, TracestateKey) {
+			return true
+		}
+	}
+	return false
+}
+
+// extract returns ctx with the trace context in md; tp and ts are its
+// traceparent and tracestate (exact keys), tp not empty.
+func (t *Tracing) extract(ctx context.Context, md []wire.MD, tp, ts string) context.Context {
+	if t.w3c {
+		// What propagation.TraceContext does, without its carrier's
+		// allocation; anything this parser refuses goes to it.
+		if cfg, ok := parseTraceparent(tp); ok {
+			cfg.TraceState, _ = trace.ParseTraceState(ts) // a bad tracestate must not affect traceparent (W3C)
+			return trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(cfg))
+		}
+	}
 	in := md
 	return t.prop.Extract(ctx, mdCarrier{&in})
 }
 
-func lookupMD(md []wire.MD, key string) string {
+// nameCache interns the span names (function ids, which the observer
+// gets in buffers that are reused): a span of a function seen before
+// costs no copy of its name. Direct-mapped, so bounded; a miss copies as
+// strings.Clone would.
+type nameCache struct {
+	slots [64]atomic.Pointer[string]
+}
+
+func (c *nameCache) intern(s string) string {
+	h := uint(len(s))
+	if len(s) > 0 {
+		h = h*31 + uint(s[0])
+		h = h*31 + uint(s[len(s)-1])
+		h = h*31 + uint(s[len(s)/2])
+	}
+	slot := &c.slots[h%uint(len(c.slots))]
+	if p := slot.Load(); p != nil && *p == s {
+		return *p
+	}
+	cp := strings.Clone(s)
+	slot.Store(&cp)
+	return cp
+}
+
+// traceKeys returns md's traceparent (exact key) and tracestate (in any
+// case, as the propagator's carrier finds it), the first of each, in one
+// pass.
+func traceKeys(md []wire.MD) (tp, ts string) {
+	var tsSeen bool
 	for _, p := range md {
-		if p.Key == key {
-			return p.Value
+		switch {
+		case tp == "" && p.Key == TraceparentKey:
+			tp = p.Value
+		case !tsSeen && len(p.Key) == len(TracestateKey) && strings.EqualFold(p.Key, TracestateKey):
+			ts, tsSeen = p.Value, true
 		}
 	}
-	return ""
+	return tp, ts
 }
 
 // incoming decides the span of a call this side serves, with the
@@ -154,31 +231,34 @@ func lookupMD(md []wire.MD, key string) string {
 // is then the parent; a connection's handler context never is). Under an unsampled remote parent it starts no span
 // and hands the handler the parent's context, so that the handler's own
 // calls stay in the (unsampled) trace.
-func (t *Tracing) incoming(ctx context.Context, inProcess bool, name string, md []wire.MD, attrs func() []attribute.KeyValue) context.Context {
+func (t *Tracing) incoming(ctx context.Context, inProcess bool, name string, md []wire.MD, attrs func(name string) []attribute.KeyValue) context.Context {
 	if inProcess && trace.SpanFromContext(ctx).SpanContext().IsValid() {
 		// Already in a trace (a request tree's function run in process):
 		// a child of that.
 		return t.startServer(ctx, name, attrs)
 	}
-	if tp := lookupMD(md, TraceparentKey); tp != "" {
-		if span, ok := t.spans.lookup(tp); ok && lookupMD(md, TracestateKey) == "" {
-			return trace.ContextWithSpan(ctx, span) // an unsampled parent seen before
+	if tp, ts := traceKeys(md); tp != "" {
+		if ts == "" {
+			if span, ok := t.spans.lookup(tp); ok {
+				return trace.ContextWithSpan(ctx, span) // an unsampled parent seen before
+			}
 		}
 		if cfg, ok := parseTraceparent(tp); ok && !cfg.TraceFlags.IsSampled() {
-			if lookupMD(md, TracestateKey) == "" {
+			if ts == "" {
 				return trace.ContextWithSpan(ctx, t.spans.span(tp, cfg))
 			}
-			return t.extract(ctx, md)
+			return t.extract(ctx, md, tp, ts)
 		}
-		ctx = t.extract(ctx, md)
+		ctx = t.extract(ctx, md, tp, ts)
 	}
 	return t.startServer(ctx, name, attrs)
 }
 
-func (t *Tracing) startServer(ctx context.Context, name string, attrs func() []attribute.KeyValue) context.Context {
-	ctx, span := t.tracer.Start(ctx, strings.Clone(name), trace.WithSpanKind(trace.SpanKindServer))
+func (t *Tracing) startServer(ctx context.Context, name string, attrs func(name string) []attribute.KeyValue) context.Context {
+	name = t.names.intern(name)
+	ctx, span := t.tracer.Start(ctx, name, serverKind...)
 	if span.IsRecording() {
-		span.SetAttributes(attrs()...)
+		span.SetAttributes(attrs(name)...)
 	}
 	return ctx
 }

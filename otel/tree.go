@@ -19,6 +19,8 @@ func (t *Tracing) TreeObserver() resolve.Observer { return treeObserver{t} }
 
 type treeObserver struct{ t *Tracing }
 
+var internalKind = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)} // see clientKind
+
 func (treeObserver) TreeStarted(context.Context, bool)      {}
 func (treeObserver) TreeEnded(context.Context, bool, error) {}
 func (treeObserver) Retried(ctx context.Context, id string) {
@@ -32,7 +34,7 @@ func (o treeObserver) NodeStarted(ctx context.Context, n *resolve.NodeInfo) cont
 	if psc := parent.SpanContext(); psc.IsValid() && !psc.IsSampled() && !parent.IsRecording() {
 		return ctx
 	}
-	ctx, span := o.t.tracer.Start(ctx, n.ID, trace.WithSpanKind(trace.SpanKindInternal))
+	ctx, span := o.t.tracer.Start(ctx, n.ID, internalKind...)
 	if span.IsRecording() {
 		span.SetAttributes(AttrTreePath.String(n.Path), AttrTreeLevel.String(n.Level.String()))
 	}

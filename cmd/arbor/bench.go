@@ -153,16 +153,31 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return exitOK
 }
 
-// preEncoded is an argument already in msgpack; skipResult a result that
-// is read past, not decoded. With them the typed fast path (no Request,
-// no copies) carries the calls, as it does for a program's own calls.
-type preEncoded []byte
+// encodedArg is an argument already in msgpack; skipped a result that is
+// read past, not decoded. Both are pointers that encode and decode
+// themselves, which the value package calls through their methods, no
+// reflection and no allocation (a value type implementing only one of the
+// two goes through reflection, and boxing the argument for its
+// AppendMsgpack costs allocations per call). With them the typed fast
+// path (no Request, no copies) carries the calls, as it does for a
+// program's own calls.
+type encodedArg struct{ b []byte }
 
-func (p preEncoded) AppendMsgpack(b []byte, _ any) ([]byte, error) { return append(b, p...), nil }
+func (a *encodedArg) AppendMsgpack(b []byte, _ any) ([]byte, error) { return append(b, a.b...), nil }
 
-type skipResult struct{}
+// ReadMsgpack makes encodedArg self-coding; arguments are never decoded.
+func (a *encodedArg) ReadMsgpack(r *value.Reader, _ any) error {
+	raw, err := r.Skip()
+	a.b = append(a.b[:0], raw...)
+	return err
+}
 
-func (*skipResult) ReadMsgpack(r *value.Reader, _ any) error { _, err := r.Skip(); return err }
+type skipped struct{}
+
+// AppendMsgpack makes skipped self-coding; results are never encoded.
+func (*skipped) AppendMsgpack(b []byte, _ any) ([]byte, error) { return value.AppendNil(b), nil }
+
+func (*skipped) ReadMsgpack(r *value.Reader, _ any) error { _, err := r.Skip(); return err }
 
 // caller makes one call of the benchmark through c.
 type caller func(ctx context.Context, c *arbor.Client) error
@@ -180,33 +195,33 @@ func makeCaller(cfg benchConfig) (caller, error) {
 	if _, err := r.ReadArrayHeader(); err != nil {
 		return nil, err
 	}
-	parts := make([]preEncoded, cfg.nargs)
+	parts := make([]*encodedArg, cfg.nargs)
 	for i := range parts {
 		raw, err := r.Skip()
 		if err != nil {
 			return nil, err
 		}
-		parts[i] = preEncoded(raw)
+		parts[i] = &encodedArg{raw}
 	}
 	switch cfg.nargs {
 	case 0:
 		return func(ctx context.Context, c *arbor.Client) error {
-			_, err := arbor.Call0[skipResult](ctx, c, fn)
+			_, err := arbor.Call0[*skipped](ctx, c, fn)
 			return err
 		}, nil
 	case 1:
 		return func(ctx context.Context, c *arbor.Client) error {
-			_, err := arbor.Call1[skipResult](ctx, c, fn, parts[0])
+			_, err := arbor.Call1[*skipped](ctx, c, fn, parts[0])
 			return err
 		}, nil
 	case 2:
 		return func(ctx context.Context, c *arbor.Client) error {
-			_, err := arbor.Call2[skipResult](ctx, c, fn, parts[0], parts[1])
+			_, err := arbor.Call2[*skipped](ctx, c, fn, parts[0], parts[1])
 			return err
 		}, nil
 	}
 	return func(ctx context.Context, c *arbor.Client) error {
-		_, err := arbor.Call3[skipResult](ctx, c, fn, parts[0], parts[1], parts[2])
+		_, err := arbor.Call3[*skipped](ctx, c, fn, parts[0], parts[1], parts[2])
 		return err
 	}, nil
 }
@@ -228,12 +243,20 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 	if err != nil {
 		return nil, err
 	}
-	var clients []*arbor.Client
-	defer func() {
-		for _, c := range clients {
-			c.Close()
-		}
-	}()
+	var (
+		clients   []*arbor.Client
+		closeOnce sync.Once
+	)
+	// closeClients closes the connections, which also gives up on the
+	// calls still running on them.
+	closeClients := func() {
+		closeOnce.Do(func() {
+			for _, c := range clients {
+				c.Close()
+			}
+		})
+	}
+	defer closeClients()
 	for _, addr := range cfg.addrs {
 		for range cfg.connections {
 			dctx, cancel := context.WithTimeout(ctx, cfg.timeout)
@@ -288,23 +311,32 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 	}
 	defer stop()
 	context.AfterFunc(runCtx, func() { stopped.Store(true) })
-	// Calls carry no deadline of their own (a timer per call would cost
-	// more than the call): those still running cfg.timeout after the end
-	// of the run are cancelled.
-	callCtx, cancelCalls := context.WithCancel(ctx)
-	defer cancelCalls()
+	// Calls carry no deadline and no cancellation of their own: a timer
+	// per call would cost more than the call, and a context that can be
+	// done costs each call a select on it (one that never is lets the
+	// connection wait on the answer alone), which the calls of bench/
+	// and of most programs do not pay. The calls still running
+	// cfg.timeout after the end of the run, or any when ctx ends, are
+	// given up by closing the connections.
+	callCtx := context.WithoutCancel(ctx)
+	var gaveUp atomic.Bool // the connections were closed on the calls still running
+	giveUp := func() { gaveUp.Store(true); closeClients() }
+	allDone := make(chan struct{}) // every caller has returned
+	defer close(allDone)
 	go func() {
 		select {
 		case <-runCtx.Done():
-		case <-callCtx.Done():
+		case <-allDone:
 			return
 		}
 		t := time.NewTimer(cfg.timeout)
 		defer t.Stop()
 		select {
 		case <-t.C:
-			cancelCalls()
-		case <-callCtx.Done():
+			giveUp()
+		case <-ctx.Done():
+			giveUp()
+		case <-allDone:
 		}
 	}()
 	// take hands out the next call: false when the run is over. With a
@@ -345,6 +377,11 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 				t0 := time.Now()
 				err := call(callCtx, c)
 				d := time.Since(t0)
+				if err != nil && gaveUp.Load() {
+					// Say why, rather than the closed connection's
+					// Unavailable.
+					err = &arbor.Error{Code: arbor.Canceled, Message: fmt.Sprintf("given up: still running %v after the end of the run (--timeout)", cfg.timeout), Cause: err}
+				}
 				w.hist.record(d)
 				if err == nil {
 					w.codes[arbor.OK]++
@@ -376,7 +413,6 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 		return n
 	}, finished, stderr)
 	elapsed := time.Since(start)
-	cancelCalls()
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}

@@ -265,6 +265,27 @@ func TestBenchCommand(t *testing.T) {
 	}
 }
 
+// Calls carry no deadline (a cancellable context costs each call a
+// select), so the ones still running --timeout after the end of the run
+// are given up by closing the connections: the run ends, counting them as
+// failed, instead of waiting for them.
+func TestBenchGivesUpOnCallsPastTheEnd(t *testing.T) {
+	s := startServe(t, 1, "--listen", "tcp://127.0.0.1:0", "--cache-dir", "")
+	ctx := testContext(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	t0 := time.Now()
+	code, stdout, stderr := runArbor(ctx, "bench", "-c", "2", "-d", "200ms", "--timeout", "500ms", "--out", out, s.addrs[0], "sleep", "60000")
+	if took := time.Since(t0); code != exitFail || took > 8*time.Second {
+		t.Fatalf("bench of 60 s calls for 200ms = %d after %v\n%s\n%s", code, took, stdout, stderr)
+	}
+	b, _ := os.ReadFile(out)
+	var rep BenchReport
+	json.Unmarshal(b, &rep)
+	if rep.Calls != 2 || rep.Errors != 2 || rep.ByCode["Canceled"] != 2 || !strings.Contains(rep.FirstErrors["Canceled"], "--timeout") {
+		t.Errorf("report of calls given up: %+v", rep)
+	}
+}
+
 // Some calls fail: the report counts them by code and exits 1.
 func TestBenchCountsErrorsByCode(t *testing.T) {
 	s := startServe(t, 1, "--listen", "tcp://127.0.0.1:0", "--cache-dir", "")
