@@ -215,14 +215,12 @@ func (s *Server) Listen(ctx context.Context, addr string) (transport.Listener, e
 	if err != nil {
 		return nil, err
 	}
-	started := make(chan struct{})
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		close(started)
-		s.Serve(l)
-	}()
-	<-started
+	// Registered before Listen returns: URLs (which a cluster member
+	// advertises) lists it at once.
+	if err := s.addListener(l); err != nil {
+		return nil, err
+	}
+	go s.accept(l)
 	return l, nil
 }
 
@@ -242,9 +240,18 @@ func (s *Server) Draining() bool { return s.draining.Load() }
 // (out of file descriptors, say) are retried with a backoff, and logged
 // once per burst.
 func (s *Server) Serve(l net.Listener) error {
+	if err := s.addListener(l); err != nil {
+		return err
+	}
+	return s.accept(l)
+}
+
+// addListener registers l (its URL, and for Close), or closes it if the
+// server is closed already. accept then serves it.
+func (s *Server) addListener(l net.Listener) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
 		l.Close()
 		return ErrServerClosed
 	}
@@ -252,8 +259,12 @@ func (s *Server) Serve(l net.Listener) error {
 	if u, ok := l.(interface{ URL() string }); ok {
 		s.urls = append(s.urls, u.URL())
 	}
-	s.wg.Add(1)
-	s.mu.Unlock()
+	s.wg.Add(1) // accept's
+	return nil
+}
+
+// accept is Serve's loop on a registered listener.
+func (s *Server) accept(l net.Listener) error {
 	defer s.wg.Done()
 	defer s.forgetListener(l)
 

@@ -720,3 +720,24 @@ func TestCloseDuringShutdown(t *testing.T) {
 		wantCode(t, recv(t, errc, "the call"), arbor.Unavailable)
 	})
 }
+
+// Listen has registered the listener when it returns: URLs lists it at
+// once (a cluster member advertises URLs right after Listen).
+func TestListenRegistersBeforeReturning(t *testing.T) {
+	for i := range 100 {
+		srv := arbor.NewServer()
+		l, err := srv.Listen(context.Background(), "tcp://127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if urls := srv.URLs(); len(urls) != 1 || urls[0] != l.URL() {
+			t.Fatalf("round %d: URLs() = %v right after Listen returned %s", i, urls, l.URL())
+		}
+		srv.Close()
+	}
+	srv := arbor.NewServer()
+	srv.Close()
+	if _, err := srv.Listen(context.Background(), "tcp://127.0.0.1:0"); !errors.Is(err, arbor.ErrServerClosed) {
+		t.Fatalf("Listen on a closed server: %v, want ErrServerClosed", err)
+	}
+}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -115,6 +116,12 @@ func (c *Client) attemptOrHedge(ctx context.Context, req *arbor.Request, n *memb
 		resp *arbor.Response
 		err  error
 	}
+	// The attempts run on goroutines that may outlive this call (the loser
+	// stops when it sees hctx, not before): they send a copy of the
+	// arguments, which the caller may reuse once Call returns.
+	own := *req
+	own.Args = bytes.Clone(req.Args)
+	req = &own
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel() // the loser stops
 	results := make(chan result, 2)
@@ -161,7 +168,8 @@ func (c *Client) attemptOrHedge(ctx context.Context, req *arbor.Request, n *memb
 
 // attempt sends req once through member n's connection.
 func (c *Client) attempt(ctx context.Context, req *arbor.Request, n *memberConn, cl *arbor.Client) (*arbor.Response, error) {
-	r := *req // each attempt its own copy: the client adds to Metadata
+	r := *req                                                 // each attempt its own copy: the client adds to Metadata
+	r.Metadata = r.Metadata[:len(r.Metadata):len(r.Metadata)] // so appends never share an array
 	n.stats.Start()
 	start := time.Now()
 	resp, err := cl.Call(ctx, &r)
