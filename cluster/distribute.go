@@ -35,7 +35,8 @@ type DistributeConfig struct {
 	Policy Policy
 	// Client configures the connections to the other members (Options:
 	// TLS, a bearer token); its Seeds default to this node's own RPC
-	// addresses.
+	// addresses, and its KeepAlive to DistributeKeepAlive (not the
+	// cluster client's 100 ms: see there).
 	Client ClientConfig
 	// CatalogTimeout bounds the fetch of one member's catalog (default
 	// 2 s).
@@ -47,6 +48,23 @@ type DistributeConfig struct {
 	// Logger receives placement trouble (default: the node's logger).
 	Logger *slog.Logger
 }
+
+// DistributeKeepAlive is the keep-alive interval of a distributor's
+// connections to the other members, unless DistributeConfig.Client sets
+// one. A member's server tolerates a silent connection for twice the
+// agreed interval unless it was configured otherwise (arbor's
+// KeepAliveTimeout default), so the cluster client's 100 ms heartbeats
+// would have every member drop a distributor's connection after 200 ms
+// without a frame, which a loaded machine (a collector's pause, a
+// starved process) exceeds now and then, ending every subtree in flight
+// on it: the engine then moves them off their owners, which runs their
+// cached requests again elsewhere and leaves the results where
+// placement does not look. A distributor needs no fast heartbeats: it
+// names the member of every call, and follows the membership through
+// gossip, not through its client's failure detector. At 1 s, a member
+// drops the connection after 2 s of silence, the client's own
+// KeepAliveTimeout.
+const DistributeKeepAlive = time.Second
 
 // Distributor is distributed resolution on one member: the engine's
 // resolve.Placer. Close it before the node and the engine.
@@ -115,6 +133,14 @@ func Distribute(ctx context.Context, node *Node, srv *arbor.Server, engine *reso
 	}
 	if ccfg.Logger == nil {
 		ccfg.Logger = d.log
+	}
+	if ccfg.KeepAlive == 0 {
+		ccfg.KeepAlive = DistributeKeepAlive
+		if ccfg.Phi == (PhiConfig{}) { // the detector's defaults assume 100 ms
+			ccfg.Phi = DefaultPhiConfig()
+			ccfg.Phi.FirstHeartbeatEstimate = DistributeKeepAlive
+			ccfg.Phi.MinStdDev = DistributeKeepAlive / 2
+		}
 	}
 	c, err := DialConfig(ctx, ccfg)
 	if err != nil {

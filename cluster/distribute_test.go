@@ -29,6 +29,9 @@ type distWorker struct {
 	started chan string  // names of slow+mem runs as they start
 	doomed  atomic.Bool  // doom+mem closes this member's server (see withDoom)
 	treeCfg tree.Config  // what tree.Enable gets; setup functions may change it
+	// advertise, when a setup function sets it, turns the member's RPC
+	// URL into the address it gives the cluster (a proxy's).
+	advertise func(url string) string
 }
 
 // startDistWorkers starts size members d0, d1, ...: every one serves
@@ -77,6 +80,9 @@ func startDistWorkers(t testing.TB, size int, gpu func(i int) bool, require map[
 		}
 		cfg := testConfigNamed(w.name, seeds...)
 		cfg.RPCAddrs = []string{w.url}
+		if w.advertise != nil {
+			cfg.RPCAddrs = []string{w.advertise(w.url)}
+		}
 		cfg.Tags = tags
 		w.node, err = Join(testContext(t), w.srv, cfg)
 		must(t, err)

@@ -229,8 +229,11 @@ func (t *track) forget() {
 	if t == nil {
 		return
 	}
-	if t.state.Swap(uint32(Created)) != uint32(Created) {
+	// A request still Created may have been placed there already (placed
+	// names the node before anything starts): it forgets that node too.
+	if t.state.Swap(uint32(Created)) != uint32(Created) || t.node.Load() != nil || t.tried.Load() != nil {
 		t.node.Store(nil)
+		t.tried.Store(nil)
 		t.cached.Store(false)
 		t.attempts.Store(0)
 		t.err.Store(nil)

@@ -263,3 +263,58 @@ func TestResolveHerePinsRoot(t *testing.T) {
 		t.Errorf("deep path: %v", err)
 	}
 }
+
+// reportThenFail is a node that reports a subtree's grandchild placed on
+// node x, then fails, as a member whose connection breaks does.
+type reportThenFail struct{ name string }
+
+func (p *reportThenFail) Name() string { return p.name }
+
+func (p *reportThenFail) Resolve(ctx context.Context, n *request.Node, path []int, report func(*Status)) ([]byte, error) {
+	if report != nil {
+		report(&Status{Path: "args.tuple_element0.args.tuple_element0.args.tuple_element0", State: Created, Node: "x"})
+	}
+	return nil, fmt.Errorf("%s: connection lost: %w", p.name, ErrNodeFailed)
+}
+
+// A subtree moved off a failed node forgets where that node had placed
+// its requests, even those that had not started: on the next node a
+// cached child leaves them Skipped, on no node, not on the failed node's
+// choice.
+func TestMovedSubtreeForgetsPlacementsOfTheFailedNode(t *testing.T) {
+	c := newEngine(t, Config{Catalog: placeCatalog(), Name: "c"})
+	child := request.New("r_add+mem", request.New("add", 1, 2), 3)
+	if got := resolveInt(t, c, child); got != 6 { // c has the child cached
+		t.Fatalf("child on c: %d", got)
+	}
+	a := newEngine(t, Config{Catalog: placeCatalog(), Name: "a", Placer: placerFunc(func(ctx context.Context, n *request.Node, tried []string) (Place, error) {
+		if n.ID != "r_add" {
+			return nil, nil
+		}
+		if len(tried) == 0 {
+			return &reportThenFail{name: "b"}, nil
+		}
+		return &enginePlace{name: "c", e: c}, nil
+	})})
+	id, err := a.Submit(testContext(t), request.New("add", request.New("r_add", child, 4), 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Result(testContext(t), id); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := a.Status(id)
+	g := st.Subrequests[0].Subrequests[0].Subrequests[0]
+	if g.Path != "args.tuple_element0.args.tuple_element0.args.tuple_element0" || g.State != Skipped || g.Node != "" {
+		t.Errorf("%s: %v on %q, want skipped on no node", g.Path, g.State, g.Node)
+	}
+	if sub := st.Subrequests[0]; sub.Node != "c" || len(sub.Tried) != 1 || sub.Tried[0] != "b" {
+		t.Errorf("moved subtree on %q, tried %v", sub.Node, sub.Tried)
+	}
+}
+
+type placerFunc func(ctx context.Context, n *request.Node, tried []string) (Place, error)
+
+func (f placerFunc) Place(ctx context.Context, n *request.Node, tried []string) (Place, error) {
+	return f(ctx, n, tried)
+}
