@@ -26,7 +26,8 @@ type Config struct {
 	KeepAlive time.Duration
 	// KeepAliveTimeout is how long the connection may go without receiving
 	// any frame, pings included, before the peer is declared dead
-	// (default: twice the agreed interval).
+	// (default: twice the interval this side proposed, or the agreed one
+	// if longer: a peer asking for quick pings does not shorten it).
 	KeepAliveTimeout time.Duration
 	// HandshakeTimeout bounds the HELLO exchange (default 10s).
 	HandshakeTimeout time.Duration

@@ -302,6 +302,49 @@ func TestKeepAliveDetectsDeadPeer(t *testing.T) {
 	}
 }
 
+// A peer that proposes a short keep-alive gets its pings at that pace,
+// but the side that proposed a long one does not drop it after twice the
+// short interval of silence (a loaded machine makes such silences): the
+// silence it tolerates comes from its own proposal.
+func TestKeepAliveShortPeerProposalDoesNotShortenTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ch := make(chan *Conn, 1)
+	go func() {
+		nc, err := l.Accept()
+		if err != nil {
+			ch <- nil
+			return
+		}
+		c, _ := Server(nc, Config{Handler: &testHandler{}, KeepAlive: time.Second})
+		ch <- c
+	}()
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// A peer asking for 20 ms pings, then silent for 300 ms (it neither
+	// pings nor answers: it only reads).
+	nc.Write(wire.AppendHello(nil, wire.Hello{Version: wire.Version, MaxFrame: 1 << 20, KeepAlive: 20 * time.Millisecond}))
+	sc := <-ch
+	if sc == nil {
+		t.Fatal("server handshake failed")
+	}
+	defer sc.Close()
+	if got := sc.KeepAlive(); got != 20*time.Millisecond {
+		t.Fatalf("agreed keep-alive %v, want the peer's 20ms", got)
+	}
+	go io.Copy(io.Discard, nc)
+	time.Sleep(300 * time.Millisecond)
+	if err := sc.Err(); err != nil {
+		t.Fatalf("the server dropped a peer silent for 300 ms, under twice its own 1s proposal: %v", err)
+	}
+}
+
 func TestKeepAliveQuietButHealthy(t *testing.T) {
 	p := newPair(t, Config{KeepAlive: 10 * time.Millisecond}, Config{KeepAlive: 10 * time.Millisecond, KeepAliveTimeout: 30 * time.Millisecond})
 	time.Sleep(150 * time.Millisecond) // many intervals with no calls: pings keep it alive

@@ -26,7 +26,8 @@ type kaTimer struct {
 
 // startKeepAlive pings when the connection has been quiet for an interval
 // and closes it once nothing at all has arrived for KeepAliveTimeout
-// (twice the agreed interval by default). Any frame counts as a sign of
+// (by default twice the longer of the agreed interval and the one this
+// side proposed). Any frame counts as a sign of
 // life, so a busy connection sends no pings; a reader paused by its memory
 // budget counts as alive too, since the silence is this side's.
 //
@@ -36,7 +37,11 @@ type kaTimer struct {
 func (c *Conn) startKeepAlive() {
 	timeout := c.cfg.KeepAliveTimeout
 	if timeout <= 0 {
-		timeout = 2 * c.keepAlive
+		// Twice the interval this side proposed, or the agreed one if
+		// longer: a peer that asks for quick pings (to notice quickly
+		// when this side fails) does not make this side quick to drop it
+		// over a silence that a loaded machine makes.
+		timeout = 2 * max(c.keepAlive, c.cfg.KeepAlive)
 	}
 	now := time.Now()
 	ka := &kaTimer{tick: max(min(c.keepAlive, timeout)/8, time.Millisecond), timeout: timeout, lastSeen: now, lastPing: now}
