@@ -1,0 +1,694 @@
+package bridge
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/arbor-rpc/arbor"
+	"github.com/arbor-rpc/arbor/arborproto"
+)
+
+// One call on the native gRPC server: the stream opened by its HEADERS,
+// the messages its DATA frames carry, the handler's goroutine, and the
+// arbor.Stream a streaming handler runs on.
+
+// nativeMethod is a procedure the native server serves.
+type nativeMethod struct {
+	id   string
+	kind arbor.Kind
+}
+
+// native returns the method of a :path, if h serves it (cached once
+// found; the lookup is the connect-go path's).
+func (h *Handler) native(path string) (nativeMethod, bool) {
+	if m, ok := h.natives.Load(path); ok {
+		return m.(nativeMethod), true
+	}
+	f, ok := h.srv.Function(path)
+	if !ok {
+		return nativeMethod{}, false
+	}
+	if _, ok := h.method(f); !ok {
+		return nativeMethod{}, false
+	}
+	m := nativeMethod{id: f.ID, kind: f.Kind}
+	h.natives.Store(path, m)
+	return m, true
+}
+
+// gstream is one stream. The reader alone touches the fields marked so;
+// c.mu guards the send side; qmu the received messages.
+type gstream struct {
+	c       *gconn
+	id      uint32
+	m       nativeMethod
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	tcancel context.CancelFunc // the grpc-timeout's, or nil
+	fields  []hpack.HeaderField
+
+	// Under c.mu.
+	sendWindow  int64
+	headersSent bool
+	done        bool // trailers sent, or reset
+	remoteDone  bool // END_STREAM or RST_STREAM from the client
+	stopWake    func() bool
+
+	// Reader only.
+	started  bool
+	released bool
+	hdr      [5]byte
+	hdrN     int
+	cur      []byte // the message being read: [0x91, bin header, bytes...]
+	need     int    // its bytes still to come
+	nmsg     int
+	args     []byte // unary and server stream: the argument array
+
+	// Under qmu: the messages the handler has yet to Recv.
+	qmu        sync.Mutex
+	q          [][]byte
+	eof        bool
+	qerr       error
+	ready      chan struct{}
+	recvWindow int64
+	unacked    int64 // received, not yet credited back
+	held       int64 // received while messages wait: credited when taken
+}
+
+// open starts a stream for a request's HEADERS, or answers it at once
+// with a trailers-only response when it cannot be served.
+func (c *gconn) open(f *http2.MetaHeadersFrame) error {
+	id, ended := f.StreamID, f.StreamEnded()
+	if f.Truncated {
+		c.refuse(id, ended, 200, arbor.ResourceExhausted, fmt.Sprintf("the request's header list exceeds %d bytes", c.cfg.MaxHeaderListBytes))
+		return nil
+	}
+	var method, path, ctype, timeout string
+	for _, hf := range f.Fields {
+		switch hf.Name {
+		case ":method":
+			method = hf.Value
+		case ":path":
+			path = hf.Value
+		case "content-type":
+			ctype = hf.Value
+		case "grpc-timeout":
+			timeout = hf.Value
+		}
+	}
+	if method != "POST" {
+		c.refuse(id, ended, 405, arbor.Internal, fmt.Sprintf("gRPC calls are POSTs, not %q", method))
+		return nil
+	}
+	sub, ok := grpcSubtype(ctype)
+	if !ok {
+		c.refuse(id, ended, 415, arbor.Internal, fmt.Sprintf("content-type %q is not application/grpc", ctype))
+		return nil
+	}
+	if sub != "" && sub != "proto" {
+		c.refuse(id, ended, 200, arbor.Unimplemented, fmt.Sprintf("the native gRPC server speaks protobuf binary only, not %q (the HTTP bridge serves the others)", ctype))
+		return nil
+	}
+	m, ok := c.h.native(path)
+	if !ok {
+		c.refuse(id, ended, 200, arbor.Unimplemented, "unknown method "+strconv.Quote(path))
+		return nil
+	}
+	st := &gstream{c: c, id: id, m: m, fields: f.Fields, recvWindow: int64(c.cfg.StreamWindow)}
+	st.ctx, st.cancel = context.WithCancelCause(c.ctx)
+	if timeout != "" {
+		d, err := parseTimeout(timeout)
+		if err != nil {
+			st.cancel(nil)
+			c.refuse(id, ended, 200, arbor.Internal, err.Error())
+			return nil
+		}
+		st.ctx, st.tcancel = context.WithTimeout(st.ctx, d)
+	}
+	c.mu.Lock()
+	st.sendWindow = int64(c.peerWindow)
+	st.remoteDone = ended
+	c.streams[id] = st
+	c.mu.Unlock()
+	if m.kind == arbor.KindClientStream || m.kind == arbor.KindBidiStream {
+		st.ready = make(chan struct{}, 1)
+		st.eof = ended
+		st.start()
+	} else if ended {
+		st.endRemote()
+	}
+	return nil
+}
+
+// grpcSubtype returns the part after application/grpc+ ("" for none).
+func grpcSubtype(ct string) (string, bool) {
+	rest, ok := strings.CutPrefix(ct, "application/grpc")
+	if !ok {
+		return "", false
+	}
+	rest, _, _ = strings.Cut(rest, ";")
+	if rest == "" {
+		return "", true
+	}
+	sub, ok := strings.CutPrefix(rest, "+")
+	return sub, ok
+}
+
+// parseTimeout reads grpc-timeout: up to 8 digits and a unit.
+func parseTimeout(s string) (time.Duration, error) {
+	if len(s) < 2 || len(s) > 9 {
+		return 0, fmt.Errorf("malformed grpc-timeout %q", s)
+	}
+	n, err := strconv.ParseUint(s[:len(s)-1], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("malformed grpc-timeout %q", s)
+	}
+	var unit time.Duration
+	switch s[len(s)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return 0, fmt.Errorf("malformed grpc-timeout %q: unknown unit", s)
+	}
+	if n > uint64(1<<63-1)/uint64(unit) {
+		return 1<<63 - 1, nil
+	}
+	return time.Duration(n) * unit, nil
+}
+
+// onData takes a DATA frame's payload (n bytes on the wire, padding
+// included) or, with data nil, the client's trailers. Reader only.
+func (st *gstream) onData(data []byte, n int64, end bool) error {
+	c := st.c
+	c.mu.Lock()
+	if st.done {
+		// Answered or reset already; what the client still sends is dropped.
+		st.remoteDone = st.remoteDone || end
+		c.mu.Unlock()
+		return nil
+	}
+	if st.remoteDone {
+		c.mu.Unlock()
+		st.resetByPeer(errors.New("DATA after END_STREAM"))
+		c.writeRST(st.id, http2.ErrCodeStreamClosed)
+		return nil
+	}
+	st.remoteDone = end
+	c.mu.Unlock()
+	st.qmu.Lock()
+	if n > st.recvWindow {
+		st.qmu.Unlock()
+		st.resetByPeer(fmt.Errorf("DATA of %d bytes over the stream's window of %d", n, st.recvWindow))
+		c.writeRST(st.id, http2.ErrCodeFlowControl)
+		return nil
+	}
+	st.recvWindow -= n
+	st.qmu.Unlock()
+	if code, msg := st.parse(data); code != arbor.OK {
+		st.fail(code, msg)
+		return nil
+	}
+	if n > 0 && !end {
+		st.credit(n)
+	}
+	if end {
+		st.endRemote()
+	}
+	return nil
+}
+
+// parse cuts data into messages. Every length is checked against the
+// limit, and the buffer grows with the bytes that came, not with the
+// length the prefix claims.
+func (st *gstream) parse(data []byte) (arbor.Code, string) {
+	for len(data) > 0 {
+		if st.cur == nil {
+			k := copy(st.hdr[st.hdrN:], data)
+			st.hdrN += k
+			data = data[k:]
+			if st.hdrN < 5 {
+				return arbor.OK, ""
+			}
+			st.hdrN = 0
+			switch st.hdr[0] {
+			case 0:
+			case 1:
+				return arbor.Unimplemented, "a compressed message: the native gRPC server supports no compression (send uncompressed, grpc-encoding identity)"
+			default:
+				return arbor.Internal, fmt.Sprintf("message flags %#x: only 0 and 1 are defined", st.hdr[0])
+			}
+			size := binary.BigEndian.Uint32(st.hdr[1:])
+			if max := st.c.h.cfg.MaxMessageBytes; uint64(size) > uint64(max) {
+				return arbor.ResourceExhausted, fmt.Sprintf("a request message of %d bytes exceeds the limit of %d bytes", size, max)
+			}
+			if st.nmsg > 0 && (st.m.kind == arbor.KindUnary || st.m.kind == arbor.KindServerStream) {
+				return arbor.Unimplemented, fmt.Sprintf("more than one request message for %s, which takes one", st.m.id)
+			}
+			st.need = int(size)
+			st.cur = make([]byte, 0, 1+5+min(st.need, len(data)))
+			st.cur = append(st.cur, 0x91) // the argument array of one
+			st.cur = arborproto.AppendBinHeader(st.cur, st.need)
+		}
+		k := min(st.need, len(data))
+		st.cur = append(st.cur, data[:k]...)
+		st.need -= k
+		data = data[k:]
+		if st.need == 0 {
+			st.deliver(st.cur)
+			st.cur = nil
+		}
+	}
+	return arbor.OK, ""
+}
+
+// deliver hands one whole message on.
+func (st *gstream) deliver(msg []byte) {
+	st.nmsg++
+	if st.m.kind == arbor.KindUnary || st.m.kind == arbor.KindServerStream {
+		st.args = msg
+		return
+	}
+	st.qmu.Lock()
+	st.q = append(st.q, msg[1:]) // a stream message is the bin alone
+	st.qmu.Unlock()
+	st.wake()
+}
+
+func (st *gstream) wake() {
+	select {
+	case st.ready <- struct{}{}:
+	default:
+	}
+}
+
+// credit gives n received bytes back to the client's window, unless
+// messages wait for the handler: then they are credited as it takes
+// them, so a handler that does not read stops its caller.
+func (st *gstream) credit(n int64) {
+	st.qmu.Lock()
+	if len(st.q) > 0 {
+		st.held += n
+		st.qmu.Unlock()
+		return
+	}
+	st.unacked += n
+	inc := int64(0)
+	if st.unacked >= int64(st.c.cfg.StreamWindow/4) {
+		inc, st.unacked = st.unacked, 0
+		st.recvWindow += inc
+	}
+	st.qmu.Unlock()
+	if inc > 0 {
+		st.c.writeWindowUpdate(st.id, inc)
+	}
+}
+
+// endRemote is the client's END_STREAM. Reader only.
+func (st *gstream) endRemote() {
+	if st.cur != nil || st.hdrN > 0 {
+		st.fail(arbor.Internal, "the request ended inside a message")
+		return
+	}
+	switch st.m.kind {
+	case arbor.KindUnary, arbor.KindServerStream:
+		if st.nmsg == 0 {
+			st.fail(arbor.Internal, "the request ended without its message")
+			return
+		}
+		st.start()
+	default:
+		st.qmu.Lock()
+		st.eof = true
+		st.qmu.Unlock()
+		st.wake()
+	}
+}
+
+// fail ends the stream with a status of the server's, now.
+func (st *gstream) fail(code arbor.Code, msg string) {
+	st.finish(code, msg, nil, nil)
+	st.stop(arbor.NewError(code, msg))
+}
+
+// resetByPeer ends the stream without a word: the client reset it, or
+// broke its rules.
+func (st *gstream) resetByPeer(cause error) {
+	c := st.c
+	c.mu.Lock()
+	st.done, st.remoteDone = true, true
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	st.stop(arbor.NewError(arbor.Canceled, cause.Error()))
+}
+
+// stop cancels the handler (or releases a stream never started).
+func (st *gstream) stop(cause error) {
+	st.cancel(cause)
+	st.qmu.Lock()
+	if st.qerr == nil {
+		st.qerr = cause
+	}
+	st.qmu.Unlock()
+	if st.ready != nil {
+		st.wake()
+	}
+	if !st.started && !st.released {
+		st.released = true
+		st.release()
+	}
+}
+
+// start runs the handler on its own goroutine.
+func (st *gstream) start() {
+	st.started = true
+	st.c.hwg.Add(1)
+	go st.run()
+}
+
+func (st *gstream) run() {
+	defer st.c.hwg.Done()
+	defer st.release()
+	ictx := arbor.InboundContext(st.ctx, fieldMetadata(st.fields), st.c.peer)
+	st.fields = nil
+	srv := st.c.h.srv
+	var res []byte
+	var err error
+	hasResult := false
+	switch st.m.kind {
+	case arbor.KindUnary:
+		res, err = srv.Invoke(ictx, st.m.id, st.args)
+		hasResult = true
+	case arbor.KindServerStream:
+		_, err = srv.InvokeStream(ictx, st.m.id, st.args, st)
+	case arbor.KindClientStream:
+		res, err = srv.InvokeStream(ictx, st.m.id, nil, st)
+		hasResult = true
+	default:
+		_, err = srv.InvokeStream(ictx, st.m.id, nil, st)
+	}
+	st.args = nil
+	md := trailerMetadata(ictx)
+	if err == nil && hasResult {
+		b, uerr := unbin(res)
+		if uerr == nil {
+			st.sendMessage(b, true, md)
+			return
+		}
+		err = arbor.Errorf(arbor.Internal, "%s: the result is not a protobuf message: %v", st.m.id, uerr)
+	}
+	if err == nil {
+		st.finish(arbor.OK, "", nil, md)
+		return
+	}
+	code, msg, details := grpcStatus(err)
+	st.finish(code, msg, details, md)
+}
+
+// release forgets the stream; the connection closes once the last
+// stream of a GOAWAY is done.
+func (st *gstream) release() {
+	c := st.c
+	c.mu.Lock()
+	delete(c.streams, st.id)
+	if st.stopWake != nil {
+		st.stopWake()
+		st.stopWake = nil
+	}
+	st.done = true
+	st.cancel(context.Canceled)
+	if st.tcancel != nil {
+		st.tcancel()
+	}
+	if c.goingAway && len(c.streams) == 0 && !c.closed {
+		c.closeAfter = true
+		c.flushLocked(false)
+		return
+	}
+	c.mu.Unlock()
+}
+
+// sendableLocked reports why st may send no more, if so.
+func (st *gstream) sendableLocked() error {
+	switch {
+	case st.c.werr != nil:
+		return arbor.Errorf(arbor.Unavailable, "the gRPC connection failed: %v", st.c.werr)
+	case st.done:
+		if cause := context.Cause(st.ctx); cause != nil {
+			return cause
+		}
+		return arbor.Errorf(arbor.Canceled, "the stream has ended")
+	case st.ctx.Err() != nil:
+		return ctxError(st.ctx)
+	}
+	return nil
+}
+
+func (st *gstream) sendErr(err error) error {
+	return arbor.Errorf(arbor.Unavailable, "the gRPC connection failed: %v", err)
+}
+
+// waitLocked waits on the connection's cond, woken also by the end of
+// st's context.
+func (st *gstream) waitLocked() {
+	c := st.c
+	if st.stopWake == nil {
+		st.stopWake = context.AfterFunc(st.ctx, func() {
+			c.mu.Lock()
+			c.cond.Broadcast()
+			c.mu.Unlock()
+		})
+	}
+	c.cond.Wait()
+}
+
+func ctxError(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return arbor.Errorf(arbor.DeadlineExceeded, "the call's deadline passed")
+	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return arbor.Errorf(arbor.Canceled, "the call was cancelled")
+}
+
+// The arbor.Stream a streaming handler runs on.
+
+func (st *gstream) Context() context.Context { return st.ctx }
+
+// Send strips the msgpack bin the handler's Sender encoded.
+func (st *gstream) Send(msg []byte) error {
+	if st.m.kind == arbor.KindClientStream {
+		return arbor.Errorf(arbor.FailedPrecondition, "this stream sends nothing to its caller")
+	}
+	b, err := unbin(msg)
+	if err != nil {
+		return arbor.Errorf(arbor.Internal, "a stream message is not a protobuf message: %v", err)
+	}
+	return st.sendMessage(b, false, nil)
+}
+
+// Recv returns the next message as the msgpack bin a Receiver decodes,
+// giving its bytes back to the client's window.
+func (st *gstream) Recv() ([]byte, error) {
+	if st.ready == nil {
+		return nil, io.EOF
+	}
+	for {
+		st.qmu.Lock()
+		if len(st.q) > 0 {
+			m := st.q[0]
+			st.q[0] = nil
+			st.q = st.q[1:]
+			inc := int64(0)
+			if len(st.q) == 0 {
+				st.q = nil
+				if st.held > 0 {
+					inc, st.held = st.held, 0
+					st.recvWindow += inc
+				}
+			}
+			st.qmu.Unlock()
+			if inc > 0 {
+				st.c.writeWindowUpdate(st.id, inc)
+			}
+			return m, nil
+		}
+		if st.qerr != nil {
+			err := st.qerr
+			st.qmu.Unlock()
+			return nil, err
+		}
+		if st.eof {
+			st.qmu.Unlock()
+			return nil, io.EOF
+		}
+		st.qmu.Unlock()
+		select {
+		case <-st.ready:
+		case <-st.ctx.Done():
+			return nil, ctxError(st.ctx)
+		}
+	}
+}
+
+func (st *gstream) CloseSend() error { return nil }
+
+// fieldMetadata is metadata() for HTTP/2 header fields: lower-case keys
+// (HTTP/2's), sorted, values of a key in order, protocol headers left out.
+func fieldMetadata(fields []hpack.HeaderField) arbor.Metadata {
+	var md arbor.Metadata
+	for _, hf := range fields {
+		if hf.IsPseudo() || isProtocolHeader(hf.Name) {
+			continue
+		}
+		md = append(md, arbor.Pair{Key: hf.Name, Value: hf.Value})
+	}
+	slices.SortStableFunc(md, func(a, b arbor.Pair) int { return strings.Compare(a.Key, b.Key) })
+	return md
+}
+
+// trailerMetadata is the trailers set with arbor.SetTrailer, as addTrailer
+// takes them, and only those HTTP/2 can carry.
+func trailerMetadata(ictx context.Context) arbor.Metadata {
+	in := arbor.InboundTrailer(ictx)
+	if len(in) == 0 {
+		return nil
+	}
+	out := in[:0]
+	for _, p := range in {
+		k := strings.ToLower(p.Key)
+		if isProtocolHeader(k) || !validFieldName(k) || !validFieldValue(p.Value) {
+			continue
+		}
+		out = append(out, arbor.Pair{Key: k, Value: p.Value})
+	}
+	return out
+}
+
+// grpcStatus is an error's gRPC status (Arbor's codes are gRPC's).
+func grpcStatus(err error) (arbor.Code, string, []byte) {
+	code := arbor.CodeOf(err)
+	msg := err.Error()
+	var details []byte
+	var ae *arbor.Error
+	if errors.As(err, &ae) {
+		msg, details = ae.Message, ae.Details
+	}
+	if code == arbor.OK || code > arbor.Unauthenticated {
+		code = arbor.Unknown
+	}
+	return code, msg, details
+}
+
+// bytesValueURL is the type of the detail an error's opaque Details
+// travel in.
+const bytesValueURL = "type.googleapis.com/google.protobuf.BytesValue"
+
+// statusDetailsBin is grpc-status-details-bin: Details as they are when
+// they hold a google.rpc.Status of the same code (gRPC's own form),
+// otherwise a google.rpc.Status holding them as one
+// google.protobuf.BytesValue detail; base64 without padding.
+func statusDetailsBin(code arbor.Code, msg string, details []byte) string {
+	if c, ok := rpcStatusCode(details); ok && c == uint64(code) {
+		return base64.RawStdEncoding.EncodeToString(details)
+	}
+	var bv []byte
+	bv = protowire.AppendTag(bv, 1, protowire.BytesType)
+	bv = protowire.AppendBytes(bv, details)
+	var anyb []byte
+	anyb = protowire.AppendTag(anyb, 1, protowire.BytesType)
+	anyb = protowire.AppendString(anyb, bytesValueURL)
+	anyb = protowire.AppendTag(anyb, 2, protowire.BytesType)
+	anyb = protowire.AppendBytes(anyb, bv)
+	var s []byte
+	s = protowire.AppendTag(s, 1, protowire.VarintType)
+	s = protowire.AppendVarint(s, uint64(code))
+	s = protowire.AppendTag(s, 2, protowire.BytesType)
+	s = protowire.AppendString(s, msg)
+	s = protowire.AppendTag(s, 3, protowire.BytesType)
+	s = protowire.AppendBytes(s, anyb)
+	return base64.RawStdEncoding.EncodeToString(s)
+}
+
+// rpcStatusCode returns the code of b if b parses as a google.rpc.Status
+// (fields 1 varint, 2 and 3 length-delimited, nothing else).
+func rpcStatusCode(b []byte) (uint64, bool) {
+	var code uint64
+	seen := false
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, false
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return 0, false
+			}
+			code, seen, b = v, true, b[m:]
+		case (num == 2 || num == 3) && typ == protowire.BytesType:
+			_, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return 0, false
+			}
+			b = b[m:]
+		default:
+			return 0, false
+		}
+	}
+	return code, seen
+}
+
+// validFieldName reports whether k is a lower-case HTTP token (HTTP/2's
+// field names).
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		b := k[i]
+		switch {
+		case b >= 'a' && b <= 'z', b >= '0' && b <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValue reports whether v may be a field value: no control
+// bytes but tab.
+func validFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; (b < 0x20 && b != '\t') || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}
