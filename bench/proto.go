@@ -27,7 +27,7 @@ const (
 	// grpc-go client → the bridge's native gRPC server (h2c, no net/http
 	// or connect-go) → the same handler.
 	protoBridgeNative = "bridge-native"
-	protoGRPC   = "grpc-proto"  // grpc-go client → grpc-go server, same messages
+	protoGRPC         = "grpc-proto" // grpc-go client → grpc-go server, same messages
 	// connect-go serving the same echo on the same HTTP server as the
 	// bridge, called by grpc-go: the floor under bridge-grpc.
 	protoConnect = "connect-grpc"

@@ -40,7 +40,7 @@ type gconn struct {
 	mu      sync.Mutex
 	cond    *sync.Cond // writes drained, windows grown, streams ended
 	streams map[uint32]*gstream
-	maxID   uint32 // the highest client stream id seen
+	maxID   uint32         // the highest client stream id seen
 	hwg     sync.WaitGroup // the handlers
 	wwg     sync.WaitGroup // the writer goroutine
 	started bool           // our SETTINGS are queued: GOAWAY may follow
