@@ -60,6 +60,8 @@ type gconn struct {
 	sendWindow   int64        // the connection's, for our DATA
 	peerWindow   int32        // the peer's SETTINGS_INITIAL_WINDOW_SIZE
 	peerFrame    int          // the peer's SETTINGS_MAX_FRAME_SIZE
+	encPending   bool         // the encoder owes the peer a table size update
+	wtimeout     time.Duration
 
 	// Inbound connection window (reader only).
 	recvWindow  int64
@@ -77,7 +79,7 @@ func (a appendTo) Write(p []byte) (int, error) {
 func newGConn(s *GRPCServer, nc net.Conn) *gconn {
 	c := &gconn{s: s, h: s.h, cfg: &s.cfg, nc: nc, streams: map[uint32]*gstream{},
 		sendWindow: 65535, peerWindow: 65535, peerFrame: 16384, wsig: make(chan struct{}, 1),
-		recvWindow: int64(s.cfg.ConnWindow)}
+		recvWindow: int64(s.cfg.ConnWindow), wtimeout: s.cfg.WriteTimeout}
 	c.cond = sync.NewCond(&c.mu)
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	c.wfr = http2.NewFramer(appendTo{c}, nil)
@@ -297,6 +299,9 @@ func (c *gconn) onSettings(f *http2.SettingsFrame) error {
 		case http2.SettingMaxFrameSize:
 			c.peerFrame = int(s.Val)
 		case http2.SettingHeaderTableSize:
+			if s.Val < c.enc.MaxDynamicTableSize() {
+				c.encPending = true // the next block opens with the update
+			}
 			c.enc.SetMaxDynamicTableSizeLimit(s.Val)
 		}
 		return nil
@@ -452,7 +457,7 @@ func (c *gconn) goAwayErr(e connErr) {
 	}
 	c.goingAway = true
 	c.wfr.WriteGoAway(c.maxID, e.code, []byte(e.msg))
-	c.nc.SetWriteDeadline(time.Now().Add(time.Second)) // a peer that reads nothing
+	c.wtimeout = time.Second // a peer that reads nothing
 	c.closeAfter = true
 	if c.writing {
 		for c.writing {

@@ -30,6 +30,11 @@ const (
 
 // GRPCConfig configures a GRPCServer. The zero value is usable; the
 // message size limit is the Handler's Config.MaxMessageBytes.
+//
+// A connection holds at most about MaxConcurrentStreams × (2 ×
+// MaxMessageBytes + 8 × StreamWindow) of requests (a message being read,
+// one waiting for its handler, and the window's worth of small ones) and
+// MaxPendingWrite of responses, whatever its client does.
 type GRPCConfig struct {
 	// TLS, if set, makes Serve speak TLS on its plain listeners (ALPN
 	// "h2" is added). Without it a listener's *tls.Conn connections are
@@ -54,6 +59,9 @@ type GRPCConfig struct {
 	// HandshakeTimeout bounds the TLS handshake and the client's
 	// connection preface (default 10s).
 	HandshakeTimeout time.Duration
+	// WriteTimeout bounds one write to the socket: a client that stops
+	// reading for longer loses its connection (default 30s).
+	WriteTimeout time.Duration
 	// Logger receives protocol errors at debug level (default: none).
 	Logger *slog.Logger
 }
@@ -75,6 +83,9 @@ func (c *GRPCConfig) fill() {
 	c.ConnWindow = min(c.ConnWindow, 1<<31-1)
 	if c.MaxPendingWrite <= 0 {
 		c.MaxPendingWrite = DefaultGRPCMaxPendingWrite
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = readHeaderTimeout

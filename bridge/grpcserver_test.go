@@ -269,6 +269,29 @@ func TestGRPCRawUnary(t *testing.T) {
 	}
 }
 
+// A client's SETTINGS_HEADER_TABLE_SIZE of 0: the server's blocks open
+// with the table size update and index nothing (a decoder of table size
+// 0 reads them all).
+func TestGRPCHeaderTableSizeZero(t *testing.T) {
+	r := dialRaw(t, startGRPC(t, bridge.Config{}, bridge.GRPCConfig{}), http2.Setting{ID: http2.SettingHeaderTableSize, Val: 0})
+	r.fr.ReadMetaHeaders = hpack.NewDecoder(0, nil)
+	r.fr.WriteSettingsAck()
+	for i, id := range []uint32{1, 3, 5, 7} {
+		if i%2 == 0 {
+			r.headers(id, "/no.Such/Method", true)
+			if res := r.until(id); res.trailers["grpc-status"] != "12" {
+				t.Fatalf("stream %d: %+v", id, res)
+			}
+			continue
+		}
+		r.headers(id, pb.RouteGuideGetFeatureProcedure, false)
+		r.message(id, patriots, true)
+		if res := r.until(id); res.status != "200" || res.trailers["grpc-status"] != "0" {
+			t.Fatalf("stream %d: %+v", id, res)
+		}
+	}
+}
+
 // A message over the limit: ResourceExhausted on its stream before the
 // server reads (or allocates) the rest.
 func TestGRPCRawMessageLimit(t *testing.T) {

@@ -349,7 +349,7 @@ func (st *gstream) endRemote() {
 
 // fail ends the stream with a status of the server's, now.
 func (st *gstream) fail(code arbor.Code, msg string) {
-	st.finish(code, msg, nil, nil)
+	st.finish(code, msg, nil, nil, !st.started)
 	st.stop(arbor.NewError(code, msg))
 }
 
@@ -420,11 +420,11 @@ func (st *gstream) run() {
 		err = arbor.Errorf(arbor.Internal, "%s: the result is not a protobuf message: %v", st.m.id, uerr)
 	}
 	if err == nil {
-		st.finish(arbor.OK, "", nil, md)
+		st.finish(arbor.OK, "", nil, md, true)
 		return
 	}
 	code, msg, details := grpcStatus(err)
-	st.finish(code, msg, details, md)
+	st.finish(code, msg, details, md, true)
 }
 
 // release forgets the stream; the connection closes once the last

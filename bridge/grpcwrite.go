@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -83,7 +84,9 @@ func (c *gconn) writeLocked() {
 	for len(c.wbuf) > 0 && c.werr == nil {
 		buf := c.wbuf
 		c.wbuf = c.wspare[:0]
+		timeout := c.wtimeout
 		c.mu.Unlock()
+		c.nc.SetWriteDeadline(time.Now().Add(timeout))
 		_, err := c.nc.Write(buf)
 		c.mu.Lock()
 		if cap(buf) <= 1<<20 { // don't pin a burst's buffer
@@ -169,10 +172,11 @@ func (c *gconn) writeWindowUpdate(id uint32, inc int64) {
 // trailerBlockLocked encodes the trailers (or, trailersOnly, the whole
 // response) of a call that ends with code.
 func (c *gconn) trailerBlockLocked(trailersOnly bool, httpStatus int, code arbor.Code, msg string, details []byte, md arbor.Metadata) []byte {
-	if code == arbor.OK && len(md) == 0 && !trailersOnly {
+	if code == arbor.OK && len(md) == 0 && !trailersOnly && !c.encPending {
 		return grpcOKBlock
 	}
 	c.hbuf.Reset()
+	c.encPending = false
 	// Every field goes through the encoder, so that a dynamic table size
 	// update it owes the peer opens the block.
 	if trailersOnly {
@@ -208,7 +212,15 @@ func (st *gstream) sendMessage(payload []byte, end bool, md arbor.Metadata) erro
 		return err
 	}
 	if !st.headersSent {
-		c.writeHeaderBlockLocked(st.id, grpcHeadersBlock, false)
+		block := grpcHeadersBlock
+		if c.encPending {
+			c.hbuf.Reset()
+			c.encPending = false
+			c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+			c.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+			block = c.hbuf.Bytes()
+		}
+		c.writeHeaderBlockLocked(st.id, block, false)
 		st.headersSent = true
 	}
 	var prefix [5]byte
@@ -253,15 +265,16 @@ func (st *gstream) sendMessage(payload []byte, end bool, md arbor.Metadata) erro
 		c.sendWindow -= int64(n)
 	}
 	if end {
-		st.endLocked(arbor.OK, "", nil, md)
+		st.endLocked(arbor.OK, "", nil, md, true)
 	}
 	c.flushLocked(!end && st.m.kind != arbor.KindUnary)
 	return nil
 }
 
 // finish ends st with code: trailers, or a trailers-only response when
-// nothing was sent; the first end wins.
-func (st *gstream) finish(code arbor.Code, msg string, details []byte, md arbor.Metadata) {
+// nothing was sent; the first end wins. last says the handler has
+// returned (or never ran).
+func (st *gstream) finish(code arbor.Code, msg string, details []byte, md arbor.Metadata, last bool) {
 	c := st.c
 	if c.lockForAppend() != nil {
 		return
@@ -270,14 +283,20 @@ func (st *gstream) finish(code arbor.Code, msg string, details []byte, md arbor.
 		c.mu.Unlock()
 		return
 	}
-	st.endLocked(code, msg, details, md)
+	st.endLocked(code, msg, details, md, last)
 	c.flushLocked(false)
 }
 
-// endLocked queues st's last frames.
-func (st *gstream) endLocked(code arbor.Code, msg string, details []byte, md arbor.Metadata) {
+// endLocked queues st's last frames. When the handler is done (last) the
+// stream stops counting against MaxConcurrentStreams with them, so a
+// client that saw its END_STREAM may open another at once; a stream whose
+// handler still runs counts until it returns.
+func (st *gstream) endLocked(code arbor.Code, msg string, details []byte, md arbor.Metadata, last bool) {
 	c := st.c
 	st.done = true
+	if last {
+		delete(c.streams, st.id)
+	}
 	block := c.trailerBlockLocked(!st.headersSent, 200, code, msg, details, md)
 	c.writeHeaderBlockLocked(st.id, block, true)
 	if !st.remoteDone {
