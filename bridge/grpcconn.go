@@ -406,6 +406,9 @@ func (c *gconn) onHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	if id <= c.maxID {
 		c.mu.Unlock()
+		if f.StreamEnded() {
+			return nil // a client's trailers racing our end of its stream
+		}
 		return connErr{http2.ErrCodeStreamClosed, fmt.Sprintf("HEADERS on closed stream %d", id)}
 	}
 	c.maxID = id

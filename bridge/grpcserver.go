@@ -21,11 +21,17 @@ import (
 
 // Defaults of GRPCConfig.
 const (
+	// DefaultGRPCMaxConcurrentStreams is the streams one connection may
+	// have open.
 	DefaultGRPCMaxConcurrentStreams = 100
-	DefaultGRPCMaxHeaderListBytes   = 64 << 10
-	DefaultGRPCStreamWindow         = 256 << 10
-	DefaultGRPCConnWindow           = 1 << 20
-	DefaultGRPCMaxPendingWrite      = 1 << 20
+	// DefaultGRPCMaxHeaderListBytes bounds a request's headers.
+	DefaultGRPCMaxHeaderListBytes = 64 << 10
+	// DefaultGRPCStreamWindow is a stream's receive window.
+	DefaultGRPCStreamWindow = 256 << 10
+	// DefaultGRPCConnWindow is a connection's receive window.
+	DefaultGRPCConnWindow = 1 << 20
+	// DefaultGRPCMaxPendingWrite bounds a connection's write queue.
+	DefaultGRPCMaxPendingWrite = 1 << 20
 )
 
 // GRPCConfig configures a GRPCServer. The zero value is usable; the

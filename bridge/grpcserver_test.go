@@ -351,7 +351,8 @@ func TestGRPCBadFrames(t *testing.T) {
 			r.headers(3, pb.RouteGuideGetFeatureProcedure, false)
 			r.message(3, patriots, true)
 			r.until(3)
-			r.headers(1, pb.RouteGuideGetFeatureProcedure, true)
+			r.headers(3, pb.RouteGuideGetFeatureProcedure, true) // trailers after the end: ignored
+			r.headers(1, pb.RouteGuideGetFeatureProcedure, false)
 		}, http2.ErrCodeStreamClosed},
 		{"PUSH_PROMISE from a client", func(r *raw) {
 			r.fr.WritePushPromise(http2.PushPromiseParam{StreamID: 1, PromiseID: 2, BlockFragment: []byte{0x82}, EndHeaders: true})
@@ -484,4 +485,58 @@ func TestGRPCClientThatNeverReads(t *testing.T) {
 		t.Fatalf("a PING flood from a client that reads nothing was taken for 8s (err %v): the server does not push back", err)
 	}
 	t.Logf("the server stopped reading after %v", time.Since(start))
+}
+
+// Shutdown sends GOAWAY naming the last stream taken, refuses newer ones,
+// lets the one in flight finish, then closes the connection.
+func TestGRPCShutdownGoAway(t *testing.T) {
+	srv := arbor.NewServer()
+	defer srv.Close()
+	if err := server.New(nil).Register(srv); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := bridge.NewGRPCServer(bridge.New(srv, bridge.Config{}), bridge.GRPCConfig{})
+	served := make(chan error, 1)
+	go func() { served <- gs.Serve(l) }()
+	r, _ := handshake(t, l.Addr().String())
+	r.headers(1, pb.RouteGuideRecordRouteProcedure, false)
+	r.message(1, patriots, false)
+	r.fr.WritePing(false, [8]byte{9})
+	for { // the server has taken stream 1 once it answers the PING
+		if p, ok := r.read().(*http2.PingFrame); ok && p.IsAck() {
+			break
+		}
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- gs.Shutdown(testContext(t)) }()
+	for {
+		if g, ok := r.read().(*http2.GoAwayFrame); ok {
+			if g.ErrCode != http2.ErrCodeNo || g.LastStreamID != 1 {
+				t.Fatalf("GOAWAY %v, last stream %d", g.ErrCode, g.LastStreamID)
+			}
+			break
+		}
+	}
+	r.headers(3, pb.RouteGuideGetFeatureProcedure, true)
+	if res := r.until(3); !res.gotRST || res.rst != http2.ErrCodeRefusedStream {
+		t.Fatalf("a stream after GOAWAY: %+v", res)
+	}
+	r.fr.WriteData(1, true, nil)
+	if res := r.until(1); res.trailers["grpc-status"] != "0" {
+		t.Fatalf("the stream in flight: %+v", res)
+	}
+	var ne net.Error
+	if _, err := io.Copy(io.Discard, r.nc); errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("the connection stayed open after its last stream")
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; !errors.Is(err, bridge.ErrGRPCServerClosed) {
+		t.Fatal(err)
+	}
 }

@@ -124,6 +124,9 @@ func (c *gconn) open(f *http2.MetaHeadersFrame) error {
 	}
 	m, ok := c.h.native(path)
 	if !ok {
+		if len(path) > 200 { // it comes back in a trailer
+			path = path[:200] + "..."
+		}
 		c.refuse(id, ended, 200, arbor.Unimplemented, "unknown method "+strconv.Quote(path))
 		return nil
 	}
