@@ -177,34 +177,14 @@ func (c *gconn) run() error {
 		if err := c.handle(f); err != nil {
 			return err
 		}
-		if f, err = c.fr.ReadFrame(); err != nil {
+		// A stream error (a malformed header block) ends its stream only.
+		for f, err = c.fr.ReadFrame(); err != nil; f, err = c.fr.ReadFrame() {
 			var se http2.StreamError
-			if errors.As(err, &se) {
-				c.streamErrRead(se)
-				f = nil
-				if f, err = c.nextAfterStreamErr(); err != nil {
-					return err
-				}
-				continue
+			if !errors.As(err, &se) {
+				return c.readErr(err)
 			}
-			return c.readErr(err)
+			c.streamErrRead(se)
 		}
-	}
-}
-
-// nextAfterStreamErr reads on after a stream error, which ends only its
-// stream; more of them in a row are handled in turn.
-func (c *gconn) nextAfterStreamErr() (http2.Frame, error) {
-	for {
-		f, err := c.fr.ReadFrame()
-		if err == nil {
-			return f, nil
-		}
-		var se http2.StreamError
-		if !errors.As(err, &se) {
-			return nil, c.readErr(err)
-		}
-		c.streamErrRead(se)
 	}
 }
 

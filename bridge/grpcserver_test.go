@@ -540,3 +540,18 @@ func TestGRPCShutdownGoAway(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A malformed header (an upper-case name) is a stream error: RST_STREAM
+// PROTOCOL_ERROR on its stream, and the connection serves on.
+func TestGRPCStreamError(t *testing.T) {
+	r, _ := handshake(t, startGRPC(t, bridge.Config{}, bridge.GRPCConfig{}))
+	r.headers(1, pb.RouteGuideGetFeatureProcedure, true, "X-Upper", "v")
+	if res := r.until(1); !res.gotRST || res.rst != http2.ErrCodeProtocol {
+		t.Fatalf("%+v", res)
+	}
+	r.headers(3, pb.RouteGuideGetFeatureProcedure, false)
+	r.message(3, patriots, true)
+	if res := r.until(3); res.trailers["grpc-status"] != "0" {
+		t.Fatalf("after: %+v", res)
+	}
+}

@@ -470,3 +470,19 @@ func TestNativeShutdownDrains(t *testing.T) {
 		t.Fatalf("Serve: %v", err)
 	}
 }
+
+// A unary call of 1 MiB each way: larger than every window on both
+// sides, so both sides' WINDOW_UPDATEs carry it.
+func TestNativeLargeUnary(t *testing.T) {
+	cc := dial(t, startNative(t, nil, bridge.Config{}, bridge.GRPCConfig{}))
+	name := strings.Repeat("L", 1<<20)
+	for range 3 {
+		var r greeter.HelloReply
+		if err := cc.Invoke(testContext(t), greeter.GreeterSayHelloProcedure, &greeter.HelloRequest{Name: name}, &r); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(r.GetMessage(), name) {
+			t.Fatalf("a reply of %d bytes lacks the name", len(r.GetMessage()))
+		}
+	}
+}
