@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -467,16 +468,24 @@ func TestGRPCMaxStreams(t *testing.T) {
 func TestGRPCClientThatNeverReads(t *testing.T) {
 	addr := startGRPC(t, bridge.Config{}, bridge.GRPCConfig{})
 	r := dialRaw(t, addr)
-	r.nc.(*net.TCPConn).SetReadBuffer(4096)
 	r.fr.WriteSettingsAck()
-	var ping [8]byte
+	// PINGs a thousand to a write, each answered with as many bytes.
+	var batch bytes.Buffer
+	bf := http2.NewFramer(&batch, nil)
+	for i := range 1000 {
+		var ping [8]byte
+		binary.BigEndian.PutUint64(ping[:], uint64(i))
+		bf.WritePing(false, ping)
+	}
 	start := time.Now()
 	deadline := start.Add(8 * time.Second)
 	var err error
-	for i := 0; time.Now().Before(deadline); i++ {
-		r.nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		binary.BigEndian.PutUint64(ping[:], uint64(i))
-		if err = r.fr.WritePing(false, ping); err != nil {
+	sent := 0
+	for time.Now().Before(deadline) {
+		r.nc.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+		n, werr := r.nc.Write(batch.Bytes())
+		sent += n
+		if err = werr; err != nil {
 			break
 		}
 	}
@@ -484,7 +493,20 @@ func TestGRPCClientThatNeverReads(t *testing.T) {
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("a PING flood from a client that reads nothing was taken for 8s (err %v): the server does not push back", err)
 	}
-	t.Logf("the server stopped reading after %v", time.Since(start))
+	t.Logf("the server stopped reading after %v and %d bytes", time.Since(start), sent)
+	// It only paused: once the client reads, every whole PING is answered.
+	r.nc.SetDeadline(time.Now().Add(10 * time.Second))
+	for acks := 0; acks < sent/17; {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("%d PINGs answered of %d: %v\n%s", acks, sent/17, err, buf)
+		}
+		if p, ok := f.(*http2.PingFrame); ok && p.IsAck() {
+			acks++
+		}
+	}
 }
 
 // Shutdown sends GOAWAY naming the last stream taken, refuses newer ones,
