@@ -17,7 +17,7 @@ import (
 // InvokeStream; gRPC-Web, Connect and HTTP/1.1 stay on NewHTTPServer.
 // This file holds the server (listeners, connections, shutdown); the
 // connection's reader is grpcconn.go, its writer grpcwrite.go, a call
-// grpcstream.go.
+// grpcstream.go, the protocol's encodings grpcproto.go.
 
 // Defaults of GRPCConfig.
 const (

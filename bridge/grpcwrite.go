@@ -320,27 +320,3 @@ func (c *gconn) refuse(id uint32, ended bool, httpStatus int, code arbor.Code, m
 	}
 	c.flushLocked(true)
 }
-
-// percentEncode is grpc-message's encoding: bytes outside printable
-// ASCII, and '%', as %XX.
-func percentEncode(s string) string {
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if b := s[i]; b < 0x20 || b > 0x7e || b == '%' {
-			n++
-		}
-	}
-	if n == 0 {
-		return s
-	}
-	const hex = "0123456789ABCDEF"
-	out := make([]byte, 0, len(s)+2*n)
-	for i := 0; i < len(s); i++ {
-		if b := s[i]; b < 0x20 || b > 0x7e || b == '%' {
-			out = append(out, '%', hex[b>>4], hex[b&15])
-		} else {
-			out = append(out, b)
-		}
-	}
-	return string(out)
-}
