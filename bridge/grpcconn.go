@@ -360,6 +360,10 @@ func (c *gconn) onData(f *http2.DataFrame) error {
 	c.mu.Lock()
 	st := c.streams[f.StreamID]
 	idle := f.StreamID > c.maxID
+	verdict := frameDrop
+	if st != nil {
+		verdict = st.acceptLocked(f.StreamEnded())
+	}
 	c.mu.Unlock()
 	if st == nil {
 		if idle {
@@ -367,7 +371,7 @@ func (c *gconn) onData(f *http2.DataFrame) error {
 		}
 		return nil // a stream that ended: its data is dropped
 	}
-	return st.onData(f.Data(), n, f.StreamEnded())
+	return st.onData(verdict, f.Data(), n, f.StreamEnded())
 }
 
 // onHeaders opens a stream, or half-closes one (a client's trailers).
@@ -378,11 +382,13 @@ func (c *gconn) onHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	c.mu.Lock()
 	if st := c.streams[id]; st != nil {
-		c.mu.Unlock()
 		if !f.StreamEnded() {
+			c.mu.Unlock()
 			return protoErr("trailers without END_STREAM on stream %d", id)
 		}
-		return st.onData(nil, 0, true)
+		verdict := st.acceptLocked(true)
+		c.mu.Unlock()
+		return st.onData(verdict, nil, 0, true)
 	}
 	if id <= c.maxID {
 		c.mu.Unlock()

@@ -60,6 +60,7 @@ type gstream struct {
 	headersSent bool
 	done        bool // trailers sent, or reset
 	remoteDone  bool // END_STREAM or RST_STREAM from the client
+	finalized   bool // ended with the handler done: out of the table
 	stopWake    func() bool
 
 	// Reader only.
@@ -151,25 +152,40 @@ func (c *gconn) open(f *http2.MetaHeadersFrame) error {
 	return nil
 }
 
-// onData takes a DATA frame's payload (n bytes on the wire, padding
-// included) or, with data nil, the client's trailers. Reader only.
-func (st *gstream) onData(data []byte, n int64, end bool) error {
-	c := st.c
-	c.mu.Lock()
-	if st.done {
-		// Answered or reset already; what the client still sends is dropped.
+// Verdicts of acceptLocked on a DATA frame or the client's trailers.
+const (
+	frameTake   = iota // read it
+	frameDrop          // the stream is answered or reset: drop it
+	frameClosed        // after END_STREAM: a stream error
+)
+
+// acceptLocked judges a frame for st, marking END_STREAM; c.mu is held
+// (the reader's one lock for the frame).
+func (st *gstream) acceptLocked(end bool) int {
+	switch {
+	case st.done:
 		st.remoteDone = st.remoteDone || end
-		c.mu.Unlock()
-		return nil
+		return frameDrop
+	case st.remoteDone:
+		return frameClosed
 	}
-	if st.remoteDone {
-		c.mu.Unlock()
+	st.remoteDone = end
+	return frameTake
+}
+
+// onData takes a DATA frame's payload (n bytes on the wire, padding
+// included) or, with data nil, the client's trailers, as acceptLocked
+// judged it. Reader only.
+func (st *gstream) onData(verdict int, data []byte, n int64, end bool) error {
+	c := st.c
+	switch verdict {
+	case frameDrop:
+		return nil
+	case frameClosed:
 		st.resetByPeer(errors.New("DATA after END_STREAM"))
 		c.writeRST(st.id, http2.ErrCodeStreamClosed)
 		return nil
 	}
-	st.remoteDone = end
-	c.mu.Unlock()
 	st.qmu.Lock()
 	if n > st.recvWindow {
 		st.qmu.Unlock()
@@ -383,6 +399,13 @@ func (st *gstream) run() {
 // stream of a GOAWAY is done.
 func (st *gstream) release() {
 	c := st.c
+	if st.finalized { // endLocked did the table's part
+		st.cancel(context.Canceled)
+		if st.tcancel != nil {
+			st.tcancel()
+		}
+		return
+	}
 	c.mu.Lock()
 	delete(c.streams, st.id)
 	if st.stopWake != nil {

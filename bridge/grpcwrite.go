@@ -296,6 +296,14 @@ func (st *gstream) endLocked(code arbor.Code, msg string, details []byte, md arb
 	st.done = true
 	if last {
 		delete(c.streams, st.id)
+		st.finalized = true
+		if st.stopWake != nil {
+			st.stopWake()
+			st.stopWake = nil
+		}
+		if c.goingAway && len(c.streams) == 0 && !c.closed {
+			c.closeAfter = true // the flush that follows closes
+		}
 	}
 	block := c.trailerBlockLocked(!st.headersSent, 200, code, msg, details, md)
 	c.writeHeaderBlockLocked(st.id, block, true)
