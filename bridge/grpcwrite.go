@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -75,6 +76,17 @@ func (c *gconn) flushLocked(lazy bool) {
 	c.writeLocked()
 }
 
+// flushEndLocked is flushLocked after a stream's last frames (the stream
+// no longer counted): the write is made at once only when no other
+// stream is open, else it joins the others'.
+func (c *gconn) flushEndLocked() {
+	if !c.writing && len(c.streams) == 0 {
+		c.writeLocked()
+		return
+	}
+	c.flushLocked(true)
+}
+
 // writeLocked writes the queue, including what is queued while it
 // writes. Called with mu held and writing false; returns with it
 // released. It closes the connection on a write error, or when asked to
@@ -123,6 +135,14 @@ func (c *gconn) writer() {
 		case <-c.wsig:
 		}
 		c.mu.Lock()
+		if len(c.wbuf) < minBatch && !c.writing && !c.closeAfter {
+			// Little is queued: let the other ready handlers queue theirs
+			// first, so that one write carries them all (as grpc-go's
+			// loopy writer does).
+			c.mu.Unlock()
+			runtime.Gosched()
+			c.mu.Lock()
+		}
 		if c.writing || (len(c.wbuf) == 0 && !c.closeAfter) {
 			c.mu.Unlock()
 			continue
@@ -130,6 +150,9 @@ func (c *gconn) writer() {
 		c.writeLocked()
 	}
 }
+
+// minBatch is the queue below which the writer yields before writing.
+const minBatch = 1000
 
 // appendFrameHeader appends an HTTP/2 frame header.
 func appendFrameHeader(b []byte, n int, t http2.FrameType, flags http2.Flags, id uint32) []byte {
@@ -267,7 +290,11 @@ func (st *gstream) sendMessage(payload []byte, end bool, md arbor.Metadata) erro
 	if end {
 		st.endLocked(arbor.OK, "", nil, md, true)
 	}
-	c.flushLocked(!end && st.m.kind != arbor.KindUnary)
+	if end {
+		c.flushEndLocked()
+		return nil
+	}
+	c.flushLocked(st.m.kind != arbor.KindUnary)
 	return nil
 }
 
@@ -284,7 +311,7 @@ func (st *gstream) finish(code arbor.Code, msg string, details []byte, md arbor.
 		return
 	}
 	st.endLocked(code, msg, details, md, last)
-	c.flushLocked(false)
+	c.flushEndLocked()
 }
 
 // endLocked queues st's last frames. When the handler is done (last) the

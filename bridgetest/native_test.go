@@ -31,7 +31,7 @@ import (
 
 // startNative serves the route guide and the Greeter on the native
 // server; cfg and gcfg may be zero.
-func startNative(t *testing.T, interceptor arbor.Interceptor, cfg bridge.Config, gcfg bridge.GRPCConfig) string {
+func startNative(t testing.TB, interceptor arbor.Interceptor, cfg bridge.Config, gcfg bridge.GRPCConfig) string {
 	t.Helper()
 	var opts []arbor.ServerOption
 	if interceptor != nil {
