@@ -17,10 +17,11 @@ import (
 // The native gRPC connection's writer. Frames are appended to one queue
 // under the connection's lock; whoever finds no write in progress writes
 // the whole queue in one syscall, and frames queued meanwhile leave with
-// the next. With one stream open the goroutine that queued writes at once
-// (lowest latency); with more, or for the reader's replies, the write is
-// handed to the connection's writer goroutine, which runs after the other
-// ready goroutines have queued theirs (as package conn does). The queue is
+// the next. When no other stream is open the goroutine that queued writes
+// at once (lowest latency); otherwise, and for the reader's replies, the
+// write is handed to the connection's writer goroutine, which yields once
+// before a small write so that the other ready handlers queue theirs and
+// one syscall carries them all (as package conn and grpc-go do). The queue is
 // bounded (MaxPendingWrite): beyond it senders wait, so a client that
 // reads nothing stops being served instead of growing it.
 
