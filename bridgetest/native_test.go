@@ -365,13 +365,29 @@ func TestNativeMessageLimit(t *testing.T) {
 func TestNativeTLS(t *testing.T) {
 	ca := testcerts.NewCA(t, "test CA")
 	cert := ca.IssueTLS(t, "server", testcerts.Server, "127.0.0.1")
-	addr := startNative(t, nil, bridge.Config{}, bridge.GRPCConfig{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
+	var mu sync.Mutex
+	var sawTLS bool
+	ic := func(next arbor.CallFunc) arbor.CallFunc {
+		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
+			p, _ := arbor.PeerFromContext(ctx)
+			mu.Lock()
+			sawTLS = p.TLS != nil && p.TLS.NegotiatedProtocol == "h2" && p.Addr != nil
+			mu.Unlock()
+			return next(ctx, req)
+		}
+	}
+	addr := startNative(t, ic, bridge.Config{}, bridge.GRPCConfig{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cc.Close()
 	checkAllKinds(t, cc)
+	mu.Lock()
+	if !sawTLS {
+		t.Error("the handler's peer lacks the TLS state (h2) or the address")
+	}
+	mu.Unlock()
 
 	// A plain client gets nowhere (and the server goes on).
 	plain := dial(t, addr)
@@ -484,5 +500,36 @@ func TestNativeLargeUnary(t *testing.T) {
 		if !strings.Contains(r.GetMessage(), name) {
 			t.Fatalf("a reply of %d bytes lacks the name", len(r.GetMessage()))
 		}
+	}
+}
+
+// A trailer larger than a frame leaves in HEADERS and CONTINUATION.
+func TestNativeLargeTrailer(t *testing.T) {
+	big := strings.Repeat("t", 40<<10)
+	ic := func(next arbor.CallFunc) arbor.CallFunc {
+		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
+			arbor.SetTrailer(ctx, "x-big", big)
+			if req.Metadata.Get("x-fail") != "" {
+				return nil, arbor.Errorf(arbor.NotFound, "%s", big[:20<<10])
+			}
+			return next(ctx, req)
+		}
+	}
+	cc := dial(t, startNative(t, ic, bridge.Config{}, bridge.GRPCConfig{}))
+	var f pb.Feature
+	var tr metadata.MD
+	if err := cc.Invoke(testContext(t), pb.RouteGuideGetFeatureProcedure, patriots, &f, grpc.Trailer(&tr)); err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.Get("x-big"); len(got) != 1 || got[0] != big {
+		t.Fatalf("the big trailer: %d values", len(got))
+	}
+	tr = nil
+	err := cc.Invoke(metadata.AppendToOutgoingContext(testContext(t), "x-fail", "1"), pb.RouteGuideGetFeatureProcedure, patriots, &f, grpc.Trailer(&tr))
+	if st, _ := status.FromError(err); st.Code() != codes.NotFound || len(st.Message()) != 20<<10 {
+		t.Fatalf("a trailers-only error with a big message: %v", status.Code(err))
+	}
+	if got := tr.Get("x-big"); len(got) != 1 || got[0] != big {
+		t.Fatalf("the big trailer of an error: %d values", len(got))
 	}
 }
