@@ -106,24 +106,21 @@ func (c *gconn) open(f *http2.MetaHeadersFrame) error {
 		}
 	}
 	if method != "POST" {
-		c.refuse(id, ended, 405, arbor.Internal, fmt.Sprintf("gRPC calls are POSTs, not %q", method))
+		c.refuse(id, ended, 405, arbor.Internal, fmt.Sprintf("gRPC calls are POSTs, not %q", clip(method)))
 		return nil
 	}
 	sub, ok := grpcSubtype(ctype)
 	if !ok {
-		c.refuse(id, ended, 415, arbor.Internal, fmt.Sprintf("content-type %q is not application/grpc", ctype))
+		c.refuse(id, ended, 415, arbor.Internal, fmt.Sprintf("content-type %q is not application/grpc", clip(ctype)))
 		return nil
 	}
 	if sub != "" && sub != "proto" {
-		c.refuse(id, ended, 200, arbor.Unimplemented, fmt.Sprintf("the native gRPC server speaks protobuf binary only, not %q (the HTTP bridge serves the others)", ctype))
+		c.refuse(id, ended, 200, arbor.Unimplemented, fmt.Sprintf("the native gRPC server speaks protobuf binary only, not %q (the HTTP bridge serves the others)", clip(ctype)))
 		return nil
 	}
 	m, ok := c.h.native(path)
 	if !ok {
-		if len(path) > 200 { // it comes back in a trailer
-			path = path[:200] + "..."
-		}
-		c.refuse(id, ended, 200, arbor.Unimplemented, "unknown method "+strconv.Quote(path))
+		c.refuse(id, ended, 200, arbor.Unimplemented, "unknown method "+strconv.Quote(clip(path)))
 		return nil
 	}
 	st := &gstream{c: c, id: id, m: m, fields: f.Fields, recvWindow: int64(c.cfg.StreamWindow)}
@@ -132,7 +129,7 @@ func (c *gconn) open(f *http2.MetaHeadersFrame) error {
 		d, err := parseTimeout(timeout)
 		if err != nil {
 			st.cancel(nil)
-			c.refuse(id, ended, 200, arbor.Internal, err.Error())
+			c.refuse(id, ended, 200, arbor.Internal, clip(err.Error()))
 			return nil
 		}
 		st.ctx, st.tcancel = context.WithTimeout(st.ctx, d)
@@ -530,3 +527,11 @@ func (st *gstream) Recv() ([]byte, error) {
 }
 
 func (st *gstream) CloseSend() error { return nil }
+
+// clip shortens what a client sent for a message that goes back to it.
+func clip(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
+}
