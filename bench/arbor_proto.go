@@ -56,6 +56,7 @@ type protoRunner struct {
 	payload []byte
 	arbor   *echopb.EchoClient
 	bridge  *grpc.ClientConn
+	native  *grpc.ClientConn
 	grpc    *grpc.ClientConn
 	connect *grpc.ClientConn
 	closers []func()
@@ -92,6 +93,18 @@ func startArborProto(ctx context.Context, payload []byte) (ProtoRunner, error) {
 		return fail(err)
 	}
 	r.closers = append(r.closers, func() { r.bridge.Close() })
+
+	nl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	ns := bridge.NewGRPCServer(bridge.New(srv, bridge.Config{NoReflection: true}), bridge.GRPCConfig{})
+	go ns.Serve(nl)
+	r.closers = append(r.closers, func() { ns.Close() })
+	if r.native, err = grpc.NewClient(nl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		return fail(err)
+	}
+	r.closers = append(r.closers, func() { r.native.Close() })
 
 	cl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -151,8 +164,8 @@ func (r *protoRunner) Op(variant string) func(ctx context.Context) error {
 	switch variant {
 	case protoArbor:
 		return func(ctx context.Context) error { return r.check(r.arbor.Echo(ctx, req)) }
-	case protoBridge, protoGRPC, protoConnect:
-		cc := map[string]*grpc.ClientConn{protoBridge: r.bridge, protoGRPC: r.grpc, protoConnect: r.connect}[variant]
+	case protoBridge, protoBridgeNative, protoGRPC, protoConnect:
+		cc := map[string]*grpc.ClientConn{protoBridge: r.bridge, protoBridgeNative: r.native, protoGRPC: r.grpc, protoConnect: r.connect}[variant]
 		return func(ctx context.Context) error {
 			res := new(echopb.EchoResponse)
 			return r.check(res, cc.Invoke(ctx, echopb.EchoEchoProcedure, req, res))
@@ -167,6 +180,8 @@ func (r *protoRunner) Note(variant string) string {
 		return "echopb.NewEchoClient over *arbor.Client (tcp://) → RegisterEchoHandler; protobuf binary in Arbor frames"
 	case protoBridge:
 		return "grpc-go ClientConn.Invoke (h2c) → bridge.New (connect-go) → Server.Invoke → the same handler"
+	case protoBridgeNative:
+		return "grpc-go ClientConn.Invoke (h2c) → bridge.NewGRPCServer (native HTTP/2, no net/http or connect-go) → Server.Invoke → the same handler"
 	case protoGRPC:
 		return "grpc-go client and server, default options, insecure creds, the same echopb messages"
 	case protoConnect:

@@ -24,13 +24,16 @@ const (
 const (
 	protoArbor  = "arbor-proto" // generated client → generated handler, Arbor's protocol over TCP
 	protoBridge = "bridge-grpc" // grpc-go client → bridge (h2c) → the same handler
-	protoGRPC   = "grpc-proto"  // grpc-go client → grpc-go server, same messages
+	// grpc-go client → the bridge's native gRPC server (h2c, no net/http
+	// or connect-go) → the same handler.
+	protoBridgeNative = "bridge-native"
+	protoGRPC         = "grpc-proto" // grpc-go client → grpc-go server, same messages
 	// connect-go serving the same echo on the same HTTP server as the
 	// bridge, called by grpc-go: the floor under bridge-grpc.
 	protoConnect = "connect-grpc"
 )
 
-var protoVariants = []string{protoArbor, protoBridge, protoConnect, protoGRPC}
+var protoVariants = []string{protoArbor, protoBridge, protoBridgeNative, protoConnect, protoGRPC}
 
 // ProtoRunner runs the three variants; each keeps one connection.
 type ProtoRunner interface {
@@ -85,8 +88,8 @@ func runProto(w io.Writer, cfg config, sizes, cs []int) error {
 	printResults(w, results)
 	fmt.Fprintln(w, "Ratios (calls/s over grpc-proto's):")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| payload | callers | arbor-proto ÷ grpc-proto | bar | bridge-grpc ÷ grpc-proto | bar | connect-grpc ÷ grpc-proto (the floor) | bridge-grpc ÷ connect-grpc |")
-	fmt.Fprintln(w, "|---|---:|---:|---|---:|---|---:|---:|")
+	fmt.Fprintln(w, "| payload | callers | arbor-proto ÷ grpc-proto | bar | bridge-grpc ÷ grpc-proto | bar | bridge-native ÷ grpc-proto | bar | connect-grpc ÷ grpc-proto (the floor) | bridge-grpc ÷ connect-grpc |")
+	fmt.Fprintln(w, "|---|---:|---:|---|---:|---|---:|---|---:|---:|")
 	for _, size := range sizes {
 		for _, c := range cs {
 			get := func(v string) float64 {
@@ -101,13 +104,14 @@ func runProto(w io.Writer, cfg config, sizes, cs []int) error {
 			if g == 0 {
 				continue
 			}
-			a, b, floor := get(protoArbor)/g, get(protoBridge)/g, get(protoConnect)/g
+			a, b, n, floor := get(protoArbor)/g, get(protoBridge)/g, get(protoBridgeNative)/g, get(protoConnect)/g
 			nb := "—"
 			if c == 64 {
 				nb = verdict(a >= protoNativeBar, fmt.Sprintf("≥ %.1f×", protoNativeBar))
 			}
-			fmt.Fprintf(w, "| %s | %d | %.2f× | %s | %.2f× | %s | %.2f× | %.2f× |\n", sizeLabel(size), c, a, nb, b,
-				verdict(b >= protoBridgeBar, fmt.Sprintf("≥ %.1f×", protoBridgeBar)), floor, get(protoBridge)/get(protoConnect))
+			bar := fmt.Sprintf("≥ %.1f×", protoBridgeBar)
+			fmt.Fprintf(w, "| %s | %d | %.2f× | %s | %.2f× | %s | %.2f× | %s | %.2f× | %.2f× |\n", sizeLabel(size), c, a, nb, b,
+				verdict(b >= protoBridgeBar, bar), n, verdict(n >= protoBridgeBar, bar), floor, get(protoBridge)/get(protoConnect))
 		}
 	}
 	fmt.Fprintln(w)

@@ -42,6 +42,7 @@ type Handler struct {
 	mu      sync.Mutex
 	methods map[string]http.Handler // by procedure; built on first use
 	reflect map[string]http.Handler // reflection services, by path prefix
+	natives sync.Map                // the native gRPC server's methods: path → nativeMethod
 }
 
 // New returns a Handler serving srv's generated functions: every function

@@ -24,7 +24,20 @@
 //	hs := bridge.NewHTTPServer(h) // HTTP/1.1 and unencrypted HTTP/2
 //	err := hs.Serve(listener)
 //
-// It is not a gRPC implementation (connect-go speaks the protocols) and
-// serves only functions described by .proto files: hand-written functions
-// have no schema a gRPC client could use.
+// NewGRPCServer serves the same functions to gRPC clients alone
+// (application/grpc, protobuf binary) on a native HTTP/2 server, built
+// on x/net/http2's Framer and HPACK without net/http or connect-go:
+// the faster path for grpc-go and other gRPC clients. It speaks h2c
+// with prior knowledge on plain connections and HTTP/2 over TLS (ALPN
+// "h2"), enforces flow control both ways, bounds every size and queue
+// (message, header list, frame, concurrent streams, pending writes) and
+// drains with GOAWAY; it does not serve gRPC-Web, Connect, JSON,
+// compressed messages or server reflection (NewHTTPServer does):
+//
+//	gs := bridge.NewGRPCServer(h, bridge.GRPCConfig{})
+//	err := gs.Serve(listener) // until gs.Shutdown(ctx) or gs.Close()
+//
+// The connect-go path is not a gRPC implementation of its own (connect-go
+// speaks the protocols). Both serve only functions described by .proto
+// files: hand-written functions have no schema a gRPC client could use.
 package bridge

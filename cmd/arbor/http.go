@@ -17,11 +17,15 @@ import (
 // httpFlags are serve's flags for the gRPC/Connect bridge.
 type httpFlags struct {
 	plain, tls string // addresses; "" for none
+	// The native gRPC server's addresses (h2c, TLS): gRPC only, without
+	// net/http or connect-go.
+	grpc, grpcTLS string
 }
 
 // httpBridge is the running bridge: its servers and listeners.
 type httpBridge struct {
 	servers []*http.Server
+	grpc    []*bridge.GRPCServer
 	done    chan error
 }
 
@@ -29,11 +33,15 @@ type httpBridge struct {
 // services there (gRPC, gRPC-Web, Connect), printing "http listening on
 // URL" for each. Nothing is started without an address.
 func (f *httpFlags) start(srv *arbor.Server, tf *tlsFlags, log *slog.Logger, stdout io.Writer) (*httpBridge, error) {
-	b := &httpBridge{done: make(chan error, 2)}
-	if f.plain == "" && f.tls == "" {
+	b := &httpBridge{done: make(chan error, 4)}
+	if f.plain == "" && f.tls == "" && f.grpc == "" && f.grpcTLS == "" {
 		return b, nil
 	}
 	h := bridge.New(srv, bridge.Config{})
+	if err := f.startGRPC(b, h, tf, log, stdout); err != nil {
+		b.close(context.Background())
+		return nil, err
+	}
 	type spec struct {
 		addr   string
 		scheme string
@@ -80,11 +88,50 @@ func (f *httpFlags) start(srv *arbor.Server, tf *tlsFlags, log *slog.Logger, std
 	return b, nil
 }
 
+// startGRPC starts the native gRPC servers, printing "grpc listening on
+// HOST:PORT" (plain) or "grpcs listening on HOST:PORT" for each.
+func (f *httpFlags) startGRPC(b *httpBridge, h *bridge.Handler, tf *tlsFlags, log *slog.Logger, stdout io.Writer) error {
+	for _, s := range []struct{ addr, name string }{{f.grpc, "grpc"}, {f.grpcTLS, "grpcs"}} {
+		if s.addr == "" {
+			continue
+		}
+		cfg := bridge.GRPCConfig{Logger: log}
+		if s.name == "grpcs" {
+			if tf.cert == "" || tf.key == "" {
+				return errors.New("--grpcs needs --cert and --key")
+			}
+			cert, err := tls.LoadX509KeyPair(tf.cert, tf.key)
+			if err != nil {
+				return fmt.Errorf("--grpcs: %w", err)
+			}
+			cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		}
+		l, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", s.addr, err)
+		}
+		gs := bridge.NewGRPCServer(h, cfg)
+		b.grpc = append(b.grpc, gs)
+		addr := l.Addr().String()
+		fmt.Fprintf(stdout, "%s listening on %s\n", s.name, addr)
+		log.Info("serving gRPC natively", "addr", addr, "tls", cfg.TLS != nil)
+		go func() {
+			if err := gs.Serve(l); !errors.Is(err, bridge.ErrGRPCServerClosed) {
+				b.done <- fmt.Errorf("serve gRPC on %s: %w", addr, err)
+			}
+		}()
+	}
+	return nil
+}
+
 // close shuts the bridge's servers down, waiting for calls until ctx ends.
 func (b *httpBridge) close(ctx context.Context) {
 	for _, hs := range b.servers {
 		if err := hs.Shutdown(ctx); err != nil {
 			hs.Close()
 		}
+	}
+	for _, gs := range b.grpc {
+		gs.Shutdown(ctx) // closes what is left when ctx ends
 	}
 }

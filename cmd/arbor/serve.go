@@ -31,7 +31,9 @@ to stderr.
 
 With --http (or --https), the generated services (demo.v1.Greeter) are
 also served to gRPC, gRPC-Web and Connect clients, with gRPC server
-reflection: grpcurl -plaintext ADDR list.
+reflection: grpcurl -plaintext ADDR list. With --grpc (or --grpcs) they are
+served to gRPC clients alone on a native HTTP/2 server, the faster path
+for grpc-go and other gRPC clients; it prints "grpc listening on ADDR".
 
 Request trees (arbor resolve) cache +mem results in memory and +full
 results in memory and on disk under --cache-dir; with --redis also in Redis,
@@ -62,6 +64,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var hf httpFlags
 	fs.StringVar(&hf.plain, "http", "", "also serve the generated services (demo.v1.Greeter) over gRPC (h2c), gRPC-Web and Connect at this host:port `address`")
 	fs.StringVar(&hf.tls, "https", "", "the same over TLS (HTTP/2 and HTTP/1.1) at this `address`; needs --cert and --key")
+	fs.StringVar(&hf.grpc, "grpc", "", "also serve the generated services to gRPC clients (application/grpc, h2c) on the native gRPC server at this host:port `address` (no reflection, gRPC-Web, Connect or compression: those are --http's)")
+	fs.StringVar(&hf.grpcTLS, "grpcs", "", "the native gRPC server over TLS (ALPN h2) at this `address`; needs --cert and --key")
 	maxConnMemory := fs.String("max-conn-memory", "32MiB", "the same for one connection: a `size`")
 	var of opsFlags // ops.go: the admin endpoint
 	of.register(fs)
@@ -215,7 +219,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("listener failed; shutting down", "err", err)
 		status = exitFail
 	case err := <-web.done:
-		log.Error("HTTP listener failed; shutting down", "err", err)
+		log.Error("HTTP or gRPC listener failed; shutting down", "err", err)
 		status = exitFail
 	}
 	if node != nil { // leave first: clients stop choosing this node
