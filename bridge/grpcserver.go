@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -32,6 +34,10 @@ const (
 	DefaultGRPCConnWindow = 1 << 20
 	// DefaultGRPCMaxPendingWrite bounds a connection's write queue.
 	DefaultGRPCMaxPendingWrite = 1 << 20
+	// DefaultGRPCMaxMemory bounds the request bytes all connections hold.
+	DefaultGRPCMaxMemory = 256 << 20
+	// DefaultGRPCMaxConnections bounds the connections served at once.
+	DefaultGRPCMaxConnections = 10000
 )
 
 // GRPCConfig configures a GRPCServer. The zero value is usable; the
@@ -40,7 +46,10 @@ const (
 // A connection holds at most about MaxConcurrentStreams × (2 ×
 // MaxMessageBytes + 8 × StreamWindow) of requests (a message being read,
 // one waiting for its handler, and the window's worth of small ones) and
-// MaxPendingWrite of responses, whatever its client does.
+// MaxPendingWrite of responses, whatever its client does; all connections
+// together hold at most MaxMemory of requests (a stream whose message
+// would take more is refused with RESOURCE_EXHAUSTED), and at most
+// MaxConnections connections are served.
 type GRPCConfig struct {
 	// TLS, if set, makes Serve speak TLS on its plain listeners (ALPN
 	// "h2" is added). Without it a listener's *tls.Conn connections are
@@ -68,6 +77,15 @@ type GRPCConfig struct {
 	// WriteTimeout bounds one write to the socket: a client that stops
 	// reading for longer loses its connection (default 30s).
 	WriteTimeout time.Duration
+	// MaxMemory bounds the bytes of request messages all connections
+	// hold at once, being read or waiting for their handlers (default
+	// DefaultGRPCMaxMemory): a stream whose message would go over it is
+	// refused with RESOURCE_EXHAUSTED, so no number of clients sending
+	// large messages at once exhausts the process.
+	MaxMemory int64
+	// MaxConnections bounds the connections served at once (default
+	// DefaultGRPCMaxConnections); one more is closed as soon as accepted.
+	MaxConnections int
 	// Logger receives protocol errors at debug level (default: none).
 	Logger *slog.Logger
 }
@@ -99,6 +117,12 @@ func (c *GRPCConfig) fill() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.MaxMemory <= 0 {
+		c.MaxMemory = DefaultGRPCMaxMemory
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = DefaultGRPCMaxConnections
+	}
 }
 
 // ErrGRPCServerClosed is what Serve returns after Shutdown or Close.
@@ -121,7 +145,26 @@ type GRPCServer struct {
 	draining  bool
 	wg        sync.WaitGroup // connection goroutines
 	idle      chan struct{}  // closed when the last connection ends while draining
+
+	held atomic.Int64 // request bytes held by every stream (MaxMemory)
 }
+
+// take reserves n bytes of MaxMemory, or reports false when they are not
+// there.
+func (s *GRPCServer) take(n int64) bool {
+	for {
+		cur := s.held.Load()
+		if cur+n > s.cfg.MaxMemory {
+			return false
+		}
+		if s.held.CompareAndSwap(cur, cur+n) {
+			return true
+		}
+	}
+}
+
+// MemoryInUse is the request bytes the server's streams hold now.
+func (s *GRPCServer) MemoryInUse() int64 { return s.held.Load() }
 
 // NewGRPCServer returns a native gRPC server for h's generated functions.
 func NewGRPCServer(h *Handler, cfg GRPCConfig) *GRPCServer {
@@ -162,7 +205,9 @@ func (s *GRPCServer) Serve(l net.Listener) error {
 				return ErrGRPCServerClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if (errors.As(err, &ne) && ne.Timeout()) || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
+				// Out of descriptors (a client opening many connections)
+				// or one reset in the queue: wait and go on serving.
 				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
 				time.Sleep(pause)
 				continue
@@ -176,6 +221,13 @@ func (s *GRPCServer) Serve(l net.Listener) error {
 			s.mu.Unlock()
 			nc.Close()
 			return ErrGRPCServerClosed
+		}
+		if len(s.conns) >= s.cfg.MaxConnections {
+			s.mu.Unlock()
+			s.cfg.Logger.Debug("bridge: gRPC connection refused: MaxConnections reached", "remote", nc.RemoteAddr().String(), "limit", s.cfg.MaxConnections)
+			c.cancel(nil)
+			nc.Close()
+			continue
 		}
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)

@@ -577,3 +577,126 @@ func TestGRPCStreamError(t *testing.T) {
 		t.Fatalf("after: %+v", res)
 	}
 }
+
+// The request bytes all connections hold are bounded by MaxMemory: a
+// stream whose message would go over it is refused with
+// RESOURCE_EXHAUSTED naming the limit, and what a stream held is given
+// back when it ends, so the server serves again.
+func TestGRPCMemoryBudget(t *testing.T) {
+	addr := startGRPC(t, bridge.Config{}, bridge.GRPCConfig{MaxMemory: 64 << 10})
+	a, _ := handshake(t, addr)
+	b, _ := handshake(t, addr)
+	chunk := make([]byte, 16000)
+	big := func(r *raw, id uint32, chunks int) {
+		r.headers(id, pb.RouteGuideGetFeatureProcedure, false)
+		if err := r.fr.WriteData(id, false, []byte{0, 0, 1, 0x86, 0xa0}); err != nil { // a 100,000-byte message
+			t.Fatal(err)
+		}
+		for range chunks {
+			if err := r.fr.WriteData(id, false, chunk); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	big(a, 1, 3) // 48 KB held, the message unfinished
+	// Let a's bytes arrive first: a small call on a answers after them.
+	a.headers(3, pb.RouteGuideGetFeatureProcedure, false)
+	a.message(3, patriots, true)
+	if res := a.until(3); res.trailers["grpc-status"] != "0" {
+		t.Fatalf("a small call beside the large message: %+v", res)
+	}
+	big(b, 1, 2) // 32 KB more: over 64 KiB across the two connections
+	res := b.until(1)
+	if res.trailers["grpc-status"] != "8" || !strings.Contains(res.trailers["grpc-message"], "MaxMemory") {
+		t.Fatalf("the stream over the server's budget: %+v", res)
+	}
+	// A 40 KB message does not fit beside a's 48 KB either...
+	send40 := func(id uint32) response {
+		b.headers(id, pb.RouteGuideGetFeatureProcedure, false)
+		if err := b.fr.WriteData(id, false, []byte{0, 0, 0, 0x9c, 0x40}); err != nil {
+			t.Fatal(err)
+		}
+		for off := 0; off < 40000; off += 10000 {
+			if err := b.fr.WriteData(id, off+10000 == 40000, make([]byte, 10000)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return b.until(id)
+	}
+	if res := send40(3); res.trailers["grpc-status"] != "8" {
+		t.Fatalf("40 KB beside 48 KB held, under a 64 KiB budget: %+v", res)
+	}
+	// ...until a's stream ends and gives its 48 KB back: then it is
+	// taken (and refused by the handler, as 40,000 zero bytes are no
+	// Point; not by the budget).
+	if err := a.fr.WriteRSTStream(1, http2.ErrCodeCancel); err != nil {
+		t.Fatal(err)
+	}
+	for i := uint32(0); ; i++ {
+		res := send40(5 + 2*i)
+		if res.trailers["grpc-status"] != "8" {
+			break
+		}
+		if i == 50 {
+			t.Fatalf("the budget never came back after the stream holding it was reset: %+v", res)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+
+// Connections beyond MaxConnections are closed as soon as accepted; the
+// ones served go on, and a place that frees is taken again.
+func TestGRPCMaxConnections(t *testing.T) {
+	addr := startGRPC(t, bridge.Config{}, bridge.GRPCConfig{MaxConnections: 2})
+	a, _ := handshake(t, addr)
+	b, _ := handshake(t, addr)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 64)); err == nil {
+		t.Fatalf("a third connection over MaxConnections 2 was served (%d bytes read)", n)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a third connection over MaxConnections 2 was left open, not closed")
+	}
+	for _, r := range []*raw{a, b} {
+		r.headers(1, pb.RouteGuideGetFeatureProcedure, false)
+		r.message(1, patriots, true)
+		if res := r.until(1); res.trailers["grpc-status"] != "0" {
+			t.Fatalf("a served connection: %+v", res)
+		}
+	}
+	a.nc.Close()
+	for i := 0; ; i++ {
+		r, _ := handshakeMaybe(addr)
+		if r != nil {
+			r.Close()
+			break
+		}
+		if i == 100 {
+			t.Fatal("no connection served after one of the two closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// handshakeMaybe dials and reads the server's SETTINGS, or returns nil
+// when the server closed the connection instead.
+func handshakeMaybe(addr string) (net.Conn, error) {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	nc.Write([]byte(http2.ClientPreface))
+	fr := http2.NewFramer(nc, nc)
+	fr.WriteSettings()
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fr.ReadFrame(); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
+}

@@ -82,6 +82,61 @@ type gstream struct {
 	recvWindow int64
 	unacked    int64 // received, not yet credited back
 	held       int64 // received while messages wait: credited when taken
+	// resv is what the stream holds of the server's MaxMemory: the
+	// messages being read and waiting for the handler; budgetDone says
+	// the stream gave it all back (released) and takes no more.
+	resv       int64
+	budgetDone bool
+}
+
+// reserve takes n bytes of the server's MaxMemory for a message being
+// read, or reports false.
+func (st *gstream) reserve(n int) bool {
+	st.qmu.Lock()
+	defer st.qmu.Unlock()
+	if st.budgetDone {
+		return true // the stream is over: its bytes are dropped
+	}
+	if !st.c.s.take(int64(n)) {
+		return false
+	}
+	st.resv += int64(n)
+	return true
+}
+
+// unreserve gives back n bytes (a message the handler took); with n < 0,
+// everything, for good (the stream is over).
+func (st *gstream) unreserve(n int64) {
+	st.qmu.Lock()
+	if n < 0 || n > st.resv {
+		n = st.resv
+	}
+	if n < 0 {
+		n = 0
+	}
+	st.resv -= n
+	st.qmu.Unlock()
+	st.c.s.held.Add(-n)
+}
+
+// reserved is what a queued message m (a msgpack bin) holds of the
+// budget: its payload and the 6 bytes reserved for its headers.
+func reserved(m []byte) int64 {
+	hdr := 2 // bin 8
+	if len(m) > 0 {
+		switch m[0] {
+		case 0xc5:
+			hdr = 3
+		case 0xc6:
+			hdr = 5
+		}
+	}
+	return int64(max(len(m)-hdr, 0) + 1 + 5)
+}
+
+// budgetRefusal is the message of a stream refused for MaxMemory.
+func (st *gstream) budgetRefusal() string {
+	return fmt.Sprintf("the server holds its limit of request messages (GRPCConfig.MaxMemory, %d bytes) from all clients: try again later", st.c.cfg.MaxMemory)
 }
 
 // open starts a stream for a request's HEADERS, or answers it at once
@@ -233,11 +288,17 @@ func (st *gstream) parse(data []byte) (arbor.Code, string) {
 				return arbor.Unimplemented, fmt.Sprintf("more than one request message for %s, which takes one", st.m.id)
 			}
 			st.need = int(size)
+			if !st.reserve(1 + 5) {
+				return arbor.ResourceExhausted, st.budgetRefusal()
+			}
 			st.cur = make([]byte, 0, 1+5+min(st.need, len(data)))
 			st.cur = append(st.cur, 0x91) // the argument array of one
 			st.cur = arborproto.AppendBinHeader(st.cur, st.need)
 		}
 		k := min(st.need, len(data))
+		if !st.reserve(k) {
+			return arbor.ResourceExhausted, st.budgetRefusal()
+		}
 		st.cur = append(st.cur, data[:k]...)
 		st.need -= k
 		data = data[k:]
@@ -396,6 +457,10 @@ func (st *gstream) run() {
 // stream of a GOAWAY is done.
 func (st *gstream) release() {
 	c := st.c
+	st.qmu.Lock()
+	st.budgetDone = true // what the reader still appends is dropped with the stream
+	st.qmu.Unlock()
+	st.unreserve(-1)
 	if st.finalized { // endLocked did the table's part
 		st.cancel(context.Canceled)
 		if st.tcancel != nil {
@@ -503,6 +568,7 @@ func (st *gstream) Recv() ([]byte, error) {
 				}
 			}
 			st.qmu.Unlock()
+			st.unreserve(reserved(m))
 			if inc > 0 {
 				st.c.writeWindowUpdate(st.id, inc)
 			}
