@@ -644,7 +644,6 @@ func TestGRPCMemoryBudget(t *testing.T) {
 	}
 }
 
-
 // Connections beyond MaxConnections are closed as soon as accepted; the
 // ones served go on, and a place that frees is taken again.
 func TestGRPCMaxConnections(t *testing.T) {
