@@ -1020,3 +1020,41 @@ func TestServiceOnRelease(t *testing.T) {
 	}
 	runtime.KeepAlive(b)
 }
+
+// A reference passed back to its exporter and released right after the
+// call is sent (the RELEASE frame right behind the CALL) is found by that
+// call however late its handler decodes it: the call pins the export from
+// its arrival until it ends, and the export goes then.
+func TestReleaseRightAfterPassingBack(t *testing.T) {
+	srv := NewServer(WithInterceptors(func(next CallFunc) CallFunc {
+		return func(ctx context.Context, req *Request) (*Response, error) {
+			if req.ID == "hold" { // decode late: after the RELEASE has been read
+				time.Sleep(30 * time.Millisecond)
+			}
+			return next(ctx, req)
+		}
+	}))
+	Handle1(srv, "box", func(ctx context.Context, v int) (*Service, error) { return holder("box", v), nil })
+	Handle1(srv, "hold", func(ctx context.Context, r *Ref) (int, error) {
+		defer r.Close()
+		if r.local == nil {
+			return 0, Errorf(Internal, "not the local object")
+		}
+		return Call0[int](ctx, r, "get")
+	})
+	c, conns := serveCaps(t, srv)
+	ctx := ctx10(t)
+	sc := <-conns
+	for i := range 5 {
+		ref, err := Call1[*Ref](ctx, c, "box", i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := Go1[int](ctx, c, "hold", ref)
+		ref.Close() // RELEASE, queued after the CALL
+		if v, err := p.Wait(); err != nil || v != i {
+			t.Fatalf("round %d: a call whose argument was released after sending: %d, %v", i, v, err)
+		}
+	}
+	waitFor(t, func() bool { return exportsOn(sc) == 0 }, "the boxes to be released once their calls ended")
+}

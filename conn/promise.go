@@ -262,12 +262,21 @@ func (c *Conn) unpinLocked(ids []uint64) (capsFreed bool) {
 }
 
 // ExportPinned reports whether export id of this side is in the result
-// of an answer that admitted calls will still read: the peer may have
-// released its reference already (it released the answer), but a call
-// it pipelined on the answer before that must find the export.
+// of an answer that admitted calls will still read, or passed back in the
+// arguments of a call admitted and not yet finished: the peer may have
+// released its reference already (it released the answer, or the
+// capability right after sending the call), but a call it sent before
+// that must find the export.
 func (c *Conn) ExportPinned(id uint64) bool {
 	c.smu.Lock()
 	defer c.smu.Unlock()
+	for _, sc := range c.serving {
+		for _, d := range sc.in.Caps {
+			if d.Kind == wire.CapReceiverHosted && d.ID == id {
+				return true
+			}
+		}
+	}
 	for _, a := range c.answers {
 		if a.pins == 0 {
 			continue

@@ -260,6 +260,17 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 	return sc, nil, nil
 }
 
+// passesBack reports whether a call's capability table names exports of
+// this side (which ExportPinned then kept while the call ran).
+func passesBack(caps []wire.CapDescriptor) bool {
+	for _, d := range caps {
+		if d.Kind == wire.CapReceiverHosted {
+			return true
+		}
+	}
+	return false
+}
+
 // frameRefs lists the answers a parsed CALL reads (checked by ParseCall).
 func frameRefs(wc *wire.Call, dst []uint64) []uint64 {
 	if wc.HasTarget && wc.Target.Kind == wire.TargetAnswer {
@@ -423,7 +434,7 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	if sc.in.Stream != nil {
 		c.servingStreams--
 	}
-	unpinned := c.unpinLocked(sc.pins)
+	unpinned := c.unpinLocked(sc.pins) || passesBack(sc.in.Caps)
 	if c.draining && len(c.serving) == 0 && c.drained != nil {
 		close(c.drained)
 		c.drained = nil
