@@ -3,7 +3,6 @@ package bridgetest
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -107,79 +106,7 @@ const patriotsName = "Patriots Path, Mendham, NJ 07945, USA"
 // grpc-go's client calls every kind of RPC of the Arbor service, with no
 // stubs but grpc-go's generic Invoke and NewStream.
 func TestGRPCGoClient(t *testing.T) {
-	cc := dial(t, start(t, nil))
-	ctx := testContext(t)
-
-	var f pb.Feature
-	if err := cc.Invoke(ctx, pb.RouteGuideGetFeatureProcedure, patriots, &f); err != nil {
-		t.Fatal(err)
-	}
-	if f.GetName() != patriotsName {
-		t.Fatalf("GetFeature: %v", &f)
-	}
-
-	// Server stream.
-	s, err := cc.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, pb.RouteGuideListFeaturesProcedure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SendMsg(&pb.Rectangle{Lo: &pb.Point{Latitude: 400000000, Longitude: -750000000}, Hi: &pb.Point{Latitude: 420000000, Longitude: -730000000}}); err != nil {
-		t.Fatal(err)
-	}
-	s.CloseSend()
-	n := 0
-	for {
-		var f pb.Feature
-		if err := s.RecvMsg(&f); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
-	if n != 5 {
-		t.Fatalf("ListFeatures: %d features, want 5", n)
-	}
-
-	// Client stream.
-	cs, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, pb.RouteGuideRecordRouteProcedure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []*pb.Point{patriots, {Latitude: 408122808, Longitude: -743999179}} {
-		if err := cs.SendMsg(p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cs.CloseSend()
-	var sum pb.RouteSummary
-	if err := cs.RecvMsg(&sum); err != nil {
-		t.Fatal(err)
-	}
-	if sum.GetPointCount() != 2 || sum.GetFeatureCount() != 2 {
-		t.Fatalf("RecordRoute: %v", &sum)
-	}
-
-	// Bidirectional stream: the answer to the second note arrives before
-	// the client half-closes.
-	bs, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, pb.RouteGuideRouteChatProcedure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := &pb.Point{Latitude: 7, Longitude: 7}
-	for _, m := range []string{"a", "b"} {
-		if err := bs.SendMsg(&pb.RouteNote{Location: at, Message: m}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var note pb.RouteNote
-	if err := bs.RecvMsg(&note); err != nil || note.GetMessage() != "a" {
-		t.Fatalf("RouteChat: %v, %v", &note, err)
-	}
-	bs.CloseSend()
-	if err := bs.RecvMsg(&note); !errors.Is(err, io.EOF) {
-		t.Fatalf("RouteChat after CloseSend: %v", err)
-	}
+	checkAllKinds(t, dial(t, start(t, nil))) // native_test.go: the same calls on the native server
 }
 
 // Errors keep their codes, metadata arrives, and grpc-timeout becomes the

@@ -307,34 +307,9 @@ func TestKeepAliveDetectsDeadPeer(t *testing.T) {
 // short interval of silence (a loaded machine makes such silences): the
 // silence it tolerates comes from its own proposal.
 func TestKeepAliveShortPeerProposalDoesNotShortenTimeout(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	ch := make(chan *Conn, 1)
-	go func() {
-		nc, err := l.Accept()
-		if err != nil {
-			ch <- nil
-			return
-		}
-		c, _ := Server(nc, Config{Handler: &testHandler{}, KeepAlive: time.Second})
-		ch <- c
-	}()
-	nc, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
 	// A peer asking for 20 ms pings, then silent for 300 ms (it neither
 	// pings nor answers: it only reads).
-	nc.Write(wire.AppendHello(nil, wire.Hello{Version: wire.Version, MaxFrame: 1 << 20, KeepAlive: 20 * time.Millisecond}))
-	sc := <-ch
-	if sc == nil {
-		t.Fatal("server handshake failed")
-	}
-	defer sc.Close()
+	nc, sc := rawClientWith(t, Config{Handler: &testHandler{}, KeepAlive: time.Second}, wire.Hello{Version: wire.Version, MaxFrame: 1 << 20, KeepAlive: 20 * time.Millisecond})
 	if got := sc.KeepAlive(); got != 20*time.Millisecond {
 		t.Fatalf("agreed keep-alive %v, want the peer's 20ms", got)
 	}
@@ -372,6 +347,13 @@ func TestConcurrencyLimit(t *testing.T) {
 // client socket that has completed the handshake, plus the server conn.
 func rawClient(t *testing.T, logger *slog.Logger) (net.Conn, *Conn) {
 	t.Helper()
+	return rawClientWith(t, Config{Handler: &testHandler{}, Logger: logger, MaxFrame: 64 << 10}, wire.Hello{Version: wire.Version, MaxFrame: 1 << 20})
+}
+
+// rawClientWith is rawClient with the server's config and the client's
+// HELLO given.
+func rawClientWith(t *testing.T, scfg Config, hello wire.Hello) (net.Conn, *Conn) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -384,14 +366,14 @@ func rawClient(t *testing.T, logger *slog.Logger) (net.Conn, *Conn) {
 			ch <- nil
 			return
 		}
-		c, _ := Server(nc, Config{Handler: &testHandler{}, Logger: logger, MaxFrame: 64 << 10})
+		c, _ := Server(nc, scfg)
 		ch <- c
 	}()
 	nc, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc.Write(wire.AppendHello(nil, wire.Hello{Version: wire.Version, MaxFrame: 1 << 20}))
+	nc.Write(wire.AppendHello(nil, hello))
 	r := wire.NewReader(nc, 4096, 1<<20)
 	if h, _, err := r.Next(); err != nil || h.Type != wire.TypeHello {
 		t.Fatalf("no hello: %v", err)
