@@ -10,7 +10,7 @@ import (
 // proven quick runs on the reading goroutine itself, as a hand-written
 // echo server would, instead of being handed to a worker. That saves the
 // hand-off (a goroutine wake-up and a select per call), and the answers
-// of a burst leave in one write once the reader has nothing more buffered.
+// of a burst leave in one write once no whole frame is buffered.
 //
 // Two things keep a handler from stalling the connection's reader:
 //   - a function earns inline runs by a streak of quick calls and loses
@@ -139,8 +139,8 @@ func (c *Conn) inlineStat(sc *serverCall) *InlineStat {
 }
 
 // runInline serves sc on the reading goroutine. Its answer is queued, not
-// written: the reader writes once it has nothing more buffered (see
-// readLoop). It returns errHandedOff when the watchdog gave the reading
+// written: the reader writes once no whole frame is buffered (see
+// readFrames). It returns errHandedOff when the watchdog gave the reading
 // to a new goroutine meanwhile; the answer is then flushed here.
 func (c *Conn) runInline(sc *serverCall) error {
 	st := sc.st
