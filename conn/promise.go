@@ -271,8 +271,8 @@ func (c *Conn) ExportPinned(id uint64) bool {
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	for _, sc := range c.serving {
-		for _, d := range sc.in.Caps {
-			if d.Kind == wire.CapReceiverHosted && d.ID == id {
+		for _, b := range sc.backs {
+			if b == id {
 				return true
 			}
 		}

@@ -89,6 +89,9 @@ type serverCall struct {
 	// st is the function's record of call durations when the call could
 	// run inline (inline.go); its duration is recorded there.
 	st *InlineStat
+	// backs are the exports of this side the arguments pass back, noted
+	// at arrival (the handler may rewrite in.Caps): ExportPinned (smu).
+	backs []uint64
 }
 
 var serverCallPool = sync.Pool{New: func() any { return new(serverCall) }}
@@ -231,6 +234,12 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 	}
 	if len(wc.Caps) > 0 {
 		sc.in.Caps, _ = wire.ParseCapTable(sc.in.Caps, wc.Caps)
+		sc.backs = sc.backs[:0]
+		for _, d := range sc.in.Caps {
+			if d.Kind == wire.CapReceiverHosted {
+				sc.backs = append(sc.backs, d.ID)
+			}
+		}
 	}
 	if wc.HasTarget {
 		n, known := c.tickets[key]
@@ -258,17 +267,6 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 	c.active++
 	c.inflight.Add(1)
 	return sc, nil, nil
-}
-
-// passesBack reports whether a call's capability table names exports of
-// this side (which ExportPinned then kept while the call ran).
-func passesBack(caps []wire.CapDescriptor) bool {
-	for _, d := range caps {
-		if d.Kind == wire.CapReceiverHosted {
-			return true
-		}
-	}
-	return false
 }
 
 // frameRefs lists the answers a parsed CALL reads (checked by ParseCall).
@@ -434,7 +432,7 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	if sc.in.Stream != nil {
 		c.servingStreams--
 	}
-	unpinned := c.unpinLocked(sc.pins) || passesBack(sc.in.Caps)
+	unpinned := c.unpinLocked(sc.pins) || len(sc.backs) > 0
 	if c.draining && len(c.serving) == 0 && c.drained != nil {
 		close(c.drained)
 		c.drained = nil
@@ -453,6 +451,7 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	sc.ctx = nil
 	sc.retained = false
 	sc.pins = sc.pins[:0]
+	sc.backs = sc.backs[:0] // out of c.serving: ExportPinned no longer reads it
 	if cap(sc.buf) > 64<<10 {
 		sc.buf = nil
 	}
