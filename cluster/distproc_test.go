@@ -5,7 +5,6 @@ package cluster
 // distribution on, on loopback, optionally over a shared redis-server.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -14,9 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -113,56 +110,22 @@ func runDistChild(name string) int {
 
 // distProc is a member in a child process and a client of it.
 type distProc struct {
-	name, gossip, url string
-	cmd               *exec.Cmd
-	stdin             io.WriteCloser
-	client            *arbor.Client
-	once              sync.Once
+	*child
+	gossip, url string
+	client      *arbor.Client
 }
 
 // startDistProc starts member name joining seed ("" for none).
 func startDistProc(t *testing.T, name, seed string, env ...string) *distProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), distChildEnv+"="+name, distSeedEnv+"="+seed)
-	cmd.Env = append(cmd.Env, env...)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	must(t, err)
-	out, err := cmd.StdoutPipe()
-	must(t, err)
-	must(t, cmd.Start())
-	p := &distProc{cmd: cmd, stdin: stdin}
-	t.Cleanup(p.kill)
-	ready := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(out).ReadString('\n')
-		ready <- line
-		_, _ = io.Copy(io.Discard, out)
-	}()
-	select {
-	case line := <-ready:
-		f := strings.Fields(line)
-		if len(f) != 4 || f[0] != "READY" {
-			t.Fatalf("member %s: unexpected first line %q", name, line)
-		}
-		p.name, p.gossip, p.url = f[1], f[2], f[3]
-	case <-time.After(testTimeout):
-		t.Fatalf("member %s not ready within %v", name, testTimeout)
-	}
+	c, f := startProcess(t, "member "+name, 4, append([]string{distChildEnv + "=" + name, distSeedEnv + "=" + seed}, env...)...)
+	c.name = f[1]
+	p := &distProc{child: c, gossip: f[2], url: f[3]}
+	var err error
 	p.client, err = arbor.Dial(testContext(t), p.url)
 	must(t, err)
 	t.Cleanup(func() { p.client.Close() })
 	return p
-}
-
-// kill SIGKILLs the member's process and reaps it.
-func (p *distProc) kill() {
-	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-		_ = p.stdin.Close()
-		_ = p.cmd.Wait()
-	})
 }
 
 // startDistProcs starts members p0… and waits until every one knows every

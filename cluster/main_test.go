@@ -209,7 +209,7 @@ func is(kind EventKind, name string) func(Event) bool {
 	return func(ev Event) bool { return ev.Kind == kind && ev.Member.Name == name }
 }
 
-// child is a node running in a child process.
+// child is the test binary re-executed as a node or member of its own.
 type child struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
@@ -221,8 +221,18 @@ type child struct {
 // startChild re-executes the test binary as a node joining seed.
 func startChild(t *testing.T, name, seed string) *child {
 	t.Helper()
+	c, f := startProcess(t, "child "+name, 3, childEnv+"="+seed, "ARBOR_CLUSTER_CHILD_NAME="+name)
+	c.name, c.addr = f[1], f[2]
+	return c
+}
+
+// startProcess re-executes the test binary with env added and waits for its
+// first line, "READY" and n-1 more fields, which it returns; the child is
+// killed when the test ends.
+func startProcess(t *testing.T, what string, n int, env ...string) (*child, []string) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+seed, "ARBOR_CLUSTER_CHILD_NAME="+name)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -246,14 +256,14 @@ func startChild(t *testing.T, name, seed string) *child {
 	select {
 	case line := <-ready:
 		f := strings.Fields(line)
-		if len(f) != 3 || f[0] != "READY" {
-			t.Fatalf("child %s: unexpected first line %q", name, line)
+		if len(f) != n || f[0] != "READY" {
+			t.Fatalf("%s: unexpected first line %q", what, line)
 		}
-		c.name, c.addr = f[1], f[2]
+		return c, f
 	case <-time.After(testTimeout):
-		t.Fatalf("child %s not ready within %v", name, testTimeout)
+		t.Fatalf("%s not ready within %v", what, testTimeout)
 	}
-	return c
+	return nil, nil
 }
 
 func (c *child) signal(t *testing.T, sig syscall.Signal) {
