@@ -65,6 +65,20 @@ func testContext(t testing.TB) context.Context {
 // server.
 func start(t *testing.T, interceptor arbor.Interceptor) string {
 	t.Helper()
+	srv, l := routeGuide(t, interceptor)
+	hs := bridge.NewHTTPServer(bridge.New(srv, bridge.Config{}))
+	go hs.Serve(l)
+	t.Cleanup(func() {
+		hs.Close()
+		srv.Close()
+	})
+	return l.Addr().String()
+}
+
+// routeGuide is an Arbor server with the route guide and the demo
+// Greeter (interceptor, if set, on it), and a listener for the bridge.
+func routeGuide(t testing.TB, interceptor arbor.Interceptor) (*arbor.Server, net.Listener) {
+	t.Helper()
 	var opts []arbor.ServerOption
 	if interceptor != nil {
 		opts = append(opts, arbor.WithInterceptors(interceptor))
@@ -80,13 +94,7 @@ func start(t *testing.T, interceptor arbor.Interceptor) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := bridge.NewHTTPServer(bridge.New(srv, bridge.Config{}))
-	go hs.Serve(l)
-	t.Cleanup(func() {
-		hs.Close()
-		srv.Close()
-	})
-	return l.Addr().String()
+	return srv, l
 }
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {

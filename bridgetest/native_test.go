@@ -33,21 +33,7 @@ import (
 // server; cfg and gcfg may be zero.
 func startNative(t testing.TB, interceptor arbor.Interceptor, cfg bridge.Config, gcfg bridge.GRPCConfig) string {
 	t.Helper()
-	var opts []arbor.ServerOption
-	if interceptor != nil {
-		opts = append(opts, arbor.WithInterceptors(interceptor))
-	}
-	srv := arbor.NewServer(opts...)
-	if err := server.New(nil).Register(srv); err != nil {
-		t.Fatal(err)
-	}
-	if err := greeter.Register(srv); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, l := routeGuide(t, interceptor)
 	gs := bridge.NewGRPCServer(bridge.New(srv, cfg), gcfg)
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(l) }()
