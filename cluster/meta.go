@@ -181,6 +181,9 @@ func (d *metaDecoder) uvarint(what string) (uint64, error) {
 	if n <= 0 {
 		return 0, &metaError{d.off, fmt.Sprintf("%s: bad or truncated length", what)}
 	}
+	if n > 1 && d.b[d.off+n-1] == 0 { // a zero last byte adds nothing: one value, one encoding
+		return 0, &metaError{d.off, fmt.Sprintf("%s: length not in its shortest encoding", what)}
+	}
 	d.off += n
 	return v, nil
 }
