@@ -48,6 +48,8 @@ func outgoingMetadata(ctx context.Context) Metadata {
 }
 
 // IncomingMetadata returns the metadata the caller sent, inside a handler.
+// It is read-only: calls that carry the same metadata share one parse of
+// it (slices.Clone it to change it).
 func IncomingMetadata(ctx context.Context) Metadata {
 	md, _ := ctx.Value(conn.MetadataKey).([]wire.MD)
 	return Metadata(md)

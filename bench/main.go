@@ -10,6 +10,7 @@
 //	go run . -mode tree -d 1s            # request-tree resolution vs a unary call only
 //	go run . -mode pipeline              # a chain of 10 dependent calls vs one, over a 5ms-each-way link
 //	go run . -mode proto                 # one .proto: generated Arbor, the gRPC bridge, grpc-go
+//	go run . -mode obs                   # what metrics and tracing cost, in interleaved rounds
 //	go run -tags noarbor .               # without Arbor (if it doesn't build)
 //
 // Sections (-mode, comma-separated, default all six in this order):
@@ -35,6 +36,11 @@
 //     grpc-go's client, and served natively by grpc-go (bars:
 //     protoNativeBar, protoBridgeBar).
 //
+// Asked for by name: sweep (payload and caller envelope), procs (client
+// and server in separate pinned processes), connscale (idle connections
+// at scale), obs (metrics and tracing off and on, obsBarRate) and check
+// (make bench-check).
+//
 // Allocations are counted process-wide, so allocs/call, allocs/msg and
 // the B/ columns include both client and server.
 package main
@@ -45,6 +51,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -64,7 +71,7 @@ func main() {
 		dur      = flag.Duration("d", 2*time.Second, "measured duration per cell (system × payload × concurrency or lanes)")
 		warm     = flag.Duration("warm", 0, "warm-up per cell (default: d/10, clamped to 50ms..500ms)")
 		short    = flag.Bool("short", false, "CI-sized run: -d 200ms -warm 50ms")
-		mode     = flag.String("mode", "unary,stream,transports,tree,pipeline,proto", "comma-separated sections to run: unary, stream, transports, tree, pipeline, proto, sweep, connscale, check, or all (the first six)")
+		mode     = flag.String("mode", "unary,stream,transports,tree,pipeline,proto", "comma-separated sections to run: unary, stream, transports, tree, pipeline, proto, sweep, procs, connscale, obs, check, or all (the first six)")
 		subject  = flag.String("subject", "arbor", "system whose ratios to the others are tabled")
 		systems  = flag.String("systems", "all", "unary: comma-separated systems, or all; known: "+strings.Join(knownSystems(), ","))
 		payloads = flag.String("payloads", "64,1KiB", "unary: comma-separated payload sizes (64, 1KiB, 4k, ...)")
@@ -99,6 +106,9 @@ func main() {
 		scaleActive  = flag.Int("scale-active", 100, "connscale: of them, how many then carry load")
 
 		linkDelay    = flag.Duration("link-delay", 5*time.Millisecond, "pipeline: delay the proxy adds to every chunk, in each direction")
+		cpuProfile   = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+		obsOnly      = flag.String("obs-setups", "", "obs: comma-separated setups to run (default all; off is always run, first)")
+		obsRounds    = flag.Int("obs-rounds", 5, "obs: interleaved rounds (each setup measured for -d/2 per round)")
 		chainLen     = flag.Int("chain", 10, "pipeline: dependent calls per chain")
 		pipelineRuns = flag.Int("pipeline-runs", 25, "pipeline: measured runs (one call and one chain each) per system; -short: 5")
 	)
@@ -188,12 +198,30 @@ func main() {
 			pc := procsConfig{dur: *dur, warm: *warm, subject: *subject, systems: splitList(*procsSystems),
 				sizes: mustSizes("-procs-payloads", *procsPayloads), concs: mustInts("-procs-conc", *procsConc)}
 			runs = append(runs, func(w io.Writer) error { return runProcs(w, pc) })
+		case "obs":
+			if *obsRounds < 1 {
+				fatalf("-obs-rounds must be >= 1")
+			}
+			runs = append(runs, func(w io.Writer) error { return runObs(w, cfg, *obsRounds, splitList(*obsOnly)) })
 		case "check":
 			runs = append(runs, func(w io.Writer) error { return runCheck(w, cfg) })
 		}
 	}
 
 	raiseFDLimit()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fatalf("-cpuprofile: %v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatalf("-cpuprofile: %v", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 	out := os.Stdout
 	printMachine(out, *dur, *warm)
 	for _, run := range runs {
@@ -206,7 +234,7 @@ func main() {
 // parseModes parses -mode into sections in run order (unary, stream,
 // transports, tree, pipeline), whatever order they were given in.
 func parseModes(s string) ([]string, error) {
-	all := []string{"unary", "stream", "transports", "tree", "pipeline", "proto", "sweep", "procs", "connscale", "check"}
+	all := []string{"unary", "stream", "transports", "tree", "pipeline", "proto", "sweep", "procs", "connscale", "obs", "check"}
 	defaults := all[:6] // "all": the sections of make bench; sweep, connscale and check are asked for by name
 	want := map[string]bool{}
 	for _, f := range strings.Split(s, ",") {
@@ -217,7 +245,7 @@ func parseModes(s string) ([]string, error) {
 			for _, m := range defaults {
 				want[m] = true
 			}
-		case "unary", "stream", "transports", "tree", "pipeline", "proto", "sweep", "procs", "connscale", "check":
+		case "unary", "stream", "transports", "tree", "pipeline", "proto", "sweep", "procs", "connscale", "obs", "check":
 			want[f] = true
 		case "protobuf", "generated", "bridge", "grpc-bridge":
 			want["proto"] = true
@@ -229,8 +257,10 @@ func parseModes(s string) ([]string, error) {
 			want["stream"] = true
 		case "transport":
 			want["transports"] = true
+		case "observability", "metrics", "tracing":
+			want["obs"] = true
 		default:
-			return nil, fmt.Errorf("unknown section %q (want unary, stream, transports, tree, pipeline, proto, sweep, procs, connscale, check or all)", f)
+			return nil, fmt.Errorf("unknown section %q (want unary, stream, transports, tree, pipeline, proto, sweep, procs, connscale, obs, check or all)", f)
 		}
 	}
 	var out []string

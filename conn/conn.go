@@ -95,6 +95,9 @@ type Conn struct {
 	// readBuf is the size of the reader's buffer (small while the
 	// connection is quiet, see wire.Reader), as the reader last saw it.
 	readBuf atomic.Int32
+	// mdc parses incoming calls' metadata: a call carrying what the one
+	// before it carried (a trace context, a token) shares its parse.
+	mdc wire.MetadataCache
 
 	// Inline calls (inline.go). rpend and rcount are the reader's own:
 	// answers of inline calls wait in wbuf for the reader to write them;

@@ -16,6 +16,9 @@ type callCtx struct {
 	parent   context.Context
 	deadline time.Time
 	md       []wire.MD
+	// One value an Observer bound to the call (CallInfo.WithValue): a
+	// span, say, without the allocation of a context.WithValue.
+	obKey, obVal any
 
 	mu      sync.Mutex
 	trailer []wire.MD
@@ -27,7 +30,7 @@ type callCtx struct {
 func newCallCtx(parent context.Context, timeout time.Duration, md []wire.MD) *callCtx {
 	c := &callCtx{parent: parent, md: md}
 	if timeout > 0 {
-		c.deadline = time.Now().Add(timeout)
+		c.deadline = now().Add(timeout)
 	}
 	return c
 }
@@ -57,7 +60,7 @@ func (c *callCtx) Err() error {
 }
 
 func (c *callCtx) checkDeadlineLocked() {
-	if c.err == nil && !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+	if c.err == nil && !c.deadline.IsZero() && !now().Before(c.deadline) {
 		c.err = context.DeadlineExceeded
 		if c.done != nil {
 			close(c.done)
@@ -82,6 +85,9 @@ func FromContext(ctx context.Context) *Conn {
 }
 
 func (c *callCtx) Value(key any) any {
+	if c.obKey != nil && key == c.obKey {
+		return c.obVal
+	}
 	switch key {
 	case MetadataKey:
 		return c.md

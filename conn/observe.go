@@ -2,6 +2,7 @@ package conn
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"time"
 	"unsafe"
@@ -78,11 +79,31 @@ type CallInfo struct {
 	// Metadata is the call's metadata: outgoing (CallStarted may replace
 	// it, see there) or incoming.
 	Metadata []wire.MD
-	// Start is when the call started.
+	// Start is when the call started, read from the monotonic clock:
+	// measure with time.Since(Start). (Its wall reading is the process
+	// start's plus the time since, which a step of the wall clock does
+	// not move: see clock.go.)
 	Start time.Time
 	// ArgBytes and ResultBytes are the encoded arguments and result (for
 	// a stream, with the messages sent and received, at CallEnded).
 	ArgBytes, ResultBytes int64
+
+	cc *callCtx // an incoming call's handler context (WithValue)
+}
+
+// WithValue returns ctx with key bound to val, as context.WithValue does
+// (key must be comparable, and should be of an unexported type). In
+// CallStarted of an incoming call, when ctx is still the connection's
+// own context of the call, the value is kept in that context and ctx is
+// returned as it is: binding a span to every handler's context then costs
+// no allocation. Each call has one such slot; anything else gets
+// context.WithValue.
+func (info *CallInfo) WithValue(ctx context.Context, key, val any) context.Context {
+	if cc := info.cc; cc != nil && cc.obKey == nil && ctx == context.Context(cc) && key != nil && reflect.TypeOf(key).Comparable() {
+		cc.obKey, cc.obVal = key, val // before the handler runs: CallStarted precedes it
+		return ctx
+	}
+	return context.WithValue(ctx, key, val)
 }
 
 // Observers combines observers into one that calls each in turn (nil
@@ -159,7 +180,7 @@ type observed struct {
 // replaced by the observer's. It returns the context for the call.
 func (c *Conn) startOutgoing(ctx context.Context, ob *observed, kind CallKind, o *Outgoing) context.Context {
 	ob.info = CallInfo{Conn: c, Outgoing: true, Kind: kind, Function: o.Function, Method: o.Target != nil,
-		Metadata: o.Metadata, Start: time.Now(), ArgBytes: int64(len(o.Args))}
+		Metadata: o.Metadata, Start: now(), ArgBytes: int64(len(o.Args))}
 	ob.ctx = c.cfg.Observer.CallStarted(ctx, &ob.info)
 	o.Metadata = ob.info.Metadata
 	return ob.ctx
@@ -202,7 +223,7 @@ func (c *Conn) startIncoming(sc *serverCall) context.Context {
 		fn = unsafe.String(&sc.in.Function[0], len(sc.in.Function))
 	}
 	sc.ob.info = CallInfo{Conn: c, Kind: kind, Function: fn, Method: sc.in.HasTarget,
-		Metadata: sc.in.Metadata, Start: time.Now(), ArgBytes: int64(len(sc.in.Args))}
+		Metadata: sc.in.Metadata, Start: now(), ArgBytes: int64(len(sc.in.Args)), cc: sc.ctx}
 	sc.ob.ctx = c.cfg.Observer.CallStarted(sc.ctx, &sc.ob.info)
 	return sc.ob.ctx
 }

@@ -260,3 +260,55 @@ func TestObserversCombine(t *testing.T) {
 		}
 	}
 }
+
+// slotObserver binds two values to every incoming call with
+// CallInfo.WithValue: the first in the call's own context (the same
+// context comes back), the second, the slot taken, with context.WithValue.
+type slotObserver struct {
+	obsRecorder
+	sameCtx chan bool
+}
+
+type slotKey struct{ n int }
+
+func (o *slotObserver) CallStarted(ctx context.Context, info *CallInfo) context.Context {
+	if info.Outgoing {
+		return info.WithValue(ctx, slotKey{0}, "client") // not a served call's context: wrapped
+	}
+	got := info.WithValue(ctx, slotKey{1}, "first")
+	o.sameCtx <- got == ctx
+	return info.WithValue(got, slotKey{2}, "second")
+}
+
+func (o *slotObserver) CallEnded(ctx context.Context, info *CallInfo, err error) {
+	want := map[bool]string{true: "client", false: "first"}[info.Outgoing]
+	key := map[bool]slotKey{true: {0}, false: {1}}[info.Outgoing]
+	if ctx.Value(key) != want {
+		o.add("end: %v missing", key)
+	}
+}
+
+func TestCallInfoWithValue(t *testing.T) {
+	srv := &slotObserver{sameCtx: make(chan bool, 4)}
+	cli := &slotObserver{sameCtx: make(chan bool, 4)}
+	c, _ := streamPair(t, Config{Observer: srv}, Config{Observer: cli}, func(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
+		for _, k := range []slotKey{{1}, {2}} {
+			v, _ := ctx.Value(k).(string)
+			out = append(out, v+";"...)
+		}
+		return out, nil
+	})
+	for range 2 { // the slot is the call's: the second call has its own
+		if got, err := callString(t, c, context.Background(), "f", ""); err != nil || got != "first;second;" {
+			t.Fatalf("handler saw %q, %v; want both values", got, err)
+		}
+		if !<-srv.sameCtx {
+			t.Error("the first value did not go in the call's own context")
+		}
+	}
+	for _, ev := range append(srv.take(), cli.take()...) {
+		if strings.HasPrefix(ev, "end:") {
+			t.Error(ev)
+		}
+	}
+}

@@ -161,7 +161,7 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 	}
 	var md []wire.MD
 	if len(wc.Metadata) > 1 || (len(wc.Metadata) == 1 && wc.Metadata[0] != 0) {
-		if md, err = wire.ParseMetadata(nil, wc.Metadata); err != nil {
+		if md, err = c.mdc.Parse(wc.Metadata); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -357,7 +357,7 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	}
 	var began time.Time
 	if sc.st != nil {
-		began = time.Now()
+		began = now()
 	}
 	out, err := c.invoke(sc)
 	if sc.st != nil {

@@ -31,7 +31,7 @@ func (o observer) CallStarted(ctx context.Context, info *conn.CallInfo) context.
 		info.Metadata = md
 		return ctx
 	}
-	return o.t.incoming(ctx, false, info.Function, info.Metadata, attrs) // cloned if a span keeps it
+	return o.t.incoming(ctx, info, false, info.Function, info.Metadata, attrs) // cloned if a span keeps it
 }
 
 func (o observer) CallEnded(ctx context.Context, info *conn.CallInfo, err error) {
@@ -48,7 +48,7 @@ func (o observer) CallEnded(ctx context.Context, info *conn.CallInfo, err error)
 func (t *Tracing) ServerInterceptor() arbor.Interceptor {
 	return func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
-			ctx = t.incoming(ctx, true, req.ID, req.Metadata, func(name string) []attribute.KeyValue {
+			ctx = t.incoming(ctx, nil, true, req.ID, req.Metadata, func(name string) []attribute.KeyValue {
 				a := []attribute.KeyValue{AttrSystem.String("arbor"), AttrMethod.String(name), AttrKind.String(string(req.Kind))}
 				if req.Service != "" {
 					a = append(a, AttrService.String(req.Service))

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/arbor-rpc/arbor"
+	"github.com/arbor-rpc/arbor/conn"
 	"github.com/arbor-rpc/arbor/wire"
 )
 
@@ -231,7 +232,7 @@ func traceKeys(md []wire.MD) (tp, ts string) {
 // is then the parent; a connection's handler context never is). Under an unsampled remote parent it starts no span
 // and hands the handler the parent's context, so that the handler's own
 // calls stay in the (unsampled) trace.
-func (t *Tracing) incoming(ctx context.Context, inProcess bool, name string, md []wire.MD, attrs func(name string) []attribute.KeyValue) context.Context {
+func (t *Tracing) incoming(ctx context.Context, info *conn.CallInfo, inProcess bool, name string, md []wire.MD, attrs func(name string) []attribute.KeyValue) context.Context {
 	if inProcess && trace.SpanFromContext(ctx).SpanContext().IsValid() {
 		// Already in a trace (a request tree's function run in process):
 		// a child of that.
@@ -240,18 +241,47 @@ func (t *Tracing) incoming(ctx context.Context, inProcess bool, name string, md 
 	if tp, ts := traceKeys(md); tp != "" {
 		if ts == "" {
 			if span, ok := t.spans.lookup(tp); ok {
-				return trace.ContextWithSpan(ctx, span) // an unsampled parent seen before
+				return withSpan(ctx, info, span) // an unsampled parent seen before
 			}
 		}
 		if cfg, ok := parseTraceparent(tp); ok && !cfg.TraceFlags.IsSampled() {
 			if ts == "" {
-				return trace.ContextWithSpan(ctx, t.spans.span(tp, cfg))
+				return withSpan(ctx, info, t.spans.span(tp, cfg))
 			}
 			return t.extract(ctx, md, tp, ts)
 		}
 		ctx = t.extract(ctx, md, tp, ts)
 	}
 	return t.startServer(ctx, name, attrs)
+}
+
+// withSpan is trace.ContextWithSpan, in the call's own context when the
+// call is one a connection serves (info not nil): no allocation.
+func withSpan(ctx context.Context, info *conn.CallInfo, span trace.Span) context.Context {
+	if info == nil || spanKey == nil {
+		return trace.ContextWithSpan(ctx, span)
+	}
+	return info.WithValue(ctx, spanKey, span)
+}
+
+// spanKey is the context key under which OpenTelemetry keeps the current
+// span (unexported there): the key trace.SpanFromContext asks a context
+// for. Binding a span under it is what trace.ContextWithSpan does.
+var spanKey = func() any {
+	var p keyProbe
+	trace.SpanFromContext(&p)
+	return p.key
+}()
+
+// keyProbe is a context that records the key it is asked for.
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(key any) any {
+	p.key = key
+	return nil
 }
 
 func (t *Tracing) startServer(ctx context.Context, name string, attrs func(name string) []attribute.KeyValue) context.Context {

@@ -1,40 +1,48 @@
 package wire
 
-import "unsafe"
+import (
+	"bytes"
+	"sync/atomic"
+	"unsafe"
+)
 
 // Small metadata — a trace context, a token: one or two pairs of a few
 // dozen bytes, which traced calls carry on every call — is parsed into a
-// single allocation holding both the pairs and their bytes, instead of
-// one for the slice and one per string. The strings point into the
-// block's buffer, which nothing writes after parsing, so they are as
-// immutable as any string; the block lives as long as one of them does.
+// single allocation holding the pairs and a copy of their encoding, the
+// strings pointing into that copy, instead of one allocation for the
+// slice and one per string. Nothing writes the copy after parsing, so
+// the strings are as immutable as any; the block lives as long as one of
+// them does.
 const (
 	smallMDPairs = 2
-	smallMDBytes = 96 // a traceparent pair is 66: block 160 bytes in all
+	smallMDBytes = 96 // a traceparent pair encodes in 69
 )
 
 type mdBlock struct {
 	pairs [smallMDPairs]MD
+	md    []MD   // pairs[:n:n]
+	raw   []byte // buf[:len(encoding)]
 	buf   [smallMDBytes]byte
 }
 
-// parseSmallMetadata parses n pairs from d when they fit a block; ok is
-// false (and d untouched) when they do not.
-func parseSmallMetadata(d *decoder, n uint64) (md []MD, ok bool, err error) {
-	if n == 0 || n > smallMDPairs || len(d.p)-d.off > smallMDBytes {
+// parseSmallMetadata parses the metadata b (its count, n, already read by
+// d) when it fits a block; ok is false (and d untouched) when it does
+// not.
+func parseSmallMetadata(d *decoder, b []byte, n uint64) (blk *mdBlock, ok bool, err error) {
+	if n == 0 || n > smallMDPairs || len(b) > smallMDBytes {
 		return nil, false, nil
 	}
-	blk := new(mdBlock)
-	buf := blk.buf[:0:smallMDBytes]
-	md = blk.pairs[:0:n]
-	str := func(b []byte) string {
-		if len(b) == 0 {
+	blk = new(mdBlock)
+	blk.raw = blk.buf[:copy(blk.buf[:], b)]
+	// The strings are the copy's bytes at the offsets d reads them from b.
+	str := func(v []byte) string {
+		if len(v) == 0 {
 			return ""
 		}
-		start := len(buf)
-		buf = append(buf, b...) // within capacity: the pairs' bytes are fewer than the frame's
-		return unsafe.String(&buf[start], len(b))
+		off := int(uintptr(unsafe.Pointer(unsafe.SliceData(v))) - uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+		return unsafe.String(&blk.buf[off], len(v))
 	}
+	md := blk.pairs[:0:n]
 	for i := uint64(0); i < n; i++ {
 		k, err := d.bytes("metadata key", MaxMetadata)
 		if err != nil {
@@ -46,5 +54,36 @@ func parseSmallMetadata(d *decoder, n uint64) (md []MD, ok bool, err error) {
 		}
 		md = append(md, MD{Key: str(k), Value: str(v)})
 	}
-	return md, true, nil
+	blk.md = md
+	return blk, true, nil
+}
+
+// MetadataCache parses the metadata of a connection's calls, keeping the
+// last small one parsed: calls that carry the same metadata as the call
+// before (a load under one trace context, one token) share its parse and
+// cost no allocation. The slices it returns are shared, so they must not
+// be modified. It is safe for concurrent use; the zero value is ready.
+type MetadataCache struct {
+	last atomic.Pointer[mdBlock]
+}
+
+// Parse is ParseMetadata(nil, b), through the cache.
+func (c *MetadataCache) Parse(b []byte) ([]MD, error) {
+	if blk := c.last.Load(); blk != nil && bytes.Equal(blk.raw, b) {
+		return blk.md, nil
+	}
+	d := decoder{p: b, frame: TypeCall}
+	n, err := d.metadataCount()
+	if err != nil {
+		return nil, err
+	}
+	blk, ok, err := parseSmallMetadata(&d, b, n)
+	if !ok {
+		return parseMetadata(&d, nil, n)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.last.Store(blk)
+	return blk.md, nil
 }

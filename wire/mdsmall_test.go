@@ -28,8 +28,39 @@ func TestSmallMetadataOneAllocation(t *testing.T) {
 	}
 }
 
-// FuzzParseMetadata: the one-block path for small metadata and the
-// general path agree on every input, errors included.
+func TestMetadataCacheSharesParse(t *testing.T) {
+	var c MetadataCache
+	tp := appendMetadata(nil, []MD{{Key: "traceparent", Value: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}})
+	first, err := c.Parse(tp)
+	if err != nil || len(first) != 1 || first[0].Key != "traceparent" {
+		t.Fatalf("Parse = %v, %v", first, err)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { c.Parse(tp) }); allocs != 0 {
+		t.Errorf("the same metadata again cost %.0f allocations, want 0", allocs)
+	}
+	again, _ := c.Parse(tp)
+	if &again[0] != &first[0] || cap(again) != len(again) {
+		t.Errorf("the same metadata was parsed anew (or its slice can be appended into)")
+	}
+	other, err := c.Parse(appendMetadata(nil, []MD{{Key: "a", Value: "1"}}))
+	if err != nil || !reflect.DeepEqual(other, []MD{{Key: "a", Value: "1"}}) {
+		t.Errorf("other metadata: %v, %v", other, err)
+	}
+	if first[0].Value[:3] != "00-" {
+		t.Errorf("an earlier parse changed: %v", first)
+	}
+	if _, err := c.Parse([]byte{1, 5, 'a'}); err == nil {
+		t.Error("truncated metadata parsed without an error")
+	}
+	big := appendMetadata(nil, []MD{{Key: "k", Value: string(make([]byte, 200))}})
+	if md, err := c.Parse(big); err != nil || len(md) != 1 || len(md[0].Value) != 200 {
+		t.Errorf("large metadata: %d pairs, %v", len(md), err)
+	}
+}
+
+// FuzzParseMetadata: the one-block path for small metadata, the general
+// path and a MetadataCache (fed each input twice) agree on every input,
+// errors included.
 func FuzzParseMetadata(f *testing.F) {
 	f.Add(appendMetadata(nil, []MD{{Key: "traceparent", Value: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}))
 	f.Add(appendMetadata(nil, []MD{{Key: "a", Value: "1"}, {Key: "authorization", Value: "Bearer x"}}))
@@ -45,6 +76,16 @@ func FuzzParseMetadata(f *testing.F) {
 		}
 		if errS == nil && !(len(small) == 0 && len(general) == 0) && !reflect.DeepEqual(small, general) {
 			t.Fatalf("results differ: %q / %q", small, general)
+		}
+		var c MetadataCache
+		for range 2 {
+			cached, errC := c.Parse(b)
+			if (errC == nil) != (errG == nil) || (errC != nil && errC.Error() != errG.Error()) {
+				t.Fatalf("cache's error differs: %v / %v", errC, errG)
+			}
+			if errC == nil && !(len(cached) == 0 && len(general) == 0) && !reflect.DeepEqual(cached, general) {
+				t.Fatalf("cache's result differs: %q / %q", cached, general)
+			}
 		}
 	})
 }

@@ -76,20 +76,37 @@ func appendMetadata(dst []byte, md []MD) []byte {
 // strings together).
 func ParseMetadata(dst []MD, b []byte) ([]MD, error) {
 	d := decoder{p: b, frame: TypeCall}
-	n, err := d.uvarint("metadata count")
+	n, err := d.metadataCount()
 	if err != nil {
 		return dst, err
 	}
-	// Each pair takes at least two bytes, so n is bounded by len(b) before
-	// anything is sized by it.
-	if n > uint64(len(b)/2) {
-		return dst, d.errorf("metadata count %d exceeds what %d bytes can hold", n, len(b))
-	}
 	if len(dst) == 0 && cap(dst) == 0 { // mdsmall.go: one allocation for small metadata
-		if md, ok, err := parseSmallMetadata(&d, n); ok {
-			return md, err
+		if blk, ok, err := parseSmallMetadata(&d, b, n); ok {
+			if err != nil {
+				return nil, err
+			}
+			return blk.md, nil
 		}
 	}
+	return parseMetadata(&d, dst, n)
+}
+
+// metadataCount reads the number of pairs of the metadata d holds.
+func (d *decoder) metadataCount() (uint64, error) {
+	n, err := d.uvarint("metadata count")
+	if err != nil {
+		return 0, err
+	}
+	// Each pair takes at least two bytes, so n is bounded by len(p) before
+	// anything is sized by it.
+	if n > uint64(len(d.p)/2) {
+		return 0, d.errorf("metadata count %d exceeds what %d bytes can hold", n, len(d.p))
+	}
+	return n, nil
+}
+
+// parseMetadata appends the n pairs d holds to dst, a string each.
+func parseMetadata(d *decoder, dst []MD, n uint64) ([]MD, error) {
 	dst = slices.Grow(dst, int(n))
 	for i := uint64(0); i < n; i++ {
 		k, err := d.bytes("metadata key", MaxMetadata)
