@@ -281,8 +281,10 @@ func (o *slotObserver) CallStarted(ctx context.Context, info *CallInfo) context.
 }
 
 func (o *slotObserver) CallEnded(ctx context.Context, info *CallInfo, err error) {
-	want := map[bool]string{true: "client", false: "first"}[info.Outgoing]
-	key := map[bool]slotKey{true: {0}, false: {1}}[info.Outgoing]
+	key, want := slotKey{1}, "first"
+	if info.Outgoing {
+		key, want = slotKey{0}, "client"
+	}
 	if ctx.Value(key) != want {
 		o.add("end: %v missing", key)
 	}

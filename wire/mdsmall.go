@@ -20,10 +20,16 @@ const (
 
 type mdBlock struct {
 	pairs [smallMDPairs]MD
-	md    []MD   // pairs[:n:n]
-	raw   []byte // buf[:len(encoding)]
+	n     uint8 // pairs used
+	size  uint8 // bytes of the encoding in buf
 	buf   [smallMDBytes]byte
 }
+
+// md is the parsed pairs; appending to it copies them.
+func (blk *mdBlock) md() []MD { return blk.pairs[:blk.n:blk.n] }
+
+// raw is the encoding the pairs were parsed from.
+func (blk *mdBlock) raw() []byte { return blk.buf[:blk.size] }
 
 // parseSmallMetadata parses the metadata b (its count, n, already read by
 // d) when it fits a block; ok is false (and d untouched) when it does
@@ -33,7 +39,7 @@ func parseSmallMetadata(d *decoder, b []byte, n uint64) (blk *mdBlock, ok bool, 
 		return nil, false, nil
 	}
 	blk = new(mdBlock)
-	blk.raw = blk.buf[:copy(blk.buf[:], b)]
+	blk.size = uint8(copy(blk.buf[:], b))
 	// The strings are the copy's bytes at the offsets d reads them from b.
 	str := func(v []byte) string {
 		if len(v) == 0 {
@@ -42,7 +48,6 @@ func parseSmallMetadata(d *decoder, b []byte, n uint64) (blk *mdBlock, ok bool, 
 		off := int(uintptr(unsafe.Pointer(unsafe.SliceData(v))) - uintptr(unsafe.Pointer(unsafe.SliceData(b))))
 		return unsafe.String(&blk.buf[off], len(v))
 	}
-	md := blk.pairs[:0:n]
 	for i := uint64(0); i < n; i++ {
 		k, err := d.bytes("metadata key", MaxMetadata)
 		if err != nil {
@@ -52,9 +57,9 @@ func parseSmallMetadata(d *decoder, b []byte, n uint64) (blk *mdBlock, ok bool, 
 		if err != nil {
 			return nil, true, err
 		}
-		md = append(md, MD{Key: str(k), Value: str(v)})
+		blk.pairs[i] = MD{Key: str(k), Value: str(v)}
 	}
-	blk.md = md
+	blk.n = uint8(n)
 	return blk, true, nil
 }
 
@@ -69,21 +74,12 @@ type MetadataCache struct {
 
 // Parse is ParseMetadata(nil, b), through the cache.
 func (c *MetadataCache) Parse(b []byte) ([]MD, error) {
-	if blk := c.last.Load(); blk != nil && bytes.Equal(blk.raw, b) {
-		return blk.md, nil
+	if blk := c.last.Load(); blk != nil && bytes.Equal(blk.raw(), b) {
+		return blk.md(), nil
 	}
-	d := decoder{p: b, frame: TypeCall}
-	n, err := d.metadataCount()
-	if err != nil {
-		return nil, err
+	md, blk, err := parseFresh(b)
+	if blk != nil {
+		c.last.Store(blk)
 	}
-	blk, ok, err := parseSmallMetadata(&d, b, n)
-	if !ok {
-		return parseMetadata(&d, nil, n)
-	}
-	if err != nil {
-		return nil, err
-	}
-	c.last.Store(blk)
-	return blk.md, nil
+	return md, err
 }

@@ -75,20 +75,34 @@ func appendMetadata(dst []byte, md []MD) []byte {
 // dst is empty and the metadata small, one block for the pairs and their
 // strings together).
 func ParseMetadata(dst []MD, b []byte) ([]MD, error) {
+	if len(dst) == 0 && cap(dst) == 0 {
+		md, _, err := parseFresh(b)
+		return md, err
+	}
 	d := decoder{p: b, frame: TypeCall}
 	n, err := d.metadataCount()
 	if err != nil {
 		return dst, err
 	}
-	if len(dst) == 0 && cap(dst) == 0 { // mdsmall.go: one allocation for small metadata
-		if blk, ok, err := parseSmallMetadata(&d, b, n); ok {
-			if err != nil {
-				return nil, err
-			}
-			return blk.md, nil
-		}
-	}
 	return parseMetadata(&d, dst, n)
+}
+
+// parseFresh parses b into new memory: small metadata into one block
+// (mdsmall.go, blk set), any other a string per key and value.
+func parseFresh(b []byte) (md []MD, blk *mdBlock, err error) {
+	d := decoder{p: b, frame: TypeCall}
+	n, err := d.metadataCount()
+	if err != nil {
+		return nil, nil, err
+	}
+	if blk, ok, err := parseSmallMetadata(&d, b, n); ok {
+		if err != nil {
+			return nil, nil, err
+		}
+		return blk.md(), blk, nil
+	}
+	md, err = parseMetadata(&d, nil, n)
+	return md, nil, err
 }
 
 // metadataCount reads the number of pairs of the metadata d holds.
