@@ -76,7 +76,7 @@ unit: tools
 
 # Allocation budgets are only meaningful without the race detector.
 allocs:
-	$(GO) test -count=1 -run 'Allocs' ./...
+	$(GO) test -count=1 -run 'Allocs|Allocations|LargeEchoBytes' ./...
 
 # Every Fuzz target in the main module runs for FUZZTIME (seed corpus first).
 fuzz:

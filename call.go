@@ -66,6 +66,24 @@ func bigArgLen[T any](v *T) int {
 	return 0
 }
 
+// bigBlob returns the bytes of *v when T is []byte or string and longer
+// than bigArg, with b and the msgpack header that precedes them appended:
+// the caller may send the bytes from where they lie instead of copying
+// them after the header. It returns a nil blob otherwise.
+func bigBlob[T any](b []byte, v *T) (hdr, blob []byte) {
+	switch reflect.TypeFor[T]() {
+	case bytesType:
+		if p := *(*[]byte)(unsafe.Pointer(v)); len(p) > bigArg {
+			return value.AppendBytesHeader(b, len(p)), p
+		}
+	case stringType:
+		if s := *(*string)(unsafe.Pointer(v)); len(s) > bigArg {
+			return value.AppendStringHeader(b, len(s)), unsafe.Slice(unsafe.StringData(s), len(s))
+		}
+	}
+	return b, nil
+}
+
 // growForBig returns b with room for n more bytes, in a recycled buffer
 // from bigArgBufs when it has one large enough.
 func growForBig(b []byte, n int) []byte {
@@ -86,6 +104,22 @@ type argEncoder struct {
 	promises []promiseUse
 	caps     *capEncoder
 	err      error
+	// tail is the last argument's large blob, left out of the encoded
+	// arguments: sent from where it lies when the call goes straight to
+	// a connection, appended to them otherwise (see appendLastArg).
+	tail []byte
+}
+
+// appendLastArg encodes the last argument, i: a large []byte or string
+// is left in e.tail after its header.
+func appendLastArg[T any](e *argEncoder, b []byte, i int, v T) []byte {
+	if e.err == nil {
+		if hdr, blob := bigBlob(b, &v); blob != nil {
+			e.tail = blob
+			return hdr
+		}
+	}
+	return appendArg(e, b, i, v)
 }
 
 // appendArg encodes argument i.
@@ -147,7 +181,7 @@ func finish[R any](ctx context.Context, c Caller, e *argEncoder, buf *argBuf) (R
 		switch x := c.(type) {
 		case *Client:
 			if x.plain() {
-				rep, err := x.callPlain(ctx, e.id, buf.b)
+				rep, err := x.callPlain(ctx, e.id, buf.b, e.tail)
 				if err != nil {
 					return zero, err
 				}
@@ -156,12 +190,12 @@ func finish[R any](ctx context.Context, c Caller, e *argEncoder, buf *argBuf) (R
 				return v, err
 			}
 		case Router:
-			if v, done, err := routePlain[R](ctx, x, e.id, buf.b); done {
+			if v, done, err := routePlain[R](ctx, x, e.id, buf.b, e.tail); done {
 				return v, err
 			}
 		case *Ref:
 			if x.plain() {
-				o := conn.Outgoing{Function: e.id, Metadata: outgoingMetadata(ctx), Args: buf.b, Target: &x.target}
+				o := conn.Outgoing{Function: e.id, Metadata: outgoingMetadata(ctx), Args: buf.b, ArgsTail: e.tail, Target: &x.target}
 				rep, err := x.cc.Call(ctx, &o)
 				if err != nil {
 					return zero, fromStatus(err)
@@ -171,6 +205,9 @@ func finish[R any](ctx context.Context, c Caller, e *argEncoder, buf *argBuf) (R
 				return v, err
 			}
 		}
+	}
+	if e.tail != nil { // a Request's arguments are whole
+		buf.b = append(buf.b, e.tail...)
 	}
 	req := &Request{ID: e.id, Kind: KindUnary, Metadata: outgoingMetadata(ctx), Args: buf.b, promises: e.promises, caps: e.caps}
 	resp, err := c.Call(ctx, req)
@@ -214,7 +251,7 @@ type Routed struct {
 
 // routePlain runs a plain call through r's Clients. done false means the
 // call must go through Call instead.
-func routePlain[R any](ctx context.Context, r Router, id string, args []byte) (v R, done bool, err error) {
+func routePlain[R any](ctx context.Context, r Router, id string, args, tail []byte) (v R, done bool, err error) {
 	var rt Routed
 	for {
 		var cl *Client
@@ -225,7 +262,7 @@ func routePlain[R any](ctx context.Context, r Router, id string, args []byte) (v
 		if cl == nil || !cl.plain() {
 			return v, false, nil
 		}
-		rep, err := cl.callPlain(ctx, id, args)
+		rep, err := cl.callPlain(ctx, id, args, tail)
 		if r.Done(ctx, id, rt, err) {
 			if err == nil {
 				rep.Release()
@@ -243,8 +280,8 @@ func routePlain[R any](ctx context.Context, r Router, id string, args []byte) (v
 }
 
 // callPlain is a unary call with no interceptor, promise or capability.
-func (c *Client) callPlain(ctx context.Context, id string, args []byte) (*conn.Reply, error) {
-	o := conn.Outgoing{Function: id, Metadata: outgoingMetadata(ctx), Args: args, Idempotent: idempotentCall(ctx)}
+func (c *Client) callPlain(ctx context.Context, id string, args, tail []byte) (*conn.Reply, error) {
+	o := conn.Outgoing{Function: id, Metadata: outgoingMetadata(ctx), Args: args, ArgsTail: tail, Idempotent: idempotentCall(ctx)}
 	for attempt := 0; ; attempt++ {
 		cc, err := c.conn(ctx)
 		if err != nil {
@@ -322,7 +359,7 @@ func Call1[R, A any](ctx context.Context, c Caller, id string, a A) (R, error) {
 	e := argEncoder{id: id}
 	buf := getArgBuf()
 	b := value.AppendArrayHeader(buf.b[:0], 1)
-	buf.b = appendArg(&e, b, 0, a)
+	buf.b = appendLastArg(&e, b, 0, a)
 	return finish[R](ctx, c, &e, buf)
 }
 
@@ -334,7 +371,7 @@ func Call2[R, A, B any](ctx context.Context, c Caller, id string, a A, b B) (R, 
 	buf := getArgBuf()
 	p := value.AppendArrayHeader(buf.b[:0], 2)
 	p = appendArg(&e, p, 0, a)
-	buf.b = appendArg(&e, p, 1, b)
+	buf.b = appendLastArg(&e, p, 1, b)
 	return finish[R](ctx, c, &e, buf)
 }
 
@@ -346,7 +383,7 @@ func Call3[R, A, B, C any](ctx context.Context, c Caller, id string, a A, b B, c
 	p := value.AppendArrayHeader(buf.b[:0], 3)
 	p = appendArg(&e, p, 0, a)
 	p = appendArg(&e, p, 1, b)
-	buf.b = appendArg(&e, p, 2, cc)
+	buf.b = appendLastArg(&e, p, 2, cc)
 	return finish[R](ctx, c, &e, buf)
 }
 

@@ -245,6 +245,14 @@ func decodeArg[A any](d *argDecoder, i int, ca *value.Codec[A]) (A, error) {
 func encodeResult[R any](ctx context.Context, h *handler, in *conn.Incoming, out []byte, res R) ([]byte, error) {
 	c := value.For[R]()
 	if !resultCaps[R]() {
+		if in != nil {
+			// A large blob result is sent from where it lies (the
+			// connection writes it after out): no copy of it here.
+			if hdr, blob := bigBlob(out, &res); blob != nil {
+				in.ResultTail = blob
+				return hdr, nil
+			}
+		}
 		b, err := c.Append(out, res)
 		if err != nil {
 			return nil, wrapErr(Internal, ErrSerialization, err, h.info.ID+": encoding the result")

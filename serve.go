@@ -212,6 +212,10 @@ func invokeHandler(ctx context.Context, req *Request) (*Response, error) {
 	} else {
 		res, err = h.invoke(ctx, req.in, req.Args, nil)
 	}
+	if req.in != nil && req.in.ResultTail != nil {
+		// Interceptors see the whole result.
+		res, req.in.ResultTail = append(res, req.in.ResultTail...), nil
+	}
 	if err != nil {
 		return nil, err
 	}

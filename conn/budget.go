@@ -45,6 +45,19 @@ func (b *Budget) tryTake(n int64, force bool) bool {
 	}
 }
 
+// tryTakeHalf takes n bytes if half of the budget is left after them.
+func (b *Budget) tryTakeHalf(n int64) bool {
+	for {
+		u := b.used.Load()
+		if u+n > b.limit/2 {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
 // acquire takes n bytes, waiting until they fit or stop is closed; paused
 // is set while it waits.
 func (b *Budget) acquire(n int64, stop <-chan struct{}, paused *atomic.Bool) bool {
@@ -147,6 +160,29 @@ func (c *Conn) reserve(n int) bool {
 	}
 	if !m.addHeld(int64(n)) { // closed meanwhile: it gave back what it held, not this
 		m.shared.give(int64(n))
+		return false
+	}
+	return true
+}
+
+// reserveEarly takes n bytes for a request still arriving, without
+// waiting, when both budgets keep half of themselves after it: a request
+// on its way may not crowd out the ones that arrived (see grantFrame).
+func (c *Conn) reserveEarly(n int) bool {
+	m := &c.mem
+	if !m.own.tryTakeHalf(int64(n)) {
+		return false
+	}
+	if m.shared == nil {
+		return true
+	}
+	if !m.shared.tryTakeHalf(int64(n)) {
+		m.own.give(int64(n))
+		return false
+	}
+	if !m.addHeld(int64(n)) {
+		m.shared.give(int64(n))
+		m.own.give(int64(n))
 		return false
 	}
 	return true

@@ -92,7 +92,11 @@ func (cl *call) complete(err error) {
 type Outgoing struct {
 	Function string
 	Metadata []wire.MD
-	Args     []byte // a msgpack array
+	Args     []byte // a msgpack array (its first bytes, when ArgsTail is set)
+	// ArgsTail, when set, is the rest of the arguments after Args: a
+	// large blob that Call sends from where it lies instead of copying
+	// it, and keeps unchanged until it returns.
+	ArgsTail []byte
 	// Target, when set, addresses the call to a capability (an export of
 	// the peer, or one in the answer of an earlier retained call).
 	Target *wire.Target
@@ -114,7 +118,7 @@ type Outgoing struct {
 
 // size estimates the CALL frame's payload size for the frame limit.
 func (o *Outgoing) size() int {
-	n := len(o.Args) + len(o.Function) + 32 + mdSize(o.Metadata)
+	n := len(o.Args) + len(o.ArgsTail) + len(o.Function) + 32 + mdSize(o.Metadata)
 	if o.Target != nil {
 		n += 12 + len(o.Target.Path)
 	}
@@ -190,13 +194,20 @@ func (c *Conn) start(ctx context.Context, o *Outgoing, cl *call, st *Stream, laz
 	var at int
 	safe := early && c.wsafe == len(c.wbuf) // everything queued before may go early too
 	c.wbuf, at = wire.AppendCall(c.wbuf, &f)
-	if cl != nil && !lazy && len(o.Args) > bigWrite {
-		// Large arguments go out from where they lie; Call keeps them
-		// unchanged until written (releaseRef).
+	switch {
+	case cl != nil && !lazy && len(o.ArgsTail) > bigWrite:
+		// Arguments' large tail goes out from where it lies; Call keeps
+		// it unchanged until written (releaseRef).
+		c.wbuf = append(c.wbuf, o.Args...)
+		binary.BigEndian.PutUint32(c.wbuf[at:], uint32(len(c.wbuf)-at-wire.HeaderSize+len(o.ArgsTail)))
+		cl.refArgs, cl.refGen = o.ArgsTail, c.queueRef(o.ArgsTail)
+	case cl != nil && !lazy && len(o.ArgsTail) == 0 && len(o.Args) > bigWrite:
+		// So do large arguments.
 		binary.BigEndian.PutUint32(c.wbuf[at:], uint32(len(c.wbuf)-at-wire.HeaderSize+len(o.Args)))
 		cl.refArgs, cl.refGen = o.Args, c.queueRef(o.Args)
-	} else {
+	default:
 		c.wbuf = append(c.wbuf, o.Args...)
+		c.wbuf = append(c.wbuf, o.ArgsTail...)
 		wire.EndFrame(c.wbuf, at)
 	}
 	if safe {

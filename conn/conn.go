@@ -92,6 +92,9 @@ type Conn struct {
 	awayMsg   string
 
 	rd *wire.Reader // the reader loop's (large payloads are taken from it)
+	// granted is the size of the CALL payload arriving with its budget
+	// reserved (grantFrame); the reading goroutine's.
+	granted int
 	// readBuf is the size of the reader's buffer (small while the
 	// connection is quiet, see wire.Reader), as the reader last saw it.
 	readBuf atomic.Int32

@@ -180,7 +180,7 @@ type observed struct {
 // replaced by the observer's. It returns the context for the call.
 func (c *Conn) startOutgoing(ctx context.Context, ob *observed, kind CallKind, o *Outgoing) context.Context {
 	ob.info = CallInfo{Conn: c, Outgoing: true, Kind: kind, Function: o.Function, Method: o.Target != nil,
-		Metadata: o.Metadata, Start: now(), ArgBytes: int64(len(o.Args))}
+		Metadata: o.Metadata, Start: now(), ArgBytes: int64(len(o.Args) + len(o.ArgsTail))}
 	ob.ctx = c.cfg.Observer.CallStarted(ctx, &ob.info)
 	o.Metadata = ob.info.Metadata
 	return ob.ctx
@@ -229,8 +229,7 @@ func (c *Conn) startIncoming(sc *serverCall) context.Context {
 }
 
 // endIncoming reports the end of an observed incoming call.
-func (c *Conn) endIncoming(sc *serverCall, out []byte, err error) {
-	n := len(out)
+func (c *Conn) endIncoming(sc *serverCall, n int, err error) {
 	if st := sc.in.Stream; st != nil {
 		sc.ob.info.ArgBytes += st.recvBytes.Load()
 		n += int(st.sentBytes.Load())

@@ -14,7 +14,30 @@ import (
 // protocol error: it closes this connection and nothing else.
 func (c *Conn) readLoop(r *wire.Reader) {
 	c.rd = r
+	r.SetGrant(c.grantFrame)
 	c.readFrames()
+}
+
+// grantFrame says whether a large frame's payload may have its whole
+// buffer at once (wire.Reader.SetGrant), once its first part arrived: a
+// call's when the memory budgets have room for it, reserved here for
+// incoming to take over; an answer's when it answers a call this side
+// waits for. Others grow with what arrives.
+func (c *Conn) grantFrame(h wire.Header) bool {
+	switch h.Type {
+	case wire.TypeCall:
+		if c.granted != 0 || !c.reserveEarly(int(h.Length)) {
+			return false
+		}
+		c.granted = int(h.Length)
+		return true
+	case wire.TypeResult:
+		c.cmu.Lock()
+		_, waiting := c.calls[h.ID]
+		c.cmu.Unlock()
+		return waiting
+	}
+	return false
 }
 
 // readFrames is the reader loop proper, on c.rd; a new goroutine resumes

@@ -52,6 +52,11 @@ type Incoming struct {
 	// ResultCaps is set by the handler: the capability table of the
 	// result it returns.
 	ResultCaps []wire.CapDescriptor
+	// ResultTail may be set by the handler: the last bytes of the result,
+	// after the ones it returns. A large blob there goes to the socket
+	// from where it lies instead of being copied into the result, so the
+	// handler must not change it after returning.
+	ResultTail []byte
 	// Arrival is the handler's own note on the call, set by its Arriver
 	// or Inliner on the reading goroutine (what it found when the call
 	// arrived).
@@ -101,7 +106,9 @@ var serverCallPool = sync.Pool{New: func() any { return new(serverCall) }}
 // waiting (and so not reading: TCP backpressure) while the budget is
 // spent.
 func (c *Conn) incoming(h wire.Header, p []byte) error {
-	if !c.reserve(len(p)) {
+	if c.granted == len(p) && c.granted > 0 {
+		c.granted = 0 // reserved while it arrived (grantFrame)
+	} else if !c.reserve(len(p)) {
 		return nil // closed while waiting
 	}
 	sc, refusal, err := c.admit(h, p)
@@ -364,8 +371,16 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 		sc.st.record(time.Since(began))
 		sc.st = nil
 	}
+	tail := sc.in.ResultTail
+	if err != nil {
+		tail = nil
+	} else if len(tail) > 0 && (len(tail) <= bigWrite || sc.retained || sc.in.Stream != nil) {
+		// Only a large unary answer that is not retained is written in
+		// two parts; any other is whole from here on.
+		out, tail = append(out, tail...), nil
+	}
 	if c.cfg.Observer != nil {
-		c.endIncoming(sc, out, err)
+		c.endIncoming(sc, len(out)+len(tail), err)
 	}
 	// Only a result in the buffer given (not one the handler allocated or
 	// a slice it returned from elsewhere) goes back to bigBufs.
@@ -382,12 +397,13 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	if sc.retained {
 		c.settle(sc.in.ID, out, caps, err)
 	}
-	if err == nil && len(out)+mdSize(trailer) > int(c.peerMaxFrame) {
-		err = status.Errorf(status.ResourceExhausted, "result of %s is %d bytes, over the peer's frame limit of %d", sc.in.Function, len(out), c.peerMaxFrame)
+	if err == nil && len(out)+len(tail)+mdSize(trailer) > int(c.peerMaxFrame) {
+		err = status.Errorf(status.ResourceExhausted, "result of %s is %d bytes, over the peer's frame limit of %d", sc.in.Function, len(out)+len(tail), c.peerMaxFrame)
+		tail = nil
 	}
 	// The result counts against the memory budget until it is written to
 	// the socket (see writeLocked); the request copy no longer does.
-	reply := len(out) + mdSize(trailer) + wire.HeaderSize
+	reply := len(out) + len(tail) + mdSize(trailer) + wire.HeaderSize
 	c.charge(reply)
 	c.unreserve(sc.charged)
 	sc.charged = 0
@@ -398,13 +414,23 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	c.active--
 	c.smu.Unlock()
 	if c.lockForAppend() == nil {
-		if err == nil && len(out) > bigWrite {
+		switch {
+		case tail != nil:
+			// The handler's own bytes are copied, its tail goes out
+			// from where it lies.
+			c.wbuf = wire.AppendResultHeader(c.wbuf, sc.in.ID, len(out)+len(tail), trailer, caps)
+			c.wbuf = append(c.wbuf, out...)
+			c.queueRef(tail)
+			if recycle {
+				putBig(out)
+			}
+		case err == nil && len(out) > bigWrite:
 			// A large result goes out from where it lies: out is not
 			// kept for reuse (below), so nothing changes it.
 			c.wbuf = wire.AppendResultHeader(c.wbuf, sc.in.ID, len(out), trailer, caps)
 			c.queueRef(out)
 			c.wsegs[len(c.wsegs)-1].recycle = recycle // by the writer, once written
-		} else {
+		default:
 			c.wbuf = appendAnswer(c.wbuf, sc.in.ID, out, err, trailer, caps)
 			if recycle { // copied into wbuf
 				putBig(out)

@@ -123,32 +123,38 @@ func AppendFloat32(b []byte, v float32) []byte {
 
 // AppendString appends a msgpack str.
 func AppendString(b []byte, s string) []byte {
-	n := len(s)
+	return append(AppendStringHeader(b, len(s)), s...)
+}
+
+// AppendStringHeader appends the header of an n-byte msgpack str: the
+// caller writes its bytes next (or sends them from where they lie).
+func AppendStringHeader(b []byte, n int) []byte {
 	switch {
 	case n <= 31:
-		b = append(b, 0xa0|byte(n))
+		return append(b, 0xa0|byte(n))
 	case n <= math.MaxUint8:
-		b = append(b, 0xd9, byte(n))
+		return append(b, 0xd9, byte(n))
 	case n <= math.MaxUint16:
-		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
+		return binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
 	}
-	return append(b, s...)
+	return binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
 }
 
 // AppendBytes appends a msgpack bin.
 func AppendBytes(b []byte, v []byte) []byte {
-	n := len(v)
+	return append(AppendBytesHeader(b, len(v)), v...)
+}
+
+// AppendBytesHeader appends the header of an n-byte msgpack bin: the
+// caller writes its bytes next (or sends them from where they lie).
+func AppendBytesHeader(b []byte, n int) []byte {
 	switch {
 	case n <= math.MaxUint8:
-		b = append(b, 0xc4, byte(n))
+		return append(b, 0xc4, byte(n))
 	case n <= math.MaxUint16:
-		b = binary.BigEndian.AppendUint16(append(b, 0xc5), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
+		return binary.BigEndian.AppendUint16(append(b, 0xc5), uint16(n))
 	}
-	return append(b, v...)
+	return binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
 }
 
 // AppendArrayHeader appends the header of an n-element msgpack array.

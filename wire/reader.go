@@ -38,6 +38,7 @@ type Reader struct {
 	pending int    // bytes of the previous frame still to consume from buf
 	big     []byte // payloads larger than the full-size buffer
 	lastBig bool   // the last payload Next returned is in big's array (see Take)
+	grant   func(Header) bool
 	small   [SmallBuffer]byte
 }
 
@@ -69,6 +70,15 @@ func NewReader(r io.Reader, bufSize int, limit uint32) *Reader {
 	rr.buf = rr.small[:min(rr.size, SmallBuffer)]
 	return rr
 }
+
+// SetGrant sets what the Reader asks before it gives a large payload
+// (more than the read buffer holds) its whole buffer at once, which it
+// does only once the first part of the payload has arrived (twice the
+// read buffer): grant returns true when the caller accounts for the
+// payload's size (a memory budget, a call it waits for), false to make
+// the buffer grow with what arrives, as without a grant. The grant
+// spares a large payload the growth steps' allocations and copies.
+func (r *Reader) SetGrant(grant func(Header) bool) { r.grant = grant }
 
 // SetLimit changes the payload limit (after a HELLO exchange).
 func (r *Reader) SetLimit(limit uint32) { r.limit = limit }
@@ -130,7 +140,7 @@ func (r *Reader) Next() (Header, []byte, error) {
 		r.pending = n
 		return h, r.buf[r.r : r.r+n], nil
 	}
-	p, err := r.readBig(n)
+	p, err := r.readBig(h)
 	if err != nil {
 		return h, nil, err
 	}
@@ -260,14 +270,17 @@ func (r *Reader) readFull(p []byte) error {
 	return nil
 }
 
-// readBig reads a payload of n bytes, more than the read buffer holds.
-// n was checked against the limit, but the peer may still stop sending
-// early: the buffer starts at twice the read buffer and grows only as it
-// fills, four times at a step, or to n at once when that is at most twice
-// the step, so what is allocated is at most about eight times what arrived
-// (and a 1 MiB frame costs three allocations, 64 KiB + 256 KiB + 1 MiB,
-// not a doubling ladder).
-func (r *Reader) readBig(n int) ([]byte, error) {
+// readBig reads the payload of h, more than the read buffer holds.
+// Its length was checked against the limit, but the peer may still stop
+// sending early: the buffer starts at twice the read buffer and grows
+// only as it fills, four times at a step, or to n at once when that is at
+// most twice the step, so what is allocated is at most about eight times
+// what arrived (and a 1 MiB frame costs three allocations, 64 KiB +
+// 256 KiB + 1 MiB, not a doubling ladder). The steps short of n come
+// from the shared pools, and a grant (SetGrant) once the first step is
+// full skips the remaining ones.
+func (r *Reader) readBig(h Header) ([]byte, error) {
+	n := int(h.Length)
 	if cap(r.big) >= n {
 		p := r.big[:n]
 		if err := r.readFull(p); err != nil {
@@ -275,20 +288,47 @@ func (r *Reader) readBig(n int) ([]byte, error) {
 		}
 		return p, nil
 	}
-	p := make([]byte, 0, min(n, 2*r.size))
+	var p []byte
+	var pooled *[]byte // p's pool entry, while p is a step short of n
+	if step := 2 * r.size; step < n && poolIndex(step) >= 0 {
+		pooled = getReadBuf(step)
+		p = (*pooled)[:0]
+	} else {
+		p = make([]byte, 0, min(n, step))
+	}
+	asked := false
 	for len(p) < n {
 		if len(p) == cap(p) {
 			next := 4 * cap(p)
 			if 2*next >= n { // the last step takes all: no short step past a power of 4
 				next = n
 			}
-			q := make([]byte, len(p), min(n, next))
-			copy(q, p)
-			p = q
+			if !asked && r.grant != nil && next < n {
+				asked = true
+				if r.grant(h) {
+					next = n
+				}
+			}
+			var q []byte
+			var qp *[]byte
+			if next < n && poolIndex(next) >= 0 {
+				qp = getReadBuf(next)
+				q = append((*qp)[:0], p...)
+			} else {
+				q = make([]byte, len(p), min(n, next))
+				copy(q, p)
+			}
+			if pooled != nil {
+				putReadBuf(pooled, p[:cap(p)])
+			}
+			p, pooled = q, qp
 		}
 		m := min(cap(p), n) // append may round cap past n
 		err := r.readFull(p[len(p):m])
 		if err != nil {
+			if pooled != nil {
+				putReadBuf(pooled, p[:cap(p)])
+			}
 			return nil, unexpectedEOF(err)
 		}
 		p = p[:m]

@@ -36,22 +36,42 @@ func TestReaderTake(t *testing.T) {
 	}
 }
 
-// A 1 MiB payload read from a stream costs three allocations (the buffer
-// grows 4× as bytes arrive, then to the frame's size), about 1.3× its size.
+// A 1 MiB payload read from a stream costs one buffer of its size:
+// the buffer still grows 4× as bytes arrive, but the steps short of the
+// frame's size come from the pools and go back; a granted frame
+// (SetGrant) skips the steps after the first.
 func TestReadBigAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
 	payload := make([]byte, 1<<20)
 	frame := AppendFrame(nil, TypeResult, 0, 1, payload)
-	br := bytes.NewReader(frame)
-	r := NewReader(br, 32<<10, 2<<20)
-	allocs := testing.AllocsPerRun(20, func() {
-		br.Reset(frame)
-		r.Reset(br)
-		if _, p, err := r.Next(); err != nil || len(p) != len(payload) {
-			t.Fatalf("read: %d bytes, %v", len(p), err)
+	for _, granted := range []bool{false, true} {
+		br := bytes.NewReader(frame)
+		r := NewReader(br, 32<<10, 2<<20)
+		if granted {
+			r.SetGrant(func(Header) bool { return true })
 		}
-		r.Take() // the buffer goes: the next read allocates again
-	})
-	if allocs > 3 {
-		t.Fatalf("%.1f allocations per 1 MiB frame, want at most 3", allocs)
+		read := func() {
+			br.Reset(frame)
+			r.Reset(br)
+			if _, p, err := r.Next(); err != nil || len(p) != len(payload) {
+				t.Fatalf("read: %d bytes, %v", len(p), err)
+			}
+			r.Take() // the buffer goes: the next read allocates again
+		}
+		read() // fills the pools
+		const runs = 20
+		per := float64(allocated(func() {
+			for range runs {
+				read()
+			}
+		})) / runs / float64(len(payload))
+		// Bytes, not allocations: a GC (about one per frame here, with a
+		// small heap) empties the pools now and then, and re-arming one
+		// allocates a little. Without the pools the steps cost 1.31×.
+		if per > 1.15 {
+			t.Fatalf("granted %v: %.2f× the payload allocated per 1 MiB frame, want about 1×", granted, per)
+		}
 	}
 }
