@@ -71,7 +71,7 @@ func main() {
 		dur      = flag.Duration("d", 2*time.Second, "measured duration per cell (system × payload × concurrency or lanes)")
 		warm     = flag.Duration("warm", 0, "warm-up per cell (default: d/10, clamped to 50ms..500ms)")
 		short    = flag.Bool("short", false, "CI-sized run: -d 200ms -warm 50ms")
-		mode     = flag.String("mode", "unary,stream,transports,tree,pipeline,proto", "comma-separated sections to run: unary, stream, transports, tree, pipeline, proto, sweep, procs, connscale, obs, check, or all (the first six)")
+		mode     = flag.String("mode", "unary,stream,transports,tree,pipeline,proto", "comma-separated sections to run: unary, stream, transports, tree, pipeline, proto, sweep, procs, connscale, obs, tool (needs -arbor-bin), check, or all (the first six)")
 		subject  = flag.String("subject", "arbor", "system whose ratios to the others are tabled")
 		systems  = flag.String("systems", "all", "unary: comma-separated systems, or all; known: "+strings.Join(knownSystems(), ","))
 		payloads = flag.String("payloads", "64,1KiB", "unary: comma-separated payload sizes (64, 1KiB, 4k, ...)")
@@ -108,7 +108,8 @@ func main() {
 		linkDelay    = flag.Duration("link-delay", 5*time.Millisecond, "pipeline: delay the proxy adds to every chunk, in each direction")
 		cpuProfile   = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 		obsOnly      = flag.String("obs-setups", "", "obs: comma-separated setups to run (default all; off is always run, first)")
-		obsRounds    = flag.Int("obs-rounds", 5, "obs: interleaved rounds (each setup measured for -d/2 per round)")
+		obsRounds    = flag.Int("obs-rounds", 5, "obs, tool: interleaved rounds (obs: each setup measured for -d/2 per round)")
+		arborBin     = flag.String("arbor-bin", "", "tool: the arbor binary whose serve and bench commands are measured")
 		chainLen     = flag.Int("chain", 10, "pipeline: dependent calls per chain")
 		pipelineRuns = flag.Int("pipeline-runs", 25, "pipeline: measured runs (one call and one chain each) per system; -short: 5")
 	)
@@ -203,6 +204,12 @@ func main() {
 				fatalf("-obs-rounds must be >= 1")
 			}
 			runs = append(runs, func(w io.Writer) error { return runObs(w, cfg, *obsRounds, splitList(*obsOnly)) })
+		case "tool":
+			if *arborBin == "" {
+				fatalf("-mode tool needs -arbor-bin PATH (go build -o /tmp/arbor ./cmd/arbor in the main module)")
+			}
+			tc := toolConfig{bin: *arborBin, dur: *dur, warm: *warm, rounds: *obsRounds, conc: 64, size: 64}
+			runs = append(runs, func(w io.Writer) error { return runTool(w, tc) })
 		case "check":
 			runs = append(runs, func(w io.Writer) error { return runCheck(w, cfg) })
 		}
@@ -234,7 +241,7 @@ func main() {
 // parseModes parses -mode into sections in run order (unary, stream,
 // transports, tree, pipeline), whatever order they were given in.
 func parseModes(s string) ([]string, error) {
-	all := []string{"unary", "stream", "transports", "tree", "pipeline", "proto", "sweep", "procs", "connscale", "obs", "check"}
+	all := []string{"unary", "stream", "transports", "tree", "pipeline", "proto", "sweep", "procs", "connscale", "obs", "tool", "check"}
 	defaults := all[:6] // "all": the sections of make bench; sweep, connscale and check are asked for by name
 	want := map[string]bool{}
 	for _, f := range strings.Split(s, ",") {
@@ -245,7 +252,7 @@ func parseModes(s string) ([]string, error) {
 			for _, m := range defaults {
 				want[m] = true
 			}
-		case "unary", "stream", "transports", "tree", "pipeline", "proto", "sweep", "procs", "connscale", "obs", "check":
+		case "unary", "stream", "transports", "tree", "pipeline", "proto", "sweep", "procs", "connscale", "obs", "tool", "check":
 			want[f] = true
 		case "protobuf", "generated", "bridge", "grpc-bridge":
 			want["proto"] = true
@@ -260,7 +267,7 @@ func parseModes(s string) ([]string, error) {
 		case "observability", "metrics", "tracing":
 			want["obs"] = true
 		default:
-			return nil, fmt.Errorf("unknown section %q (want unary, stream, transports, tree, pipeline, proto, sweep, procs, connscale, obs, check or all)", f)
+			return nil, fmt.Errorf("unknown section %q (want unary, stream, transports, tree, pipeline, proto, sweep, procs, connscale, obs, tool, check or all)", f)
 		}
 	}
 	var out []string

@@ -7,8 +7,6 @@ import (
 	"os"
 	"runtime"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // The procs section: client and server in separate processes, each pinned
@@ -28,18 +26,11 @@ type procsConfig struct {
 func runProcs(w io.Writer, pc procsConfig) error {
 	fmt.Fprintln(w, "## Separate processes: client on core 0, server on core 1")
 	fmt.Fprintln(w)
-	var old unix.CPUSet
 	pinned := false
-	if err := unix.SchedGetaffinity(0, &old); err == nil && runtime.NumCPU() >= 2 {
-		var one unix.CPUSet
-		one.Set(0)
-		if err := unix.SchedSetaffinity(0, &one); err == nil {
+	if runtime.NumCPU() >= 2 {
+		if restore, err := pinCore0(); err == nil {
 			pinned = true
-			prev := runtime.GOMAXPROCS(1)
-			defer func() {
-				unix.SchedSetaffinity(0, &old)
-				runtime.GOMAXPROCS(prev)
-			}()
+			defer restore()
 		}
 	}
 	serverCPU := -1

@@ -189,6 +189,7 @@ func TestParseSections(t *testing.T) {
 		"tree,unary":               "[unary tree]",
 		"trees":                    "[tree]",
 		"promises,unary":           "[unary pipeline]",
+		"check,tool,obs":           "[obs tool check]",
 	} {
 		got, err := parseModes(in)
 		s := fmt.Sprint(got)
