@@ -46,3 +46,24 @@ func TestReaderGrant(t *testing.T) {
 		t.Fatalf("8000-byte frame: %v, %d bytes, grant asked %d times", err, len(p), asked)
 	}
 }
+
+// unzeroed starts with a copy of what it is given and has exactly the
+// capacity asked for: nothing past it (stale heap bytes) is reachable.
+func TestUnzeroed(t *testing.T) {
+	p := bytes.Repeat([]byte("ab"), 1000)
+	q := unzeroed(p, 1<<20+3)
+	if !bytes.Equal(q, p) || cap(q) != 1<<20+3 {
+		t.Fatalf("len %d cap %d, want a copy of %d bytes with capacity %d", len(q), cap(q), len(p), 1<<20+3)
+	}
+	p[0] = 'x'
+	if q[0] != 'a' {
+		t.Fatal("unzeroed shares its input's array")
+	}
+	q = append(q, 'z')
+	if q[len(p)] != 'z' {
+		t.Fatal("the buffer's free part is not writable")
+	}
+	if e := unzeroed(nil, 100); len(e) != 0 || cap(e) != 100 {
+		t.Fatalf("empty input: len %d cap %d", len(e), cap(e))
+	}
+}

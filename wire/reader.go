@@ -3,8 +3,10 @@ package wire
 import (
 	"io"
 	"math/bits"
+	"strings"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Reader reads frames from a byte stream. The payload it returns aliases its
@@ -315,8 +317,7 @@ func (r *Reader) readBig(h Header) ([]byte, error) {
 				qp = getReadBuf(next)
 				q = append((*qp)[:0], p...)
 			} else {
-				q = make([]byte, len(p), min(n, next))
-				copy(q, p)
+				q = unzeroed(p, min(n, next))
 			}
 			if pooled != nil {
 				putReadBuf(pooled, p[:cap(p)])
@@ -337,6 +338,25 @@ func (r *Reader) readBig(h Header) ([]byte, error) {
 		r.big = p // reused for the next large frame; a huge one is not pinned
 	}
 	return p, nil
+}
+
+// unzeroed returns a buffer of capacity size (> len(p)) that starts with
+// a copy of p, allocated without zeroing what follows: the rest is about
+// to be overwritten by the payload's bytes (or dropped with an error),
+// and zeroing a large buffer costs about as much as reading it from a
+// loopback socket. strings.Builder.Grow is the standard library's one
+// exported allocation that skips the zeroing; its String, over the bytes
+// written so far, shares the builder's array, which is the builder's to
+// hand over since the builder is dropped here.
+func unzeroed(p []byte, size int) []byte {
+	if len(p) == 0 {
+		return make([]byte, 0, size)
+	}
+	var sb strings.Builder
+	sb.Grow(size)
+	sb.Write(p)
+	s := sb.String()
+	return unsafe.Slice(unsafe.StringData(s), sb.Cap())[:len(p):size]
 }
 
 func unexpectedEOF(err error) error {
