@@ -66,18 +66,24 @@ func bigArgLen[T any](v *T) int {
 	return 0
 }
 
-// bigBlob returns the bytes of *v when T is []byte or string and longer
-// than bigArg, with b and the msgpack header that precedes them appended:
-// the caller may send the bytes from where they lie instead of copying
-// them after the header. It returns a nil blob otherwise.
+// minBlob is the size from which a []byte or string argument or result
+// is left out of the encoded call or result (bigBlob): the connection
+// copies it once into its write buffer (or, over 64 KiB, not at all)
+// instead of it being copied into the encoding first.
+const minBlob = 1 << 10
+
+// bigBlob returns the bytes of *v when T is []byte or string and at least
+// minBlob long, with b and the msgpack header that precedes them
+// appended: the caller may send the bytes from where they lie instead of
+// copying them after the header. It returns a nil blob otherwise.
 func bigBlob[T any](b []byte, v *T) (hdr, blob []byte) {
 	switch reflect.TypeFor[T]() {
 	case bytesType:
-		if p := *(*[]byte)(unsafe.Pointer(v)); len(p) > bigArg {
+		if p := *(*[]byte)(unsafe.Pointer(v)); len(p) >= minBlob {
 			return value.AppendBytesHeader(b, len(p)), p
 		}
 	case stringType:
-		if s := *(*string)(unsafe.Pointer(v)); len(s) > bigArg {
+		if s := *(*string)(unsafe.Pointer(v)); len(s) >= minBlob {
 			return value.AppendStringHeader(b, len(s)), unsafe.Slice(unsafe.StringData(s), len(s))
 		}
 	}

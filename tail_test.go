@@ -3,6 +3,7 @@ package arbor_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -37,12 +38,19 @@ func (o *bytesObserver) CallEnded(_ context.Context, info *conn.CallInfo, _ erro
 	o.args[k], o.res[k] = info.ArgBytes, info.ResultBytes
 }
 
-// Large []byte and string arguments and results go to the socket from
-// where they lie (no copy into the encoded call or result), and every
-// path that needs them whole gets them whole: interceptors on both sides,
+// []byte and string arguments and results of 1 KiB and more are left
+// out of the encoded call or result (copied once into the write buffer,
+// or over 64 KiB sent from where they lie), and every path that needs
+// them whole gets them whole: interceptors on both sides,
 // retained answers that pipelined calls read, observers' byte counts.
 func TestLargeBlobsWholeOnEveryPath(t *testing.T) {
-	const size = 300 << 10
+	// 4 KiB: copied once into the write buffer; 300 KiB: not copied.
+	for _, size := range []int{4 << 10, 300 << 10} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) { testBlobsWhole(t, size) })
+	}
+}
+
+func testBlobsWhole(t *testing.T, size int) {
 	blob := bytes.Repeat([]byte("0123456789abcdef"), size/16)
 	var mu sync.Mutex
 	seen := map[string]int{} // what interceptors saw, by function and side
@@ -127,7 +135,7 @@ func TestLargeBlobsWholeOnEveryPath(t *testing.T) {
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
 	for _, k := range []string{"echo/client", "echo/server"} {
-		if obs.args[k] < size || obs.res[k] < size {
+		if obs.args[k] < int64(size) || obs.res[k] < int64(size) {
 			t.Errorf("observer %s: %d argument bytes, %d result bytes, want the whole %d-byte blob each", k, obs.args[k], obs.res[k], size)
 		}
 	}

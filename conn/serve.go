@@ -374,9 +374,9 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	tail := sc.in.ResultTail
 	if err != nil {
 		tail = nil
-	} else if len(tail) > 0 && (len(tail) <= bigWrite || sc.retained || sc.in.Stream != nil) {
-		// Only a large unary answer that is not retained is written in
-		// two parts; any other is whole from here on.
+	} else if len(tail) > 0 && (sc.retained || sc.in.Stream != nil) {
+		// Only a unary answer that is not retained is written in two
+		// parts; any other is whole from here on.
 		out, tail = append(out, tail...), nil
 	}
 	if c.cfg.Observer != nil {
@@ -416,11 +416,16 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	if c.lockForAppend() == nil {
 		switch {
 		case tail != nil:
-			// The handler's own bytes are copied, its tail goes out
-			// from where it lies.
+			// The handler's own bytes are copied, its tail is copied
+			// too (once: it was never appended to out) or, when large,
+			// goes out from where it lies.
 			c.wbuf = wire.AppendResultHeader(c.wbuf, sc.in.ID, len(out)+len(tail), trailer, caps)
 			c.wbuf = append(c.wbuf, out...)
-			c.queueRef(tail)
+			if len(tail) > bigWrite {
+				c.queueRef(tail)
+			} else {
+				c.wbuf = append(c.wbuf, tail...)
+			}
 			if recycle {
 				putBig(out)
 			}
