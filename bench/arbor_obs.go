@@ -91,3 +91,58 @@ type dropSpans struct{}
 
 func (dropSpans) ExportSpans(context.Context, []trace.ReadOnlySpan) error { return nil }
 func (dropSpans) Shutdown(context.Context) error                          { return nil }
+
+// arbor-obs is the procs section's observed Arbor: the server in its
+// child process and the client here each observed by metrics and
+// unsampled tracing (the client's calls made under an unsampled span), so
+// that each side's observers cost on its own core, as in a deployment.
+func init() {
+	registerRemote(remoteSystem{name: "arbor-obs", serve: serveArborObserved, dial: dialArborObserved})
+}
+
+// observers returns metrics and unsampled-tracing observers, a context
+// under an unsampled span, and what stops them.
+func observers() ([]conn.Observer, *metrics.Metrics, context.Context, func(), error) {
+	m, err := metrics.New(prometheus.NewRegistry(), metrics.Options{})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	tp := trace.NewTracerProvider(trace.WithSampler(trace.ParentBased(trace.NeverSample())), trace.WithSyncer(dropSpans{}))
+	ctx, sp := tp.Tracer("bench").Start(context.Background(), "load")
+	stop := func() { sp.End(); tp.Shutdown(context.Background()) }
+	return []conn.Observer{m.Observer(), arborotel.New(arborotel.Config{TracerProvider: tp}).Observer()}, m, ctx, stop, nil
+}
+
+func serveArborObserved(ctx context.Context) (string, func(), error) {
+	obs, m, _, stopObs, err := observers()
+	if err != nil {
+		return "", nil, err
+	}
+	srv := arbor.NewServer(arbor.WithObserver(obs...))
+	m.WatchServer(srv)
+	arbor.Handle1(srv, "echo", func(ctx context.Context, b []byte) ([]byte, error) { return b, nil })
+	l, err := srv.Listen(ctx, "tcp://127.0.0.1:0")
+	if err != nil {
+		stopObs()
+		return "", nil, err
+	}
+	return l.URL(), func() { srv.Close(); stopObs() }, nil
+}
+
+func dialArborObserved(ctx context.Context, url string) (Runner, error) {
+	obs, _, callCtx, stopObs, err := observers()
+	if err != nil {
+		return nil, err
+	}
+	c, err := arbor.Dial(ctx, url, arbor.WithObserver(obs...))
+	if err != nil {
+		stopObs()
+		return nil, err
+	}
+	return &arborRunner{
+		// Under the unsampled span, as obsPair's calls (the harness's
+		// context carries nothing the call needs).
+		call:  func(_ context.Context, p []byte) ([]byte, error) { return arbor.Call1[[]byte](callCtx, c, "echo", p) },
+		close: func() error { err := c.Close(); stopObs(); return err },
+	}, nil
+}
