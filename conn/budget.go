@@ -190,6 +190,9 @@ func (c *Conn) reserveEarly(n int) bool {
 
 // charge takes n bytes without waiting (a result that exists already).
 func (c *Conn) charge(n int) {
+	if n == 0 {
+		return
+	}
 	m := &c.mem
 	m.own.tryTake(int64(n), true)
 	if m.shared == nil {

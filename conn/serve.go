@@ -233,7 +233,7 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 	} else {
 		sc.buf = append(sc.buf[:0], p...)
 	}
-	wc, _ = wire.ParseCall(h.Flags, sc.buf) // re-slice into our copy; checked above
+	wc.Rebase(p, sc.buf) // into our copy
 	sc.in = Incoming{ID: h.ID, Function: wc.Function, Args: wc.Args, Timeout: wc.Timeout, Metadata: md, Conn: c,
 		Target: wc.Target, HasTarget: wc.HasTarget, Promises: sc.in.Promises[:0], Caps: sc.in.Caps[:0], ArgsOwned: owned}
 	if len(wc.Promises) > 0 {
@@ -404,8 +404,11 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	// The result counts against the memory budget until it is written to
 	// the socket (see writeLocked); the request copy no longer does.
 	reply := len(out) + len(tail) + mdSize(trailer) + wire.HeaderSize
-	c.charge(reply)
-	c.unreserve(sc.charged)
+	if d := reply - sc.charged; d >= 0 { // one account move, not two
+		c.charge(d)
+	} else {
+		c.unreserve(-d)
+	}
 	sc.charged = 0
 	// The call no longer counts against the concurrency limit once its
 	// answer is on its way: a caller that got it may send the next call at

@@ -371,3 +371,36 @@ func TestPad(t *testing.T) {
 		t.Fatalf("TypePad.String() = %q", TypePad.String())
 	}
 }
+
+// Rebase moves every slice of a parsed CALL to a copy of its payload,
+// as parsing the copy would.
+func TestCallRebase(t *testing.T) {
+	for _, f := range []*CallFrame{
+		{ID: 1, Function: "f"},
+		{ID: 3, Function: "echo", Timeout: time.Second, Metadata: []MD{{"k", "v"}, {"traceparent", "00-x"}}},
+		{ID: 5, Function: "m", Target: &Target{Kind: TargetAnswer, ID: 3, Path: AppendPath(nil, []PathSegment{{Key: "a"}})},
+			Promises: []PromiseRef{{ID: 1}}, Caps: []CapDescriptor{{Kind: CapSenderHosted, ID: 7}}},
+	} {
+		b, at := AppendCall(nil, f)
+		b = append(b, 0x91, 0x01)
+		EndFrame(b, at)
+		h, err := ParseHeader(b[:HeaderSize], 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := b[HeaderSize:]
+		c, err := ParseCall(h.Flags, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := append([]byte(nil), p...)
+		want, _ := ParseCall(h.Flags, q)
+		c.Rebase(p, q)
+		for i := range p {
+			p[i] = 0xff // the old payload is gone: nothing may still point into it
+		}
+		if !reflect.DeepEqual(c, want) {
+			t.Fatalf("%s: rebased %+v, want %+v", f.Function, c, want)
+		}
+	}
+}
