@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -85,6 +86,13 @@ func readAll(data []byte) string {
 			c, err := ParseCall(h.Flags, p)
 			if err != nil {
 				continue
+			}
+			q := append([]byte(nil), p...)
+			moved, _ := ParseCall(h.Flags, q)
+			rebased := c
+			rebased.Rebase(p, q)
+			if !reflect.DeepEqual(rebased, moved) || (len(rebased.Args) > 0 && &rebased.Args[0] != &q[len(q)-len(rebased.Args)]) {
+				return "Rebase disagrees with parsing the copy"
 			}
 			md, err := ParseMetadata(nil, c.Metadata)
 			if err != nil {
