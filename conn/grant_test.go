@@ -1,7 +1,11 @@
 package conn
 
 import (
+	"context"
+	"net"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/arbor-rpc/arbor/wire"
 )
@@ -52,5 +56,73 @@ func TestBudgetTryTakeHalf(t *testing.T) {
 	}
 	if b.Used() != 4<<20 {
 		t.Fatalf("used %d, want 4 MiB", b.Used())
+	}
+}
+
+// Peers that announce large calls, send their first part and stall hold
+// at most half of the server's budget between them (the early
+// reservations of grantFrame), so a good client's calls still get through.
+func TestStalledLargeCallsLeaveHalfTheBudget(t *testing.T) {
+	const limit = 32 << 20
+	shared := NewBudget(limit)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var served []*Conn
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c, err := Server(nc, Config{Budget: shared, Handler: HandlerFunc(echo)})
+			if err == nil {
+				mu.Lock()
+				served = append(served, c)
+				mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range served {
+			c.Close()
+		}
+	})
+	frame, at := wire.AppendCall(nil, &wire.CallFrame{ID: 1, Function: "echo"})
+	frame = append(frame, make([]byte, 4<<20-100)...)
+	wire.EndFrame(frame, at)
+	for range 20 { // 80 MiB announced: 2.5 times the budget
+		nc := hostilePeer(t, l.Addr().String())
+		if _, err := nc.Write(frame[:100<<10]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return shared.Used() >= limit/2-4<<20 }, "the stalled calls' early reservations")
+	time.Sleep(50 * time.Millisecond)
+	if u := shared.Used(); u > limit/2 {
+		t.Fatalf("stalled calls hold %d bytes of a %d-byte budget, over half", u, limit)
+	}
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Client(nc, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for range 10 {
+		rep, err := c.Call(ctx, &Outgoing{Function: "echo", Args: make([]byte, 1<<20)})
+		if err != nil {
+			t.Fatalf("a good client's call with stalled peers holding half the budget: %v", err)
+		}
+		rep.Release()
 	}
 }
