@@ -110,14 +110,15 @@ type argEncoder struct {
 	promises []promiseUse
 	caps     *capEncoder
 	err      error
-	// tail is the last argument's large blob, left out of the encoded
-	// arguments: sent from where it lies when the call goes straight to
-	// a connection, appended to them otherwise (see appendLastArg).
+	// tail is the last argument's blob (bigBlob), left out of the
+	// encoded arguments: the connection copies it once or sends it from
+	// where it lies when the call goes straight to one, and it is
+	// appended to them otherwise (see finish).
 	tail []byte
 }
 
-// appendLastArg encodes the last argument, i: a large []byte or string
-// is left in e.tail after its header.
+// appendLastArg encodes the last argument, i: a []byte or string of
+// minBlob bytes or more is left in e.tail after its header.
 func appendLastArg[T any](e *argEncoder, b []byte, i int, v T) []byte {
 	if e.err == nil {
 		if hdr, blob := bigBlob(b, &v); blob != nil {

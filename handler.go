@@ -246,8 +246,8 @@ func encodeResult[R any](ctx context.Context, h *handler, in *conn.Incoming, out
 	c := value.For[R]()
 	if !resultCaps[R]() {
 		if in != nil {
-			// A large blob result is sent from where it lies (the
-			// connection writes it after out): no copy of it here.
+			// A blob result (bigBlob) is not copied here: the
+			// connection writes it after out.
 			if hdr, blob := bigBlob(out, &res); blob != nil {
 				in.ResultTail = blob
 				return hdr, nil

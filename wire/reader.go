@@ -277,10 +277,10 @@ func (r *Reader) readFull(p []byte) error {
 // sending early: the buffer starts at twice the read buffer and grows
 // only as it fills, four times at a step, or to n at once when that is at
 // most twice the step, so what is allocated is at most about eight times
-// what arrived (and a 1 MiB frame costs three allocations, 64 KiB +
-// 256 KiB + 1 MiB, not a doubling ladder). The steps short of n come
-// from the shared pools, and a grant (SetGrant) once the first step is
-// full skips the remaining ones.
+// what arrived (a 1 MiB frame grows 64 KiB → 256 KiB → 1 MiB, not by
+// doubling). The steps short of n come from the shared pools, so only the
+// last is allocated, and a grant (SetGrant) once the first step is full
+// skips the ones between.
 func (r *Reader) readBig(h Header) ([]byte, error) {
 	n := int(h.Length)
 	if cap(r.big) >= n {
