@@ -482,7 +482,7 @@ func (e *Engine) local(ctx context.Context, n *request.Node, path *request.Path,
 		if noFlight {
 			return work(ctx)
 		}
-		return e.shared(ctx, key, level, st, work)
+		return e.shared(ctx, key, level, st, n, path, work)
 	default:
 		return e.run(ctx, fn, n, path, st, nil)
 	}
@@ -519,7 +519,7 @@ func (e *Engine) run(ctx context.Context, fn Func, n *request.Node, path *reques
 			st.finish(true)
 			return v, nil
 		}
-		return e.shared(ctx, key, level, st, func(fctx context.Context) ([]byte, error) {
+		return e.shared(ctx, key, level, st, n, path, func(fctx context.Context) ([]byte, error) {
 			if v, ok := e.recheck(fctx, key); ok {
 				st.finish(true)
 				return v, nil
@@ -538,9 +538,13 @@ func (e *Engine) run(ctx context.Context, fn Func, n *request.Node, path *reques
 	return res, err
 }
 
-// shared runs fn once for all concurrent callers with the same key.
-func (e *Engine) shared(ctx context.Context, key request.Key, level request.Level, st tracker, fn func(context.Context) ([]byte, error)) ([]byte, error) {
+// shared runs fn once for all concurrent callers with the same key (the
+// node n at path).
+func (e *Engine) shared(ctx context.Context, key request.Key, level request.Level, st tracker, n *request.Node, path *request.Path, fn func(context.Context) ([]byte, error)) ([]byte, error) {
 	res, err, joined := e.flights.do(ctx, key, fn)
+	if err == errAbandoned { // this caller's context ended first: say which node it left
+		err = nodeError(path, n, status.FromError(ctx.Err()))
+	}
 	if joined && e.cfg.Observer != nil {
 		e.cfg.Observer.Joined(ctx, level)
 	}

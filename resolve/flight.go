@@ -2,10 +2,10 @@ package resolve
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 
-	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/request"
 )
 
@@ -82,8 +82,13 @@ func (g *flightGroup) wait(ctx context.Context, key request.Key, f *flight) ([]b
 		return f.res, f.err
 	default:
 	}
-	return nil, status.FromError(ctx.Err())
+	return nil, errAbandoned
 }
+
+// errAbandoned is what a waiter gets when its context ended before the
+// run it waited for: the engine names the node and the context's error
+// (Engine.shared).
+var errAbandoned = errors.New("resolve: waiter left before the run finished")
 
 // waitAll blocks until no flight is running.
 func (g *flightGroup) waitAll() { g.wg.Wait() }

@@ -176,7 +176,7 @@ func (e *Engine) place(ctx context.Context, pl *placement, n *request.Node, path
 	e.remotes.Add(1)
 	if keyed {
 		// Identical subtrees of this node's trees make one trip.
-		res, err := e.shared(ctx, known.key, level, st, func(fctx context.Context) ([]byte, error) {
+		res, err := e.shared(ctx, known.key, level, st, n, path, func(fctx context.Context) ([]byte, error) {
 			return e.remote(fctx, pl, p, n, path, st, known)
 		})
 		return res, err, true, known
