@@ -118,9 +118,11 @@ type argEncoder struct {
 }
 
 // appendLastArg encodes the last argument, i: a []byte or string of
-// minBlob bytes or more is left in e.tail after its header.
+// minBlob bytes or more is left in e.tail after its header, unless the
+// arguments before it are large already (the connection then sends them
+// all from where they lie, as one part).
 func appendLastArg[T any](e *argEncoder, b []byte, i int, v T) []byte {
-	if e.err == nil {
+	if e.err == nil && len(b) <= bigArg {
 		if hdr, blob := bigBlob(b, &v); blob != nil {
 			e.tail = blob
 			return hdr

@@ -32,7 +32,10 @@ func (f CallFunc) Call(ctx context.Context, req *Request) (*Response, error) { r
 // or change the request, answer it itself, or look at the response on
 // the way back. Interceptors see every kind of call: check Request.Kind,
 // and wrap Request.Stream (server) or Response.Stream (client) to watch a
-// stream's messages.
+// stream's messages. As with an http.Handler, a call's Request is valid
+// until the interceptor returns: on a server its Args live in the
+// connection's buffers, which serve other calls afterwards, so next must
+// have returned by then (run it on another goroutine only to wait for it).
 type Interceptor func(next CallFunc) CallFunc
 
 // chain composes interceptors so that the first given is the outermost.

@@ -245,7 +245,7 @@ func decodeArg[A any](d *argDecoder, i int, ca *value.Codec[A]) (A, error) {
 func encodeResult[R any](ctx context.Context, h *handler, in *conn.Incoming, out []byte, res R) ([]byte, error) {
 	c := value.For[R]()
 	if !resultCaps[R]() {
-		if in != nil {
+		if in != nil && in.TailOK {
 			// A blob result (bigBlob) is not copied here: the
 			// connection writes it after out.
 			if hdr, blob := bigBlob(out, &res); blob != nil {

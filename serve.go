@@ -163,6 +163,10 @@ func (d *dispatcher) run(ctx context.Context, in *conn.Incoming, h *handler, svc
 		if in.Stream != nil {
 			return h.stream(ctx, in, rawStream{in.Stream}, args, out)
 		}
+		// The handler runs here, on the call's goroutine, with nothing
+		// between it and the connection: it may leave a blob result in
+		// in.ResultTail (an interceptor could outlive the call).
+		in.TailOK = true
 		return h.invoke(ctx, in, args, out)
 	}
 	req := &Request{ID: h.info.ID, Kind: h.info.Kind, Service: service, Metadata: Metadata(in.Metadata), Args: args, in: in, h: h, inner: inner}
@@ -211,10 +215,6 @@ func invokeHandler(ctx context.Context, req *Request) (*Response, error) {
 		res, err = h.stream(ctx, req.in, req.Stream, req.Args, nil)
 	} else {
 		res, err = h.invoke(ctx, req.in, req.Args, nil)
-	}
-	if req.in != nil && req.in.ResultTail != nil {
-		// Interceptors see the whole result.
-		res, req.in.ResultTail = append(res, req.in.ResultTail...), nil
 	}
 	if err != nil {
 		return nil, err

@@ -81,6 +81,7 @@ func testBlobsWhole(t *testing.T, size int) {
 			}
 			return s, nil
 		}))
+		mustS(t, arbor.Handle2(srv, "cat", func(ctx context.Context, a, b []byte) ([]byte, error) { return append(a[:len(a):len(a)], b...), nil }))
 		l, err := srv.Listen(context.Background(), "tcp://127.0.0.1:0")
 		mustS(t, err)
 		t.Cleanup(func() { srv.Close() })
@@ -113,6 +114,10 @@ func testBlobsWhole(t *testing.T, size int) {
 		}
 		if got, err := arbor.Call1[[]byte](ctx, c, "make", size-1); err != nil || !bytes.Equal(got, blob[:size-1]) {
 			t.Fatalf("%s: make: %d bytes, %v", tc.name, len(got), err)
+		}
+		// Two blobs, the first large: the arguments go as one part.
+		if got, err := arbor.Call2[[]byte](ctx, c, "cat", blob, blob[:2000]); err != nil || len(got) != size+2000 || !bytes.Equal(got[size:], blob[:2000]) {
+			t.Fatalf("%s: cat: %d bytes, %v", tc.name, len(got), err)
 		}
 		// A retained answer (a promise) is read whole by the call that
 		// uses it, and by its own caller.

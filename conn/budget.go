@@ -165,11 +165,15 @@ func (c *Conn) reserve(n int) bool {
 	return true
 }
 
-// reserveEarly takes n bytes for a request still arriving, without
-// waiting, when both budgets keep half of themselves after it: a request
-// on its way may not crowd out the ones that arrived (see grantFrame).
+// reserveEarly takes n bytes for a frame still arriving, without
+// waiting, when both budgets keep half of themselves after it and no one
+// waits for either: a frame on its way may not crowd out the requests
+// that arrived (see grantFrame).
 func (c *Conn) reserveEarly(n int) bool {
 	m := &c.mem
+	if m.own.waiters.Load() > 0 || (m.shared != nil && m.shared.waiters.Load() > 0) {
+		return false
+	}
 	if !m.own.tryTakeHalf(int64(n)) {
 		return false
 	}

@@ -339,6 +339,10 @@ func parseAnswer(h wire.Header, p []byte) (parsedAnswer, error) {
 
 // answer delivers a RESULT or ERROR frame to its waiter.
 func (c *Conn) answer(h wire.Header, p []byte) error {
+	if c.granted == len(p) && c.granted > 0 {
+		c.unreserve(c.granted) // reserved while it arrived (grantFrame); the caller's now
+		c.granted = 0
+	}
 	a, err := parseAnswer(h, p)
 	if err != nil {
 		return err

@@ -126,3 +126,21 @@ func TestStalledLargeCallsLeaveHalfTheBudget(t *testing.T) {
 		rep.Release()
 	}
 }
+
+// A large answer to a call this side waits for is granted too, against
+// the client's own budget, and the bytes come back once it is read: the
+// caller owns the answer then.
+func TestGrantedAnswerGivesBudgetBack(t *testing.T) {
+	p := newPair(t, Config{MaxFrame: 4 << 20}, Config{MaxFrame: 4 << 20})
+	args := make([]byte, 3<<20)
+	for range 3 {
+		r, err := p.client.Call(context.Background(), out("echo", nil, args))
+		if err != nil || len(r.Result()) != len(args) {
+			t.Fatalf("echo: %v", err)
+		}
+		r.Release()
+		if u := p.client.mem.own.Used(); u != 0 {
+			t.Fatalf("the client's budget holds %d bytes after the answer was read", u)
+		}
+	}
+}

@@ -20,24 +20,33 @@ func (c *Conn) readLoop(r *wire.Reader) {
 
 // grantFrame says whether a large frame's payload may have its whole
 // buffer at once (wire.Reader.SetGrant), once its first part arrived: a
-// call's when the memory budgets have room for it, reserved here for
-// incoming to take over; an answer's when it answers a call this side
-// waits for. Others grow with what arrives.
+// call's, or an answer to a call this side waits for, when the memory
+// budgets have room for it. The bytes are reserved here, for incoming to
+// take over (a call) or for answer to give back once the frame is read
+// (an answer: its caller owns it then), so that peers that announce
+// large frames and stall hold at most what reserveEarly allows. Others
+// grow with what arrives.
 func (c *Conn) grantFrame(h wire.Header) bool {
+	if c.granted != 0 {
+		return false
+	}
 	switch h.Type {
 	case wire.TypeCall:
-		if c.granted != 0 || !c.reserveEarly(int(h.Length)) {
-			return false
-		}
-		c.granted = int(h.Length)
-		return true
 	case wire.TypeResult:
 		c.cmu.Lock()
 		_, waiting := c.calls[h.ID]
 		c.cmu.Unlock()
-		return waiting
+		if !waiting {
+			return false
+		}
+	default:
+		return false
 	}
-	return false
+	if !c.reserveEarly(int(h.Length)) {
+		return false
+	}
+	c.granted = int(h.Length)
+	return true
 }
 
 // readFrames is the reader loop proper, on c.rd; a new goroutine resumes

@@ -52,11 +52,15 @@ type Incoming struct {
 	// ResultCaps is set by the handler: the capability table of the
 	// result it returns.
 	ResultCaps []wire.CapDescriptor
-	// ResultTail may be set by the handler: the last bytes of the result,
-	// after the ones it returns. A large blob there goes to the socket
-	// from where it lies instead of being copied into the result, so the
-	// handler must not change it after returning.
+	// ResultTail may be set by the handler when TailOK: the last bytes of
+	// the result, after the ones it returns. A large blob there goes to
+	// the socket from where it lies instead of being copied into the
+	// result, so the handler must not change it after returning.
 	ResultTail []byte
+	// TailOK says the handler runs on the call's own goroutine and
+	// returns to the connection directly (no interceptor that could
+	// outlive the call), so it may set ResultTail.
+	TailOK bool
 	// Arrival is the handler's own note on the call, set by its Arriver
 	// or Inliner on the reading goroutine (what it found when the call
 	// arrived).

@@ -15,7 +15,8 @@ import (
 // A frame's length is trusted only as far as the limit: a payload larger
 // than the read buffer is read into a buffer that grows with what has
 // arrived, so a header that announces a large frame costs memory in
-// proportion to the bytes the peer actually sends.
+// proportion to the bytes the peer actually sends, unless the caller
+// grants the frame its whole size (SetGrant), which it then accounts for.
 //
 // The read buffer follows the traffic: a Reader starts with a small
 // buffer of its own (SmallBuffer bytes), takes a full-size one from a
@@ -73,13 +74,14 @@ func NewReader(r io.Reader, bufSize int, limit uint32) *Reader {
 	return rr
 }
 
-// SetGrant sets what the Reader asks before it gives a large payload
-// (more than the read buffer holds) its whole buffer at once, which it
-// does only once the first part of the payload has arrived (twice the
-// read buffer): grant returns true when the caller accounts for the
-// payload's size (a memory budget, a call it waits for), false to make
-// the buffer grow with what arrives, as without a grant. The grant
-// spares a large payload the growth steps' allocations and copies.
+// SetGrant sets what the Reader asks before it gives a large payload its
+// whole buffer at once, which it does only once the first part of the
+// payload has arrived (twice the read buffer) and only for payloads that
+// would otherwise take more growth steps (over sixteen times the read
+// buffer; smaller ones take their whole size at the next step): grant
+// returns true when the caller accounts for the payload's size (a memory
+// budget), false to make the buffer grow with what arrives, as without a
+// grant. The grant spares a large payload the growth steps' copies.
 func (r *Reader) SetGrant(grant func(Header) bool) { r.grant = grant }
 
 // SetLimit changes the payload limit (after a HELLO exchange).
@@ -278,9 +280,9 @@ func (r *Reader) readFull(p []byte) error {
 // only as it fills, four times at a step, or to n at once when that is at
 // most twice the step, so what is allocated is at most about eight times
 // what arrived (a 1 MiB frame grows 64 KiB → 256 KiB → 1 MiB, not by
-// doubling). The steps short of n come from the shared pools, so only the
-// last is allocated, and a grant (SetGrant) once the first step is full
-// skips the ones between.
+// doubling). The steps short of n come from the shared pools when they
+// are a pooled size (powers of two up to 1 MiB), and a grant (SetGrant)
+// once the first step is full skips the ones between.
 func (r *Reader) readBig(h Header) ([]byte, error) {
 	n := int(h.Length)
 	if cap(r.big) >= n {
