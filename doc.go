@@ -66,8 +66,10 @@
 // A []byte or string of 1 KiB or more, as the last argument of CallN or
 // as a handler's result, is not copied into the encoded call or result:
 // the connection copies it once into its write buffer, or over 64 KiB
-// sends it from where it lies. A caller must not change such an argument
-// until the call returns, nor a handler such a result after it returned. A large call or result is read into one buffer of its size,
+// sends it from where it lies. (Behind interceptors, which see the whole
+// request or result, it is encoded as any value.) A caller must not
+// change such an argument until the call returns, nor a handler such a
+// result after it returned. A large call or result is read into one buffer of its size,
 // and a []byte decoded from it points into that buffer, which is the
 // receiver's to keep. So a 1 MiB echo allocates about twice the payload
 // in all, one buffer on each side, and copies it nowhere but in the
