@@ -94,8 +94,9 @@ type Outgoing struct {
 	Metadata []wire.MD
 	Args     []byte // a msgpack array (its first bytes, when ArgsTail is set)
 	// ArgsTail, when set, is the rest of the arguments after Args: a
-	// large blob that Call sends from where it lies instead of copying
-	// it, and keeps unchanged until it returns.
+	// blob that the connection copies once into its write buffer or,
+	// over 64 KiB, sends from where it lies; the caller keeps it
+	// unchanged until Call returns.
 	ArgsTail []byte
 	// Target, when set, addresses the call to a capability (an export of
 	// the peer, or one in the answer of an earlier retained call).
