@@ -163,9 +163,9 @@ func (d *dispatcher) run(ctx context.Context, in *conn.Incoming, h *handler, svc
 		if in.Stream != nil {
 			return h.stream(ctx, in, rawStream{in.Stream}, args, out)
 		}
-		// The handler runs here, on the call's goroutine, with nothing
-		// between it and the connection: it may leave a blob result in
-		// in.ResultTail (an interceptor could outlive the call).
+		// Nothing stands between the handler and the connection: it
+		// may leave a blob result in in.ResultTail (interceptors must
+		// see the whole result, so behind them it is encoded whole).
 		in.TailOK = true
 		return h.invoke(ctx, in, args, out)
 	}

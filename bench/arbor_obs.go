@@ -30,39 +30,19 @@ func init() {
 // obsPair starts an echo server and a client observed so.
 func obsPair(withMetrics bool, sampler trace.Sampler, parent bool) func(context.Context) (func(context.Context) error, func(), error) {
 	return func(ctx context.Context) (func(context.Context) error, func(), error) {
-		var obs []conn.Observer
-		var m *metrics.Metrics
-		if withMetrics {
-			var err error
-			if m, err = metrics.New(prometheus.NewRegistry(), metrics.Options{}); err != nil {
-				return nil, nil, err
-			}
-			obs = append(obs, m.Observer())
-		}
-		callCtx := context.Background()
-		var stops []func()
-		if sampler != nil {
-			tp := trace.NewTracerProvider(trace.WithSampler(sampler), trace.WithSyncer(dropSpans{}))
-			stops = append(stops, func() { tp.Shutdown(context.Background()) })
-			obs = append(obs, arborotel.New(arborotel.Config{TracerProvider: tp}).Observer())
-			if parent {
-				c, sp := tp.Tracer("bench").Start(callCtx, "load")
-				stops = append(stops, func() { sp.End() })
-				callCtx = c
-			}
-		}
-		srv := arbor.NewServer(arbor.WithObserver(obs...))
-		if m != nil {
-			m.WatchServer(srv)
-		}
-		arbor.Handle1(srv, "echo", func(ctx context.Context, p []byte) ([]byte, error) { return p, nil })
-		l, err := srv.Listen(ctx, "tcp://127.0.0.1:0")
+		obs, m, callCtx, stopObs, err := observers(withMetrics, sampler, parent)
 		if err != nil {
 			return nil, nil, err
 		}
-		c, err := arbor.Dial(ctx, l.URL(), arbor.WithObserver(obs...))
+		url, stopSrv, err := serveEcho(ctx, obs, m)
 		if err != nil {
-			srv.Close()
+			stopObs()
+			return nil, nil, err
+		}
+		c, err := arbor.Dial(ctx, url, arbor.WithObserver(obs...))
+		if err != nil {
+			stopSrv()
+			stopObs()
 			return nil, nil, err
 		}
 		payload := makePayload(obsPayload)
@@ -76,14 +56,7 @@ func obsPair(withMetrics bool, sampler trace.Sampler, parent bool) func(context.
 			}
 			return nil
 		}
-		stop := func() {
-			c.Close()
-			srv.Close()
-			for i := len(stops) - 1; i >= 0; i-- {
-				stops[i]()
-			}
-		}
-		return op, stop, nil
+		return op, func() { c.Close(); stopSrv(); stopObs() }, nil
 	}
 }
 
@@ -100,37 +73,68 @@ func init() {
 	registerRemote(remoteSystem{name: "arbor-obs", serve: serveArborObserved, dial: dialArborObserved})
 }
 
-// observers returns metrics and unsampled-tracing observers, a context
-// under an unsampled span, and what stops them.
-func observers() ([]conn.Observer, *metrics.Metrics, context.Context, func(), error) {
-	m, err := metrics.New(prometheus.NewRegistry(), metrics.Options{})
-	if err != nil {
-		return nil, nil, nil, nil, err
+// observers returns a setup's observers (metrics when withMetrics,
+// tracing with sampler when it is not nil), the context its calls run in
+// (under a span when parent), and what stops them.
+func observers(withMetrics bool, sampler trace.Sampler, parent bool) ([]conn.Observer, *metrics.Metrics, context.Context, func(), error) {
+	var obs []conn.Observer
+	var m *metrics.Metrics
+	if withMetrics {
+		var err error
+		if m, err = metrics.New(prometheus.NewRegistry(), metrics.Options{}); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		obs = append(obs, m.Observer())
 	}
-	tp := trace.NewTracerProvider(trace.WithSampler(trace.ParentBased(trace.NeverSample())), trace.WithSyncer(dropSpans{}))
-	ctx, sp := tp.Tracer("bench").Start(context.Background(), "load")
-	stop := func() { sp.End(); tp.Shutdown(context.Background()) }
-	return []conn.Observer{m.Observer(), arborotel.New(arborotel.Config{TracerProvider: tp}).Observer()}, m, ctx, stop, nil
+	ctx, stop := context.Background(), func() {}
+	if sampler != nil {
+		tp := trace.NewTracerProvider(trace.WithSampler(sampler), trace.WithSyncer(dropSpans{}))
+		obs = append(obs, arborotel.New(arborotel.Config{TracerProvider: tp}).Observer())
+		stop = func() { tp.Shutdown(context.Background()) }
+		if parent {
+			c, sp := tp.Tracer("bench").Start(ctx, "load")
+			ctx, stop = c, func() { sp.End(); tp.Shutdown(context.Background()) }
+		}
+	}
+	return obs, m, ctx, stop, nil
 }
 
-func serveArborObserved(ctx context.Context) (string, func(), error) {
-	obs, m, _, stopObs, err := observers()
+// unsampled is arbor-obs's setup: metrics and tracing, the calls under an
+// unsampled span.
+func unsampled() ([]conn.Observer, *metrics.Metrics, context.Context, func(), error) {
+	return observers(true, trace.ParentBased(trace.NeverSample()), true)
+}
+
+// serveEcho serves the echo observed by obs (m, if not nil, watching the
+// server) and returns its URL and what stops it.
+func serveEcho(ctx context.Context, obs []conn.Observer, m *metrics.Metrics) (string, func(), error) {
+	srv := arbor.NewServer(arbor.WithObserver(obs...))
+	if m != nil {
+		m.WatchServer(srv)
+	}
+	arbor.Handle1(srv, "echo", func(ctx context.Context, b []byte) ([]byte, error) { return b, nil })
+	l, err := srv.Listen(ctx, "tcp://127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
 	}
-	srv := arbor.NewServer(arbor.WithObserver(obs...))
-	m.WatchServer(srv)
-	arbor.Handle1(srv, "echo", func(ctx context.Context, b []byte) ([]byte, error) { return b, nil })
-	l, err := srv.Listen(ctx, "tcp://127.0.0.1:0")
+	return l.URL(), func() { srv.Close() }, nil
+}
+
+func serveArborObserved(ctx context.Context) (string, func(), error) {
+	obs, m, _, stopObs, err := unsampled()
+	if err != nil {
+		return "", nil, err
+	}
+	url, stop, err := serveEcho(ctx, obs, m)
 	if err != nil {
 		stopObs()
 		return "", nil, err
 	}
-	return l.URL(), func() { srv.Close(); stopObs() }, nil
+	return url, func() { stop(); stopObs() }, nil
 }
 
 func dialArborObserved(ctx context.Context, url string) (Runner, error) {
-	obs, _, callCtx, stopObs, err := observers()
+	obs, _, callCtx, stopObs, err := unsampled()
 	if err != nil {
 		return nil, err
 	}

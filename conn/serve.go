@@ -57,9 +57,9 @@ type Incoming struct {
 	// the socket from where it lies instead of being copied into the
 	// result, so the handler must not change it after returning.
 	ResultTail []byte
-	// TailOK says the handler runs on the call's own goroutine and
-	// returns to the connection directly (no interceptor that could
-	// outlive the call), so it may set ResultTail.
+	// TailOK says the handler's result goes to the connection directly
+	// (no interceptor, which must see it whole), so it may set
+	// ResultTail.
 	TailOK bool
 	// Arrival is the handler's own note on the call, set by its Arriver
 	// or Inliner on the reading goroutine (what it found when the call
