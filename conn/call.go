@@ -21,7 +21,8 @@ type call struct {
 	trailer []wire.MD            // the callee's trailers, if it sent any
 	caps    []wire.CapDescriptor // the result's capability table, if any
 	conn    *Conn
-	ob      *observed // Config.Observer's state of the call (observe.go)
+	ob      *observed // the observer's state, ended when the call completes (promises: &obs)
+	obs     observed  // Config.Observer's state of the call (observe.go)
 	owned   bool      // buf is a large RESULT payload read into a buffer of its own
 	// refArgs, when set, are the call's large arguments, queued by
 	// reference in write batch refGen (see Conn.queueRef).
@@ -237,12 +238,22 @@ func (c *Conn) Call(ctx context.Context, o *Outgoing) (*Reply, error) {
 
 func (c *Conn) call(ctx context.Context, o *Outgoing) (*Reply, error) {
 	cl := getCall()
+	if err := c.await(ctx, o, cl); err != nil {
+		putCall(cl)
+		return nil, err
+	}
+	cl.conn = c
+	return (*Reply)(cl), nil
+}
+
+// await sends the call cl stands for and waits for its answer (or ctx);
+// the caller puts cl back on error.
+func (c *Conn) await(ctx context.Context, o *Outgoing, cl *call) error {
 	c.inflight.Add(1) // before the frame is queued: it decides how the write goes
 	defer c.inflight.Add(-1)
 	id, err := c.start(ctx, o, cl, nil, false)
 	if err != nil {
-		putCall(cl)
-		return nil, err
+		return err
 	}
 	if cl.refArgs != nil {
 		// Returning hands o.Args back to the caller: the connection must
@@ -262,8 +273,7 @@ func (c *Conn) call(ctx context.Context, o *Outgoing) (*Reply, error) {
 			c.cmu.Unlock()
 			if mine {
 				c.sendCancel(id, ctx.Err())
-				putCall(cl)
-				return nil, status.FromError(ctx.Err())
+				return status.FromError(ctx.Err())
 			}
 			<-cl.done // the answer raced the cancel; take it
 		}
@@ -271,13 +281,7 @@ func (c *Conn) call(ctx context.Context, o *Outgoing) (*Reply, error) {
 	if cl.trailer != nil {
 		sinkTrailer(ctx, cl.trailer)
 	}
-	if cl.err != nil {
-		err := cl.err
-		putCall(cl)
-		return nil, err
-	}
-	cl.conn = c
-	return (*Reply)(cl), nil
+	return cl.err
 }
 
 // refusal is the error for a call started on a closing connection; cmu held.

@@ -3,7 +3,6 @@ package conn
 import (
 	"context"
 	"reflect"
-	"sync"
 	"time"
 	"unsafe"
 
@@ -88,7 +87,31 @@ type CallInfo struct {
 	// a stream, with the messages sent and received, at CallEnded).
 	ArgBytes, ResultBytes int64
 
-	cc *callCtx // an incoming call's handler context (WithValue)
+	cc   *callCtx     // an incoming call's handler context (WithValue)
+	kept [maxKept]any // Keep's values, one per observer
+	slot uint8        // the observer being called: its index in Observers
+}
+
+// maxKept is how many observers combined by Observers can Keep a value.
+const maxKept = 4
+
+// Keep stores v for the observer being called until the call's
+// CallEnded, where Kept returns it: what CallStarted found (metrics: the
+// function's counters) need not be looked up again at the end. Each
+// observer combined by Observers has its own; past the fourth, Keep
+// does nothing and Kept returns nil, so an observer must handle nil.
+func (info *CallInfo) Keep(v any) {
+	if info.slot < maxKept {
+		info.kept[info.slot] = v
+	}
+}
+
+// Kept returns what the observer being called stored with Keep, or nil.
+func (info *CallInfo) Kept() any {
+	if info.slot < maxKept {
+		return info.kept[info.slot]
+	}
+	return nil
 }
 
 // WithValue returns ctx with key bound to val, as context.WithValue does
@@ -112,7 +135,11 @@ func (info *CallInfo) WithValue(ctx context.Context, key, val any) context.Conte
 func Observers(obs ...Observer) Observer {
 	var list multiObserver
 	for _, o := range obs {
-		if o != nil {
+		switch o := o.(type) {
+		case nil:
+		case multiObserver: // flat: each observer has its own Keep slot
+			list = append(list, o...)
+		default:
 			list = append(list, o)
 		}
 	}
@@ -140,16 +167,20 @@ func (m multiObserver) ConnClosed(c *Conn, err error) {
 }
 
 func (m multiObserver) CallStarted(ctx context.Context, info *CallInfo) context.Context {
-	for _, o := range m {
+	for i, o := range m {
+		info.slot = uint8(min(i, maxKept))
 		ctx = o.CallStarted(ctx, info)
 	}
+	info.slot = 0
 	return ctx
 }
 
 func (m multiObserver) CallEnded(ctx context.Context, info *CallInfo, err error) {
 	for i := len(m) - 1; i >= 0; i-- { // innermost first, as interceptors unwind
+		info.slot = uint8(min(i, maxKept))
 		m[i].CallEnded(ctx, info, err)
 	}
+	info.slot = 0
 }
 
 func (m multiObserver) FlowStalled(c *Conn, d time.Duration) {
@@ -193,22 +224,24 @@ func (ob *observed) end(obs Observer, resultBytes int, err error) {
 	*ob = observed{}
 }
 
-// observedPool holds the observer state of unary outgoing calls.
-var observedPool = sync.Pool{New: func() any { return new(observed) }}
-
-// observedCall is Call with Config.Observer watching.
+// observedCall is Call with Config.Observer watching; the observer's
+// state lives in the pooled call, so observing allocates nothing.
 func (c *Conn) observedCall(ctx context.Context, o *Outgoing) (*Reply, error) {
-	ob := observedPool.Get().(*observed)
+	cl := getCall()
 	oc := *o // the observer may add metadata; the caller's Outgoing stays as it was
-	c.startOutgoing(ctx, ob, CallUnary, &oc)
-	rep, err := c.call(ctx, &oc)
+	c.startOutgoing(ctx, &cl.obs, CallUnary, &oc)
+	err := c.await(ctx, &oc, cl)
 	n := 0
-	if rep != nil {
-		n = len(rep.buf)
+	if err == nil {
+		n = len(cl.buf)
 	}
-	ob.end(c.cfg.Observer, n, err)
-	observedPool.Put(ob)
-	return rep, err
+	cl.obs.end(c.cfg.Observer, n, err)
+	if err != nil {
+		putCall(cl)
+		return nil, err
+	}
+	cl.conn = c
+	return (*Reply)(cl), nil
 }
 
 // startIncoming begins observing an incoming call and returns the

@@ -67,7 +67,7 @@ func (a *Async) Caps() []wire.CapDescriptor {
 func (c *Conn) Go(ctx context.Context, o *Outgoing) (*Async, error) {
 	cl := &call{done: make(chan struct{}, 1), doneCh: make(chan struct{})}
 	if c.cfg.Observer != nil {
-		cl.ob = new(observed)
+		cl.ob = &cl.obs
 		oc := *o
 		c.startOutgoing(ctx, cl.ob, CallAsync, &oc)
 		o = &oc

@@ -117,13 +117,15 @@ type fnStats struct {
 const numShards = 8
 
 type fnShard struct {
+	// A successful call writes the first five words (one cache line: a
+	// shard is allocated on one) and one bucket.
 	started atomic.Int64
-	codes   [numCodes]atomic.Int64 // calls ended, by code
-	nanos   atomic.Int64           // latencies' sum
+	nanos   atomic.Int64 // latencies' sum
 	recv    atomic.Int64
 	sent    atomic.Int64
-	buckets []atomic.Int64 // by upper bound; the last is +Inf
-	_       [64]byte       // keeps the next shard's counters off this one's cache lines
+	codes   [numCodes]atomic.Int64 // calls ended, by code (OK first)
+	buckets []atomic.Int64         // by upper bound; the last is +Inf
+	_       [64]byte               // keeps the next shard's counters off this one's cache lines
 }
 
 func (s *side) newFn(label string) *fnStats {

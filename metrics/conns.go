@@ -114,7 +114,9 @@ func (o observer) CallStarted(ctx context.Context, info *conn.CallInfo) context.
 	if info.Outgoing {
 		s = o.m.client
 	}
-	s.get(info.Function, info.Method).start(shardOf(unsafe.Pointer(info)))
+	f := s.get(info.Function, info.Method)
+	f.start(shardOf(unsafe.Pointer(info)))
+	info.Keep(f)
 	if info.Kind == conn.CallStream {
 		sc := o.m.conns.of(info.Conn)
 		sc.streams.Inc()
@@ -124,10 +126,17 @@ func (o observer) CallStarted(ctx context.Context, info *conn.CallInfo) context.
 }
 
 func (o observer) CallEnded(ctx context.Context, info *conn.CallInfo, err error) {
+	f, _ := info.Kept().(*fnStats)
 	if info.Outgoing {
-		o.m.client.get(info.Function, info.Method).done(shardOf(unsafe.Pointer(info)), err, time.Since(info.Start), info.ResultBytes, info.ArgBytes)
+		if f == nil {
+			f = o.m.client.get(info.Function, info.Method)
+		}
+		f.done(shardOf(unsafe.Pointer(info)), err, time.Since(info.Start), info.ResultBytes, info.ArgBytes)
 	} else {
-		o.m.server.get(info.Function, info.Method).done(shardOf(unsafe.Pointer(info)), err, time.Since(info.Start), info.ArgBytes, info.ResultBytes)
+		if f == nil {
+			f = o.m.server.get(info.Function, info.Method)
+		}
+		f.done(shardOf(unsafe.Pointer(info)), err, time.Since(info.Start), info.ArgBytes, info.ResultBytes)
 	}
 	if info.Kind == conn.CallStream {
 		o.m.conns.of(info.Conn).streams.Dec()

@@ -238,16 +238,24 @@ func TestUnsampledTraceRecordsNothing(t *testing.T) {
 		})
 	})
 	c := dial(t, client, addr)
+	// Two unsampled traces, their calls interleaved: each call carries
+	// its own parent (the client keeps the last parent's metadata).
 	ctx, root := client.tp.Tracer("test").Start(testContext(t), "unsampled")
-	for range 2 {
-		if _, err := arbor.Call0[int](ctx, c, "where"); err != nil {
+	ctx2, root2 := client.tp.Tracer("test").Start(testContext(t), "unsampled too")
+	for i := range 5 {
+		cctx, want := ctx, root.SpanContext()
+		if i%3 == 1 {
+			cctx, want = ctx2, root2.SpanContext()
+		}
+		if _, err := arbor.Call0[int](cctx, c, "where"); err != nil {
 			t.Fatal(err)
 		}
 		got := <-seen
-		if got.TraceID() != root.SpanContext().TraceID() || got.IsSampled() || !got.IsRemote() {
-			t.Errorf("the handler saw %v, want the caller's unsampled trace %v", got, root.SpanContext())
+		if got.TraceID() != want.TraceID() || got.SpanID() != want.SpanID() || got.IsSampled() || !got.IsRemote() {
+			t.Errorf("call %d: the handler saw %v, want the caller's unsampled span %v", i, got, want)
 		}
 	}
+	root2.End()
 	// A call outside any span: the client's sampler decides (no), and the
 	// server follows the decision it receives.
 	if _, err := arbor.Call0[int](testContext(t), c, "where"); err != nil {

@@ -110,8 +110,8 @@ func putTraceparent(b *[55]byte, sc trace.SpanContext) {
 	b[53], b[54] = hexDigits[f>>4], hexDigits[f&15]
 }
 
-// mdCache returns the metadata of a call under an unsampled span
-// context: md plus its traceparent. The last few results are kept, so
+// mdCache holds the metadata of calls under an unsampled span context:
+// its traceparent. The last few results are kept, so
 // that the calls of one unsampled request (or a load test under one
 // span) cost no allocation for it, and one that is not reused costs one.
 type mdCache struct {
@@ -122,21 +122,37 @@ type mdCache struct {
 // one allocation. Nothing writes the bytes after, so the string is as
 // immutable as any.
 type mdEntry struct {
-	sc  trace.SpanContext
-	md  [1]wire.MD
-	buf [55]byte
+	sc   trace.SpanContext
+	span trace.Span // the span whose context sc is (sameSpan), or nil
+	md   [1]wire.MD
+	buf  [55]byte
 }
 
-func (c *mdCache) traceparentMD(sc trace.SpanContext) []wire.MD {
+// entry returns the cached metadata of sc; span, when not nil, is the
+// unsampled span whose context it is, kept in a new entry.
+func (c *mdCache) entry(sc trace.SpanContext, span trace.Span) *mdEntry {
 	s := &c.slots[(uint64(sc.SpanID()[7])^uint64(sc.TraceID()[15]))%uint64(len(c.slots))]
 	if e := s.Load(); e != nil && e.sc.Equal(sc) {
-		return e.md[:]
+		return e
 	}
-	e := &mdEntry{sc: sc}
+	e := &mdEntry{sc: sc, span: span}
 	putTraceparent(&e.buf, sc)
 	e.md[0] = wire.MD{Key: TraceparentKey, Value: unsafe.String(&e.buf[0], len(e.buf))}
 	s.Store(e)
-	return e.md[:]
+	return e
+}
+
+// sameSpan reports whether a and b are the same span: the same interface
+// value, by its two words. A context hands out the interface value it
+// was given, so every call under one span gets the same words; and while
+// a holds its value alive no other can take its address. (== would
+// compare the values, which panics for the SDK's non-recording span: its
+// span context holds a slice.)
+func sameSpan(a, b trace.Span) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	return *(*[2]unsafe.Pointer)(unsafe.Pointer(&a)) == *(*[2]unsafe.Pointer)(unsafe.Pointer(&b))
 }
 
 // spanCache keeps the non-recording spans that stand for unsampled remote

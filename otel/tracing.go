@@ -37,6 +37,7 @@ type Tracing struct {
 	prop   propagation.TextMapPropagator
 	w3c    bool // prop is W3C trace context: inject and extract it directly
 	mds    mdCache
+	last   atomic.Pointer[mdEntry] // the metadata of the last call sent under an unsampled parent
 	spans  spanCache
 	names  nameCache
 }
@@ -121,10 +122,23 @@ func (c mdCarrier) Keys() []string {
 // span that records.
 func (t *Tracing) outgoing(ctx context.Context, name string, md []wire.MD, attrs func(name string) []attribute.KeyValue) (context.Context, []wire.MD, bool) {
 	parent := trace.SpanFromContext(ctx)
+	if len(md) == 0 {
+		// The calls of one request, or of a load under one span, share
+		// their parent: its metadata is the last call's, without
+		// reading its span context again. (A span's context never
+		// changes, nor does a non-recording span start recording.)
+		if e := t.last.Load(); e != nil && sameSpan(e.span, parent) {
+			return ctx, e.md[:], false
+		}
+	}
 	psc := parent.SpanContext()
 	if psc.IsValid() && !psc.IsSampled() && !parent.IsRecording() {
 		if len(md) == 0 && psc.TraceState().Len() == 0 {
-			return ctx, t.mds.traceparentMD(psc), false
+			e := t.mds.entry(psc, parent)
+			if sameSpan(e.span, parent) {
+				t.last.Store(e)
+			}
+			return ctx, e.md[:], false
 		}
 		return ctx, t.inject(ctx, psc, md), false
 	}
@@ -135,7 +149,7 @@ func (t *Tracing) outgoing(ctx context.Context, name string, md []wire.MD, attrs
 	}
 	if sc := span.SpanContext(); sc.IsValid() {
 		if len(md) == 0 && sc.TraceState().Len() == 0 && !sc.IsSampled() {
-			md = t.mds.traceparentMD(sc)
+			md = t.mds.entry(sc, nil).md[:]
 		} else {
 			md = t.inject(ctx, sc, md)
 		}
