@@ -314,3 +314,52 @@ func TestCallInfoWithValue(t *testing.T) {
 		}
 	}
 }
+
+// keepObserver keeps a value of its own at CallStarted and checks at
+// CallEnded that it got it back.
+type keepObserver struct {
+	obsRecorder
+	name string
+}
+
+func (o *keepObserver) ConnOpened(*Conn)        {}
+func (o *keepObserver) ConnClosed(*Conn, error) {}
+
+func (o *keepObserver) CallStarted(ctx context.Context, info *CallInfo) context.Context {
+	if v := info.Kept(); v != nil {
+		o.add("%s: kept %v before Keep", o.name, v)
+	}
+	info.Keep(o.name + " " + info.Function)
+	return ctx
+}
+
+func (o *keepObserver) CallEnded(ctx context.Context, info *CallInfo, err error) {
+	o.add("%s got %v", o.name, info.Kept())
+}
+
+// Each observer combined, nested combinations included, keeps its own
+// value from CallStarted to CallEnded; past maxKept, Keep keeps nothing.
+func TestCallInfoKeep(t *testing.T) {
+	var obs []*keepObserver
+	for i := range maxKept + 1 {
+		obs = append(obs, &keepObserver{name: fmt.Sprint("o", i)})
+	}
+	inner := Observers(obs[1], obs[2])
+	all := Observers(obs[0], inner, obs[3], obs[4])
+	p := newPair(t, Config{}, Config{Observer: all})
+	for range 2 {
+		if _, err := callString(t, p.client, context.Background(), "echo", "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, o := range obs {
+		want := o.name + " got " + o.name + " echo"
+		if i == maxKept {
+			want = o.name + " got <nil>"
+		}
+		got := o.take()
+		if len(got) != 2 || got[0] != want || got[1] != want {
+			t.Errorf("observer %d saw %q, want twice %q", i, got, want)
+		}
+	}
+}
