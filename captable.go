@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/arbor-rpc/arbor/conn"
+	"github.com/arbor-rpc/arbor/internal/typecache"
 	"github.com/arbor-rpc/arbor/value"
 	"github.com/arbor-rpc/arbor/wire"
 )
@@ -302,13 +303,6 @@ func (s *Service) ReadMsgpack(rd *value.Reader, host any) error {
 // capTypes caches, per type, whether its values may hold capabilities.
 var capTypes typeFlags
 
-type typeFlags struct{ m sync.Map }
+type typeFlags struct{ c typecache.Cache[bool] }
 
-func (f *typeFlags) has(t reflect.Type) bool {
-	if v, ok := f.m.Load(t); ok {
-		return v.(bool)
-	}
-	v := hasCaps(t)
-	f.m.Store(t, v)
-	return v
-}
+func (f *typeFlags) has(t reflect.Type) bool { return f.c.Get(t, hasCaps) }

@@ -2,8 +2,9 @@ package value
 
 import (
 	"reflect"
-	"sync"
 	"unsafe"
+
+	"github.com/arbor-rpc/arbor/internal/typecache"
 )
 
 // Codec encodes and decodes values of one Go type. The choice between a
@@ -61,16 +62,11 @@ func (c *Codec[T]) DecodeHost(r *Reader, host any) (T, error) {
 
 // codecs caches one codec per type: codecs are immutable, so sharing them
 // is safe and saves rebuilding closures on every call.
-var codecs sync.Map // reflect.Type → *Codec[T]
+var codecs typecache.Cache[any] // *Codec[T]
 
 // For returns the codec for T.
 func For[T any]() *Codec[T] {
-	t := reflect.TypeFor[T]()
-	if c, ok := codecs.Load(t); ok {
-		return c.(*Codec[T])
-	}
-	c, _ := codecs.LoadOrStore(t, build[T](t))
-	return c.(*Codec[T])
+	return codecs.Get(reflect.TypeFor[T](), func(t reflect.Type) any { return build[T](t) }).(*Codec[T])
 }
 
 // as reinterprets a value whose dynamic type was checked when the codec was

@@ -1,0 +1,5 @@
+//go:build !race
+
+package typecache
+
+const raceEnabled = false
