@@ -87,9 +87,22 @@ type CallInfo struct {
 	// a stream, with the messages sent and received, at CallEnded).
 	ArgBytes, ResultBytes int64
 
+	elapsed time.Duration // Elapsed, when the connection timed the call itself
+
 	cc   *callCtx     // an incoming call's handler context (WithValue)
 	kept [maxKept]any // Keep's values, one per observer
 	slot uint8        // the observer being called: its index in Observers
+}
+
+// Elapsed is, at CallEnded, how long the call took: what the connection
+// measured when it timed the call anyway (a served call that may run
+// inline), else time.Since(Start). Use it rather than reading the clock
+// again.
+func (info *CallInfo) Elapsed() time.Duration {
+	if info.elapsed > 0 {
+		return info.elapsed
+	}
+	return time.Since(info.Start)
 }
 
 // maxKept is how many observers combined by Observers can Keep a value.
@@ -245,8 +258,9 @@ func (c *Conn) observedCall(ctx context.Context, o *Outgoing) (*Reply, error) {
 }
 
 // startIncoming begins observing an incoming call and returns the
-// handler's context.
-func (c *Conn) startIncoming(sc *serverCall) context.Context {
+// handler's context; start is when the connection began timing the call
+// (zero: it does not).
+func (c *Conn) startIncoming(sc *serverCall, start time.Time) context.Context {
 	kind := CallUnary
 	if sc.in.Stream != nil {
 		kind = CallStream
@@ -256,7 +270,10 @@ func (c *Conn) startIncoming(sc *serverCall) context.Context {
 		fn = unsafe.String(&sc.in.Function[0], len(sc.in.Function))
 	}
 	sc.ob.info = CallInfo{Conn: c, Kind: kind, Function: fn, Method: sc.in.HasTarget,
-		Metadata: sc.in.Metadata, Start: now(), ArgBytes: int64(len(sc.in.Args)), cc: sc.ctx}
+		Metadata: sc.in.Metadata, Start: start, ArgBytes: int64(len(sc.in.Args)), cc: sc.ctx}
+	if start.IsZero() {
+		sc.ob.info.Start = now()
+	}
 	sc.ob.ctx = c.cfg.Observer.CallStarted(sc.ctx, &sc.ob.info)
 	return sc.ob.ctx
 }

@@ -370,9 +370,11 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	if sc.st != nil {
 		began = now()
 	}
-	out, err := c.invoke(sc)
+	out, err := c.invoke(sc, began)
 	if sc.st != nil {
-		sc.st.record(time.Since(began))
+		d := time.Since(began)
+		sc.st.record(d)
+		sc.ob.info.elapsed = d // the observer's too: one pair of clock reads
 		sc.st = nil
 	}
 	tail := sc.in.ResultTail
@@ -497,7 +499,8 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 }
 
 // invoke runs the handler, turning a panic into an Internal error.
-func (c *Conn) invoke(sc *serverCall) (out []byte, err error) {
+// began is when the call was timed from (zero: it is not).
+func (c *Conn) invoke(sc *serverCall, began time.Time) (out []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.cfg.Logger.Error("arbor: handler panicked", "function", string(sc.in.Function), "panic", r, "stack", string(debug.Stack()))
@@ -508,7 +511,7 @@ func (c *Conn) invoke(sc *serverCall) (out []byte, err error) {
 		return nil, status.Errorf(status.Unimplemented, "this peer serves no calls")
 	}
 	if c.cfg.Observer != nil {
-		return c.cfg.Handler.ServeCall(c.startIncoming(sc), &sc.in, sc.out[:0])
+		return c.cfg.Handler.ServeCall(c.startIncoming(sc, began), &sc.in, sc.out[:0])
 	}
 	return c.cfg.Handler.ServeCall(sc.ctx, &sc.in, sc.out[:0])
 }

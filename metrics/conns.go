@@ -131,12 +131,12 @@ func (o observer) CallEnded(ctx context.Context, info *conn.CallInfo, err error)
 		if f == nil {
 			f = o.m.client.get(info.Function, info.Method)
 		}
-		f.done(shardOf(unsafe.Pointer(info)), err, time.Since(info.Start), info.ResultBytes, info.ArgBytes)
+		f.done(shardOf(unsafe.Pointer(info)), err, info.Elapsed(), info.ResultBytes, info.ArgBytes)
 	} else {
 		if f == nil {
 			f = o.m.server.get(info.Function, info.Method)
 		}
-		f.done(shardOf(unsafe.Pointer(info)), err, time.Since(info.Start), info.ArgBytes, info.ResultBytes)
+		f.done(shardOf(unsafe.Pointer(info)), err, info.Elapsed(), info.ArgBytes, info.ResultBytes)
 	}
 	if info.Kind == conn.CallStream {
 		o.m.conns.of(info.Conn).streams.Dec()

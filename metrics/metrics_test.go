@@ -58,6 +58,10 @@ func newRig(t *testing.T, opts metrics.Options) *rig {
 		return 0, arbor.Errorf(arbor.Internal, "failed: %s", s)
 	}))
 	must(t, arbor.Handle2(srv, "add+mem", func(ctx context.Context, a, b int) (int, error) { return a + b, nil }))
+	must(t, arbor.Handle1(srv, "nap", func(ctx context.Context, ms int) (int, error) {
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return ms, nil
+	}))
 	must(t, arbor.HandleServerStream(srv, "count", func(ctx context.Context, n int, out *arbor.Sender[int]) error {
 		for i := range n {
 			if err := out.Send(i); err != nil {
@@ -154,6 +158,43 @@ next:
 		}
 	}
 	return 0, false
+}
+
+// The latency histograms hold what the calls took: a handler's sleep on
+// both sides, whether the connection timed the call (a served call that
+// may run inline: the observer shares its clock reads) or the observer.
+func TestLatencyHistograms(t *testing.T) {
+	r := newRig(t, metrics.Options{})
+	ctx := testContext(t)
+	const naps, ms = 4, 25
+	for range naps {
+		if _, err := arbor.Call1[int](ctx, r.cl, "nap", ms); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := r.scrape(t)
+	for _, side := range []string{"server", "client"} {
+		name := "arbor_" + side + "_call_duration_seconds"
+		var h *dto.Histogram
+		for _, m := range f[name].GetMetric() {
+			for _, lp := range m.Label {
+				if lp.GetName() == "function" && lp.GetValue() == "nap" {
+					h = m.Histogram
+				}
+			}
+		}
+		if h == nil || h.GetSampleCount() != naps {
+			t.Fatalf("%s{nap} = %v, want %d samples", name, h, naps)
+		}
+		if sum := h.GetSampleSum(); sum < naps*ms/1e3 || sum > 10 {
+			t.Errorf("%s{nap} sums %.3fs for %d calls of %d ms", name, sum, naps, ms)
+		}
+		for _, b := range h.Bucket {
+			if b.GetUpperBound() < ms/1e3 && b.GetCumulativeCount() != 0 {
+				t.Errorf("%s{nap}: %d calls under %gs", name, b.GetCumulativeCount(), b.GetUpperBound())
+			}
+		}
+	}
 }
 
 func TestScrapedMetricsCountCalls(t *testing.T) {
