@@ -188,7 +188,7 @@ func (c *Conn) start(ctx context.Context, o *Outgoing, cl *call, st *Stream, laz
 		st.id = id
 		c.ostreams[id] = st
 	} else {
-		c.calls[id] = cl
+		c.calls.put(id, cl)
 	}
 	c.cmu.Unlock()
 	f := wire.CallFrame{ID: id, Stream: st != nil, Retain: o.Retain, Timeout: timeout, Function: o.Function,
@@ -268,8 +268,7 @@ func (c *Conn) await(ctx context.Context, o *Outgoing, cl *call) error {
 		case <-cl.done:
 		case <-done:
 			c.cmu.Lock()
-			_, mine := c.calls[id]
-			delete(c.calls, id)
+			mine := c.calls.take(id) != nil
 			c.cmu.Unlock()
 			if mine {
 				c.sendCancel(id, ctx.Err())
@@ -353,8 +352,7 @@ func (c *Conn) answer(h wire.Header, p []byte) error {
 		return err
 	}
 	c.cmu.Lock()
-	cl := c.calls[h.ID]
-	delete(c.calls, h.ID)
+	cl := c.calls.take(h.ID)
 	var st *Stream
 	if cl == nil {
 		st = c.ostreams[h.ID]
@@ -431,13 +429,7 @@ func (c *Conn) peerGoAway(g wire.GoAway) {
 	c.unusable.Store(true)
 	c.awayLast = g.LastID
 	c.awayMsg = string(g.Message)
-	var refused []*call
-	for id, cl := range c.calls {
-		if id > g.LastID {
-			refused = append(refused, cl)
-			delete(c.calls, id)
-		}
-	}
+	refused := c.calls.takeAbove(g.LastID)
 	var refusedStreams []*Stream
 	for id, s := range c.ostreams {
 		if id > g.LastID {

@@ -84,7 +84,7 @@ type Conn struct {
 
 	// Outgoing calls and streams.
 	cmu       sync.Mutex
-	calls     map[uint64]*call
+	calls     callTable
 	ostreams  map[uint64]*Stream
 	nextID    uint64
 	goingAway bool   // the peer sent GOAWAY
@@ -175,7 +175,6 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 		nc:       nc,
 		cfg:      cfg.withDefaults(),
 		client:   client,
-		calls:    make(map[uint64]*call),
 		ostreams: make(map[uint64]*Stream),
 		creditCh: make(chan struct{}),
 		serving:  make(map[uint64]*serverCall),
@@ -336,8 +335,8 @@ func (c *Conn) closeWith(err *status.Error) {
 		c.nc.Close()
 
 		c.cmu.Lock()
-		calls, streams := c.calls, c.ostreams
-		c.calls, c.ostreams = make(map[uint64]*call), make(map[uint64]*Stream)
+		calls, streams := c.calls.takeAll(), c.ostreams
+		c.ostreams = make(map[uint64]*Stream)
 		c.cmu.Unlock()
 		for _, cl := range calls {
 			cl.complete(err)

@@ -107,8 +107,7 @@ func (a *Async) cancel(cause error) {
 		return
 	}
 	a.c.cmu.Lock()
-	_, mine := a.c.calls[a.id]
-	delete(a.c.calls, a.id)
+	mine := a.c.calls.take(a.id) != nil
 	a.c.cmu.Unlock()
 	if mine {
 		a.c.sendCancel(a.id, cause)

@@ -34,7 +34,7 @@ func (c *Conn) grantFrame(h wire.Header) bool {
 	case wire.TypeCall:
 	case wire.TypeResult:
 		c.cmu.Lock()
-		_, waiting := c.calls[h.ID]
+		waiting := c.calls.has(h.ID)
 		c.cmu.Unlock()
 		if !waiting {
 			return false
