@@ -84,7 +84,7 @@ type Conn struct {
 
 	// Outgoing calls and streams.
 	cmu       sync.Mutex
-	calls     callTable
+	calls     idTable[call]
 	ostreams  map[uint64]*Stream
 	nextID    uint64
 	goingAway bool   // the peer sent GOAWAY
@@ -120,7 +120,7 @@ type Conn struct {
 
 	// Incoming calls.
 	smu            sync.Mutex
-	serving        map[uint64]*serverCall
+	serving        idTable[serverCall]
 	active         uint32               // calls counted against MaxConcurrent
 	answers        map[uint64]*answer   // retained answers (promise pipelining)
 	retainedBytes  int                  // their results' total size
@@ -177,7 +177,6 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 		client:   client,
 		ostreams: make(map[uint64]*Stream),
 		creditCh: make(chan struct{}),
-		serving:  make(map[uint64]*serverCall),
 		answers:  make(map[uint64]*answer),
 		tickets:  make(map[targetKey]uint64),
 		work:     make(chan *serverCall),
@@ -346,9 +345,7 @@ func (c *Conn) closeWith(err *status.Error) {
 		}
 
 		c.smu.Lock()
-		for _, sc := range c.serving {
-			sc.ctx.cancel(context.Canceled)
-		}
+		c.serving.each(func(sc *serverCall) { sc.ctx.cancel(context.Canceled) })
 		c.smu.Unlock()
 
 		c.wmu.Lock()

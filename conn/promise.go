@@ -269,12 +269,14 @@ func (c *Conn) unpinLocked(ids []uint64) (capsFreed bool) {
 func (c *Conn) ExportPinned(id uint64) bool {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	for _, sc := range c.serving {
+	pinned := false
+	c.serving.each(func(sc *serverCall) {
 		for _, b := range sc.backs {
-			if b == id {
-				return true
-			}
+			pinned = pinned || b == id
 		}
+	})
+	if pinned {
+		return true
 	}
 	for _, a := range c.answers {
 		if a.pins == 0 {

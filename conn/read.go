@@ -34,7 +34,7 @@ func (c *Conn) grantFrame(h wire.Header) bool {
 	case wire.TypeCall:
 	case wire.TypeResult:
 		c.cmu.Lock()
-		waiting := c.calls.has(h.ID)
+		waiting := c.calls.get(h.ID) != nil
 		c.cmu.Unlock()
 		if !waiting {
 			return false

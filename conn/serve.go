@@ -274,7 +274,7 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 		sc.in.Stream = newStream(c, false, sc.ctx)
 		sc.in.Stream.id = h.ID
 	}
-	c.serving[h.ID] = sc
+	c.serving.put(h.ID, sc)
 	c.active++
 	c.inflight.Add(1)
 	return sc, nil, nil
@@ -468,12 +468,12 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 		sc.out = small // a large buffer is not kept with the call
 	}
 	c.smu.Lock()
-	delete(c.serving, sc.in.ID)
+	c.serving.take(sc.in.ID)
 	if sc.in.Stream != nil {
 		c.servingStreams--
 	}
 	unpinned := c.unpinLocked(sc.pins) || len(sc.backs) > 0
-	if c.draining && len(c.serving) == 0 && c.drained != nil {
+	if c.draining && c.serving.len() == 0 && c.drained != nil {
 		close(c.drained)
 		c.drained = nil
 	}
@@ -537,7 +537,7 @@ func (c *Conn) sendError(id uint64, e *status.Error, trailer ...wire.MD) {
 
 func (c *Conn) cancelIncoming(id uint64, cause error) {
 	c.smu.Lock()
-	if sc := c.serving[id]; sc != nil {
+	if sc := c.serving.get(id); sc != nil {
 		sc.ctx.cancel(cause)
 	}
 	c.smu.Unlock()
@@ -554,7 +554,7 @@ func (c *Conn) Drain(ctx context.Context, reason string) error {
 	var wait chan struct{}
 	if !c.draining {
 		c.draining = true
-		if len(c.serving) > 0 {
+		if c.serving.len() > 0 {
 			c.drained = make(chan struct{})
 		}
 		// Queued without waiting for room (we hold smu; the writer never
@@ -593,7 +593,7 @@ func (c *Conn) Drain(ctx context.Context, reason string) error {
 func (c *Conn) Serving() int {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	return len(c.serving)
+	return c.serving.len()
 }
 
 // maxTargets bounds the distinct capability targets a connection tracks.

@@ -423,7 +423,7 @@ func (c *Conn) streamByID(id uint64) *Stream {
 	}
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	if sc := c.serving[id]; sc != nil {
+	if sc := c.serving.get(id); sc != nil {
 		return sc.in.Stream
 	}
 	return nil

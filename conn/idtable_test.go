@@ -8,8 +8,8 @@ import (
 // The table against a map: calls put with rising ids (this side's step
 // of two), answered out of order, some far later than others (they keep
 // their slot while the ring wraps and later ids overflow to the map).
-func TestCallTableMatchesAMap(t *testing.T) {
-	var tab callTable
+func TestIDTableMatchesAMap(t *testing.T) {
+	var tab idTable[call]
 	want := map[uint64]*call{}
 	rng := rand.New(rand.NewPCG(1, 2))
 	id := uint64(1)
@@ -30,19 +30,27 @@ func TestCallTableMatchesAMap(t *testing.T) {
 			got := live[i]
 			live[i] = live[len(live)-1]
 			live = live[:len(live)-1]
-			if !tab.has(got) {
+			if tab.get(got) != want[got] {
 				t.Fatalf("step %d: call %d not waiting", step, got)
 			}
 			if cl := tab.take(got); cl != want[got] {
 				t.Fatalf("step %d: take(%d) = %p, want %p", step, got, cl, want[got])
 			}
 			delete(want, got)
-			if tab.has(got) || tab.take(got) != nil {
+			if tab.get(got) != nil || tab.take(got) != nil {
 				t.Fatalf("step %d: call %d still there after take", step, got)
 			}
 		}
+		if tab.len() != len(want) {
+			t.Fatalf("step %d: len %d, want %d", step, tab.len(), len(want))
+		}
 	}
-	if len(tab.over) == 0 {
+	seen := 0
+	tab.each(func(*call) { seen++ })
+	if seen != len(want) {
+		t.Fatalf("each saw %d entries, want %d", seen, len(want))
+	}
+	if tab.ring == nil || len(tab.over) == 0 {
 		t.Fatal("no call overflowed the ring: the test did not wrap it")
 	}
 	refused := tab.takeAbove(id - 200)
@@ -67,7 +75,30 @@ func TestCallTableMatchesAMap(t *testing.T) {
 	if len(rest) != len(want) {
 		t.Fatalf("takeAll returned %d calls, want %d", len(rest), len(want))
 	}
-	if tab.takeAll() != nil || tab.has(1) {
+	if tab.takeAll() != nil || tab.get(1) != nil || tab.len() != 0 {
 		t.Fatal("the table is not empty after takeAll")
+	}
+}
+
+// A connection with few calls keeps them in a map: thousands of idle
+// connections that each made one call do not hold a ring each.
+func TestIDTableRingOnlyForBusyConnections(t *testing.T) {
+	var tab idTable[call]
+	for i := range ringAfter - 1 {
+		id := uint64(2*i + 1)
+		tab.put(id, &call{})
+		if tab.take(id) == nil {
+			t.Fatalf("call %d lost", id)
+		}
+	}
+	if tab.ring != nil {
+		t.Fatalf("a ring after %d calls", ringAfter-1)
+	}
+	tab.put(1<<20+1, &call{})
+	if tab.ring == nil {
+		t.Fatalf("no ring after %d calls", ringAfter)
+	}
+	if tab.take(1<<20+1) == nil || tab.len() != 0 {
+		t.Fatal("the call that made the ring is lost")
 	}
 }
