@@ -101,6 +101,11 @@ type Conn struct {
 	// mdc parses incoming calls' metadata: a call carrying what the one
 	// before it carried (a trace context, a token) shares its parse.
 	mdc wire.MetadataCache
+	// arrived is when the reader's last read returned (the reader's own,
+	// kept with an Observer only): reads counts them, and an observed
+	// call's start is its frame's arrival.
+	arrived time.Time
+	reads   uint64
 
 	// Inline calls (inline.go). rpend and rcount are the reader's own:
 	// answers of inline calls wait in wbuf for the reader to write them;

@@ -78,8 +78,10 @@ type CallInfo struct {
 	// Metadata is the call's metadata: outgoing (CallStarted may replace
 	// it, see there) or incoming.
 	Metadata []wire.MD
-	// Start is when the call started, read from the monotonic clock:
-	// measure with time.Since(Start). (Its wall reading is the process
+	// Start is when the call started (an outgoing one: when it was made;
+	// an incoming one: when its frame arrived, so that the time it waited
+	// to be served counts), read from the monotonic clock: measure with
+	// Elapsed at CallEnded. (Its wall reading is the process
 	// start's plus the time since, which a step of the wall clock does
 	// not move: see clock.go.)
 	Start time.Time
@@ -258,9 +260,13 @@ func (c *Conn) observedCall(ctx context.Context, o *Outgoing) (*Reply, error) {
 }
 
 // startIncoming begins observing an incoming call and returns the
-// handler's context; start is when the connection began timing the call
-// (zero: it does not).
-func (c *Conn) startIncoming(sc *serverCall, start time.Time) context.Context {
+// handler's context; began is when the connection began timing the call
+// (zero: it does not). The call started when its frame arrived.
+func (c *Conn) startIncoming(sc *serverCall, began time.Time) context.Context {
+	start := sc.arrived
+	if start.IsZero() {
+		start = began
+	}
 	kind := CallUnary
 	if sc.in.Stream != nil {
 		kind = CallStream

@@ -82,6 +82,11 @@ func (c *Conn) readFrames() {
 			return
 		}
 		c.recvFlag.Store(true)
+		if c.cfg.Observer != nil {
+			if n := r.Reads(); n != c.reads {
+				c.reads, c.arrived = n, now() // one clock read per read, not per frame
+			}
+		}
 		if err := c.dispatch(h, p); err != nil {
 			if err == errHandedOff {
 				handedOff = true

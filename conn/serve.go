@@ -94,7 +94,8 @@ type serverCall struct {
 	buf      []byte // a copy of the CALL payload; in's slices point into it
 	out      []byte
 	ctx      *callCtx
-	ob       observed // Config.Observer's state of the call (observe.go)
+	ob       observed  // Config.Observer's state of the call (observe.go)
+	arrived  time.Time // when the CALL arrived (with an Observer only)
 	// st is the function's record of call durations when the call could
 	// run inline (inline.go); its duration is recorded there.
 	st *InlineStat
@@ -275,6 +276,7 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 		sc.in.Stream.id = h.ID
 	}
 	c.serving.put(h.ID, sc)
+	sc.arrived = c.arrived
 	c.active++
 	c.inflight.Add(1)
 	return sc, nil, nil
@@ -374,7 +376,9 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	if sc.st != nil {
 		d := time.Since(began)
 		sc.st.record(d)
-		sc.ob.info.elapsed = d // the observer's too: one pair of clock reads
+		if c.cfg.Observer != nil { // its too: from the arrival, without reading again
+			sc.ob.info.elapsed = began.Sub(sc.ob.info.Start) + d
+		}
 		sc.st = nil
 	}
 	tail := sc.in.ResultTail

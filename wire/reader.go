@@ -42,6 +42,7 @@ type Reader struct {
 	big     []byte // payloads larger than the full-size buffer
 	lastBig bool   // the last payload Next returned is in big's array (see Take)
 	grant   func(Header) bool
+	reads   uint64 // reads that brought bytes (Reads)
 	small   [SmallBuffer]byte
 }
 
@@ -206,6 +207,7 @@ func (r *Reader) fill() error {
 		}
 		r.w += n
 		if n > 0 {
+			r.reads++
 			r.noteRead(n)
 			if r.w == len(r.buf) && len(r.buf) < r.size {
 				r.grow()
@@ -224,6 +226,11 @@ func (r *Reader) fill() error {
 	}
 	return io.ErrNoProgress
 }
+
+// Reads is the number of reads from the source that brought bytes: when
+// it changes across Next, the frame came with a new read (a caller timing
+// arrivals reads its clock then, once per read rather than per frame).
+func (r *Reader) Reads() uint64 { return r.reads }
 
 // noteRead records the size of a read that brought n > 0 bytes.
 func (r *Reader) noteRead(n int) {
@@ -258,6 +265,7 @@ func (r *Reader) readFull(p []byte) error {
 				}
 				n, err := io.ReadFull(r.rd, p)
 				if n > 0 {
+					r.reads++
 					r.noteRead(n)
 				}
 				return err
