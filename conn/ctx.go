@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/arbor-rpc/arbor/wire"
@@ -22,9 +23,12 @@ type callCtx struct {
 
 	mu      sync.Mutex
 	trailer []wire.MD
-	done    chan struct{}
-	err     error
-	timer   *time.Timer
+	// hasTrailer is set once trailer is not empty: most calls set none,
+	// and reading them then takes no lock.
+	hasTrailer atomic.Bool
+	done       chan struct{}
+	err        error
+	timer      *time.Timer
 }
 
 func newCallCtx(parent context.Context, timeout time.Duration, md []wire.MD) *callCtx {
@@ -108,11 +112,15 @@ func SetTrailer(ctx context.Context, md ...wire.MD) bool {
 	}
 	c.mu.Lock()
 	c.trailer = append(c.trailer, md...)
+	c.hasTrailer.Store(len(c.trailer) > 0)
 	c.mu.Unlock()
 	return true
 }
 
 func (c *callCtx) trailers() []wire.MD {
+	if !c.hasTrailer.Load() {
+		return nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.trailer
