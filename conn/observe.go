@@ -114,7 +114,10 @@ const maxKept = 4
 // CallEnded, where Kept returns it: what CallStarted found (metrics: the
 // function's counters) need not be looked up again at the end. Each
 // observer combined by Observers has its own; past the fourth, Keep
-// does nothing and Kept returns nil, so an observer must handle nil.
+// does nothing and Kept returns nil, so an observer must handle nil. An
+// observer that wraps a combination of its own (not through Observers)
+// shares its slot with the first one in it: check that what Kept
+// returns is yours.
 func (info *CallInfo) Keep(v any) {
 	if info.slot < maxKept {
 		info.kept[info.slot] = v

@@ -127,15 +127,16 @@ func (o observer) CallStarted(ctx context.Context, info *conn.CallInfo) context.
 
 func (o observer) CallEnded(ctx context.Context, info *conn.CallInfo, err error) {
 	f, _ := info.Kept().(*fnStats)
+	s := o.m.server
 	if info.Outgoing {
-		if f == nil {
-			f = o.m.client.get(info.Function, info.Method)
-		}
+		s = o.m.client
+	}
+	if f == nil || f.s != s { // another observer's, when one wraps a combination of its own
+		f = s.get(info.Function, info.Method)
+	}
+	if info.Outgoing {
 		f.done(shardOf(unsafe.Pointer(info)), err, info.Elapsed(), info.ResultBytes, info.ArgBytes)
 	} else {
-		if f == nil {
-			f = o.m.server.get(info.Function, info.Method)
-		}
 		f.done(shardOf(unsafe.Pointer(info)), err, info.Elapsed(), info.ArgBytes, info.ResultBytes)
 	}
 	if info.Kind == conn.CallStream {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/cluster"
+	"github.com/arbor-rpc/arbor/conn"
 	"github.com/arbor-rpc/arbor/metrics"
 	"github.com/arbor-rpc/arbor/request"
 	"github.com/arbor-rpc/arbor/tree"
@@ -489,5 +490,57 @@ func TestClusterMetrics(t *testing.T) {
 	ms := m.Members()
 	if len(ms) != 2 || !ms[0].Local || ms[1].Name != "b" || ms[1].Phi < 1 {
 		t.Errorf("Members() = %+v", ms)
+	}
+}
+
+// wrapObserver forwards to an observer of its own: a filter, say, in
+// front of a combination (not combined through conn.Observers).
+type wrapObserver struct{ conn.Observer }
+
+// Metrics observers behind a wrapper share their Keep slot with one
+// outside it; each still counts every call it saw start, once.
+func TestWrappedObserversCountTheirOwnCalls(t *testing.T) {
+	var regs []*prometheus.Registry
+	var obs []conn.Observer
+	for range 3 {
+		reg := prometheus.NewRegistry()
+		m, err := metrics.New(reg, metrics.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		regs, obs = append(regs, reg), append(obs, m.Observer())
+	}
+	srv := arbor.NewServer(arbor.WithObserver(obs[0], wrapObserver{conn.Observers(obs[1], obs[2])}))
+	must(t, arbor.Handle1(srv, "echo", func(ctx context.Context, p []byte) ([]byte, error) { return p, nil }))
+	l, err := srv.Listen(testContext(t), "tcp://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := arbor.Dial(testContext(t), l.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close(); srv.Close() })
+	const calls = 5
+	for range calls {
+		if _, err := arbor.Call1[[]byte](testContext(t), cl, "echo", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, reg := range regs {
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		byName := map[string]*dto.MetricFamily{}
+		for _, f := range fams {
+			byName[f.GetName()] = f
+		}
+		if got := value(t, byName, "arbor_server_calls_total", map[string]string{"function": "echo", "code": "OK"}); got != calls {
+			t.Errorf("metrics %d: %v calls ended, want %d", i, got, calls)
+		}
+		if got := value(t, byName, "arbor_server_calls_in_flight", map[string]string{"function": "echo"}); got != 0 {
+			t.Errorf("metrics %d: %v calls in flight after they all returned", i, got)
+		}
 	}
 }
