@@ -116,22 +116,19 @@ type memAccount struct {
 	held   atomic.Int64
 }
 
-// heldClosed is a closed account's held word (no count reaches it): the
-// bytes were given back at close.
-const heldClosed = math.MinInt64
+// heldClosed is what a closed account's held word is set to: the bytes
+// were given back at close. Counts added after it, of either sign, keep
+// the word far below any count and far from wrapping around (isClosed),
+// so that adding is one atomic add, not a compare-and-swap loop that
+// retries while the reader, the workers and the writer account at once.
+const heldClosed = math.MinInt64 / 2
+
+func isClosed(h int64) bool { return h < math.MinInt64/4 }
 
 // addHeld adds n to held unless the account is closed; it reports whether
 // it did.
 func (m *memAccount) addHeld(n int64) bool {
-	for {
-		h := m.held.Load()
-		if h == heldClosed {
-			return false
-		}
-		if m.held.CompareAndSwap(h, h+n) {
-			return true
-		}
-	}
+	return !isClosed(m.held.Add(n))
 }
 
 // reserve takes n bytes for an incoming request, waiting while a budget
@@ -228,14 +225,7 @@ func (m *memAccount) closeAccount() {
 	if m.shared == nil {
 		return
 	}
-	for {
-		h := m.held.Load()
-		if h == heldClosed {
-			return
-		}
-		if m.held.CompareAndSwap(h, heldClosed) {
-			m.shared.give(h)
-			return
-		}
+	if h := m.held.Swap(heldClosed); !isClosed(h) {
+		m.shared.give(h)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -252,5 +253,45 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// An account's held word: what was added before the close is given back
+// to the shared budget once, what comes after is refused and changes
+// nothing, however the adds and the close race.
+func TestMemAccountCloseRaces(t *testing.T) {
+	for round := range 200 {
+		shared := NewBudget(1 << 40)
+		m := &memAccount{own: NewBudget(1 << 40), shared: shared}
+		var wg sync.WaitGroup
+		var kept atomic.Int64 // what the adders' successful adds hold
+		for range 4 {
+			wg.Go(func() {
+				for i := range 100 {
+					n := int64(i%7 + 1)
+					shared.tryTake(n, true)
+					if m.addHeld(n) {
+						kept.Add(n)
+						if i%3 == 0 && m.addHeld(-n) { // an unreserve
+							kept.Add(-n)
+							shared.give(n)
+						}
+					} else {
+						shared.give(n) // refused: the caller gives its bytes back itself
+					}
+				}
+			})
+		}
+		wg.Go(m.closeAccount)
+		wg.Wait()
+		m.closeAccount() // a second close gives nothing
+		if m.addHeld(5) {
+			t.Fatalf("round %d: an add after the close was taken", round)
+		}
+		// Everything held was given back at the close; unreserves after
+		// it were refused, and their bytes went with the close too.
+		if u := shared.Used(); u != 0 {
+			t.Fatalf("round %d: the shared budget holds %d bytes after the close (adders kept %d)", round, u, kept.Load())
+		}
 	}
 }
