@@ -126,19 +126,15 @@ func (o observer) CallStarted(ctx context.Context, info *conn.CallInfo) context.
 }
 
 func (o observer) CallEnded(ctx context.Context, info *conn.CallInfo, err error) {
-	f, _ := info.Kept().(*fnStats)
-	s := o.m.server
+	s, recv, sent := o.m.server, info.ArgBytes, info.ResultBytes
 	if info.Outgoing {
-		s = o.m.client
+		s, recv, sent = o.m.client, info.ResultBytes, info.ArgBytes
 	}
+	f, _ := info.Kept().(*fnStats)
 	if f == nil || f.s != s { // another observer's, when one wraps a combination of its own
 		f = s.get(info.Function, info.Method)
 	}
-	if info.Outgoing {
-		f.done(shardOf(unsafe.Pointer(info)), err, info.Elapsed(), info.ResultBytes, info.ArgBytes)
-	} else {
-		f.done(shardOf(unsafe.Pointer(info)), err, info.Elapsed(), info.ArgBytes, info.ResultBytes)
-	}
+	f.done(shardOf(unsafe.Pointer(info)), err, info.Elapsed(), recv, sent)
 	if info.Kind == conn.CallStream {
 		o.m.conns.of(info.Conn).streams.Dec()
 	}

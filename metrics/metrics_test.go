@@ -122,6 +122,20 @@ func (r *rig) scrape(t *testing.T) map[string]*dto.MetricFamily {
 	return fams
 }
 
+// gather reads reg directly (no HTTP), by family name.
+func gather(t *testing.T, reg *prometheus.Registry) map[string]*dto.MetricFamily {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*dto.MetricFamily{}
+	for _, f := range fams {
+		byName[f.GetName()] = f
+	}
+	return byName
+}
+
 // value finds the sample of family name whose labels include want, or
 // fails the test; histograms give their sample count.
 func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
@@ -382,14 +396,7 @@ func TestInterceptorsCountInProcessCalls(t *testing.T) {
 	})
 	wrapped := m.ClientInterceptor()(caller)
 	arbor.Call0[int](testContext(t), wrapped, "far")
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	byName := map[string]*dto.MetricFamily{}
-	for _, f := range fams {
-		byName[f.GetName()] = f
-	}
+	byName := gather(t, reg)
 	if got := value(t, byName, "arbor_server_calls_total", map[string]string{"function": "add", "code": "OK"}); got != 4 {
 		t.Errorf("server add = %v, want 4", got)
 	}
@@ -458,14 +465,7 @@ func TestClusterMetrics(t *testing.T) {
 	rec.Hedged("get")
 	rec.RetryBudgetRefused("put")
 
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	byName := map[string]*dto.MetricFamily{}
-	for _, f := range fams {
-		byName[f.GetName()] = f
-	}
+	byName := gather(t, reg)
 	if got := value(t, byName, "arbor_cluster_members", map[string]string{"state": "alive"}); got != 2 {
 		t.Errorf("alive members = %v, want 2", got)
 	}
@@ -528,14 +528,7 @@ func TestWrappedObserversCountTheirOwnCalls(t *testing.T) {
 		}
 	}
 	for i, reg := range regs {
-		fams, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		byName := map[string]*dto.MetricFamily{}
-		for _, f := range fams {
-			byName[f.GetName()] = f
-		}
+		byName := gather(t, reg)
 		if got := value(t, byName, "arbor_server_calls_total", map[string]string{"function": "echo", "code": "OK"}); got != calls {
 			t.Errorf("metrics %d: %v calls ended, want %d", i, got, calls)
 		}

@@ -111,9 +111,9 @@ func putTraceparent(b *[55]byte, sc trace.SpanContext) {
 }
 
 // mdCache holds the metadata of calls under an unsampled span context:
-// its traceparent. The last few results are kept, so
-// that the calls of one unsampled request (or a load test under one
-// span) cost no allocation for it, and one that is not reused costs one.
+// its traceparent. The last few are kept, so that the calls of one
+// unsampled request (or a load test under one span) cost no allocation
+// for it, and one that is not reused costs one.
 type mdCache struct {
 	slots [16]atomic.Pointer[mdEntry]
 }
