@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -148,6 +150,43 @@ func init() {
 			return ln.Addr().String(), srv.Stop, nil
 		},
 		dial: func(_ context.Context, addr string) (Runner, error) { return dialGRPC(addr, insecure.NewCredentials()) },
+	})
+}
+
+// grpc-tls in a child process: as arbor-tls, the address is "ADDR CAFILE".
+func init() {
+	registerRemote(remoteSystem{name: "grpc-tls",
+		serve: func(context.Context) (string, func(), error) {
+			f, err := writeCerts()
+			if err != nil {
+				return "", nil, err
+			}
+			creds, err := credentials.NewServerTLSFromFile(f.certFile, f.keyFile)
+			if err != nil {
+				os.RemoveAll(f.dir)
+				return "", nil, err
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				os.RemoveAll(f.dir)
+				return "", nil, err
+			}
+			srv := grpc.NewServer(grpc.Creds(creds))
+			srv.RegisterService(&grpcEchoDesc, struct{}{})
+			go srv.Serve(ln) //nolint:errcheck // returns after Stop
+			return ln.Addr().String() + " " + f.caFile, func() { srv.Stop(); os.RemoveAll(f.dir) }, nil
+		},
+		dial: func(_ context.Context, addr string) (Runner, error) {
+			hostport, ca, ok := strings.Cut(addr, " ")
+			if !ok {
+				return nil, fmt.Errorf("address %q: want host:port and CA file", addr)
+			}
+			creds, err := credentials.NewClientTLSFromFile(ca, "127.0.0.1")
+			if err != nil {
+				return nil, err
+			}
+			return dialGRPC(hostport, creds)
+		},
 	})
 }
 

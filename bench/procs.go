@@ -96,6 +96,7 @@ func runProcs(w io.Writer, pc procsConfig) error {
 	}
 	printResults(w, results)
 	printProcsRatios(w, results, pc)
+	printProcsTransportRatios(w, results, pc)
 	fmt.Fprintln(w, "Notes:")
 	for _, n := range notes {
 		fmt.Fprintf(w, "- %s\n", n)
@@ -111,24 +112,17 @@ func runProcs(w io.Writer, pc procsConfig) error {
 }
 
 func printProcsRatios(w io.Writer, results []result, pc procsConfig) {
-	type key struct {
-		sys        string
-		size, conc int
-	}
-	by := map[key]result{}
-	for _, r := range results {
-		by[key{r.system, r.payload, r.conc}] = r
-	}
+	by := byCell(results)
 	fmt.Fprintf(w, "| payload | callers | %[1]s/grpc calls/s | %[1]s/floor calls/s | server CPU µs/call %[1]s vs grpc vs floor |\n", pc.subject)
 	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|")
 	for _, size := range pc.sizes {
 		for _, c := range pc.concs {
-			s, ok := by[key{pc.subject, size, c}]
+			s, ok := by[cellKey{pc.subject, size, c}]
 			if !ok {
 				continue
 			}
-			g, gok := by[key{"grpc", size, c}]
-			f, fok := by[key{"floor", size, c}]
+			g, gok := by[cellKey{"grpc", size, c}]
+			f, fok := by[cellKey{"floor", size, c}]
 			vg, vf, cpu := "n/a", "n/a", fmt.Sprintf("%.1f", s.serverCPU)
 			if gok {
 				vg = fmt.Sprintf("%.2fx", s.callsPerSec/g.callsPerSec)
@@ -144,6 +138,47 @@ func printProcsRatios(w io.Writer, results []result, pc procsConfig) {
 			}
 			fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", sizeLabel(size), c, vg, vf, cpu)
 		}
+	}
+	fmt.Fprintln(w)
+}
+
+// printProcsTransportRatios tables the transports section's bars in this
+// shape: Arbor over QUIC against Arbor over TLS and grpc-go over TLS, and
+// Arbor over TLS against grpc-go over TLS, for the cells that ran them.
+func printProcsTransportRatios(w io.Writer, results []result, pc procsConfig) {
+	by := byCell(results)
+	pairs := [][2]string{{"arbor-quic", "arbor-tls"}, {"arbor-quic", "grpc-tls"}, {"arbor-tls", "grpc-tls"}}
+	var rows []string
+	for _, size := range pc.sizes {
+		for _, c := range pc.concs {
+			row := fmt.Sprintf("| %s | %d |", sizeLabel(size), c)
+			any := false
+			for _, p := range pairs {
+				a, aok := by[cellKey{p[0], size, c}]
+				b, bok := by[cellKey{p[1], size, c}]
+				if aok && bok {
+					row += fmt.Sprintf(" %.2fx |", a.callsPerSec/b.callsPerSec)
+					any = true
+				} else {
+					row += " n/a |"
+				}
+			}
+			if any {
+				rows = append(rows, row)
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprint(w, "| payload | callers |")
+	for _, p := range pairs {
+		fmt.Fprintf(w, " %s/%s calls/s |", p[0], p[1])
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|")
+	for _, r := range rows {
+		fmt.Fprintln(w, r)
 	}
 	fmt.Fprintln(w)
 }

@@ -82,6 +82,22 @@ func cpuHead(results []result) string {
 	return "CPU µs/call"
 }
 
+// cellKey is a result's system and cell, as the ratio tables look
+// results up.
+type cellKey struct {
+	sys        string
+	size, conc int
+}
+
+// byCell indexes results by system and cell.
+func byCell(results []result) map[cellKey]result {
+	m := make(map[cellKey]result, len(results))
+	for _, r := range results {
+		m[cellKey{r.system, r.payload, r.conc}] = r
+	}
+	return m
+}
+
 // fmtCPU is a cell's CPU per call: user+system µs from getrusage.
 func fmtCPU(r result) string {
 	if r.separate {
@@ -93,14 +109,7 @@ func fmtCPU(r result) string {
 // printRatios tables subject against grpc and floor for each
 // payload×concurrency cell where they were measured.
 func printRatios(w io.Writer, results []result, subject string, sizes, concs []int) {
-	type key struct {
-		sys        string
-		size, conc int
-	}
-	byKey := map[key]result{}
-	for _, r := range results {
-		byKey[key{r.system, r.payload, r.conc}] = r
-	}
+	byKey := byCell(results)
 	has := func(sys string) bool {
 		for _, r := range results {
 			if r.system == sys {
@@ -117,16 +126,16 @@ func printRatios(w io.Writer, results []result, subject string, sizes, concs []i
 	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|")
 	for _, size := range sizes {
 		for _, c := range concs {
-			s, ok := byKey[key{subject, size, c}]
+			s, ok := byKey[cellKey{subject, size, c}]
 			if !ok {
 				continue
 			}
 			vsGRPC, p99, vsFloor := "n/a", "n/a", "n/a"
-			if g, ok := byKey[key{"grpc", size, c}]; ok {
+			if g, ok := byKey[cellKey{"grpc", size, c}]; ok {
 				vsGRPC = fmt.Sprintf("%.2fx", s.callsPerSec/g.callsPerSec)
 				p99 = fmt.Sprintf("%s vs %s (%.2fx)", fmtDur(s.p99), fmtDur(g.p99), float64(s.p99)/float64(max(g.p99, 1)))
 			}
-			if f, ok := byKey[key{"floor", size, c}]; ok {
+			if f, ok := byKey[cellKey{"floor", size, c}]; ok {
 				vsFloor = fmt.Sprintf("%.2fx", s.callsPerSec/f.callsPerSec)
 			}
 			fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", sizeLabel(size), c, vsGRPC, p99, vsFloor)
@@ -173,14 +182,9 @@ func printTransportResults(w io.Writer, results []result) {
 // transport costs against plain TCP (subject's and grpc's) and subject's
 // calls/s against grpc's over the same transport.
 func printTransportRatios(w io.Writer, results []result, subject string, sizes, concs []int) {
-	type key struct {
-		name       string // "arbor-tls"
-		size, conc int
-	}
-	byKey := map[key]result{}
+	byKey := byCell(results) // systems named system-transport ("arbor-tls")
 	measured := map[string]bool{}
 	for _, r := range results {
-		byKey[key{r.system, r.payload, r.conc}] = r
 		measured[r.system] = true
 	}
 	type col struct {
@@ -226,8 +230,8 @@ func printTransportRatios(w io.Writer, results []result, subject string, sizes, 
 		for _, c := range concs {
 			fmt.Fprintf(w, "| %s | %d |", sizeLabel(size), c)
 			for _, col := range cols {
-				n, ok1 := byKey[key{col.num, size, c}]
-				d, ok2 := byKey[key{col.den, size, c}]
+				n, ok1 := byKey[cellKey{col.num, size, c}]
+				d, ok2 := byKey[cellKey{col.den, size, c}]
 				if ok1 && ok2 && d.callsPerSec > 0 {
 					fmt.Fprintf(w, " %.2fx |", n.callsPerSec/d.callsPerSec)
 				} else {
