@@ -2,6 +2,8 @@ package metrics
 
 import (
 	"context"
+	"math"
+	"math/bits"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,15 +25,18 @@ const numCodes = int(status.Unauthenticated) + 1
 // call is a handful of atomic adds, no compare-and-swap loop and no
 // allocation.
 type side struct {
-	m       *Metrics
-	name    string
-	bounds  []int64 // histogram upper bounds in nanoseconds
-	upper   []float64
-	dCalls  *prometheus.Desc // function, code
-	dDur    *prometheus.Desc // function
-	dFlight *prometheus.Desc // function
-	dRecv   *prometheus.Desc // function
-	dSent   *prometheus.Desc // function
+	m      *Metrics
+	name   string
+	bounds []int64 // histogram upper bounds in nanoseconds
+	// firstAtLeast[k] is how many bounds are below 2^(k-1), the least
+	// duration of bit length k: the first bucket such a duration can fall in.
+	firstAtLeast [66]uint32
+	upper        []float64
+	dCalls       *prometheus.Desc // function, code
+	dDur         *prometheus.Desc // function
+	dFlight      *prometheus.Desc // function
+	dRecv        *prometheus.Desc // function
+	dSent        *prometheus.Desc // function
 
 	fns     atomic.Pointer[map[string]*fnStats] // copied on write: lookups take no lock
 	hot     hotCache                            // in front of fns: most calls hit it
@@ -44,6 +49,15 @@ func newSide(m *Metrics, name string) *side {
 	s := &side{m: m, name: name, upper: m.opts.Buckets}
 	for _, b := range m.opts.Buckets {
 		s.bounds = append(s.bounds, int64(b*1e9))
+	}
+	for k := range s.firstAtLeast {
+		least := int64(math.MaxInt64) // no duration is longer: every bound is below
+		if k == 0 {
+			least = 0
+		} else if k <= 63 {
+			least = int64(1) << (k - 1)
+		}
+		s.firstAtLeast[k] = uint32(bucketOf(s.bounds, 0, len(s.bounds), least))
 	}
 	cl := m.opts.ConstLabels
 	s.dCalls = prometheus.NewDesc(m.name(name, "calls_total"), "Calls "+verb(name)+", by function and status code.", []string{"function", "code"}, cl)
@@ -215,7 +229,7 @@ func (f *fnStats) done(shard int, err error, elapsed time.Duration, recv, sent i
 		f.mu.Unlock()
 	}
 	ns := int64(elapsed)
-	sh.buckets[bucketOf(f.s.bounds, ns)].Add(1)
+	sh.buckets[f.s.bucket(ns)].Add(1)
 	sh.nanos.Add(ns)
 	if recv > 0 {
 		sh.recv.Add(recv)
@@ -225,10 +239,20 @@ func (f *fnStats) done(shard int, err error, elapsed time.Duration, recv, sent i
 	}
 }
 
-// bucketOf is the index of the first bound at or above ns (len(b): +Inf),
-// sort.Search without its closure.
-func bucketOf(b []int64, ns int64) int {
-	lo, hi := 0, len(b)
+// bucket is the index of the first bound at or above ns (len(bounds):
+// +Inf). It searches only among the bounds in ns's power of two
+// (firstAtLeast), which for the default doubling buckets is at most one.
+func (s *side) bucket(ns int64) int {
+	if ns <= 0 {
+		return 0
+	}
+	k := bits.Len64(uint64(ns)) // 2^(k-1) <= ns < 2^k
+	return bucketOf(s.bounds, int(s.firstAtLeast[k]), int(s.firstAtLeast[k+1]), ns)
+}
+
+// bucketOf is the index of the first of b[lo:hi] at or above ns (hi if
+// none), sort.Search without its closure.
+func bucketOf(b []int64, lo, hi int, ns int64) int {
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
 		if b[m] < ns {

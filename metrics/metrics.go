@@ -3,6 +3,7 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,10 @@ type Options struct {
 	// ConstLabels are added to every metric (an instance name, say).
 	ConstLabels prometheus.Labels
 }
+
+// maxBucket is the largest histogram bound, in seconds: latencies are
+// counted in int64 nanoseconds (about 292 years).
+const maxBucket = float64(math.MaxInt64/1e9) - 1
 
 // DefaultBuckets are the latency buckets used when Options.Buckets is
 // empty: 25µs, 50µs, … about 13s.
@@ -59,6 +64,11 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 	}
 	if len(opts.Buckets) == 0 {
 		opts.Buckets = DefaultBuckets()
+	}
+	for i, b := range opts.Buckets {
+		if !(b > 0) || b > maxBucket || (i > 0 && b <= opts.Buckets[i-1]) {
+			return nil, fmt.Errorf("metrics: Options.Buckets[%d] is %v: the bounds must be positive, increasing and at most %v seconds", i, b, maxBucket)
+		}
 	}
 	if opts.MaxFunctions <= 0 {
 		opts.MaxFunctions = 500
