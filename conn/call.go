@@ -379,6 +379,12 @@ func (c *Conn) answer(h wire.Header, p []byte) error {
 		return nil // cancelled meanwhile
 	}
 	cl.trailer = a.trailer
+	if c.cfg.Observer != nil && !cl.obs.info.Start.IsZero() {
+		// The call ends as its answer arrived, timed by the read that
+		// brought it (one clock read per read, not per call), as an
+		// incoming call starts at its frame's arrival.
+		cl.obs.info.elapsed = c.arrived.Sub(cl.obs.info.Start)
+	}
 	if a.err == nil {
 		if len(a.value) > bigWrite && c.rd.Take() {
 			cl.buf, cl.owned = a.value, true // read into its own buffer: no copy

@@ -96,9 +96,11 @@ type CallInfo struct {
 	slot uint8        // the observer being called: its index in Observers
 }
 
-// Elapsed is, at CallEnded, how long the call took: what the connection
-// measured when it timed the call anyway (a served call that may run
-// inline), else time.Since(Start). Use it rather than reading the clock
+// Elapsed is, at CallEnded, how long the call took: for an answered
+// outgoing call, until the socket read that brought its answer (the
+// connection reads the clock once per read, not per call); for a served
+// call the connection timed anyway (one that may run inline), what it
+// measured; else time.Since(Start). Use it rather than reading the clock
 // again.
 func (info *CallInfo) Elapsed() time.Duration {
 	if info.elapsed > 0 {

@@ -363,3 +363,63 @@ func TestCallInfoKeep(t *testing.T) {
 		}
 	}
 }
+
+// elapsedObserver reads Elapsed twice at CallEnded, a pause apart.
+type elapsedObserver struct {
+	obsRecorder
+	mu         sync.Mutex
+	first, now time.Duration
+	sinceStart time.Duration
+}
+
+func (o *elapsedObserver) CallEnded(ctx context.Context, info *CallInfo, err error) {
+	if !info.Outgoing {
+		return
+	}
+	first := info.Elapsed()
+	time.Sleep(20 * time.Millisecond)
+	o.mu.Lock()
+	o.first, o.now, o.sinceStart = first, info.Elapsed(), time.Since(info.Start)
+	o.mu.Unlock()
+}
+
+// TestOutgoingCallEndsWhenItsAnswerArrived: an answered call's duration
+// is fixed by the read that brought the answer, not by when the observer
+// asks (which would cost a clock read per call).
+func TestOutgoingCallEndsWhenItsAnswerArrived(t *testing.T) {
+	for _, async := range []bool{false, true} {
+		cli := &elapsedObserver{}
+		p := newPair(t, Config{}, Config{Observer: cli})
+		ctx := context.Background()
+		if async {
+			a, err := p.client.Go(ctx, &Outgoing{Function: "echo", Args: []byte("abcd"), Retain: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-a.Done()
+			a.Release()
+		} else {
+			r, err := p.client.Call(ctx, out("echo", nil, []byte("abcd")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Release()
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			cli.mu.Lock()
+			first, now, since := cli.first, cli.now, cli.sinceStart
+			cli.mu.Unlock()
+			if since > 0 {
+				if first <= 0 || now != first || since < first+20*time.Millisecond {
+					t.Errorf("async=%v: Elapsed %v, then %v after a pause (%v since Start): want it fixed at the answer's arrival", async, first, now, since)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("async=%v: CallEnded not seen", async)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
