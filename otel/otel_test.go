@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/arbor-rpc/arbor"
+	"github.com/arbor-rpc/arbor/conn"
 	arborotel "github.com/arbor-rpc/arbor/otel"
 	"github.com/arbor-rpc/arbor/request"
 	"github.com/arbor-rpc/arbor/tree"
@@ -336,5 +337,38 @@ func TestSpanNamesOfCollidingFunctions(t *testing.T) {
 		if count[id] != 20 {
 			t.Errorf("%d spans named %s, want 20 (%v)", count[id], id, count)
 		}
+	}
+}
+
+// TestServerSpanStartsWhenTheCallArrived: under a sampled parent, the
+// server's span starts at CallInfo.Start (the frame's arrival, where the
+// server's metrics start too), not when the observer is called.
+func TestServerSpanStartsWhenTheCallArrived(t *testing.T) {
+	p := newProcess(t, sdktrace.AlwaysSample())
+	obs := p.tr.Observer()
+	ctx, parent := p.tp.Tracer("test").Start(context.Background(), "caller")
+	out := &conn.CallInfo{Outgoing: true, Function: "f", Start: time.Now()}
+	cctx := obs.CallStarted(ctx, out)
+	const waited = 40 * time.Millisecond
+	in := &conn.CallInfo{Function: "f", Metadata: out.Metadata, Start: time.Now().Add(-waited)}
+	before := time.Now()
+	sctx := obs.CallStarted(context.Background(), in)
+	obs.CallEnded(sctx, in, nil)
+	obs.CallEnded(cctx, out, nil)
+	parent.End()
+	var server []tracetest.SpanStub
+	for _, s := range p.exp.GetSpans() {
+		if s.SpanKind == trace.SpanKindServer {
+			server = append(server, s)
+		}
+	}
+	if len(server) != 1 {
+		t.Fatalf("%d server spans, want 1", len(server))
+	}
+	if lead := before.Sub(server[0].StartTime); lead < waited-5*time.Millisecond || lead > waited+time.Second {
+		t.Errorf("server span started %v before CallStarted, want about %v (CallInfo.Start)", lead, waited)
+	}
+	if server[0].SpanContext.TraceID() != parent.SpanContext().TraceID() {
+		t.Errorf("server span is in trace %v, not the caller's %v", server[0].SpanContext.TraceID(), parent.SpanContext().TraceID())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -250,7 +251,7 @@ func (t *Tracing) incoming(ctx context.Context, info *conn.CallInfo, inProcess b
 	if inProcess && trace.SpanFromContext(ctx).SpanContext().IsValid() {
 		// Already in a trace (a request tree's function run in process):
 		// a child of that.
-		return t.startServer(ctx, name, attrs)
+		return t.startServer(ctx, name, attrs, serverKind...)
 	}
 	if tp, ts := traceKeys(md); tp != "" {
 		if ts == "" {
@@ -265,8 +266,18 @@ func (t *Tracing) incoming(ctx context.Context, info *conn.CallInfo, inProcess b
 			return t.extract(ctx, md, tp, ts)
 		}
 		ctx = t.extract(ctx, md, tp, ts)
+		if info != nil {
+			// A sampled parent: the span starts when the call's frame
+			// arrived, as the server's metrics count it. Only here, where
+			// the span is recorded, are the two allocations worth it.
+			// The time is now less the wait, not info.Start itself, whose
+			// wall reading a step of the clock since the process started
+			// would move against the span's end.
+			arrived := time.Now().Add(-time.Since(info.Start))
+			return t.startServer(ctx, name, attrs, serverKind[0], trace.WithTimestamp(arrived))
+		}
 	}
-	return t.startServer(ctx, name, attrs)
+	return t.startServer(ctx, name, attrs, serverKind...)
 }
 
 // withSpan is trace.ContextWithSpan, in the call's own context when the
@@ -298,9 +309,9 @@ func (p *keyProbe) Value(key any) any {
 	return nil
 }
 
-func (t *Tracing) startServer(ctx context.Context, name string, attrs func(name string) []attribute.KeyValue) context.Context {
+func (t *Tracing) startServer(ctx context.Context, name string, attrs func(name string) []attribute.KeyValue, opts ...trace.SpanStartOption) context.Context {
 	name = t.names.intern(name)
-	ctx, span := t.tracer.Start(ctx, name, serverKind...)
+	ctx, span := t.tracer.Start(ctx, name, opts...)
 	if span.IsRecording() {
 		span.SetAttributes(attrs(name)...)
 	}
