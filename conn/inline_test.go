@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -277,5 +278,198 @@ func TestInlineStatRecord(t *testing.T) {
 	s.record(time.Microsecond)
 	if !s.Inline() {
 		t.Fatal("not inline after four times the first streak")
+	}
+}
+
+// endObserver counts the calls a server starts and ends, and notes when
+// each ended (Start plus Elapsed).
+type endObserver struct {
+	obsRecorder
+	slow    atomic.Int64 // each CallEnded takes this many nanoseconds
+	mu      sync.Mutex
+	started map[string]int
+	ended   map[string]int
+	ends    []time.Time
+}
+
+func newEndObserver() *endObserver {
+	return &endObserver{started: map[string]int{}, ended: map[string]int{}}
+}
+
+func (o *endObserver) CallStarted(ctx context.Context, info *CallInfo) context.Context {
+	o.mu.Lock()
+	o.started[strings.Clone(info.Function)]++ // it points into a reused buffer
+	o.mu.Unlock()
+	return ctx
+}
+
+func (o *endObserver) CallEnded(ctx context.Context, info *CallInfo, err error) {
+	at := info.Start.Add(info.Elapsed())
+	time.Sleep(time.Duration(o.slow.Load()))
+	o.mu.Lock()
+	o.ended[strings.Clone(info.Function)]++
+	o.ends = append(o.ends, at)
+	o.mu.Unlock()
+}
+
+func (o *endObserver) counts(fn string) (started, ended int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.started[fn], o.ended[fn]
+}
+
+// waitBalanced waits until every call of fn that started has ended.
+func (o *endObserver) waitBalanced(t *testing.T, fn string) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s, e := o.counts(fn)
+		if s == e {
+			return e
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d calls started, %d ended", fn, s, e)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Observed inline calls end before their answers reach the caller.
+func TestObservedInlineCallsEndBeforeTheirAnswers(t *testing.T) {
+	obs := newEndObserver()
+	cc, _, h := inlinePair(t, Config{Observer: obs})
+	ctx := context.Background()
+	earnInline(t, cc, h, "echo")
+	for i := range 300 {
+		if _, err := callString(t, cc, ctx, "echo", "x"); err != nil {
+			t.Fatal(err)
+		}
+		if s, e := obs.counts("echo"); e != s {
+			t.Fatalf("call %d answered while the server had ended %d of %d calls", i, e, s)
+		}
+	}
+}
+
+// A burst whose answers pass inlineFlushAt is written before it ends:
+// its calls still end before their answers leave.
+func TestObservedInlineCallsEndBeforeALargeBurstIsWritten(t *testing.T) {
+	obs := newEndObserver()
+	cc, _, h := inlinePair(t, Config{Observer: obs})
+	ctx := context.Background()
+	earnInline(t, cc, h, "big")
+	obs.slow.Store(int64(200 * time.Microsecond)) // so that a write before the ends is seen
+	_, before := obs.counts("big")
+	for round := range 5 {
+		const burst = 3 * inlineFlushAt / (2 << 10) // answers of 2 KiB
+		var as []*Async
+		for range burst {
+			a, err := cc.Go(ctx, &Outgoing{Function: "big"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			as = append(as, a)
+		}
+		for i, a := range as {
+			<-a.Done()
+			if _, e := obs.counts("big"); e-before < i+1 {
+				t.Fatalf("round %d: %d answers arrived, the server had ended %d calls", round, i+1, e-before)
+			}
+			a.Release()
+		}
+		before += burst
+	}
+}
+
+// Every observed inline call ends once: when the reading is handed to a
+// new goroutine mid-burst, and when the connection closes.
+func TestObservedInlineCallsEndOnHandOffAndClose(t *testing.T) {
+	obs := newEndObserver()
+	cc, _, h := inlinePair(t, Config{Observer: obs})
+	ctx := context.Background()
+	earnInline(t, cc, h, "gate")
+	earnInline(t, cc, h, "echo")
+	close(h.blocked)
+	gctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := callString(t, cc, gctx, "gate", "")
+		done <- err
+	}()
+	<-h.inGate // blocked on the reader: the watchdog hands the reading on
+	for range 50 {
+		if _, err := callString(t, cc, ctx, "echo", "z"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	<-done
+	obs.waitBalanced(t, "gate")
+	obs.waitBalanced(t, "echo")
+	// Calls in flight as the connection closes end too.
+	var as []*Async
+	for range 32 {
+		a, err := cc.Go(ctx, &Outgoing{Function: "echo", Args: []byte("w")})
+		if err != nil {
+			break
+		}
+		as = append(as, a)
+	}
+	cc.Close()
+	for _, a := range as {
+		<-a.Done()
+		a.Release()
+	}
+	obs.waitBalanced(t, "echo")
+}
+
+// When an inline call holds the reader, the calls that ran before it in
+// its burst are answered as soon as a new goroutine takes over the
+// reading, not when the stuck call returns or the next frame arrives.
+func TestInlineCallsBeforeAStuckOneAreAnswered(t *testing.T) {
+	obs := newEndObserver()
+	cc, _, h := inlinePair(t, Config{Observer: obs})
+	ctx := context.Background()
+	earnInline(t, cc, h, "gate")
+	earnInline(t, cc, h, "echo")
+	_, before := obs.counts("echo")
+	close(h.blocked)
+	gctx, cancel := context.WithCancel(ctx)
+	// Queued together: one read brings the echoes and the gate behind them.
+	var as []*Async
+	for range 4 {
+		a, err := cc.Go(ctx, &Outgoing{Function: "echo", Args: []byte("e")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		as = append(as, a)
+	}
+	g, err := cc.Go(gctx, &Outgoing{Function: "gate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		<-g.Done()
+		g.Release()
+	}()
+	start := time.Now()
+	<-h.inGate
+	for _, a := range as {
+		<-a.Done()
+		a.Release()
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the echoes before the stuck call were answered after %v", d)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if _, e := obs.counts("echo"); e == before+len(as) {
+			break
+		}
+		if time.Now().After(deadline) {
+			_, e := obs.counts("echo")
+			t.Fatalf("%d of the %d echoes before the stuck call ended", e-before, len(as))
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -60,6 +60,11 @@ func (c *Conn) readFrames() {
 			c.loops.Done()
 		}
 	}()
+	// A reader that took over from one stuck in an inline call (see
+	// watchdog) writes the answers of the calls that ran before it in its
+	// burst at once: it may wait long for its first frame, and the stuck
+	// one writes only once its handler returns.
+	c.flushPending()
 	r := c.rd
 	var buf int32
 	for {
