@@ -20,8 +20,9 @@ const OtherFunction = "_other"
 type Options struct {
 	// Namespace starts every metric name (default "arbor").
 	Namespace string
-	// Buckets are the latency histograms' upper bounds in seconds
-	// (default: 25µs doubling to about 13s, 20 buckets).
+	// Buckets are the latency histograms' upper bounds in seconds,
+	// positive and increasing, New refuses others (default: 25µs doubling
+	// to about 13s, 20 buckets).
 	Buckets []float64
 	// MaxFunctions bounds the distinct function labels per side (and for
 	// cluster counters); default 500.
