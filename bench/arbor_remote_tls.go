@@ -4,9 +4,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"strings"
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/transport"
@@ -15,8 +13,8 @@ import (
 // Arbor over tls:// and quic:// split into a server (for a child process)
 // and a client, for the procs section: the transports section's cells
 // with each side on its own core. The child writes the throwaway
-// certificates to a temporary directory and reports "URL CAFILE" as its
-// address, so that the client trusts that CA alone.
+// certificates to a temporary directory and reports its address with the
+// CA file (withCA), so that the client trusts that CA alone.
 
 func init() {
 	for _, scheme := range []string{"tls", "quic"} {
@@ -46,14 +44,14 @@ func serveArborSecure(ctx context.Context, scheme string) (string, func(), error
 		defer close(served)
 		srv.Serve(l)
 	}()
-	return l.URL() + " " + f.caFile, func() { srv.Close(); <-served; os.RemoveAll(f.dir) }, nil
+	return withCA(l.URL(), f.caFile), func() { srv.Close(); <-served; os.RemoveAll(f.dir) }, nil
 }
 
-// dialArborSecure dials "URL CAFILE", as serveArborSecure reports it.
+// dialArborSecure dials the address serveArborSecure reports.
 func dialArborSecure(ctx context.Context, addr string) (Runner, error) {
-	url, ca, ok := strings.Cut(addr, " ")
-	if !ok {
-		return nil, fmt.Errorf("address %q: want URL and CA file", addr)
+	url, ca, err := splitCA(addr)
+	if err != nil {
+		return nil, err
 	}
 	return dialArborWith(ctx, url, &transport.Config{CAFile: ca, ServerName: "127.0.0.1"})
 }

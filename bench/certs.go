@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -136,4 +137,17 @@ func writeCerts() (certFiles, error) {
 		}
 	}
 	return f, nil
+}
+
+// withCA is a child server's address for a client that must trust the
+// throwaway CA in caFile: "ADDR CAFILE" (splitCA reads it back).
+func withCA(addr, caFile string) string { return addr + " " + caFile }
+
+// splitCA reads an address made by withCA.
+func splitCA(addr string) (string, string, error) {
+	a, ca, ok := strings.Cut(addr, " ")
+	if !ok {
+		return "", "", fmt.Errorf("address %q: want an address and a CA file", addr)
+	}
+	return a, ca, nil
 }

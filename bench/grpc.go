@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
-	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -153,7 +151,8 @@ func init() {
 	})
 }
 
-// grpc-tls in a child process: as arbor-tls, the address is "ADDR CAFILE".
+// grpc-tls in a child process: as arbor-tls, its address comes with the
+// CA file (withCA).
 func init() {
 	registerRemote(remoteSystem{name: "grpc-tls",
 		serve: func(context.Context) (string, func(), error) {
@@ -174,12 +173,12 @@ func init() {
 			srv := grpc.NewServer(grpc.Creds(creds))
 			srv.RegisterService(&grpcEchoDesc, struct{}{})
 			go srv.Serve(ln) //nolint:errcheck // returns after Stop
-			return ln.Addr().String() + " " + f.caFile, func() { srv.Stop(); os.RemoveAll(f.dir) }, nil
+			return withCA(ln.Addr().String(), f.caFile), func() { srv.Stop(); os.RemoveAll(f.dir) }, nil
 		},
 		dial: func(_ context.Context, addr string) (Runner, error) {
-			hostport, ca, ok := strings.Cut(addr, " ")
-			if !ok {
-				return nil, fmt.Errorf("address %q: want host:port and CA file", addr)
+			hostport, ca, err := splitCA(addr)
+			if err != nil {
+				return nil, err
 			}
 			creds, err := credentials.NewClientTLSFromFile(ca, "127.0.0.1")
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 )
 
@@ -152,18 +153,18 @@ func printProcsTransportRatios(w io.Writer, results []result, pc procsConfig) {
 	for _, size := range pc.sizes {
 		for _, c := range pc.concs {
 			row := fmt.Sprintf("| %s | %d |", sizeLabel(size), c)
-			any := false
+			measured := false
 			for _, p := range pairs {
 				a, aok := by[cellKey{p[0], size, c}]
 				b, bok := by[cellKey{p[1], size, c}]
 				if aok && bok {
 					row += fmt.Sprintf(" %.2fx |", a.callsPerSec/b.callsPerSec)
-					any = true
+					measured = true
 				} else {
 					row += " n/a |"
 				}
 			}
-			if any {
+			if measured {
 				rows = append(rows, row)
 			}
 		}
@@ -176,7 +177,7 @@ func printProcsTransportRatios(w io.Writer, results []result, pc procsConfig) {
 		fmt.Fprintf(w, " %s/%s calls/s |", p[0], p[1])
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "|---:|---:|"+strings.Repeat("---:|", len(pairs)))
 	for _, r := range rows {
 		fmt.Fprintln(w, r)
 	}

@@ -238,7 +238,13 @@ func (c *Conn) Call(ctx context.Context, o *Outgoing) (*Reply, error) {
 
 func (c *Conn) call(ctx context.Context, o *Outgoing) (*Reply, error) {
 	cl := getCall()
-	if err := c.await(ctx, o, cl); err != nil {
+	return c.reply(cl, c.await(ctx, o, cl))
+}
+
+// reply is cl as the answer to a call that await ended with err: cl goes
+// back to its pool on error.
+func (c *Conn) reply(cl *call, err error) (*Reply, error) {
+	if err != nil {
 		putCall(cl)
 		return nil, err
 	}

@@ -281,19 +281,13 @@ func TestInlineStatRecord(t *testing.T) {
 	}
 }
 
-// endObserver counts the calls a server starts and ends, and notes when
-// each ended (Start plus Elapsed).
+// endObserver counts the calls a server starts and ends.
 type endObserver struct {
 	obsRecorder
 	slow    atomic.Int64 // each CallEnded takes this many nanoseconds
 	mu      sync.Mutex
 	started map[string]int
 	ended   map[string]int
-	ends    []time.Time
-}
-
-func newEndObserver() *endObserver {
-	return &endObserver{started: map[string]int{}, ended: map[string]int{}}
 }
 
 func (o *endObserver) CallStarted(ctx context.Context, info *CallInfo) context.Context {
@@ -304,11 +298,9 @@ func (o *endObserver) CallStarted(ctx context.Context, info *CallInfo) context.C
 }
 
 func (o *endObserver) CallEnded(ctx context.Context, info *CallInfo, err error) {
-	at := info.Start.Add(info.Elapsed())
 	time.Sleep(time.Duration(o.slow.Load()))
 	o.mu.Lock()
 	o.ended[strings.Clone(info.Function)]++
-	o.ends = append(o.ends, at)
 	o.mu.Unlock()
 }
 
@@ -319,13 +311,13 @@ func (o *endObserver) counts(fn string) (started, ended int) {
 }
 
 // waitBalanced waits until every call of fn that started has ended.
-func (o *endObserver) waitBalanced(t *testing.T, fn string) int {
+func (o *endObserver) waitBalanced(t *testing.T, fn string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		s, e := o.counts(fn)
 		if s == e {
-			return e
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: %d calls started, %d ended", fn, s, e)
@@ -334,14 +326,45 @@ func (o *endObserver) waitBalanced(t *testing.T, fn string) int {
 	}
 }
 
+// observedInline is an inline pair whose server an endObserver watches,
+// with fns earned inline runs.
+func observedInline(t *testing.T, fns ...string) (*Conn, *inlineHandler, *endObserver) {
+	t.Helper()
+	obs := &endObserver{started: map[string]int{}, ended: map[string]int{}}
+	cc, _, h := inlinePair(t, Config{Observer: obs})
+	for _, fn := range fns {
+		earnInline(t, cc, h, fn)
+	}
+	return cc, h, obs
+}
+
+// goCalls starts n calls of fn, queued together.
+func goCalls(t *testing.T, cc *Conn, ctx context.Context, fn string, n int) []*Async {
+	t.Helper()
+	as := make([]*Async, 0, n)
+	for range n {
+		a, err := cc.Go(ctx, &Outgoing{Function: fn, Args: []byte("a")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		as = append(as, a)
+	}
+	return as
+}
+
+// awaitAll waits for every call of as and releases it.
+func awaitAll(as []*Async) {
+	for _, a := range as {
+		<-a.Done()
+		a.Release()
+	}
+}
+
 // Observed inline calls end before their answers reach the caller.
 func TestObservedInlineCallsEndBeforeTheirAnswers(t *testing.T) {
-	obs := newEndObserver()
-	cc, _, h := inlinePair(t, Config{Observer: obs})
-	ctx := context.Background()
-	earnInline(t, cc, h, "echo")
+	cc, _, obs := observedInline(t, "echo")
 	for i := range 300 {
-		if _, err := callString(t, cc, ctx, "echo", "x"); err != nil {
+		if _, err := callString(t, cc, context.Background(), "echo", "x"); err != nil {
 			t.Fatal(err)
 		}
 		if s, e := obs.counts("echo"); e != s {
@@ -353,22 +376,12 @@ func TestObservedInlineCallsEndBeforeTheirAnswers(t *testing.T) {
 // A burst whose answers pass inlineFlushAt is written before it ends:
 // its calls still end before their answers leave.
 func TestObservedInlineCallsEndBeforeALargeBurstIsWritten(t *testing.T) {
-	obs := newEndObserver()
-	cc, _, h := inlinePair(t, Config{Observer: obs})
-	ctx := context.Background()
-	earnInline(t, cc, h, "big")
+	cc, _, obs := observedInline(t, "big")
 	obs.slow.Store(int64(200 * time.Microsecond)) // so that a write before the ends is seen
 	_, before := obs.counts("big")
 	for round := range 5 {
 		const burst = 3 * inlineFlushAt / (2 << 10) // answers of 2 KiB
-		var as []*Async
-		for range burst {
-			a, err := cc.Go(ctx, &Outgoing{Function: "big"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			as = append(as, a)
-		}
+		as := goCalls(t, cc, context.Background(), "big", burst)
 		for i, a := range as {
 			<-a.Done()
 			if _, e := obs.counts("big"); e-before < i+1 {
@@ -383,11 +396,8 @@ func TestObservedInlineCallsEndBeforeALargeBurstIsWritten(t *testing.T) {
 // Every observed inline call ends once: when the reading is handed to a
 // new goroutine mid-burst, and when the connection closes.
 func TestObservedInlineCallsEndOnHandOffAndClose(t *testing.T) {
-	obs := newEndObserver()
-	cc, _, h := inlinePair(t, Config{Observer: obs})
+	cc, h, obs := observedInline(t, "gate", "echo")
 	ctx := context.Background()
-	earnInline(t, cc, h, "gate")
-	earnInline(t, cc, h, "echo")
 	close(h.blocked)
 	gctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -406,19 +416,9 @@ func TestObservedInlineCallsEndOnHandOffAndClose(t *testing.T) {
 	obs.waitBalanced(t, "gate")
 	obs.waitBalanced(t, "echo")
 	// Calls in flight as the connection closes end too.
-	var as []*Async
-	for range 32 {
-		a, err := cc.Go(ctx, &Outgoing{Function: "echo", Args: []byte("w")})
-		if err != nil {
-			break
-		}
-		as = append(as, a)
-	}
+	as := goCalls(t, cc, ctx, "echo", 32)
 	cc.Close()
-	for _, a := range as {
-		<-a.Done()
-		a.Release()
-	}
+	awaitAll(as)
 	obs.waitBalanced(t, "echo")
 }
 
@@ -426,50 +426,22 @@ func TestObservedInlineCallsEndOnHandOffAndClose(t *testing.T) {
 // its burst are answered as soon as a new goroutine takes over the
 // reading, not when the stuck call returns or the next frame arrives.
 func TestInlineCallsBeforeAStuckOneAreAnswered(t *testing.T) {
-	obs := newEndObserver()
-	cc, _, h := inlinePair(t, Config{Observer: obs})
+	cc, h, obs := observedInline(t, "gate", "echo")
 	ctx := context.Background()
-	earnInline(t, cc, h, "gate")
-	earnInline(t, cc, h, "echo")
-	_, before := obs.counts("echo")
 	close(h.blocked)
 	gctx, cancel := context.WithCancel(ctx)
 	// Queued together: one read brings the echoes and the gate behind them.
-	var as []*Async
-	for range 4 {
-		a, err := cc.Go(ctx, &Outgoing{Function: "echo", Args: []byte("e")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		as = append(as, a)
-	}
-	g, err := cc.Go(gctx, &Outgoing{Function: "gate"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	as := goCalls(t, cc, ctx, "echo", 4)
+	g := goCalls(t, cc, gctx, "gate", 1)
 	defer func() {
 		cancel()
-		<-g.Done()
-		g.Release()
+		awaitAll(g)
 	}()
 	start := time.Now()
 	<-h.inGate
-	for _, a := range as {
-		<-a.Done()
-		a.Release()
-	}
+	awaitAll(as)
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("the echoes before the stuck call were answered after %v", d)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		if _, e := obs.counts("echo"); e == before+len(as) {
-			break
-		}
-		if time.Now().After(deadline) {
-			_, e := obs.counts("echo")
-			t.Fatalf("%d of the %d echoes before the stuck call ended", e-before, len(as))
-		}
-		time.Sleep(time.Millisecond)
-	}
+	obs.waitBalanced(t, "echo")
 }

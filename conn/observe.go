@@ -256,12 +256,7 @@ func (c *Conn) observedCall(ctx context.Context, o *Outgoing) (*Reply, error) {
 		n = len(cl.buf)
 	}
 	cl.obs.end(c.cfg.Observer, n, err)
-	if err != nil {
-		putCall(cl)
-		return nil, err
-	}
-	cl.conn = c
-	return (*Reply)(cl), nil
+	return c.reply(cl, err)
 }
 
 // startIncoming begins observing an incoming call and returns the

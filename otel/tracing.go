@@ -267,11 +267,12 @@ func (t *Tracing) incoming(ctx context.Context, info *conn.CallInfo, inProcess b
 		}
 		ctx = t.extract(ctx, md, tp, ts)
 		if info != nil {
-			// A sampled parent: the span starts when the call's frame
-			// arrived, as the server's metrics count it. Only here, where
-			// the span is recorded, are the two allocations worth it.
-			// The time is now less the wait, not info.Start itself, whose
-			// wall reading a step of the clock since the process started
+			// A sampled parent (or one that did not parse: a new root):
+			// the span starts when the call's frame arrived, as the
+			// server's metrics count it. Only here, where the span is
+			// likely recorded, are the two allocations worth it. The time
+			// is now less the wait, not info.Start itself, whose wall
+			// reading a step of the clock since the process started
 			// would move against the span's end.
 			arrived := time.Now().Add(-time.Since(info.Start))
 			return t.startServer(ctx, name, attrs, serverKind[0], trace.WithTimestamp(arrived))
