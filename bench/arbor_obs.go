@@ -17,29 +17,66 @@ import (
 )
 
 func init() {
+	unsampledParent := trace.ParentBased(trace.NeverSample())
 	obsSetups = []obsSetup{
-		{name: "off", note: "no observer", start: obsPair(false, nil, false)},
-		{name: "metrics", note: "metrics.New on its own registry, Observer on server and client", start: obsPair(true, nil, false)},
+		{name: "off", note: "no observer", start: obsPair(obsConfig{})},
+		{name: "metrics", note: "metrics.New on its own registry, Observer on server and client", start: obsPair(obsConfig{metrics: true})},
 		{name: "metrics+tracing-unsampled", note: "and arborotel's Observer on both, the calls made under an unsampled span (ParentBased(NeverSample)): traceparent carried, no span recorded",
-			start: obsPair(true, trace.ParentBased(trace.NeverSample()), true)},
+			start: obsPair(obsConfig{metrics: true, sampler: unsampledParent, parent: true})},
 		{name: "metrics+tracing-sampled", note: "the same under a sampled span (AlwaysSample): two spans recorded per call, exported to an exporter that drops them",
-			start: obsPair(true, trace.AlwaysSample(), true)},
+			start: obsPair(obsConfig{metrics: true, sampler: trace.AlwaysSample(), parent: true})},
+		// Diagnostics. Which end's observers cost what: the server's run
+		// on the connection's reader (inline calls), the client's on the
+		// callers. And what unsampled tracing's traceparent costs as
+		// bytes alone, without the tracing observer.
+		{name: "metrics-server", note: "metrics on the server only", start: obsPair(obsConfig{metrics: true, sides: serverSide}), onlyNamed: true},
+		{name: "metrics-client", note: "metrics on the client only", start: obsPair(obsConfig{metrics: true, sides: clientSide}), onlyNamed: true},
+		{name: "metrics+traceparent-bytes", note: "metrics on both, every call carrying an unsampled traceparent as plain metadata (arbor.WithMetadata), no tracing observer",
+			start: obsPair(obsConfig{metrics: true, md: []string{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}}), onlyNamed: true},
 	}
 }
 
+// obsConfig is how one echo pair of the obs section is observed.
+type obsConfig struct {
+	metrics bool
+	sampler trace.Sampler // nil: no tracing
+	parent  bool          // the calls run under a span of the sampler's
+	sides   obsSides
+	md      []string // metadata every call carries (key, value, ...)
+}
+
+// obsSides says which end of an observed pair has the observers.
+type obsSides uint8
+
+const (
+	bothSides obsSides = iota
+	serverSide
+	clientSide
+)
+
 // obsPair starts an echo server and a client observed so.
-func obsPair(withMetrics bool, sampler trace.Sampler, parent bool) func(context.Context) (func(context.Context) error, func(), error) {
+func obsPair(cfg obsConfig) func(context.Context) (func(context.Context) error, func(), error) {
 	return func(ctx context.Context) (func(context.Context) error, func(), error) {
-		obs, m, callCtx, stopObs, err := observers(withMetrics, sampler, parent)
+		obs, m, callCtx, stopObs, err := observers(cfg.metrics, cfg.sampler, cfg.parent)
 		if err != nil {
 			return nil, nil, err
 		}
-		url, stopSrv, err := serveEcho(ctx, obs, m)
+		if len(cfg.md) > 0 {
+			callCtx = arbor.WithMetadata(callCtx, cfg.md...)
+		}
+		sobs, cobs := obs, obs
+		switch cfg.sides {
+		case serverSide:
+			cobs = nil
+		case clientSide:
+			sobs = nil
+		}
+		url, stopSrv, err := serveEcho(ctx, sobs, m)
 		if err != nil {
 			stopObs()
 			return nil, nil, err
 		}
-		c, err := arbor.Dial(ctx, url, arbor.WithObserver(obs...))
+		c, err := arbor.Dial(ctx, url, arbor.WithObserver(cobs...))
 		if err != nil {
 			stopSrv()
 			stopObs()

@@ -107,7 +107,7 @@ func main() {
 
 		linkDelay    = flag.Duration("link-delay", 5*time.Millisecond, "pipeline: delay the proxy adds to every chunk, in each direction")
 		cpuProfile   = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
-		obsOnly      = flag.String("obs-setups", "", "obs: comma-separated setups to run (default all; off is always run, first)")
+		obsOnly      = flag.String("obs-setups", "", "obs: comma-separated setups to run (default all but the one-sided metrics-server and metrics-client; off is always run, first)")
 		obsRounds    = flag.Int("obs-rounds", 5, "obs, tool: interleaved rounds (obs: each setup measured for -d/2 per round)")
 		arborBin     = flag.String("arbor-bin", "", "tool: the arbor binary whose serve and bench commands are measured")
 		chainLen     = flag.Int("chain", 10, "pipeline: dependent calls per chain")

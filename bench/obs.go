@@ -33,11 +33,33 @@ const (
 type obsSetup struct {
 	name, note string
 	start      func(ctx context.Context) (op func(context.Context) error, stop func(), err error)
+	// onlyNamed setups (diagnostics, not the bar's) run only when
+	// -obs-setups names them.
+	onlyNamed bool
 }
 
 // obsSetups are the setups in print order, "off" first; nil when built
 // without Arbor.
 var obsSetups []obsSetup
+
+// pickObsSetups is "off" and the setups only names, or when only is
+// empty every setup but the onlyNamed ones.
+func pickObsSetups(all []obsSetup, only []string) ([]obsSetup, error) {
+	picked := all[:1:1]
+	var names []string
+	for _, s := range all[1:] {
+		names = append(names, s.name)
+		if len(only) == 0 && !s.onlyNamed || slices.Contains(only, s.name) {
+			picked = append(picked, s)
+		}
+	}
+	for _, n := range only {
+		if n != all[0].name && !slices.Contains(names, n) {
+			return nil, fmt.Errorf("-obs-setups: unknown setup %q (want some of %s)", n, strings.Join(names, ", "))
+		}
+	}
+	return picked, nil
+}
 
 // runObs is the obs section; only, when not empty, names the setups to
 // run besides "off".
@@ -49,18 +71,9 @@ func runObs(w io.Writer, cfg config, rounds int, only []string) error {
 		fmt.Fprintln(w)
 		return nil
 	}
-	obsSetups := obsSetups
-	if len(only) > 0 {
-		picked := obsSetups[:1:1]
-		for _, s := range obsSetups[1:] {
-			if slices.Contains(only, s.name) {
-				picked = append(picked, s)
-			}
-		}
-		if len(picked) != len(only)+1 && !slices.Contains(only, "off") {
-			return fmt.Errorf("-obs-setups %v: unknown setup (want metrics, metrics+tracing-unsampled, metrics+tracing-sampled)", only)
-		}
-		obsSetups = picked
+	obsSetups, err := pickObsSetups(obsSetups, only)
+	if err != nil {
+		return err
 	}
 	ctx := context.Background()
 	ops := make([]func(context.Context) error, len(obsSetups))
