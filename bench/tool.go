@@ -35,6 +35,12 @@ type toolConfig struct {
 func runTool(w io.Writer, tc toolConfig) error {
 	fmt.Fprintln(w, "## `arbor bench` vs bench/ against one `arbor serve`")
 	fmt.Fprintln(w)
+	arbor, ok := remoteRegistry["arbor"]
+	if !ok {
+		fmt.Fprintln(w, "Skipped: built without Arbor (-tags noarbor).")
+		fmt.Fprintln(w)
+		return nil
+	}
 	if runtime.NumCPU() < 2 {
 		return fmt.Errorf("tool: needs two cores (one for the server, one for the client)")
 	}
@@ -68,7 +74,7 @@ func runTool(w io.Writer, tc toolConfig) error {
 	go io.Copy(io.Discard, out)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	r, err := dialArbor(ctx, addr)
+	r, err := arbor.dial(ctx, addr)
 	cancel()
 	if err != nil {
 		return err

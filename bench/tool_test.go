@@ -1,3 +1,5 @@
+//go:build !noarbor
+
 package main
 
 import (
