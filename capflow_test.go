@@ -1058,3 +1058,86 @@ func TestReleaseRightAfterPassingBack(t *testing.T) {
 	}
 	waitFor(t, func() bool { return exportsOn(sc) == 0 }, "the boxes to be released once their calls ended")
 }
+
+// A promised capability passed back to its exporter and released right
+// behind the call, before the answer it names is in, is found by that
+// call when the answer comes: the call pins the answer from its arrival
+// (the reader reads the RELEASE before the call's worker looks the answer
+// up), and answer and export go when it ends.
+func TestReleasePromisedCapabilityRightAfterPassingBack(t *testing.T) {
+	srv := NewServer()
+	gate := make(chan struct{})
+	Handle1(srv, "slowBox", func(ctx context.Context, v int) (*Service, error) {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return holder("box", v), nil
+	})
+	Handle1(srv, "hold", func(ctx context.Context, r *Ref) (int, error) {
+		defer r.Close()
+		if r.local == nil {
+			return 0, Errorf(Internal, "not the local object")
+		}
+		return Call0[int](ctx, r, "get")
+	})
+	Handle0(srv, "ping", func(ctx context.Context) (int, error) { return 1, nil })
+	c, conns := serveCaps(t, srv)
+	ctx := ctx10(t)
+	sc := <-conns
+	p := Go1[*Ref](ctx, c, "slowBox", 7)
+	box := PipelineRef(p)
+	held := Go1[int](ctx, c, "hold", box)
+	box.Close()
+	p.Release() // RELEASE, right behind the CALL
+	// The server reads frames in order: once ping is answered, it has
+	// read the RELEASE, and only then does the answer come.
+	if _, err := Call0[int](ctx, c, "ping"); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	if v, err := held.Wait(); err != nil || v != 7 {
+		t.Fatalf("a call passing a promised capability released after sending: %d, %v", v, err)
+	}
+	held.Release()
+	waitFor(t, func() bool { return exportsOn(sc) == 0 }, "the box to be released once its call ended")
+}
+
+// Promised capabilities passed back lengthen a promise chain as promise
+// arguments do (each link waits for the one before): the server's bound
+// refuses the link over it, and the links after, by name.
+func TestPromisedCapabilityChainLimit(t *testing.T) {
+	srv := NewServer(WithLimits(Limits{MaxPromiseChain: 5}))
+	Handle1(srv, "wrap", func(ctx context.Context, r *Ref) (*Service, error) {
+		defer r.Close()
+		return holder("w", 1), nil
+	})
+	Handle1(srv, "box", func(ctx context.Context, v int) (*Service, error) { return holder("box", v), nil })
+	c, _ := serveCaps(t, srv)
+	ctx := ctx10(t)
+	var ps []*Promise[*Ref]
+	var refs []*Ref
+	defer func() {
+		for i := range ps {
+			refs[i].Close()
+			ps[i].Release()
+		}
+	}()
+	link := func(p *Promise[*Ref]) *Ref {
+		ps, refs = append(ps, p), append(refs, PipelineRef(p))
+		return refs[len(refs)-1]
+	}
+	r := link(Go1[*Ref](ctx, c, "box", 1)) // link 1
+	for range 7 {
+		r = link(Go1[*Ref](ctx, c, "wrap", r)) // links 2..8
+	}
+	if _, err := ps[4].Wait(); err != nil {
+		t.Fatalf("link 5 of a chain bounded at 5: %v", err)
+	}
+	for _, i := range []int{5, 7} {
+		if _, err := ps[i].Wait(); !errors.Is(err, ErrResourceExhausted) || !strings.Contains(err.Error(), "promise chain") {
+			t.Fatalf("link %d of a chain bounded at 5: %v", i+1, err)
+		}
+	}
+}

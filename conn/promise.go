@@ -178,11 +178,19 @@ func (c *Conn) settle(id uint64, out []byte, caps []wire.CapDescriptor, err erro
 	close(a.done)
 }
 
-// dropAnswerLocked forgets a retained answer; smu held.
+// dropAnswerLocked forgets a retained answer; smu held. One still
+// pending is failed too: settle no longer finds it, and a call that
+// looked it up without a pin would otherwise wait for it forever.
 func (c *Conn) dropAnswerLocked(id uint64) {
 	if a := c.answers[id]; a != nil {
 		c.retainedBytes -= a.counted
 		delete(c.answers, id)
+		select {
+		case <-a.done:
+		default:
+			a.err = status.Errorf(status.FailedPrecondition, "call %d's answer was released before it came", id)
+			close(a.done)
+		}
 		if len(a.paths) > 0 {
 			for _, p := range a.paths {
 				delete(c.tickets, targetKey{kind: wire.TargetAnswer, id: id, path: p})
@@ -299,13 +307,26 @@ type Unpinner interface {
 }
 
 // answerRefs lists the retained answers a CALL will read: a target in a
-// promised answer and the promise table. Both are frame fields.
+// promised answer, the promise table and promised capabilities passed
+// back (CapReceiverAnswer). All are frame fields.
 func answerRefs(in *Incoming, dst []uint64) []uint64 {
 	if in.HasTarget && in.Target.Kind == wire.TargetAnswer {
 		dst = append(dst, in.Target.ID)
 	}
 	for _, p := range in.Promises {
 		dst = append(dst, p.ID)
+	}
+	return appendCapAnswers(dst, in.Caps)
+}
+
+// appendCapAnswers appends the answers that promised capabilities in a
+// capability table name: the call resolves them on its worker, after the
+// reader may have read the peer's RELEASE of them.
+func appendCapAnswers(dst []uint64, caps []wire.CapDescriptor) []uint64 {
+	for _, d := range caps {
+		if d.Kind == wire.CapReceiverAnswer {
+			dst = append(dst, d.ID)
+		}
 	}
 	return dst
 }

@@ -205,11 +205,11 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 		}
 	}
 	// The answers the call reads (a target in a promised answer, the
-	// promise table) give the length of the chain it ends, which is
+	// promise table, promised capabilities passed back) give the length of the chain it ends, which is
 	// bounded: a chain refused at its first link too many, by name.
 	var refs [8]uint64
 	depth := 1
-	if wc.HasTarget || len(wc.Promises) > 0 {
+	if wc.HasTarget || len(wc.Promises) > 0 || len(wc.Caps) > 0 {
 		depth = c.chainDepthLocked(frameRefs(&wc, refs[:0]))
 		if depth > c.cfg.MaxChain {
 			refusal := status.Errorf(status.ResourceExhausted, "promise chain of %d calls exceeds the limit of %d on this connection", depth, c.cfg.MaxChain)
@@ -264,8 +264,8 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 		c.tickets[key] = n
 		sc.in.Ticket = n
 	}
-	// Calls that read retained answers (promise arguments, or a promised
-	// capability as target) pin them until they finish.
+	// Calls that read retained answers (promise arguments, a promised
+	// capability as target or argument) pin them until they finish.
 	sc.pins = answerRefs(&sc.in, sc.pins[:0])
 	c.pinLocked(sc.pins)
 	sc.retained = retain
@@ -293,6 +293,11 @@ func frameRefs(wc *wire.Call, dst []uint64) []uint64 {
 		for _, p := range list {
 			dst = append(dst, p.ID)
 		}
+	}
+	if len(wc.Caps) > 0 {
+		var cs [8]wire.CapDescriptor
+		list, _ := wire.ParseCapTable(cs[:0], wc.Caps)
+		dst = appendCapAnswers(dst, list)
 	}
 	return dst
 }

@@ -78,16 +78,32 @@ func powFunction(calls *atomic.Int32) *calculator.Function {
 }
 
 // ---- the sample client's checks, each in one network round trip (two
-// for the callback); TestRoundTrips measures that ----
+// for the callback); TestRoundTrips measures that. Each closes what it
+// made when it ends: a capability left to the garbage collector is
+// released whenever that runs, a frame in the middle of a later step's
+// round trip. ----
+
+// closer is a Value or Function.
+type closer interface{ Close() error }
+
+// closeAll closes cs, for a step to defer.
+func closeAll(cs ...closer) {
+	for _, c := range cs {
+		c.Close()
+	}
+}
 
 func literal(ctx context.Context, t *testing.T, s *calculator.Session) {
-	expect(t, "123", s.Evaluate(ctx, lit(123)).Read(ctx), 123)
+	v := s.Evaluate(ctx, lit(123))
+	defer v.Close()
+	expect(t, "123", v.Read(ctx), 123)
 }
 
 func addAndSubtract(ctx context.Context, t *testing.T, s *calculator.Session) {
 	add := s.Operator(ctx, calculator.Add)
 	subtract := s.Operator(ctx, calculator.Subtract)
 	v := s.Evaluate(ctx, call(subtract, call(add, lit(123), lit(45)), lit(67)))
+	defer closeAll(add, subtract, v)
 	expect(t, "123 + 45 - 67", v.Read(ctx), 101)
 }
 
@@ -96,10 +112,12 @@ func pipelinedEvaluations(ctx context.Context, t *testing.T, s *calculator.Sessi
 	multiply := s.Operator(ctx, calculator.Multiply)
 	product := s.Evaluate(ctx, call(multiply, lit(4), lit(6)))
 	// product is used before evaluate has returned it.
-	add3 := s.Evaluate(ctx, call(add, prev(product), lit(3))).Read(ctx)
-	add5 := s.Evaluate(ctx, call(add, prev(product), lit(5))).Read(ctx)
+	v3 := s.Evaluate(ctx, call(add, prev(product), lit(3)))
+	v5 := s.Evaluate(ctx, call(add, prev(product), lit(5)))
 	sum := s.Evaluate(ctx, call(add, lit(4), lit(6)))
-	times7 := s.Evaluate(ctx, call(multiply, prev(sum), lit(7))).Read(ctx)
+	v7 := s.Evaluate(ctx, call(multiply, prev(sum), lit(7)))
+	defer closeAll(add, multiply, product, v3, v5, sum, v7)
+	add3, add5, times7 := v3.Read(ctx), v5.Read(ctx), v7.Read(ctx)
 	expect(t, "4 * 6 + 3", add3, 27)
 	expect(t, "4 * 6 + 5", add5, 29)
 	expect(t, "(4 + 6) * 7", times7, 70)
@@ -112,8 +130,10 @@ func definingFunctions(ctx context.Context, t *testing.T, s *calculator.Session)
 	f := s.DefFunction(ctx, 2, call(add, call(multiply, param(0), lit(100)), param(1)))
 	// g(x) = f(x, x + 1) * 2
 	g := s.DefFunction(ctx, 1, call(multiply, call(f, param(0), call(add, param(0), lit(1))), lit(2)))
-	f1234 := s.Evaluate(ctx, call(f, lit(12), lit(34))).Read(ctx)
-	g4244 := s.Evaluate(ctx, call(g, lit(21))).Read(ctx)
+	vf := s.Evaluate(ctx, call(f, lit(12), lit(34)))
+	vg := s.Evaluate(ctx, call(g, lit(21)))
+	defer closeAll(add, multiply, f, g, vf, vg)
+	f1234, g4244 := vf.Read(ctx), vg.Read(ctx)
 	expect(t, "f(12, 34)", f1234, 1234)
 	expect(t, "g(21)", g4244, 4244)
 }
@@ -121,7 +141,9 @@ func definingFunctions(ctx context.Context, t *testing.T, s *calculator.Session)
 func usingACallback(ctx context.Context, t *testing.T, s *calculator.Session, calls *atomic.Int32) {
 	add := s.Operator(ctx, calculator.Add)
 	pow := powFunction(calls)
-	expect(t, "pow(2, 4 + 5)", s.Evaluate(ctx, call(pow, lit(2), call(add, lit(4), lit(5)))).Read(ctx), 512)
+	v := s.Evaluate(ctx, call(pow, lit(2), call(add, lit(4), lit(5))))
+	defer closeAll(add, pow, v)
+	expect(t, "pow(2, 4 + 5)", v.Read(ctx), 512)
 }
 
 func TestEvaluateLiteral(t *testing.T) {
