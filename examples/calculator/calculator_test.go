@@ -291,10 +291,12 @@ func fastest(n int, f func()) time.Duration {
 // the same calls awaited one by one take four.
 func TestRoundTrips(t *testing.T) {
 	url := server(t)
-	// 50 ms each way: wide enough that a loaded machine (make test runs
-	// packages side by side under the race detector) does not split a
-	// burst of calls into two round trips.
-	proxy := testproxy.Start(t, strings.TrimPrefix(url, "tcp://"), 50*time.Millisecond)
+	// 100 ms each way: a step counts two round trips if the client sends
+	// (a Wait's RELEASE) after the first answer of a burst and the
+	// server's last answer leaves more than the one-way delay after its
+	// first, which a loaded machine (make test runs packages side by side
+	// under the race detector) did at 50 ms about once in a few hundred.
+	proxy := testproxy.Start(t, strings.TrimPrefix(url, "tcp://"), 100*time.Millisecond)
 	c := dial(t, proxy.URL, arbor.WithKeepAlive(-1, 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
