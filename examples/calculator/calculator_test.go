@@ -295,7 +295,7 @@ func TestRoundTrips(t *testing.T) {
 	// (a Wait's RELEASE) after the first answer of a burst and the
 	// server's last answer leaves more than the one-way delay after its
 	// first, which a loaded machine (make test runs packages side by side
-	// under the race detector) did at 50 ms about once in a few hundred.
+	// under the race detector) may do at 50 ms.
 	proxy := testproxy.Start(t, strings.TrimPrefix(url, "tcp://"), 100*time.Millisecond)
 	c := dial(t, proxy.URL, arbor.WithKeepAlive(-1, 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
