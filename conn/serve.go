@@ -205,8 +205,9 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 		}
 	}
 	// The answers the call reads (a target in a promised answer, the
-	// promise table, promised capabilities passed back) give the length of the chain it ends, which is
-	// bounded: a chain refused at its first link too many, by name.
+	// promise table, promised capabilities passed back) give the length
+	// of the chain it ends, which is bounded: a chain refused at its
+	// first link too many, by name.
 	var refs [8]uint64
 	depth := 1
 	if wc.HasTarget || len(wc.Promises) > 0 || len(wc.Caps) > 0 {
