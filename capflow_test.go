@@ -1140,4 +1140,20 @@ func TestPromisedCapabilityChainLimit(t *testing.T) {
 			t.Fatalf("link %d of a chain bounded at 5: %v", i+1, err)
 		}
 	}
+
+	// A client with the lower bound refuses the link over it before
+	// sending it.
+	c2, _ := serveCaps(t, srv, WithConfig(Config{MaxPromiseChain: 3}))
+	p := Go1[*Ref](ctx, c2, "box", 1)
+	r = link(p)
+	for range 2 {
+		r = link(Go1[*Ref](ctx, c2, "wrap", r))
+	}
+	if _, err := ps[len(ps)-1].Wait(); err != nil {
+		t.Fatalf("link 3 of a chain the client bounds at 3: %v", err)
+	}
+	over := Go1[*Ref](ctx, c2, "wrap", r)
+	if _, err := over.Wait(); !errors.Is(err, ErrResourceExhausted) || !strings.Contains(err.Error(), "Config.MaxPromiseChain") {
+		t.Fatalf("link 4 of a chain the client bounds at 3: %v", err)
+	}
 }

@@ -376,6 +376,13 @@ func sendAsync[R any](ctx context.Context, c Caller, e *argEncoder, args []byte)
 	if r, ok := c.(*Ref); ok && r != nil && r.promise != nil {
 		depth = max(depth, r.promise.depth+1)
 	}
+	if e.caps != nil {
+		for _, x := range e.caps.entries { // promised capabilities passed on wait too
+			if x.ref != nil && x.ref.promise != nil {
+				depth = max(depth, x.ref.promise.depth+1)
+			}
+		}
+	}
 	if limit := maxChainOf(c); depth > limit {
 		e.done()
 		return failedPromise[R](e.id, Errorf(ResourceExhausted, "%s: promise chain of %d calls exceeds the limit of %d (Config.MaxPromiseChain)", e.id, depth, limit))
