@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -1108,13 +1109,16 @@ func TestReleasePromisedCapabilityRightAfterPassingBack(t *testing.T) {
 // arguments do (each link waits for the one before): the server's bound
 // refuses the link over it, and the links after, by name.
 func TestPromisedCapabilityChainLimit(t *testing.T) {
-	srv := NewServer(WithLimits(Limits{MaxPromiseChain: 5}))
-	Handle1(srv, "wrap", func(ctx context.Context, r *Ref) (*Service, error) {
-		defer r.Close()
-		return holder("w", 1), nil
-	})
-	Handle1(srv, "box", func(ctx context.Context, v int) (*Service, error) { return holder("box", v), nil })
-	c, _ := serveCaps(t, srv)
+	chainServer := func(opts ...ServerOption) *Server {
+		srv := NewServer(opts...)
+		Handle1(srv, "wrap", func(ctx context.Context, r *Ref) (*Service, error) {
+			defer r.Close()
+			return holder("w", 1), nil
+		})
+		Handle1(srv, "box", func(ctx context.Context, v int) (*Service, error) { return holder("box", v), nil })
+		return srv
+	}
+	c, _ := serveCaps(t, chainServer(WithLimits(Limits{MaxPromiseChain: 5})))
 	ctx := ctx10(t)
 	var ps []*Promise[*Ref]
 	var refs []*Ref
@@ -1136,14 +1140,14 @@ func TestPromisedCapabilityChainLimit(t *testing.T) {
 		t.Fatalf("link 5 of a chain bounded at 5: %v", err)
 	}
 	for _, i := range []int{5, 7} {
-		if _, err := ps[i].Wait(); !errors.Is(err, ErrResourceExhausted) || !strings.Contains(err.Error(), "promise chain") {
+		if _, err := ps[i].Wait(); !errors.Is(err, ErrResourceExhausted) || !strings.Contains(err.Error(), fmt.Sprintf("promise chain of %d calls", i+1)) {
 			t.Fatalf("link %d of a chain bounded at 5: %v", i+1, err)
 		}
 	}
 
 	// A client with the lower bound refuses the link over it before
 	// sending it.
-	c2, _ := serveCaps(t, srv, WithConfig(Config{MaxPromiseChain: 3}))
+	c2, _ := serveCaps(t, chainServer(), WithConfig(Config{MaxPromiseChain: 3}))
 	p := Go1[*Ref](ctx, c2, "box", 1)
 	r = link(p)
 	for range 2 {

@@ -377,7 +377,9 @@ func sendAsync[R any](ctx context.Context, c Caller, e *argEncoder, args []byte)
 		depth = max(depth, r.promise.depth+1)
 	}
 	if e.caps != nil {
-		for _, x := range e.caps.entries { // promised capabilities passed on wait too
+		// Promised capabilities passed on wait too (counted whichever
+		// connection they go to: never looser than the server).
+		for _, x := range e.caps.entries {
 			if x.ref != nil && x.ref.promise != nil {
 				depth = max(depth, x.ref.promise.depth+1)
 			}

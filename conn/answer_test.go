@@ -26,10 +26,18 @@ func TestDroppedPendingAnswerFailsItsWaiters(t *testing.T) {
 		_, _, err := c.Answer(ctx, 7)
 		got <- err
 	}()
-	time.Sleep(10 * time.Millisecond) // let it look the answer up first (either order must end)
+	a := c.answers[7] // what a waiter that looked it up holds
 	c.release(7)
 	select {
-	case err := <-got:
+	case <-a.done:
+	default:
+		t.Fatal("an answer dropped while pending is not done")
+	}
+	if a.err == nil || !strings.Contains(a.err.Error(), "released before it came") {
+		t.Fatalf("a dropped pending answer's error: %v", a.err)
+	}
+	select {
+	case err := <-got: // either order: it looked the answer up first, or found none
 		if err == nil || !strings.Contains(err.Error(), "released") {
 			t.Fatalf("waiting for a dropped answer: %v", err)
 		}
@@ -39,5 +47,28 @@ func TestDroppedPendingAnswerFailsItsWaiters(t *testing.T) {
 	c.settle(7, []byte{1}, nil, nil) // the call ends later: nothing to complete, no panic
 	if len(c.answers) != 0 || c.retainedBytes != 0 {
 		t.Fatalf("after settling a dropped answer: %d answers, %d bytes", len(c.answers), c.retainedBytes)
+	}
+}
+
+// Only the answers a call actually pinned are unpinned: a peer naming a
+// call that comes later cannot take a pin from that call's answer.
+func TestPinsOnlyExistingAnswers(t *testing.T) {
+	c := &Conn{answers: map[uint64]*answer{}}
+	c.cfg.MaxRetained = 4
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if err := c.retainLocked(3, 1); err != nil {
+		t.Fatal(err)
+	}
+	pinned := c.pinLocked([]uint64{3, 9}) // 9: a later call, not admitted yet
+	if len(pinned) != 1 || pinned[0] != 3 {
+		t.Fatalf("pinned %v, want [3]", pinned)
+	}
+	if err := c.retainLocked(9, 1); err != nil {
+		t.Fatal(err)
+	}
+	c.unpinLocked(pinned)
+	if p3, p9 := c.answers[3].pins, c.answers[9].pins; p3 != 0 || p9 != 0 {
+		t.Fatalf("after unpinning: answer 3 has %d pins, answer 9 %d; want 0 and 0", p3, p9)
 	}
 }

@@ -242,13 +242,20 @@ func (c *Conn) release(id uint64) {
 	}
 }
 
-// pinLocked pins the answers a call will read; smu held.
-func (c *Conn) pinLocked(ids []uint64) {
+// pinLocked pins the answers a call will read and returns the ids it
+// pinned, for unpinLocked; smu held. An id with no answer yet is left
+// out: an earlier call's answer exists from its admission on, so only a
+// lying peer names one that appears later, and unpinning that would
+// take a pin it never had.
+func (c *Conn) pinLocked(ids []uint64) []uint64 {
+	kept := ids[:0]
 	for _, id := range ids {
 		if a := c.answers[id]; a != nil {
 			a.pins++
+			kept = append(kept, id)
 		}
 	}
+	return kept
 }
 
 // unpinLocked undoes pinLocked, dropping released answers nobody reads

@@ -267,8 +267,7 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 	}
 	// Calls that read retained answers (promise arguments, a promised
 	// capability as target or argument) pin them until they finish.
-	sc.pins = answerRefs(&sc.in, sc.pins[:0])
-	c.pinLocked(sc.pins)
+	sc.pins = c.pinLocked(answerRefs(&sc.in, sc.pins[:0]))
 	sc.retained = retain
 	sc.ctx = newCallCtx(c.cfg.BaseContext, wc.Timeout, md)
 	sc.ctx.conn = c
