@@ -79,7 +79,8 @@ type Config struct {
 	// beyond it new connections are refused with a GOAWAY that says so.
 	MaxConnections int
 	// MaxPromiseChain bounds chains of promises (a call using the answer
-	// of a call using …; default 1000): a client refuses a longer one
+	// of a call using …, as an argument, a target or a promised
+	// capability passed on; default 1000): a client refuses a longer one
 	// before sending it, a server refuses its calls.
 	MaxPromiseChain int
 }

@@ -46,8 +46,9 @@ type Config struct {
 	// 64 MiB); an answer over it is kept as a ResourceExhausted error.
 	MaxRetainedBytes uint32
 	// MaxChain bounds the length of a chain of promises (a call that
-	// uses the answer of a call that uses …), default 1000: a call that
-	// would make a longer one is refused with ResourceExhausted.
+	// uses the answer of a call that uses …, as an argument, a target or
+	// a promised capability), default 1000: a call that would make a
+	// longer one is refused with ResourceExhausted.
 	MaxChain int
 	// StreamWindow is how many bytes of unread stream messages this side
 	// buffers per stream before the sender must wait (default 256 KiB);
