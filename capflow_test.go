@@ -1148,8 +1148,7 @@ func TestPromisedCapabilityChainLimit(t *testing.T) {
 	// A client with the lower bound refuses the link over it before
 	// sending it.
 	c2, _ := serveCaps(t, chainServer(), WithConfig(Config{MaxPromiseChain: 3}))
-	p := Go1[*Ref](ctx, c2, "box", 1)
-	r = link(p)
+	r = link(Go1[*Ref](ctx, c2, "box", 1))
 	for range 2 {
 		r = link(Go1[*Ref](ctx, c2, "wrap", r))
 	}

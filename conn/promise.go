@@ -313,31 +313,6 @@ type Unpinner interface {
 	Unpinned(c *Conn)
 }
 
-// answerRefs lists the retained answers a CALL will read: a target in a
-// promised answer, the promise table and promised capabilities passed
-// back (CapReceiverAnswer). All are frame fields.
-func answerRefs(in *Incoming, dst []uint64) []uint64 {
-	if in.HasTarget && in.Target.Kind == wire.TargetAnswer {
-		dst = append(dst, in.Target.ID)
-	}
-	for _, p := range in.Promises {
-		dst = append(dst, p.ID)
-	}
-	return appendCapAnswers(dst, in.Caps)
-}
-
-// appendCapAnswers appends the answers that promised capabilities in a
-// capability table name: the call resolves them on its worker, after the
-// reader may have read the peer's RELEASE of them.
-func appendCapAnswers(dst []uint64, caps []wire.CapDescriptor) []uint64 {
-	for _, d := range caps {
-		if d.Kind == wire.CapReceiverAnswer {
-			dst = append(dst, d.ID)
-		}
-	}
-	return dst
-}
-
 // Answer waits for the retained answer of the peer's call id, for a
 // pipelined call that references it. It fails if the peer never made that
 // call with FlagRetain, or has released it.

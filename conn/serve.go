@@ -208,10 +208,12 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 	// promise table, promised capabilities passed back) give the length
 	// of the chain it ends, which is bounded: a chain refused at its
 	// first link too many, by name.
-	var refs [8]uint64
+	var refArr [8]uint64
+	refs := refArr[:0]
 	depth := 1
 	if wc.HasTarget || len(wc.Promises) > 0 || len(wc.Caps) > 0 {
-		depth = c.chainDepthLocked(frameRefs(&wc, refs[:0]))
+		refs = frameRefs(&wc, refs)
+		depth = c.chainDepthLocked(refs)
 		if depth > c.cfg.MaxChain {
 			refusal := status.Errorf(status.ResourceExhausted, "promise chain of %d calls exceeds the limit of %d on this connection", depth, c.cfg.MaxChain)
 			if retain && len(c.answers) < int(c.cfg.MaxRetained) {
@@ -265,9 +267,9 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 		c.tickets[key] = n
 		sc.in.Ticket = n
 	}
-	// Calls that read retained answers (promise arguments, a promised
-	// capability as target or argument) pin them until they finish.
-	sc.pins = c.pinLocked(answerRefs(&sc.in, sc.pins[:0]))
+	// The answers the call reads are pinned until it finishes: its
+	// worker looks them up after the reader may have read their RELEASE.
+	sc.pins = c.pinLocked(append(sc.pins[:0], refs...))
 	sc.retained = retain
 	sc.ctx = newCallCtx(c.cfg.BaseContext, wc.Timeout, md)
 	sc.ctx.conn = c
@@ -282,7 +284,9 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 	return sc, nil, nil
 }
 
-// frameRefs lists the answers a parsed CALL reads (checked by ParseCall).
+// frameRefs lists the answers a parsed CALL reads (checked by ParseCall):
+// a target in a promised answer, the promise table and the promised
+// capabilities passed back (CapReceiverAnswer in its capability table).
 func frameRefs(wc *wire.Call, dst []uint64) []uint64 {
 	if wc.HasTarget && wc.Target.Kind == wire.TargetAnswer {
 		dst = append(dst, wc.Target.ID)
@@ -297,7 +301,11 @@ func frameRefs(wc *wire.Call, dst []uint64) []uint64 {
 	if len(wc.Caps) > 0 {
 		var cs [8]wire.CapDescriptor
 		list, _ := wire.ParseCapTable(cs[:0], wc.Caps)
-		dst = appendCapAnswers(dst, list)
+		for _, d := range list {
+			if d.Kind == wire.CapReceiverAnswer {
+				dst = append(dst, d.ID)
+			}
+		}
 	}
 	return dst
 }

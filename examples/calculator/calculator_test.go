@@ -3,6 +3,7 @@ package calculator_test
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
 	"strings"
 	"sync/atomic"
@@ -83,11 +84,8 @@ func powFunction(calls *atomic.Int32) *calculator.Function {
 // released whenever that runs, a frame in the middle of a later step's
 // round trip. ----
 
-// closer is a Value or Function.
-type closer interface{ Close() error }
-
-// closeAll closes cs, for a step to defer.
-func closeAll(cs ...closer) {
+// closeAll closes cs (Values and Functions), for a step to defer.
+func closeAll(cs ...io.Closer) {
 	for _, c := range cs {
 		c.Close()
 	}
