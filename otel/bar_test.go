@@ -3,8 +3,12 @@ package arborotel_test
 import (
 	"bytes"
 	"context"
+	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -21,6 +25,7 @@ type barSetup struct {
 	name    string
 	metrics bool
 	sampler sdktrace.Sampler // nil: no tracing
+	nop     bool             // an observer that does nothing: what observing costs the connection itself
 	// parent starts the span the calls run under (nil: none, each call a
 	// new root for the client's sampler).
 	parent bool
@@ -29,6 +34,7 @@ type barSetup struct {
 var barSetups = []barSetup{
 	{name: "off"},
 	{name: "metrics", metrics: true},
+	{name: "nop", nop: true},
 	{name: "metrics+tracing-unsampled", metrics: true, sampler: sdktrace.ParentBased(sdktrace.NeverSample()), parent: true},
 	{name: "metrics+tracing-unsampled-roots", metrics: true, sampler: sdktrace.ParentBased(sdktrace.NeverSample())},
 	{name: "metrics+tracing-sampled", metrics: true, sampler: sdktrace.AlwaysSample(), parent: true},
@@ -46,6 +52,9 @@ func barPair(tb testing.TB, s barSetup) (*arbor.Client, context.Context) {
 			tb.Fatal(err)
 		}
 		obs = append(obs, m.Observer())
+	}
+	if s.nop {
+		obs = append(obs, nopObserver{})
 	}
 	ctx := context.Background()
 	if s.sampler != nil {
@@ -79,6 +88,16 @@ func barPair(tb testing.TB, s barSetup) (*arbor.Client, context.Context) {
 	return c, ctx
 }
 
+// nopObserver observes nothing.
+type nopObserver struct{}
+
+func (nopObserver) ConnOpened(*conn.Conn)                                             {}
+func (nopObserver) ConnClosed(*conn.Conn, error)                                      {}
+func (nopObserver) CallStarted(ctx context.Context, _ *conn.CallInfo) context.Context { return ctx }
+func (nopObserver) CallEnded(context.Context, *conn.CallInfo, error)                  {}
+func (nopObserver) FlowStalled(*conn.Conn, time.Duration)                             {}
+func (nopObserver) GoAway(*conn.Conn, bool, uint32, string)                           {}
+
 type discard struct{}
 
 func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
@@ -98,6 +117,7 @@ func BenchmarkObservabilityBar(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(32) // 64 callers on 2 cores
 			cpu0 := cpuTime()
+			r0, w0 := sysIO()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -112,6 +132,9 @@ func BenchmarkObservabilityBar(b *testing.B) {
 			// bound by on a dedicated machine, and steadier than wall time
 			// on a shared one.
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+			r1, w1 := sysIO()
+			b.ReportMetric(float64(r1-r0)/float64(b.N), "reads/op")
+			b.ReportMetric(float64(w1-w0)/float64(b.N), "writes/op")
 		})
 	}
 }
@@ -171,4 +194,20 @@ func cpuTime() int64 {
 		return 0
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// sysIO is the process's read and write system calls so far (Linux's
+// /proc/self/io; zero elsewhere): how well a setup batches its frames,
+// which decides much of its CPU per call.
+func sysIO() (r, w int64) {
+	b, _ := os.ReadFile("/proc/self/io")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "syscr: "); ok {
+			r, _ = strconv.ParseInt(v, 10, 64)
+		}
+		if v, ok := strings.CutPrefix(l, "syscw: "); ok {
+			w, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return
 }

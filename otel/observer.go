@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/conn"
@@ -26,19 +27,39 @@ func (o observer) CallStarted(ctx context.Context, info *conn.CallInfo) context.
 	attrs := func(name string) []attribute.KeyValue {
 		return []attribute.KeyValue{AttrSystem.String("arbor"), AttrMethod.String(name), AttrKind.String(info.Kind.String())}
 	}
+	var span trace.Span
 	if info.Outgoing {
-		ctx, md, _ := o.t.outgoing(ctx, info.Function, info.Metadata, attrs)
-		info.Metadata = md
-		return ctx
+		ctx, info.Metadata, span = o.t.outgoing(ctx, info.Function, info.Metadata, attrs)
+	} else {
+		ctx, span = o.t.incoming(ctx, info, false, info.Function, info.Metadata, attrs) // cloned if a span keeps it
 	}
-	return o.t.incoming(ctx, info, false, info.Function, info.Metadata, attrs) // cloned if a span keeps it
+	// The span (or that there is none: most calls of an unsampled trace)
+	// is kept for CallEnded, which then need not look for it in ctx.
+	if span == nil {
+		info.Keep(noSpan{})
+	} else {
+		info.Keep(span)
+	}
+	return ctx
 }
 
+// noSpan is kept for a call that started no span.
+type noSpan struct{}
+
 func (o observer) CallEnded(ctx context.Context, info *conn.CallInfo, err error) {
+	var span trace.Span
+	switch k := info.Kept().(type) {
+	case noSpan:
+		return
+	case trace.Span:
+		span = k
+	default: // Keep had no slot for this observer
+		span = trace.SpanFromContext(ctx)
+	}
 	if info.Outgoing {
-		end(ctx, err, info.ArgBytes, info.ResultBytes)
+		end(span, err, info.ArgBytes, info.ResultBytes)
 	} else {
-		end(ctx, err, info.ResultBytes, info.ArgBytes)
+		end(span, err, info.ResultBytes, info.ArgBytes)
 	}
 }
 
@@ -48,7 +69,7 @@ func (o observer) CallEnded(ctx context.Context, info *conn.CallInfo, err error)
 func (t *Tracing) ServerInterceptor() arbor.Interceptor {
 	return func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
-			ctx = t.incoming(ctx, nil, true, req.ID, req.Metadata, func(name string) []attribute.KeyValue {
+			ctx, span := t.incoming(ctx, nil, true, req.ID, req.Metadata, func(name string) []attribute.KeyValue {
 				a := []attribute.KeyValue{AttrSystem.String("arbor"), AttrMethod.String(name), AttrKind.String(string(req.Kind))}
 				if req.Service != "" {
 					a = append(a, AttrService.String(req.Service))
@@ -60,7 +81,7 @@ func (t *Tracing) ServerInterceptor() arbor.Interceptor {
 			if resp != nil {
 				out = int64(len(resp.Result))
 			}
-			end(ctx, err, out, int64(len(req.Args)))
+			end(span, err, out, int64(len(req.Args)))
 			return resp, err
 		}
 	}
@@ -72,7 +93,7 @@ func (t *Tracing) ServerInterceptor() arbor.Interceptor {
 func (t *Tracing) ClientInterceptor() arbor.Interceptor {
 	return func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
-			ctx, md, _ := t.outgoing(ctx, req.ID, req.Metadata, func(name string) []attribute.KeyValue {
+			ctx, md, span := t.outgoing(ctx, req.ID, req.Metadata, func(name string) []attribute.KeyValue {
 				return []attribute.KeyValue{AttrSystem.String("arbor"), AttrMethod.String(name), AttrKind.String(string(req.Kind))}
 			})
 			req.Metadata = md
@@ -81,7 +102,7 @@ func (t *Tracing) ClientInterceptor() arbor.Interceptor {
 			if resp != nil {
 				in = int64(len(resp.Result))
 			}
-			end(ctx, err, int64(len(req.Args)), in)
+			end(span, err, int64(len(req.Args)), in)
 			return resp, err
 		}
 	}

@@ -372,3 +372,81 @@ func TestServerSpanStartsWhenTheCallArrived(t *testing.T) {
 		t.Errorf("server span is in trace %v, not the caller's %v", server[0].SpanContext.TraceID(), parent.SpanContext().TraceID())
 	}
 }
+
+// keeper is an observer that keeps a value of its own for each call (as
+// metrics does), taking a Keep slot.
+type keeper struct{ conn.Observer }
+
+func (keeper) CallStarted(ctx context.Context, info *conn.CallInfo) context.Context {
+	info.Keep(1)
+	return ctx
+}
+func (keeper) CallEnded(context.Context, *conn.CallInfo, error) {}
+
+// The tracing observer ends its spans when combined past the Keep slots
+// (the fifth of arbor.WithObserver's), where it finds them in the
+// context, and when a wrapper of its own gives it another observer's
+// slot.
+func TestSpansEndWithoutAKeepSlot(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		obs  func(p *process) []conn.Observer
+	}{
+		{"fifth", func(p *process) []conn.Observer {
+			k := keeper{p.tr.Observer()} // its other methods do nothing
+			return []conn.Observer{k, k, k, k, p.tr.Observer()}
+		}},
+		{"wrapped", func(p *process) []conn.Observer {
+			return []conn.Observer{wrapper{[]conn.Observer{keeper{p.tr.Observer()}, p.tr.Observer()}}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newProcess(t, sdktrace.AlwaysSample())
+			srv := arbor.NewServer(arbor.WithObserver(tc.obs(p)...))
+			arbor.Handle1(srv, "inc", func(ctx context.Context, n int) (int, error) { return n + 1, nil })
+			l, err := srv.Listen(context.Background(), "tcp://127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			c, err := arbor.Dial(context.Background(), l.URL(), arbor.WithObserver(tc.obs(p)...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if got, err := arbor.Call1[int](testContext(t), c, "inc", 1); err != nil || got != 2 {
+				t.Fatalf("inc: %v %v", got, err)
+			}
+			spans := p.exp.GetSpans()
+			if len(spans) != 2 {
+				t.Fatalf("%d spans ended, want 2 (client and server)", len(spans))
+			}
+			for _, s := range spans {
+				if v, _ := attr(s, arborotel.AttrCode); v.AsString() != "OK" {
+					t.Errorf("%v span ended with code %q, want OK", s.SpanKind, v.AsString())
+				}
+			}
+		})
+	}
+}
+
+// wrapper combines observers on its own (not with conn.Observers): they
+// share one Keep slot, the last one's Keep winning.
+type wrapper struct{ list []conn.Observer }
+
+func (w wrapper) ConnOpened(c *conn.Conn)          {}
+func (w wrapper) ConnClosed(c *conn.Conn, e error) {}
+func (w wrapper) CallStarted(ctx context.Context, info *conn.CallInfo) context.Context {
+	for _, o := range w.list {
+		ctx = o.CallStarted(ctx, info)
+	}
+	info.Keep(1) // the wrapper's own, over what its observers kept
+	return ctx
+}
+func (w wrapper) CallEnded(ctx context.Context, info *conn.CallInfo, err error) {
+	for _, o := range w.list {
+		o.CallEnded(ctx, info, err)
+	}
+}
+func (w wrapper) FlowStalled(c *conn.Conn, d time.Duration)               {}
+func (w wrapper) GoAway(c *conn.Conn, sent bool, code uint32, msg string) {}

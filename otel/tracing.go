@@ -117,11 +117,12 @@ func (c mdCarrier) Keys() []string {
 }
 
 // outgoing decides the span of a call this side makes under ctx and the
-// metadata that carries its context. It starts no span under an unsampled
-// parent (started false): the parent's context travels instead. attrs
+// metadata that carries its context, and the span it started. It starts
+// no span under an unsampled parent (span nil): the parent's context
+// travels instead. attrs
 // gets the span's name (the function id, copied) and is called only for a
 // span that records.
-func (t *Tracing) outgoing(ctx context.Context, name string, md []wire.MD, attrs func(name string) []attribute.KeyValue) (context.Context, []wire.MD, bool) {
+func (t *Tracing) outgoing(ctx context.Context, name string, md []wire.MD, attrs func(name string) []attribute.KeyValue) (context.Context, []wire.MD, trace.Span) {
 	parent := trace.SpanFromContext(ctx)
 	if len(md) == 0 {
 		// The calls of one request, or of a load under one span, share
@@ -129,7 +130,7 @@ func (t *Tracing) outgoing(ctx context.Context, name string, md []wire.MD, attrs
 		// reading its span context again. (A span's context never
 		// changes, nor does a non-recording span start recording.)
 		if e := t.last.Load(); e != nil && sameSpan(e.span, parent) {
-			return ctx, e.md[:], false
+			return ctx, e.md[:], nil
 		}
 	}
 	psc := parent.SpanContext()
@@ -139,9 +140,9 @@ func (t *Tracing) outgoing(ctx context.Context, name string, md []wire.MD, attrs
 			if sameSpan(e.span, parent) {
 				t.last.Store(e)
 			}
-			return ctx, e.md[:], false
+			return ctx, e.md[:], nil
 		}
-		return ctx, t.inject(ctx, psc, md), false
+		return ctx, t.inject(ctx, psc, md), nil
 	}
 	name = t.names.intern(name)
 	ctx, span := t.tracer.Start(ctx, name, clientKind...)
@@ -155,7 +156,7 @@ func (t *Tracing) outgoing(ctx context.Context, name string, md []wire.MD, attrs
 			md = t.inject(ctx, sc, md)
 		}
 	}
-	return ctx, md, true
+	return ctx, md, span
 }
 
 // inject returns md with ctx's trace context (sc) added by the
@@ -244,10 +245,12 @@ func traceKeys(md []wire.MD) (tp, ts string) {
 
 // incoming decides the span of a call this side serves, with the
 // caller's metadata (inProcess: ctx may already be in a trace, whose span
-// is then the parent; a connection's handler context never is). Under an unsampled remote parent it starts no span
-// and hands the handler the parent's context, so that the handler's own
-// calls stay in the (unsampled) trace.
-func (t *Tracing) incoming(ctx context.Context, info *conn.CallInfo, inProcess bool, name string, md []wire.MD, attrs func(name string) []attribute.KeyValue) context.Context {
+// is then the parent; a connection's handler context never is), and
+// returns the handler's context and the span started. Under an unsampled
+// remote parent it starts no span (nil) and hands the handler the
+// parent's context, so that the handler's own calls stay in the
+// (unsampled) trace.
+func (t *Tracing) incoming(ctx context.Context, info *conn.CallInfo, inProcess bool, name string, md []wire.MD, attrs func(name string) []attribute.KeyValue) (context.Context, trace.Span) {
 	if inProcess && trace.SpanFromContext(ctx).SpanContext().IsValid() {
 		// Already in a trace (a request tree's function run in process):
 		// a child of that.
@@ -256,14 +259,14 @@ func (t *Tracing) incoming(ctx context.Context, info *conn.CallInfo, inProcess b
 	if tp, ts := traceKeys(md); tp != "" {
 		if ts == "" {
 			if span, ok := t.spans.lookup(tp); ok {
-				return withSpan(ctx, info, span) // an unsampled parent seen before
+				return withSpan(ctx, info, span), nil // an unsampled parent seen before
 			}
 		}
 		if cfg, ok := parseTraceparent(tp); ok && !cfg.TraceFlags.IsSampled() {
 			if ts == "" {
-				return withSpan(ctx, info, t.spans.span(tp, cfg))
+				return withSpan(ctx, info, t.spans.span(tp, cfg)), nil
 			}
-			return t.extract(ctx, md, tp, ts)
+			return t.extract(ctx, md, tp, ts), nil
 		}
 		ctx = t.extract(ctx, md, tp, ts)
 		if info != nil {
@@ -310,19 +313,19 @@ func (p *keyProbe) Value(key any) any {
 	return nil
 }
 
-func (t *Tracing) startServer(ctx context.Context, name string, attrs func(name string) []attribute.KeyValue, opts ...trace.SpanStartOption) context.Context {
+func (t *Tracing) startServer(ctx context.Context, name string, attrs func(name string) []attribute.KeyValue, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
 	name = t.names.intern(name)
 	ctx, span := t.tracer.Start(ctx, name, opts...)
 	if span.IsRecording() {
 		span.SetAttributes(attrs(name)...)
 	}
-	return ctx
+	return ctx, span
 }
 
-// end ends the span a call started (one that records), with its outcome.
-func end(ctx context.Context, err error, sent, recv int64) {
-	span := trace.SpanFromContext(ctx)
-	if !span.IsRecording() {
+// end ends span, the one a call started (nil: none), with the call's
+// outcome, if it records.
+func end(span trace.Span, err error, sent, recv int64) {
+	if span == nil || !span.IsRecording() {
 		return
 	}
 	code := arbor.OK
