@@ -1,8 +1,9 @@
 // Package arborotel traces Arbor calls with OpenTelemetry: a span per
 // call a client makes and per call a server handles, joined across
 // processes by W3C trace context (traceparent, tracestate) carried in
-// the calls' metadata, and a span per request of a request tree, marked
-// cache hit or miss, so that a tree is one trace.
+// the calls' metadata (or by the propagator Config names: B3, baggage
+// beside W3C …), and a span per request of a request tree, marked cache
+// hit or miss, so that a tree is one trace.
 //
 //	t := arborotel.New(arborotel.Config{TracerProvider: tp})
 //	srv := arbor.NewServer(arbor.WithObserver(t.Observer()))
@@ -14,9 +15,11 @@
 // same through interceptors, for calls run in process and for any Caller.
 //
 // Unsampled traces cost little: a call whose context carries an
-// unsampled span propagates that span's context (from a small cache) and
-// starts no span of its own, and a server that receives an unsampled
-// traceparent carries it to the handler without starting one.
+// unsampled span propagates that span's context and starts no span of
+// its own, and a server that receives an unsampled parent carries it to
+// the handler without starting one. With the default propagator (W3C
+// trace context alone) that costs no allocation: the traceparents come
+// from small caches.
 //
 // It lives in a module of its own so that OpenTelemetry enters only the
 // builds that import it.

@@ -28,7 +28,10 @@ type Config struct {
 	// TracerProvider makes the tracer (default otel.GetTracerProvider()).
 	TracerProvider trace.TracerProvider
 	// Propagator carries trace context in metadata (default
-	// propagation.TraceContext{}: traceparent and tracestate).
+	// propagation.TraceContext{}: traceparent and tracestate). The
+	// default has a fast path of its own (unsampled calls cost no
+	// allocation); any other (B3, W3C with baggage composed, a vendor's)
+	// injects and extracts every call's metadata itself, sampled or not.
 	Propagator propagation.TextMapPropagator
 }
 
@@ -124,7 +127,10 @@ func (c mdCarrier) Keys() []string {
 // span that records.
 func (t *Tracing) outgoing(ctx context.Context, name string, md []wire.MD, attrs func(name string) []attribute.KeyValue) (context.Context, []wire.MD, trace.Span) {
 	parent := trace.SpanFromContext(ctx)
-	if len(md) == 0 {
+	// The caches below hold traceparents alone: only for W3C trace
+	// context on its own (another propagator writes keys of its own, and
+	// one beside W3C, baggage say, writes more than the span's context).
+	if t.w3c && len(md) == 0 {
 		// The calls of one request, or of a load under one span, share
 		// their parent: its metadata is the last call's, without
 		// reading its span context again. (A span's context never
@@ -135,7 +141,7 @@ func (t *Tracing) outgoing(ctx context.Context, name string, md []wire.MD, attrs
 	}
 	psc := parent.SpanContext()
 	if psc.IsValid() && !psc.IsSampled() && !parent.IsRecording() {
-		if len(md) == 0 && psc.TraceState().Len() == 0 {
+		if t.w3c && len(md) == 0 && psc.TraceState().Len() == 0 {
 			e := t.mds.entry(psc, parent)
 			if sameSpan(e.span, parent) {
 				t.last.Store(e)
@@ -149,8 +155,10 @@ func (t *Tracing) outgoing(ctx context.Context, name string, md []wire.MD, attrs
 	if span.IsRecording() {
 		span.SetAttributes(attrs(name)...)
 	}
-	if sc := span.SpanContext(); sc.IsValid() {
-		if len(md) == 0 && sc.TraceState().Len() == 0 && !sc.IsSampled() {
+	// Another propagator is asked even without a span context: what it
+	// carries besides (baggage) travels anyway.
+	if sc := span.SpanContext(); sc.IsValid() || !t.w3c {
+		if t.w3c && len(md) == 0 && sc.TraceState().Len() == 0 && !sc.IsSampled() {
 			md = t.mds.entry(sc, nil).md[:]
 		} else {
 			md = t.inject(ctx, sc, md)
@@ -188,8 +196,9 @@ func hasTraceKeys(md []wire.MD) bool {
 	return false
 }
 
-// extract returns ctx with the trace context in md; tp and ts are its
-// traceparent and tracestate (exact keys), tp not empty.
+// extract returns ctx with the trace context in md; for W3C trace
+// context, tp and ts are its traceparent and tracestate (exact keys), tp
+// not empty.
 func (t *Tracing) extract(ctx context.Context, md []wire.MD, tp, ts string) context.Context {
 	if t.w3c {
 		// What propagation.TraceContext does, without its carrier's
@@ -256,6 +265,18 @@ func (t *Tracing) incoming(ctx context.Context, info *conn.CallInfo, inProcess b
 		// a child of that.
 		return t.startServer(ctx, name, attrs, serverKind...)
 	}
+	if !t.w3c {
+		// Another propagator reads the metadata itself (and may bring
+		// more than a span context: baggage).
+		ctx = t.extract(ctx, md, "", "")
+		if psc := trace.SpanContextFromContext(ctx); psc.IsValid() {
+			if !psc.IsSampled() {
+				return ctx, nil // the caller's unsampled context, as below
+			}
+			return t.startRemoteChild(ctx, info, name, attrs)
+		}
+		return t.startServer(ctx, name, attrs, serverKind...)
+	}
 	if tp, ts := traceKeys(md); tp != "" {
 		if ts == "" {
 			if span, ok := t.spans.lookup(tp); ok {
@@ -268,20 +289,25 @@ func (t *Tracing) incoming(ctx context.Context, info *conn.CallInfo, inProcess b
 			}
 			return t.extract(ctx, md, tp, ts), nil
 		}
-		ctx = t.extract(ctx, md, tp, ts)
-		if info != nil {
-			// A sampled parent (or one that did not parse: a new root):
-			// the span starts when the call's frame arrived, as the
-			// server's metrics count it. Only here, where the span is
-			// likely recorded, are the two allocations worth it. The time
-			// is now less the wait, not info.Start itself, whose wall
-			// reading a step of the clock since the process started
-			// would move against the span's end.
-			arrived := time.Now().Add(-time.Since(info.Start))
-			return t.startServer(ctx, name, attrs, serverKind[0], trace.WithTimestamp(arrived))
-		}
+		// A sampled parent (or one that did not parse: a new root).
+		return t.startRemoteChild(t.extract(ctx, md, tp, ts), info, name, attrs)
 	}
 	return t.startServer(ctx, name, attrs, serverKind...)
+}
+
+// startRemoteChild starts the span of a call served under a sampled
+// remote parent (in ctx). For a call a connection serves (info not nil)
+// the span starts when the call's frame arrived, as the server's metrics
+// count it. Only here, where the span is likely recorded, are the two
+// allocations worth it. The time is now less the wait, not info.Start
+// itself, whose wall reading a step of the clock since the process
+// started would move against the span's end.
+func (t *Tracing) startRemoteChild(ctx context.Context, info *conn.CallInfo, name string, attrs func(name string) []attribute.KeyValue) (context.Context, trace.Span) {
+	if info == nil {
+		return t.startServer(ctx, name, attrs, serverKind...)
+	}
+	arrived := time.Now().Add(-time.Since(info.Start))
+	return t.startServer(ctx, name, attrs, serverKind[0], trace.WithTimestamp(arrived))
 }
 
 // withSpan is trace.ContextWithSpan, in the call's own context when the
