@@ -171,6 +171,12 @@ func (s *side) get(id string, method bool) *fnStats {
 			return f
 		}
 	}
+	// OtherFunction's label is s.other's: a function of that name (a
+	// peer picks the ids it sends) given a series of its own would
+	// duplicate it, and every scrape of the registry would fail.
+	if id == OtherFunction {
+		return s.other
+	}
 	// Unknown ids never enter the table, so a peer sending ever new ids
 	// neither grows it nor takes the lock.
 	if s.name == "server" && !method {
