@@ -33,28 +33,65 @@ func (o observer) CallStarted(ctx context.Context, info *conn.CallInfo) context.
 	} else {
 		ctx, span = o.t.incoming(ctx, info, false, info.Function, info.Metadata, attrs) // cloned if a span keeps it
 	}
-	// The span (or that there is none: most calls of an unsampled trace)
-	// is kept for CallEnded, which then need not look for it in ctx.
-	if span == nil {
-		info.Keep(noSpan{})
-	} else {
-		info.Keep(span)
+	var k any = noSpan{o.t}
+	if span != nil && span.IsRecording() {
+		k = span
 	}
-	return ctx
+	// The span (or that there is none: most calls of an unsampled trace)
+	// is kept for CallEnded, which then need not look for it in ctx. The
+	// slot may hold another tracing observer's already (a combination
+	// behind a wrapper numbers its slots from the first, sharing those of
+	// the one around it): that one is left alone, and this one's travels
+	// in the context, as it does past the Keep slots (an allocation).
+	if !takenSlot(info.Kept(), o.t) {
+		info.Keep(k)
+		if info.Kept() != nil {
+			return ctx
+		}
+	}
+	return context.WithValue(ctx, ownKey{o.t}, k)
 }
 
-// noSpan is kept for a call that started no span.
-type noSpan struct{}
+// noSpan is kept for a call for which t started no span that records:
+// one pointer, kept without an allocation.
+type noSpan struct{ t *Tracing }
+
+// ownKey is the context key of what t keeps of a call whose Keep slot
+// was not its own.
+type ownKey struct{ t *Tracing }
+
+// takenSlot reports whether v, kept for a call before t's observer saw
+// it, is another tracing observer's: another Tracing's noSpan, or a span
+// that records (t's own is not kept yet).
+func takenSlot(v any, t *Tracing) bool {
+	switch k := v.(type) {
+	case noSpan:
+		return k.t != t
+	case trace.Span:
+		return k.IsRecording()
+	}
+	return false
+}
 
 func (o observer) CallEnded(ctx context.Context, info *conn.CallInfo, err error) {
 	var span trace.Span
 	switch k := info.Kept().(type) {
 	case noSpan:
+		if k.t == o.t {
+			return
+		}
+	case trace.Span:
+		span = k // this observer's, unless the slot was another's (then this one's is in ctx)
+	}
+	switch v := ctx.Value(ownKey{o.t}).(type) {
+	case noSpan:
 		return
 	case trace.Span:
-		span = k
-	default: // Keep had no slot for this observer
-		span = trace.SpanFromContext(ctx)
+		span = v
+	default:
+		if span == nil { // a value another observer kept over this one's
+			span = trace.SpanFromContext(ctx)
+		}
 	}
 	if info.Outgoing {
 		end(span, err, info.ArgBytes, info.ResultBytes)
