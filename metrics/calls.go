@@ -381,7 +381,11 @@ func (m *Metrics) ServerInterceptor() arbor.Interceptor {
 }
 
 // ClientInterceptor records the calls a client (or any Caller it wraps)
-// makes. Use it instead of Observer on a client, not with it.
+// makes. Use it instead of Observer on a client, not with it. It sees
+// a call until its interceptor chain returns: a unary call whole, but a
+// stream or an Async call (a promise) only until it opened or was sent,
+// so those are counted with the outcome, latency and bytes of their
+// start; Observer follows them to their end.
 func (m *Metrics) ClientInterceptor() arbor.Interceptor {
 	return func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {

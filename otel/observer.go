@@ -126,7 +126,10 @@ func (t *Tracing) ServerInterceptor() arbor.Interceptor {
 
 // ClientInterceptor traces the calls a client (or any Caller it wraps)
 // makes and puts the trace context in their metadata. Use it instead of
-// Observer on a client, not with it.
+// Observer on a client, not with it. Its span lasts until the
+// interceptor chain returns: a unary call whole, but a stream or an
+// Async call (a promise) only until it opened or was sent; Observer's
+// spans follow those to their end.
 func (t *Tracing) ClientInterceptor() arbor.Interceptor {
 	return func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
