@@ -70,6 +70,7 @@ func init() {
 		return handleRaw(s, FunctionInfo{ID: id, Args: args, Result: result}, fn, nil, true)
 	}
 	builtin.Registrar = func(srv any) any { return builtinRegistrar{srv.(*Server)} }
+	builtin.DrainBegun = func(srv any) <-chan struct{} { return srv.(*Server).done }
 	builtin.Invoke = func(srv any, ctx context.Context, id string, args []byte) ([]byte, error) {
 		res, err := srv.(*Server).Invoke(ctx, id, args)
 		return res, toStatus(err)

@@ -157,18 +157,34 @@ func (c *Checker) Services() []string {
 	return out
 }
 
-// Watch calls onChange whenever a status is set, until stop. (Draining
-// is read when asked, not pushed.)
+// Watch calls onChange whenever a status is set, and once when the
+// server begins to drain (every status then reads NOT_SERVING), until
+// stop.
 func (c *Checker) Watch(onChange func()) (stop func()) {
 	c.mu.Lock()
 	id := c.next
 	c.next++
 	c.watchers[id] = onChange
 	c.mu.Unlock()
+	quit := make(chan struct{})
+	if c.srv != nil {
+		drain := builtin.DrainBegun(c.srv)
+		go func() {
+			select {
+			case <-drain:
+				onChange()
+			case <-quit:
+			}
+		}()
+	}
+	var once sync.Once
 	return func() {
-		c.mu.Lock()
-		delete(c.watchers, id)
-		c.mu.Unlock()
+		once.Do(func() {
+			close(quit)
+			c.mu.Lock()
+			delete(c.watchers, id)
+			c.mu.Unlock()
+		})
 	}
 }
 

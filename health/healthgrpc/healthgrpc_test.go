@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/health"
 	"github.com/arbor-rpc/arbor/health/healthgrpc"
 )
@@ -113,5 +114,108 @@ func TestConnectJSONHealth(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || !strings.Contains(string(b), "SERVING") {
 		t.Errorf("Connect JSON check: %d %s", resp.StatusCode, b)
+	}
+}
+
+// grpcWatch opens grpc.health.v1.Health/Watch over h2c and sends every
+// status the server streams on the returned channel, until the stream
+// ends (the channel closes) or the test does.
+func grpcWatch(t *testing.T, base, service string) <-chan int {
+	t.Helper()
+	var msg []byte
+	if service != "" {
+		msg = append([]byte{0x0a, byte(len(service))}, service...)
+	}
+	body := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(msg)))
+	body = append(body, msg...)
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, "POST", base+"/grpc.health.v1.Health/Watch", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("TE", "trailers")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	out := make(chan int, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(out)
+		defer resp.Body.Close()
+		for {
+			var hdr [5]byte
+			if _, err := io.ReadFull(resp.Body, hdr[:]); err != nil {
+				return
+			}
+			m := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
+			if _, err := io.ReadFull(resp.Body, m); err != nil {
+				return
+			}
+			status := 0
+			if len(m) >= 2 && m[0] == 0x08 {
+				status = int(m[1])
+			}
+			select {
+			case out <- status:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done; tr.CloseIdleConnections() })
+	return out
+}
+
+func nextStatus(t *testing.T, ch <-chan int, what string) int {
+	t.Helper()
+	select {
+	case st, ok := <-ch:
+		if !ok {
+			t.Fatalf("%s: the Watch stream ended", what)
+		}
+		return st
+	case <-time.After(3 * time.Second):
+		t.Fatalf("%s: no status streamed within 3s", what)
+	}
+	return -1
+}
+
+// A Watch stream is told NOT_SERVING as soon as the server begins to
+// drain, as Check is: gRPC clients and load balancers that watch (grpc-go's
+// client-side health checking does) must stop sending before the
+// listeners close.
+func TestWatchStreamsTheDrain(t *testing.T) {
+	srv := arbor.NewServer()
+	hc, err := health.Enable(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc.SetStatus("db", health.Serving)
+	if _, err := srv.Listen(context.Background(), "tcp://127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	base := serve(t, hc)
+	watches := map[string]<-chan int{"": grpcWatch(t, base, ""), "db": grpcWatch(t, base, "db")}
+	for svc, ch := range watches {
+		if st := nextStatus(t, ch, "the first message"); st != 1 {
+			t.Fatalf("%q: first status %d, want SERVING (1)", svc, st)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for svc, ch := range watches {
+		if st := nextStatus(t, ch, "after Shutdown"); st != 2 {
+			t.Errorf("%q: after Shutdown began, status %d, want NOT_SERVING (2)", svc, st)
+		}
 	}
 }

@@ -25,6 +25,11 @@ var Invoke func(srv any, ctx context.Context, id string, args []byte) ([]byte, e
 // prefix. Set by the root package when it initializes.
 var Registrar func(srv any) any
 
+// DrainBegun returns a channel closed once srv (an *arbor.Server) begins
+// to shut down (Shutdown or Close): from then on Server.Draining is true.
+// Set by the root package when it initializes.
+var DrainBegun func(srv any) <-chan struct{}
+
 // ArgNormalizer, when set, returns for a registered function (its id and
 // the argument types its catalog entry names) the function that brings
 // an argument value (one canonical msgpack value) into the one encoding
