@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -405,5 +406,66 @@ func TestGRPCHealthOnTheAdminPort(t *testing.T) {
 	r.srv.Shutdown(ctx)
 	if st, code := check(); st != 2 || code != "0" {
 		t.Errorf("draining: status %d, grpc-status %q; want 2 (NOT_SERVING), 0", st, code)
+	}
+}
+
+// A console stream whose client stops reading (connected, its receive
+// window full) is dropped once its writes block, instead of holding its
+// place under MaxStreams for as long as the connection lives: with the
+// limit taken by such clients, no console could connect again.
+func TestStalledStreamIsDropped(t *testing.T) {
+	logs := admin.NewLogBuffer(100, slog.LevelInfo)
+	log := slog.New(logs.Handler(nil))
+	al, err := admin.Listen(":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := admin.Serve(al, admin.NewHandler(admin.Options{Logs: logs, MaxStreams: 1, Interval: 50 * time.Millisecond}))
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		as.Close(ctx)
+	}()
+	// The stalled client: asks for the stream, then never reads.
+	nc, err := net.Dial("tcp", al.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(nc, "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+	status := func() int {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", as.URL()+"/api/events", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for status() != http.StatusServiceUnavailable { // the stalled stream is open
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled client's stream never opened")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Far more than the socket buffers hold, so the stream's writes block.
+	big := strings.Repeat("x", 1900)
+	for i := range 20000 {
+		log.Info("filler", "i", i, "pad", big)
+	}
+	deadline = time.Now().Add(25 * time.Second)
+	for {
+		code := status()
+		if code == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a client that stopped reading still holds the only console stream: /api/events answers %d", code)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

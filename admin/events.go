@@ -68,10 +68,18 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		logWake = ch
 	}
 
+	// A client that stops reading (its receive window full) would block
+	// a write for as long as its connection lives, holding its place
+	// under MaxStreams: every write has a deadline, past which the
+	// stream is dropped.
+	rc := http.NewResponseController(w)
+	arm := func() { rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout)) }
+
 	snap := h.snapshot(true)
 	for _, l := range snap.Logs {
 		logSeq = max(logSeq, l.Seq)
 	}
+	arm()
 	if !h.send(w, "hello", snap) {
 		return
 	}
@@ -85,6 +93,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			arm()
 			if !h.send(w, "stats", h.snapshot(false)) {
 				return
 			}
@@ -93,6 +102,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 				treeEvents = nil
 				continue
 			}
+			arm()
 			if ev.Missed > 0 {
 				if !h.send(w, "trees", h.trees()) {
 					return
@@ -102,6 +112,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-logWake:
+			arm()
 			for _, l := range h.opts.Logs.Since(logSeq) {
 				logSeq = l.Seq
 				if !h.send(w, "log", l) {
@@ -109,6 +120,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		case <-keep.C:
+			arm()
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return
 			}
@@ -116,6 +128,10 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		fl.Flush()
 	}
 }
+
+// streamWriteTimeout bounds how long a write to a console stream may
+// block before the stream is dropped.
+const streamWriteTimeout = 10 * time.Second
 
 // send writes one event; false when the client has gone.
 func (h *handler) send(w http.ResponseWriter, event string, v any) bool {
