@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strings"
@@ -103,6 +104,12 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return usageError(fs, stderr, "--connections must be between 1 and 1000, got %d", cfg.connections)
 	case cfg.calls < 0 || cfg.duration < 0 || cfg.rate < 0:
 		return usageError(fs, stderr, "-n, -d and --rate cannot be negative")
+	case math.IsNaN(cfg.rate) || math.IsInf(cfg.rate, 0):
+		return usageError(fs, stderr, "--rate must be a number of calls per second, got %v", cfg.rate)
+	case cfg.timeout <= 0:
+		return usageError(fs, stderr, "--timeout must be positive, got %v", cfg.timeout)
+	case cfg.warmup < 0:
+		return usageError(fs, stderr, "--warmup cannot be negative, got %v", cfg.warmup)
 	case cfg.calls > 0 && cfg.duration > 0:
 		return usageError(fs, stderr, "give -n or -d, not both")
 	}
@@ -141,8 +148,11 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	printReport(stdout, rep)
 	if cfg.out != "" {
-		b, _ := json.MarshalIndent(rep, "", "  ")
-		if err := os.WriteFile(cfg.out, append(b, '\n'), 0o644); err != nil {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err == nil {
+			err = os.WriteFile(cfg.out, append(b, '\n'), 0o644)
+		}
+		if err != nil {
 			fmt.Fprintf(stderr, "error: --out: %v\n", err)
 			return exitFail
 		}
@@ -323,9 +333,13 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 	giveUp := func() { gaveUp.Store(true); closeClients() }
 	allDone := make(chan struct{}) // every caller has returned
 	defer close(allDone)
+	// With -n the run ends when its last call has gone out.
+	var began atomic.Int64
+	allBegun := make(chan struct{})
 	go func() {
 		select {
 		case <-runCtx.Done():
+		case <-allBegun:
 		case <-allDone:
 			return
 		}
@@ -351,8 +365,10 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 			return false
 		}
 		if cfg.rate > 0 {
-			at := start.Add(time.Duration(float64(i) / cfg.rate * float64(time.Second)))
-			if d := time.Until(at); d > 0 {
+			// Past math.MaxInt64 ns the conversion would wrap around
+			// into the past: such a call is never due.
+			off := min(float64(i)/cfg.rate*float64(time.Second), math.MaxInt64/2)
+			if d := time.Until(start.Add(time.Duration(off))); d > 0 {
 				t := time.NewTimer(d)
 				select {
 				case <-t.C:
@@ -374,6 +390,9 @@ func runBench(ctx context.Context, cfg benchConfig, tf tlsFlags, stderr io.Write
 		go func() {
 			defer wg.Done()
 			for take() {
+				if cfg.calls > 0 && began.Add(1) == cfg.calls {
+					close(allBegun)
+				}
 				t0 := time.Now()
 				err := call(callCtx, c)
 				d := time.Since(t0)
@@ -458,8 +477,9 @@ func truncateMsg(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// histogramBars cuts [min, p99.9] into n equal bars, and one more for
-// anything slower.
+// histogramBars cuts [min, p99.9] into n bars of about equal width, and
+// one more for anything slower. Each bar ends where a bucket of h ends,
+// so that it holds exactly the calls no slower than its up_to.
 func histogramBars(h *latencyHist, n int) []BenchBucket {
 	if h.n == 0 {
 		return nil
@@ -473,8 +493,9 @@ func histogramBars(h *latencyHist, n int) []BenchBucket {
 	var out []BenchBucket
 	var prev uint64
 	for i := 1; i <= n; i++ {
-		upTo := lo + step*time.Duration(i)
-		c := h.countBelow(upTo)
+		end := min(histIndex(lo+step*time.Duration(i))+1, len(h.counts)) // the buckets below end
+		c := h.countBuckets(end)
+		upTo := min(histValue(end)-1, h.max)
 		out = append(out, BenchBucket{UpTo: upTo.Seconds(), Count: c - prev})
 		prev = c
 	}

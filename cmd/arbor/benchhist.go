@@ -100,11 +100,11 @@ func (h *latencyHist) mean() time.Duration {
 	return time.Duration(h.sum / float64(h.n))
 }
 
-// countBelow counts the samples below d.
-func (h *latencyHist) countBelow(d time.Duration) uint64 {
+// countBuckets counts the samples in the buckets below index end: those
+// below histValue(end).
+func (h *latencyHist) countBuckets(end int) uint64 {
 	var n uint64
-	limit := histIndex(d)
-	for i := 0; i < limit && i < len(h.counts); i++ {
+	for i := 0; i < end && i < len(h.counts); i++ {
 		n += h.counts[i]
 	}
 	return n

@@ -308,3 +308,78 @@ func TestBenchCountsErrorsByCode(t *testing.T) {
 		t.Errorf("bench --cluster = %d\n%s\n%s", code, stdout, stderr)
 	}
 }
+
+// Flag values that cannot mean anything are refused with a usage error,
+// before any call: a rate of NaN or Inf used to run unlimited and write
+// an --out file holding no JSON (the report's Rate could not be
+// encoded), exiting 0; --timeout 0 failed the dial at once with a bare
+// "context deadline exceeded".
+func TestBenchRefusesNonsenseFlags(t *testing.T) {
+	s := startServe(t, 1, "--listen", "tcp://127.0.0.1:0", "--cache-dir", "")
+	ctx := testContext(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	for _, flags := range [][]string{
+		{"--rate", "NaN"},
+		{"--rate", "Inf"},
+		{"--rate", "-Inf"},
+		{"--timeout", "0"},
+		{"--timeout", "-1s"},
+		{"--warmup", "-1s"},
+	} {
+		os.Remove(out)
+		args := append(append([]string{"bench", "-n", "20", "--out", out}, flags...), s.addrs[0], "add", "1", "2")
+		code, stdout, stderr := runArbor(ctx, args...)
+		if code != exitUsage || !strings.Contains(stderr, flags[0]) {
+			t.Errorf("arbor bench %s = %d, want a usage error naming %s\n%s%s", strings.Join(flags, " "), code, flags[0], stdout, stderr)
+		}
+		if b, err := os.ReadFile(out); err == nil {
+			var rep BenchReport
+			if err := json.Unmarshal(b, &rep); err != nil {
+				t.Errorf("arbor bench %s wrote an --out that is not JSON: %q", strings.Join(flags, " "), b)
+			}
+		}
+	}
+}
+
+// A rate so low that the second call's time does not fit a
+// time.Duration is still honoured: the first call goes at once, the
+// second not within the run (it used to wrap around into the past, and
+// every call went at once).
+func TestBenchVeryLowRate(t *testing.T) {
+	s := startServe(t, 1, "--listen", "tcp://127.0.0.1:0", "--cache-dir", "")
+	ctx := testContext(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	code, stdout, stderr := runArbor(ctx, "bench", "-c", "2", "-d", "300ms", "--rate", "1e-10", "--out", out, s.addrs[0], "add", "1", "2")
+	if code != exitOK {
+		t.Fatalf("bench --rate 1e-10 = %d\n%s\n%s", code, stdout, stderr)
+	}
+	b, _ := os.ReadFile(out)
+	var rep BenchReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("--out: %v: %q", err, b)
+	}
+	if rep.Calls != 1 {
+		t.Errorf("--rate 1e-10 for 300ms made %d calls, want 1", rep.Calls)
+	}
+}
+
+// With -n, the run ends when its last call has gone out: the calls still
+// running --timeout after that are given up, as they are after -d,
+// instead of the run waiting on them for as long as the server takes (for
+// good, on a call that never answers).
+func TestBenchGivesUpOnCallsPastTheEndOfN(t *testing.T) {
+	s := startServe(t, 1, "--listen", "tcp://127.0.0.1:0", "--cache-dir", "")
+	ctx := testContext(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	t0 := time.Now()
+	code, stdout, stderr := runArbor(ctx, "bench", "-c", "4", "-n", "4", "--timeout", "500ms", "--out", out, s.addrs[0], "sleep", "60000")
+	if took := time.Since(t0); code != exitFail || took > 8*time.Second {
+		t.Fatalf("bench -n 4 of 60 s calls with --timeout 500ms = %d after %v\n%s\n%s", code, took, stdout, stderr)
+	}
+	b, _ := os.ReadFile(out)
+	var rep BenchReport
+	json.Unmarshal(b, &rep)
+	if rep.Calls != 4 || rep.Errors != 4 || rep.ByCode["Canceled"] != 4 || !strings.Contains(rep.FirstErrors["Canceled"], "--timeout") {
+		t.Errorf("report of calls given up: %+v", rep)
+	}
+}
