@@ -225,6 +225,12 @@ func (c *Client) Call(ctx context.Context, req *Request) (*Response, error) {
 // helpers' fast path, which makes no Request.
 func (c *Client) plain() bool { return c.chain == nil && c.cfg.token == "" }
 
+// Plain reports whether c's plain unary calls can take a Router's fast
+// path: c has no interceptors and no bearer token. A Router should return
+// a nil Client from Route, before choosing anything, when its Clients are
+// not plain: the call then goes through its Call instead.
+func (c *Client) Plain() bool { return c.plain() }
+
 // send is the end of the client's chain: it picks the connection (the
 // target's, the promises', or the current one) and sends the call.
 func (c *Client) send(ctx context.Context, req *Request) (*Response, error) {

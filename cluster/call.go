@@ -293,6 +293,18 @@ func (c *Client) pickAt(filter Filter, bal Balancer, key, name string, excluded 
 	return cc.members[i], nil
 }
 
+// anyLeft reports whether pick could still choose a member matching
+// filter that is not in excluded (suspects included), without asking the
+// balancer.
+func (c *Client) anyLeft(filter Filter, excluded []string, now time.Time) bool {
+	for _, m := range c.candidates(filter).members {
+		if !contains(excluded, m.name) && !m.isDown(now) {
+			return true
+		}
+	}
+	return false
+}
+
 func describeFilter(f Filter) string {
 	if f.IsZero() {
 		return "(any member)"
@@ -319,7 +331,60 @@ func (c *Client) suspect(m *memberConn, now time.Time) bool {
 	s := c.phi.Suspect(m.name, now)
 	m.suspected.Store(s)
 	m.suspectAt.Store(now.UnixNano())
+	if s {
+		c.probe(m, now)
+	}
 	return s
+}
+
+// probeInterval is how often a suspected member is called to see whether
+// it answers again.
+const probeInterval = 500 * time.Millisecond
+
+// probe calls a suspected member in the background, at most every
+// probeInterval. A suspect is not picked while others are trusted, and a
+// member that is not picked makes no calls: without this, a member whose
+// connection broke (a network blip, a restarted server) would never be
+// dialed again, so its heartbeats would never resume and it would stay out
+// of rotation for as long as it stayed a member.
+func (c *Client) probe(m *memberConn, now time.Time) {
+	last := m.probeAt.Load()
+	if now.UnixNano()-last < int64(probeInterval) || !m.probeAt.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	if !m.mu.TryLock() { // a dial is under way
+		return
+	}
+	cl := m.client
+	m.mu.Unlock()
+	if cl == nil {
+		return
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.life, c.cfg.KeepAliveTimeout)
+		defer cancel()
+		if _, err := cl.Catalog(ctx); err != nil {
+			return
+		}
+		c.mu.Lock()
+		current := c.nodes[m.name] == m
+		c.mu.Unlock()
+		if !current { // it left meanwhile: the detector forgot it
+			return
+		}
+		// It answers: the silence is over, and not a sample of its rhythm.
+		c.phi.Forget(m.name)
+		c.phi.Heartbeat(m.name, time.Now())
+		m.suspectAt.Store(0)
+	}()
 }
 
 // candidates is the cached list of alive members matching filter.

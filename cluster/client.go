@@ -171,6 +171,13 @@ type Client struct {
 
 	cands atomic.Pointer[candidateCache]
 
+	// slowPath: the member connections are not plain (interceptors, a
+	// token), so typed calls go through Call, not Route's fast path.
+	slowPath atomic.Bool
+	// idemIDs are the functions found idempotent, which Route hands to
+	// Call at once when hedging is on.
+	idemIDs sync.Map // string → struct{}
+
 	// Counters, for tests and metrics.
 	retries, hedges, refusals atomic.Int64
 }
@@ -180,16 +187,18 @@ type memberConn struct {
 	name  string
 	addrs []string
 	stats Stats
-	// idempotent caches the member's catalog: which functions it says are
-	// idempotent (fetched once, on first need).
-	catOnce sync.Once
-	idem    map[string]bool
+	// idem caches the member's catalog: which functions it says are
+	// idempotent (fetched on first need, again after a failed fetch).
+	catMu    sync.Mutex
+	idem     atomic.Pointer[map[string]bool]
+	catRetry time.Time // a fetch failed: not again before then (under catMu)
 
 	// The detector's last verdict, cached for a few milliseconds.
 	suspected atomic.Bool
 	suspectAt atomic.Int64
 
 	downUntil atomic.Int64 // a dial failed: skip it until then (Unix ns)
+	probeAt   atomic.Int64 // when it was last probed as a suspect (Unix ns)
 
 	mu     sync.Mutex
 	client *arbor.Client // nil until first used
@@ -369,6 +378,9 @@ func (c *Client) followOne(addr string) (got bool, err error) {
 		return false, err
 	}
 	defer conn.Close()
+	if !conn.Plain() { // the same options as the members' connections
+		c.slowPath.Store(true)
+	}
 	s, err := arbor.CallServerStream[[]MemberInfo](ctx, conn, MembersID, struct{}{})
 	if err != nil {
 		return false, err
@@ -399,14 +411,16 @@ func (c *Client) apply(infos []MemberInfo) {
 		ms = append(ms, Member{Name: in.Name, RPCAddrs: in.RPCAddrs, Tags: in.Tags, Load: in.Load, State: st})
 	}
 	c.reg.Replace(ms)
-	live := make(map[string]bool, len(ms))
+	live := make(map[string][]string, len(ms))
 	for _, m := range ms {
-		live[m.Name] = true
+		live[m.Name] = m.RPCAddrs
 	}
 	c.mu.Lock()
 	var gone []*memberConn
 	for name, m := range c.nodes {
-		if !live[name] {
+		// A member that moved (restarted under its name with new RPC
+		// addresses) is dropped too: its record dials the old ones.
+		if addrs, ok := live[name]; !ok || !slices.Equal(addrs, m.addrs) {
 			gone = append(gone, m)
 			delete(c.nodes, name)
 		}
@@ -432,12 +446,20 @@ func parseState(s string) (State, bool) {
 // node returns the client's record of a member, made on first use.
 func (c *Client) node(m Member) *memberConn {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	n := c.nodes[m.Name]
+	var moved *memberConn
+	if n != nil && !slices.Equal(n.addrs, m.RPCAddrs) { // see apply
+		moved, n = n, nil
+		delete(c.nodes, m.Name)
+	}
 	if n == nil && !c.closed {
 		n = &memberConn{name: m.Name, addrs: m.RPCAddrs}
 		n.stats = *NewStats(DefaultDecay)
 		c.nodes[m.Name] = n
+	}
+	c.mu.Unlock()
+	if moved != nil {
+		moved.close()
 	}
 	return n
 }
@@ -466,6 +488,9 @@ func (c *Client) conn(ctx context.Context, n *memberConn) (*arbor.Client, error)
 		cl, err := arbor.Dial(dctx, addr, opts...)
 		cancel()
 		if err == nil {
+			if !cl.Plain() {
+				c.slowPath.Store(true)
+			}
 			n.client, n.downs = cl, 0
 			c.phi.Heartbeat(name, time.Now()) // connected: alive now
 			return cl, nil
@@ -503,20 +528,34 @@ func (c *Client) idempotent(ctx context.Context, n *memberConn, cl *arbor.Client
 			return true
 		}
 	}
-	n.catOnce.Do(func() {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		infos, err := cl.Catalog(cctx)
-		if err != nil {
-			return
+	if m := n.idem.Load(); m != nil {
+		return (*m)[id]
+	}
+	n.catMu.Lock()
+	defer n.catMu.Unlock()
+	if m := n.idem.Load(); m != nil {
+		return (*m)[id]
+	}
+	if time.Now().Before(n.catRetry) {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	infos, err := cl.Catalog(cctx)
+	if err != nil {
+		// Not remembered: the next call asks again (after a pause, unless
+		// it was this call's context that ended).
+		if ctx.Err() == nil {
+			n.catRetry = time.Now().Add(time.Second)
 		}
-		m := make(map[string]bool, len(infos))
-		for _, f := range infos {
-			if f.Idempotent {
-				m[f.ID] = true
-			}
+		return false
+	}
+	m := make(map[string]bool, len(infos))
+	for _, f := range infos {
+		if f.Idempotent {
+			m[f.ID] = true
 		}
-		n.idem = m
-	})
-	return n.idem[id]
+	}
+	n.idem.Store(&m)
+	return m[id]
 }

@@ -391,7 +391,20 @@ func (d *Distributor) refreshCatalogs(ctx context.Context, all bool) {
 	next := &view{}
 	var fetch []int
 	var keep []map[string]funcInfo // by fetch: what to keep if it fails
-	for _, m := range d.node.Members(Filter{}) {
+	members := d.node.Members(Filter{})
+	// The in-flight figures of members that are gone go with them (those
+	// of a subtree still running there stay with its place).
+	current := make(map[string]bool, len(members))
+	for _, m := range members {
+		current[m.Name] = true
+	}
+	d.stats.Range(func(k, _ any) bool {
+		if !current[k.(string)] {
+			d.stats.Delete(k)
+		}
+		return true
+	})
+	for _, m := range members {
 		if m.State != StateAlive {
 			continue
 		}

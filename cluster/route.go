@@ -27,6 +27,18 @@ func (c *Client) Route(ctx context.Context, id string, prev arbor.Routed) (*arbo
 	if o.balancer != nil {
 		bal = o.balancer
 	}
+	// Calls that go through Call (member connections with interceptors or
+	// a token, hedged calls) are handed over before anything is chosen or
+	// counted: Call chooses again, and a pick here would advance a round
+	// robin twice per call and leave a call in flight that never ends.
+	if c.slowPath.Load() {
+		return nil, prev, nil
+	}
+	if c.cfg.Hedge.Delay != 0 && o.member == "" {
+		if _, known := c.idemIDs.Load(id); known || o.idempotent {
+			return nil, prev, nil
+		}
+	}
 	rt := prev
 	now := time.Now()
 	if t := now.UnixNano(); t-c.clock.Load() > int64(time.Millisecond) { // a shared line: write it rarely
@@ -35,10 +47,14 @@ func (c *Client) Route(ctx context.Context, id string, prev arbor.Routed) (*arbo
 	if rt.Attempt == 0 {
 		c.budget.depositAt(now)
 	}
+	var lastErr error
 	for {
 		tried := rt.State[:min(rt.Attempt, len(rt.State))]
 		n, err := c.pickAt(filter, bal, o.key, o.member, tried, now)
 		if err != nil {
+			if lastErr != nil { // the unreachable member's error, as Call says it
+				return nil, rt, c.exhausted(lastErr, tried)
+			}
 			return nil, rt, err
 		}
 		rt.State[rt.Attempt%len(rt.State)] = n.name
@@ -47,11 +63,16 @@ func (c *Client) Route(ctx context.Context, id string, prev arbor.Routed) (*arbo
 			if rt.Attempt+1 >= c.cfg.Retry.MaxAttempts || o.member != "" || ctx.Err() != nil {
 				return nil, rt, err
 			}
+			lastErr = err
 			rt.Attempt++
 			continue
 		}
+		if c.slowPath.Load() {
+			return nil, rt, nil // not plain: through Call
+		}
 		idem := o.idempotent || c.idempotent(ctx, n, cl, id)
 		if c.cfg.Hedge.Delay != 0 && o.member == "" && idem {
+			c.idemIDs.Store(id, struct{}{})
 			return nil, rt, nil // hedged: through Call
 		}
 		rt.Extra = 0
@@ -88,6 +109,15 @@ func (c *Client) Done(ctx context.Context, id string, rt arbor.Routed, err error
 		attempts = 1
 	}
 	if ctx.Err() != nil || rt.Attempt+1 >= attempts {
+		return false
+	}
+	// With no member left to try, the next Route would fail with "already
+	// tried" instead of this attempt's error: end here, with it.
+	filter := c.cfg.Filter
+	if o.hasFilter {
+		filter = filter.and(o.filter)
+	}
+	if !c.anyLeft(filter, rt.State[:min(rt.Attempt+1, len(rt.State))], now) {
 		return false
 	}
 	switch {
