@@ -24,16 +24,7 @@ func TestRouteLeavesNoTraceWhenNotPlain(t *testing.T) {
 		cfg.Options = []arbor.ClientOption{arbor.WithInterceptors(pass)}
 		cfg.Balancer = &RoundRobin{}
 	})
-	ctx := testContext(t)
-	seen := map[string]int{}
-	for i := 0; i < 20; i++ {
-		name, err := arbor.Call0[string](ctx, c, "whoami")
-		must(t, err)
-		seen[name]++
-	}
-	if seen["w0"] != 10 || seen["w1"] != 10 {
-		t.Errorf("round robin over 2 members with an interceptor: %v", seen)
-	}
+	checkTurns(t, c, "with an interceptor")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for name, n := range c.nodes {
@@ -52,15 +43,22 @@ func TestHedgedCallsKeepRoundRobinTurns(t *testing.T) {
 		cfg.Hedge.Delay = time.Minute // on, but never reached
 		cfg.Balancer = &RoundRobin{}
 	})
+	checkTurns(t, c, "with hedging on")
+}
+
+// checkTurns makes 20 calls through c, a round robin over members w0 and
+// w1, and checks that each got 10.
+func checkTurns(t *testing.T, c *Client, what string) {
+	t.Helper()
 	ctx := testContext(t)
 	seen := map[string]int{}
-	for i := 0; i < 20; i++ {
+	for range 20 {
 		name, err := arbor.Call0[string](ctx, c, "whoami")
 		must(t, err)
 		seen[name]++
 	}
 	if seen["w0"] != 10 || seen["w1"] != 10 {
-		t.Errorf("round robin over 2 members with hedging on: %v", seen)
+		t.Errorf("round robin over 2 members %s: %v", what, seen)
 	}
 }
 
