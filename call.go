@@ -237,7 +237,9 @@ func finish[R any](ctx context.Context, c Caller, e *argEncoder, buf *argBuf) (R
 // on the chosen Client) then takes the typed helpers' fast path on the
 // Client the Router picks, attempt after attempt; other calls, and calls
 // for which Route returns a nil Client (to hedge them, say), go through
-// Call.
+// Call. A Client that is not Plain sends its calls through Call even when
+// Route picked it, so a Router of such Clients should return nil before
+// counting a pick.
 type Router interface {
 	Caller
 	// Route picks the Client for an attempt of a call of id. prev is the
