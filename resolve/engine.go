@@ -33,6 +33,8 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -469,11 +471,20 @@ func (e *Engine) local(ctx context.Context, n *request.Node, path *request.Path,
 			key = keyOf(n)
 		}
 		if v, ok := e.lookup(ctx, key, level); ok {
+			// A hit skips the subrequests: Authorize must still see them.
+			if err := e.authorizeArgs(ctx, n, path); err != nil {
+				st.fail(err)
+				return nil, err
+			}
 			st.finish(true)
 			return v, nil
 		}
 		work := func(fctx context.Context) ([]byte, error) {
 			if v, ok := e.recheck(fctx, key); ok {
+				if err := e.authorizeArgs(fctx, n, path); err != nil {
+					st.fail(err)
+					return nil, err
+				}
 				st.finish(true)
 				return v, nil
 			}
@@ -541,9 +552,18 @@ func (e *Engine) run(ctx context.Context, fn Func, n *request.Node, path *reques
 // shared runs fn once for all concurrent callers with the same key (the
 // node n at path).
 func (e *Engine) shared(ctx context.Context, key request.Key, level request.Level, st tracker, n *request.Node, path *request.Path, fn func(context.Context) ([]byte, error)) ([]byte, error) {
-	res, err, joined := e.flights.do(ctx, key, fn)
+	res, err, joined, from := e.flights.do(ctx, key, path, fn)
 	if err == errAbandoned { // this caller's context ended first: say which node it left
 		err = nodeError(path, n, status.FromError(ctx.Err()))
+	} else if joined && err != nil {
+		err = repath(err, from, path) // the run's errors name the starter's paths
+	}
+	if joined && err == nil {
+		// The run authorized n's subrequests for the caller that started
+		// it, not for this one.
+		if aerr := e.authorizeArgs(ctx, n, path); aerr != nil {
+			res, err = nil, aerr
+		}
 	}
 	if joined && e.cfg.Observer != nil {
 		e.cfg.Observer.Joined(ctx, level)
@@ -559,6 +579,42 @@ func (e *Engine) shared(ctx context.Context, key request.Key, level request.Leve
 		st.cancelled()
 	}
 	return res, err
+}
+
+// repath rewrites the path that err's message starts with (nodeError's
+// "path (id): …"), from or below from, to the same request at or below to.
+func repath(err error, from, to *request.Path) error {
+	fs, ts := from.String(), to.String()
+	se := status.FromError(err)
+	if fs == ts || se == nil {
+		return err
+	}
+	p, rest, ok := strings.Cut(se.Message, " (")
+	if !ok {
+		return err
+	}
+	rel := ""
+	switch {
+	case p == fs:
+	case fs == "request":
+		rel = p
+	default:
+		if rel, ok = strings.CutPrefix(p, fs+"."); !ok {
+			return err
+		}
+	}
+	switch {
+	case rel == "":
+		p = ts
+	case ts == "request":
+		p = rel
+	default:
+		p = ts + "." + rel
+	}
+	ne := *se
+	ne.Message = p + " (" + rest
+	ne.Cause = err
+	return &ne
 }
 
 // args returns the argument values, resolving subrequests.
@@ -674,7 +730,7 @@ func (e *Engine) invoke(ctx context.Context, fn Func, n *request.Node, path *req
 		e.countCall(n.ID)
 		e.runs.Add(1)
 		st.attempt()
-		res, err := fn.Invoker.Invoke(ctx, args)
+		res, err := e.call(ctx, fn, n, args)
 		if err == nil {
 			st.finish(false)
 			return res, nil
@@ -705,6 +761,20 @@ func (e *Engine) invoke(ctx context.Context, fn Func, n *request.Node, path *req
 			delay = min(2*delay, maxDelay)
 		}
 	}
+}
+
+// call runs the function, turning a panic into an Internal error: the
+// engine runs functions in goroutines of its own (single flights,
+// subrequests), where a panic would take the process down, not just fail
+// the call as a direct call's does.
+func (e *Engine) call(ctx context.Context, fn Func, n *request.Node, args []byte) (res []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			e.log.Error("resolve: function panicked", "id", n.ID, "panic", p, "stack", string(debug.Stack()))
+			res, err = nil, status.Errorf(status.Internal, "function %s panicked: %v", n.ID, p)
+		}
+	}()
+	return fn.Invoker.Invoke(ctx, args)
 }
 
 func retryable(err error) bool {

@@ -27,21 +27,23 @@ type flight struct {
 	err     error
 	waiters int // callers still waiting; guarded by flightGroup.mu
 	cancel  context.CancelFunc
+	path    *request.Path // where the caller that started it has the request
 }
 
 // do returns fn's result for key, running it unless a run for key is
-// already in flight; joined reports that the caller joined one.
-func (g *flightGroup) do(ctx context.Context, key request.Key, fn func(context.Context) ([]byte, error)) (res []byte, err error, joined bool) {
+// already in flight; joined reports that the caller joined one, started
+// by a caller that has the request at from (path is this caller's).
+func (g *flightGroup) do(ctx context.Context, key request.Key, path *request.Path, fn func(context.Context) ([]byte, error)) (res []byte, err error, joined bool, from *request.Path) {
 	g.mu.Lock()
 	if f, ok := g.m[key]; ok {
 		f.waiters++
 		g.mu.Unlock()
 		g.joins.Add(1)
 		res, err := g.wait(ctx, key, f)
-		return res, err, true
+		return res, err, true, f.path
 	}
 	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	f := &flight{done: make(chan struct{}), waiters: 1, cancel: cancel}
+	f := &flight{done: make(chan struct{}), waiters: 1, cancel: cancel, path: path}
 	g.m[key] = f
 	g.wg.Add(1)
 	g.mu.Unlock()
@@ -57,7 +59,7 @@ func (g *flightGroup) do(ctx context.Context, key request.Key, fn func(context.C
 		close(f.done)
 	}()
 	res, err = g.wait(ctx, key, f)
-	return res, err, false
+	return res, err, false, path
 }
 
 func (g *flightGroup) wait(ctx context.Context, key request.Key, f *flight) ([]byte, error) {

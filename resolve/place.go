@@ -205,6 +205,24 @@ func (e *Engine) authorizeTree(ctx context.Context, n *request.Node, path *reque
 	return nil
 }
 
+// authorizeArgs asks Config.Authorize about every request below n (not n
+// itself): for a result of n that did not resolve them for this caller —
+// a cache hit, or a run another caller started.
+func (e *Engine) authorizeArgs(ctx context.Context, n *request.Node, path *request.Path) error {
+	if e.cfg.Authorize == nil {
+		return nil
+	}
+	for i, a := range n.Args {
+		if a.Node != nil {
+			cp := path.Child(i)
+			if err := e.authorizeTree(ctx, a.Node, &cp); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // remote resolves n at p, and on a node failure places it again, until
 // it resolves, fails there, or no eligible node is left.
 func (e *Engine) remote(ctx context.Context, pl *placement, p Place, n *request.Node, path *request.Path, st tracker, known keyHint) ([]byte, error) {
