@@ -100,6 +100,10 @@ var _ Cache = (*Redis)(nil)
 // removal of a corrupt value cannot remove a good one written since.
 var delIfEqual = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
+// delIfNotString deletes KEYS[1] if it holds something other than a string
+// (a hash, a list…), which no Put of a cache wrote.
+var delIfNotString = redis.NewScript(`if redis.call("TYPE", KEYS[1]).ok ~= "string" then return redis.call("DEL", KEYS[1]) end return 0`)
+
 // NewRedis returns a cache in the Redis server named by url, such as
 // "redis://localhost:6379/0" or "unix:///run/redis.sock" (see
 // redis.ParseURL for the query parameters, whose timeouts apply to the
@@ -220,6 +224,17 @@ func (r *Redis) Get(ctx context.Context, k Key) ([]byte, bool, error) {
 	if errors.Is(err, redis.Nil) {
 		r.br.success()
 		r.misses.Add(1)
+		return nil, false, nil
+	}
+	if redis.HasErrorPrefix(err, "WRONGTYPE") {
+		// The server answered: the key holds no frame but a hash, a
+		// list…, which is a corrupt entry, not an outage.
+		r.br.success()
+		r.corrupt.Add(1)
+		r.misses.Add(1)
+		octx, cancel := r.opContext(ctx)
+		_ = delIfNotString.Run(octx, r.client, []string{rk}).Err()
+		cancel()
 		return nil, false, nil
 	}
 	if err != nil {
