@@ -194,15 +194,7 @@ func (e *Engine) authorizeTree(ctx context.Context, n *request.Node, path *reque
 	if err := e.cfg.Authorize(ctx, n.ID); err != nil {
 		return nodeError(path, n, err)
 	}
-	for i, a := range n.Args {
-		if a.Node != nil {
-			cp := path.Child(i)
-			if err := e.authorizeTree(ctx, a.Node, &cp); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return e.authorizeArgs(ctx, n, path)
 }
 
 // authorizeArgs asks Config.Authorize about every request below n (not n

@@ -270,19 +270,28 @@ func TestBenchCommand(t *testing.T) {
 // are given up by closing the connections: the run ends, counting them as
 // failed, instead of waiting for them.
 func TestBenchGivesUpOnCallsPastTheEnd(t *testing.T) {
+	checkGivenUp(t, 2, "-c", "2", "-d", "200ms")
+}
+
+// checkGivenUp runs arbor bench with flags and --timeout 500ms on calls
+// that take a minute, and checks that it ends soon, failing, with its
+// want calls reported as given up.
+func checkGivenUp(t *testing.T, want int, flags ...string) {
+	t.Helper()
 	s := startServe(t, 1, "--listen", "tcp://127.0.0.1:0", "--cache-dir", "")
 	ctx := testContext(t)
 	out := filepath.Join(t.TempDir(), "r.json")
 	t0 := time.Now()
-	code, stdout, stderr := runArbor(ctx, "bench", "-c", "2", "-d", "200ms", "--timeout", "500ms", "--out", out, s.addrs[0], "sleep", "60000")
+	args := append(append([]string{"bench"}, flags...), "--timeout", "500ms", "--out", out, s.addrs[0], "sleep", "60000")
+	code, stdout, stderr := runArbor(ctx, args...)
 	if took := time.Since(t0); code != exitFail || took > 8*time.Second {
-		t.Fatalf("bench of 60 s calls for 200ms = %d after %v\n%s\n%s", code, took, stdout, stderr)
+		t.Fatalf("bench %v of 60 s calls with --timeout 500ms = %d after %v\n%s\n%s", flags, code, took, stdout, stderr)
 	}
 	b, _ := os.ReadFile(out)
 	var rep BenchReport
 	json.Unmarshal(b, &rep)
-	if rep.Calls != 2 || rep.Errors != 2 || rep.ByCode["Canceled"] != 2 || !strings.Contains(rep.FirstErrors["Canceled"], "--timeout") {
-		t.Errorf("report of calls given up: %+v", rep)
+	if rep.Calls != uint64(want) || rep.Errors != uint64(want) || rep.ByCode["Canceled"] != int64(want) || !strings.Contains(rep.FirstErrors["Canceled"], "--timeout") {
+		t.Errorf("report of %d calls given up: %+v", want, rep)
 	}
 }
 
@@ -368,18 +377,5 @@ func TestBenchVeryLowRate(t *testing.T) {
 // instead of the run waiting on them for as long as the server takes (for
 // good, on a call that never answers).
 func TestBenchGivesUpOnCallsPastTheEndOfN(t *testing.T) {
-	s := startServe(t, 1, "--listen", "tcp://127.0.0.1:0", "--cache-dir", "")
-	ctx := testContext(t)
-	out := filepath.Join(t.TempDir(), "r.json")
-	t0 := time.Now()
-	code, stdout, stderr := runArbor(ctx, "bench", "-c", "4", "-n", "4", "--timeout", "500ms", "--out", out, s.addrs[0], "sleep", "60000")
-	if took := time.Since(t0); code != exitFail || took > 8*time.Second {
-		t.Fatalf("bench -n 4 of 60 s calls with --timeout 500ms = %d after %v\n%s\n%s", code, took, stdout, stderr)
-	}
-	b, _ := os.ReadFile(out)
-	var rep BenchReport
-	json.Unmarshal(b, &rep)
-	if rep.Calls != 4 || rep.Errors != 4 || rep.ByCode["Canceled"] != 4 || !strings.Contains(rep.FirstErrors["Canceled"], "--timeout") {
-		t.Errorf("report of calls given up: %+v", rep)
-	}
+	checkGivenUp(t, 4, "-c", "4", "-n", "4")
 }

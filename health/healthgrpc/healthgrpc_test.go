@@ -39,11 +39,11 @@ func serve(t *testing.T, hc *health.Checker) string {
 	return "http://" + l.Addr().String()
 }
 
-// grpcCheck makes a real gRPC call over h2c: a length-prefixed protobuf
-// HealthCheckRequest (field 1, the service name), and returns the status
-// field of the response and the grpc-status trailer.
-func grpcCheck(t *testing.T, base, service string) (int, string) {
-	t.Helper()
+// grpcHealthCall sends a real gRPC call of grpc.health.v1.Health's
+// method over h2c: a length-prefixed protobuf HealthCheckRequest (field
+// 1, the service name). The caller closes the body and the transport's
+// idle connections.
+func grpcHealthCall(ctx context.Context, base, method, service string) (*http.Response, *http.Transport, error) {
 	var msg []byte
 	if service != "" {
 		msg = append([]byte{0x0a, byte(len(service))}, service...)
@@ -52,19 +52,32 @@ func grpcCheck(t *testing.T, base, service string) (int, string) {
 	body = append(body, msg...)
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetUnencryptedHTTP2(true)
-	defer tr.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "POST", base+"/grpc.health.v1.Health/Check", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, "POST", base+"/grpc.health.v1.Health/"+method, bytes.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	req.Header.Set("Content-Type", "application/grpc")
 	req.Header.Set("TE", "trailers")
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
+		tr.CloseIdleConnections()
+		return nil, nil, err
+	}
+	return resp, tr, nil
+}
+
+// grpcCheck makes a real gRPC call over h2c: a length-prefixed protobuf
+// HealthCheckRequest (field 1, the service name), and returns the status
+// field of the response and the grpc-status trailer.
+func grpcCheck(t *testing.T, base, service string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, tr, err := grpcHealthCall(ctx, base, "Check", service)
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer tr.CloseIdleConnections()
 	defer resp.Body.Close()
 	if resp.ProtoMajor != 2 {
 		t.Fatalf("answered over HTTP/%d, want 2", resp.ProtoMajor)
@@ -122,22 +135,8 @@ func TestConnectJSONHealth(t *testing.T) {
 // ends (the channel closes) or the test does.
 func grpcWatch(t *testing.T, base, service string) <-chan int {
 	t.Helper()
-	var msg []byte
-	if service != "" {
-		msg = append([]byte{0x0a, byte(len(service))}, service...)
-	}
-	body := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(msg)))
-	body = append(body, msg...)
-	tr := &http.Transport{Protocols: new(http.Protocols)}
-	tr.Protocols.SetUnencryptedHTTP2(true)
 	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, "POST", base+"/grpc.health.v1.Health/Watch", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/grpc")
-	req.Header.Set("TE", "trailers")
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	resp, tr, err := grpcHealthCall(ctx, base, "Watch", service)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
