@@ -32,7 +32,8 @@ func (f CallFunc) Call(ctx context.Context, req *Request) (*Response, error) { r
 // or change the request, answer it itself, or look at the response on
 // the way back. Interceptors see every kind of call: check Request.Kind,
 // and wrap Request.Stream (server) or Response.Stream (client) to watch a
-// stream's messages. As with an http.Handler, a call's Request is valid
+// stream's messages. A client's chain returns once a stream has opened
+// or a promise was sent: Response.OnEnd follows them to their end. As with an http.Handler, a call's Request is valid
 // until the interceptor returns: on a server its Args live in the
 // connection's buffers, which serve other calls afterwards, so next must
 // have returned by then (run it on another goroutine only to wait for it).
@@ -131,6 +132,25 @@ type Response struct {
 	// localRes holds an in-process Async call's capabilities.
 	localRes *localResult
 	raw      *conn.Stream // streams: the connection's own stream
+}
+
+// OnEnd arranges for fn to run once, with the call's outcome (nil: it
+// succeeded), when the call is over: for a unary call that is now, for an
+// Async call (a promise) when its answer arrives or it fails, for a
+// stream when it has ended. It is how a client interceptor follows a
+// promise or a stream past the return of its chain (metrics and tracing
+// interceptors record them there). A Response an interceptor made
+// itself has ended: fn runs at once. fn may run on the connection's
+// reader goroutine: it must be quick and must never block.
+func (r *Response) OnEnd(fn func(err error)) {
+	switch {
+	case r.async != nil:
+		r.async.OnDone(func(err error) { fn(fromStatus(err)) })
+	case r.raw != nil:
+		r.raw.OnDone(func(err error) { fn(fromStatus(err)) })
+	default:
+		fn(nil)
+	}
 }
 
 // Stream is a stream's encoded messages, as interceptors see them. Recv

@@ -28,6 +28,11 @@ type call struct {
 	// reference in write batch refGen (see Conn.queueRef).
 	refArgs []byte
 	refGen  uint64
+	// Promises only: what OnDone registered, run once the answer is in
+	// (completed set, under hmu).
+	hmu       sync.Mutex
+	hooks     []func(error)
+	completed bool
 }
 
 // Reply is the answer to a successful call. Result is valid until Release.
@@ -82,7 +87,14 @@ func (cl *call) complete(err error) {
 		ob.end(ob.info.Conn.cfg.Observer, n, err)
 	}
 	if cl.doneCh != nil {
+		cl.hmu.Lock()
+		hooks := cl.hooks
+		cl.hooks, cl.completed = nil, true
+		cl.hmu.Unlock()
 		close(cl.doneCh)
+		for _, fn := range hooks {
+			fn(err)
+		}
 		return
 	}
 	cl.done <- struct{}{}

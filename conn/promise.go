@@ -49,6 +49,22 @@ func (a *Async) Conn() *Conn { return a.c }
 // Done is closed when the answer has arrived.
 func (a *Async) Done() <-chan struct{} { return a.cl.doneCh }
 
+// OnDone arranges for fn to run once, with the call's error (nil: it
+// succeeded), when the answer is in: at once if it is already. fn runs
+// on the goroutine that completed the call (the connection's reader, for
+// most), so it must be quick and must never block.
+func (a *Async) OnDone(fn func(err error)) {
+	cl := a.cl
+	cl.hmu.Lock()
+	if !cl.completed {
+		cl.hooks = append(cl.hooks, fn)
+		cl.hmu.Unlock()
+		return
+	}
+	cl.hmu.Unlock()
+	fn(cl.err)
+}
+
 // Result returns the encoded result or the error; valid after Done.
 func (a *Async) Result() ([]byte, error) {
 	<-a.cl.doneCh

@@ -40,6 +40,7 @@ type Stream struct {
 
 	doneOnce   sync.Once
 	done       chan struct{}
+	hooks      []func(error)        // OnDone's, run by finish (under mu until ended)
 	err        error                // why the stream ended, when not a plain success
 	result     []byte               // the callee's RESULT payload (opener side)
 	resultCaps []wire.CapDescriptor // its capability table
@@ -87,7 +88,8 @@ func (s *Stream) finish(result []byte, err error) {
 		s.result, s.err = result, err
 		s.recvEnd = true
 		s.ended = true
-		stop := s.stop
+		stop, hooks := s.stop, s.hooks
+		s.hooks = nil
 		// Messages still queued give their connection credit back now:
 		// nobody may read them. They stay readable, uncounted.
 		unread := 0
@@ -110,7 +112,26 @@ func (s *Stream) finish(result []byte, err error) {
 			s.c.inflight.Add(-1)
 		}
 		s.c.wakeCredit()
+		for _, fn := range hooks {
+			fn(err)
+		}
 	})
+}
+
+// OnDone arranges for fn to run once, with the error that ended the
+// stream (nil: it ended well), when the stream is over: at once if it
+// is already. fn runs on the goroutine that ended the stream (often the
+// connection's reader), so it must be quick and must never block.
+func (s *Stream) OnDone(fn func(err error)) {
+	s.mu.Lock()
+	if !s.ended {
+		s.hooks = append(s.hooks, fn)
+		s.mu.Unlock()
+		return
+	}
+	err := s.err
+	s.mu.Unlock()
+	fn(err)
 }
 
 // OpenStream starts a streaming call. Cancelling ctx cancels the stream on

@@ -381,11 +381,11 @@ func (m *Metrics) ServerInterceptor() arbor.Interceptor {
 }
 
 // ClientInterceptor records the calls a client (or any Caller it wraps)
-// makes. Use it instead of Observer on a client, not with it. It sees
-// a call until its interceptor chain returns: a unary call whole, but a
-// stream or an Async call (a promise) only until it opened or was sent,
-// so those are counted with the outcome, latency and bytes of their
-// start; Observer follows them to their end.
+// makes. Use it instead of Observer on a client, not with it. A stream
+// or an Async call (a promise) is followed to its end (Response.OnEnd):
+// its outcome and latency are those of the whole call, but its bytes are
+// only the arguments it was opened or sent with (Observer counts stream
+// messages and a promise's result too).
 func (m *Metrics) ClientInterceptor() arbor.Interceptor {
 	return func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
@@ -394,11 +394,17 @@ func (m *Metrics) ClientInterceptor() arbor.Interceptor {
 			start := time.Now()
 			f.start(shard)
 			resp, err := next(ctx, req)
+			out := int64(len(req.Args))
+			if err == nil && resp != nil && (req.Async || req.Kind.IsStream()) {
+				// Followed to its end: the answer's arrival, the stream's end.
+				resp.OnEnd(func(err error) { f.done(shard, err, time.Since(start), 0, out) })
+				return resp, err
+			}
 			var in int64
 			if resp != nil {
 				in = int64(len(resp.Result))
 			}
-			f.done(shard, err, time.Since(start), in, int64(len(req.Args)))
+			f.done(shard, err, time.Since(start), in, out)
 			return resp, err
 		}
 	}

@@ -537,3 +537,69 @@ func TestWrappedObserversCountTheirOwnCalls(t *testing.T) {
 		}
 	}
 }
+
+// TestClientInterceptorFollowsPromisesAndStreams: ClientInterceptor
+// counts a promise in flight until its answer arrives and a stream until
+// it ends, and records their outcome then (Response.OnEnd), not at the
+// moment they were sent or opened.
+func TestClientInterceptorFollowsPromisesAndStreams(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg, metrics.Options{})
+	must(t, err)
+	srv := arbor.NewServer()
+	defer srv.Close()
+	gate := make(chan error)
+	must(t, arbor.Handle0(srv, "gated", func(ctx context.Context) (int, error) { return 1, <-gate }))
+	must(t, arbor.HandleServerStream(srv, "hold", func(ctx context.Context, _ int, out *arbor.Sender[int]) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}))
+	l, err := srv.Listen(testContext(t), "tcp://127.0.0.1:0")
+	must(t, err)
+	cl, err := arbor.Dial(testContext(t), l.URL(), arbor.WithInterceptors(m.ClientInterceptor()))
+	must(t, err)
+	defer cl.Close()
+	ctx := testContext(t)
+	series := func(fn, metric string, labels ...string) float64 {
+		want := map[string]string{"function": fn}
+		for i := 0; i+1 < len(labels); i += 2 {
+			want[labels[i]] = labels[i+1]
+		}
+		v, _ := lookup(gather(t, reg), metric, want)
+		return v
+	}
+
+	p := arbor.Go0[int](ctx, cl, "gated")
+	if got := series("gated", "arbor_client_calls_in_flight"); got != 1 {
+		t.Errorf("a promise awaiting its answer: %v in flight, want 1", got)
+	}
+	if got := series("gated", "arbor_client_calls_total", "code", "OK"); got != 0 {
+		t.Errorf("a promise awaiting its answer counted %v calls ended OK", got)
+	}
+	gate <- arbor.NewError(arbor.Aborted, "no")
+	if _, err := p.Wait(); arbor.CodeOf(err) != arbor.Aborted {
+		t.Fatalf("Wait: %v", err)
+	}
+	waitUntil(t, func() bool { return series("gated", "arbor_client_calls_total", "code", "Aborted") == 1 }, "the promise's failure counted")
+	if got := series("gated", "arbor_client_calls_in_flight"); got != 0 {
+		t.Errorf("an answered promise: %v in flight, want 0", got)
+	}
+
+	s, err := arbor.CallServerStream[int](ctx, cl, "hold", 0)
+	must(t, err)
+	if got := series("hold", "arbor_client_calls_in_flight"); got != 1 {
+		t.Errorf("an open stream: %v in flight, want 1", got)
+	}
+	s.Close()
+	waitUntil(t, func() bool { return series("hold", "arbor_client_calls_total", "code", "Canceled") == 1 }, "the cancelled stream counted")
+}
+
+func waitUntil(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

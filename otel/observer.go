@@ -126,10 +126,9 @@ func (t *Tracing) ServerInterceptor() arbor.Interceptor {
 
 // ClientInterceptor traces the calls a client (or any Caller it wraps)
 // makes and puts the trace context in their metadata. Use it instead of
-// Observer on a client, not with it. Its span lasts until the
-// interceptor chain returns: a unary call whole, but a stream or an
-// Async call (a promise) only until it opened or was sent; Observer's
-// spans follow those to their end.
+// Observer on a client, not with it. The span of a stream or an Async
+// call (a promise) lasts until the stream ends or the answer arrives
+// (Response.OnEnd); its result size is Observer's alone.
 func (t *Tracing) ClientInterceptor() arbor.Interceptor {
 	return func(next arbor.CallFunc) arbor.CallFunc {
 		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
@@ -138,11 +137,16 @@ func (t *Tracing) ClientInterceptor() arbor.Interceptor {
 			})
 			req.Metadata = md
 			resp, err := next(ctx, req)
+			out := int64(len(req.Args))
+			if err == nil && resp != nil && (req.Async || req.Kind.IsStream()) {
+				resp.OnEnd(func(err error) { end(span, err, out, 0) }) // the answer's arrival, the stream's end
+				return resp, err
+			}
 			var in int64
 			if resp != nil {
 				in = int64(len(resp.Result))
 			}
-			end(span, err, int64(len(req.Args)), in)
+			end(span, err, out, in)
 			return resp, err
 		}
 	}

@@ -450,3 +450,37 @@ func (w wrapper) CallEnded(ctx context.Context, info *conn.CallInfo, err error) 
 }
 func (w wrapper) FlowStalled(c *conn.Conn, d time.Duration)               {}
 func (w wrapper) GoAway(c *conn.Conn, sent bool, code uint32, msg string) {}
+
+// TestClientInterceptorSpansFollowPromises: ClientInterceptor's span of
+// a promise ends when the answer arrives, with its outcome, not when
+// the call was sent (Response.OnEnd).
+func TestClientInterceptorSpansFollowPromises(t *testing.T) {
+	p := newProcess(t, sdktrace.AlwaysSample())
+	gate := make(chan error)
+	addr := serve(t, newProcess(t, sdktrace.NeverSample()), func(srv *arbor.Server) {
+		arbor.Handle0(srv, "gated", func(ctx context.Context) (int, error) { return 1, <-gate })
+	})
+	c, err := arbor.Dial(context.Background(), addr, arbor.WithInterceptors(p.tr.ClientInterceptor()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pr := arbor.Go0[int](testContext(t), c, "gated")
+	time.Sleep(20 * time.Millisecond)
+	if n := len(p.exp.GetSpans()); n != 0 {
+		t.Fatalf("%d spans ended while the promise awaits its answer", n)
+	}
+	gate <- arbor.NewError(arbor.Aborted, "no")
+	if _, err := pr.Wait(); arbor.CodeOf(err) != arbor.Aborted {
+		t.Fatalf("Wait: %v", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(p.exp.GetSpans()) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the promise's span never ended")
+		}
+	}
+	s := p.exp.GetSpans()[0]
+	if code, _ := attr(s, arborotel.AttrCode); s.Name != "gated" || s.Status.Code != codes.Error || code.AsString() != "Aborted" {
+		t.Errorf("span %s: status %v, code %q; want gated, Error, Aborted", s.Name, s.Status, code.AsString())
+	}
+}
