@@ -468,3 +468,39 @@ func ExampleWithBootstrap() {
 	fmt.Println(arbor.Call1[string](ctx, main, "hello", "vat"))
 	// Output: hello, vat <nil>
 }
+
+// A client interceptor's chain returns once a promise is sent (or a
+// stream opened); Response.OnEnd runs when that call is over.
+func ExampleResponse_OnEnd() {
+	ctx := context.Background()
+	mem := &transport.Config{Mem: transport.NewMemNetwork()}
+	srv := arbor.NewServer()
+	arbor.Handle2(srv, "add", func(ctx context.Context, a, b int) (int, error) { return a + b, nil })
+	l, _ := transport.Listen(ctx, "mem:adder", mem)
+	go srv.Serve(l)
+	defer srv.Close()
+
+	ended := make(chan string, 1)
+	watch := func(next arbor.CallFunc) arbor.CallFunc {
+		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
+			resp, err := next(ctx, req)
+			if err == nil && req.Async {
+				id := req.ID
+				resp.OnEnd(func(err error) { ended <- fmt.Sprintf("%s answered: %v", id, arbor.CodeOf(err)) })
+			}
+			return resp, err
+		}
+	}
+	c, err := arbor.Dial(ctx, "mem:adder", arbor.WithTransport(mem), arbor.WithInterceptors(watch))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	p := arbor.Go2[int](ctx, c, "add", 2, 3) // the interceptor has returned
+	fmt.Println(<-ended)
+	fmt.Println(p.Wait())
+	// Output:
+	// add answered: OK
+	// 5 <nil>
+}
