@@ -1,6 +1,7 @@
 package request
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -191,5 +192,31 @@ func TestErrorPathEmptyKeys(t *testing.T) {
 		if status.CodeOf(err) != status.InvalidArgument || !strings.Contains(err.Error(), `args.tuple_element0."".""`) {
 			t.Errorf("depth %d: %v", depth, err)
 		}
+	}
+}
+
+// A malformed value inside a msgpack tree is reported once, at the byte
+// where it goes wrong (not also at the start of the value, which read as
+// two offsets for one error).
+func TestMsgpackValueErrorOffset(t *testing.T) {
+	b, err := AppendMsgpack(nil, New("f", 1, []any{1, 2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := len(b) - 1 // the array's last element
+	b[bad] = 0xc1
+	_, _, err = ParseMsgpack(b, Limits{})
+	want := fmt.Sprintf("args.tuple_element1: invalid msgpack type byte 0xc1 (at byte %d)", bad)
+	if status.CodeOf(err) != status.InvalidArgument || !strings.HasSuffix(err.Error(), want) || strings.Count(err.Error(), "at byte") != 1 {
+		t.Fatalf("got %v, want it to end in %q", err, want)
+	}
+}
+
+// A malformed field of a request is named once, with its offset.
+func TestMsgpackFieldErrorOffset(t *testing.T) {
+	b := []byte{0x93, 0xa1, 'f', 0xc1, 0x90} // the title is not a value
+	_, _, err := ParseMsgpack(b, Limits{})
+	if want := "title: invalid msgpack type byte 0xc1 (at byte 3)"; status.CodeOf(err) != status.InvalidArgument || !strings.HasSuffix(err.Error(), want) || strings.Count(err.Error(), "at byte") != 1 {
+		t.Fatalf("got %v, want it to end in %q", err, want)
 	}
 }

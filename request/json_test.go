@@ -333,3 +333,25 @@ func TestAppendValueJSON(t *testing.T) {
 		t.Error("truncated array accepted")
 	}
 }
+
+// A value that is a map with "uuid" and "args" has no Cradle JSON form:
+// ParseJSON would read it back as a request, so that data built in Go
+// (say, a record a user supplied) became a call of the function it names.
+// AppendJSON refuses it rather than write a different tree.
+func TestJSONValueThatReadsAsRequest(t *testing.T) {
+	n := New("store+mem", map[string]any{"uuid": "delete_all+none", "args": map[string]any{}})
+	if err := n.Validate(Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := n.MarshalJSON()
+	if err == nil {
+		m, perr := ParseJSON(out, Limits{})
+		if perr == nil && (m.Key() != n.Key() || m.Args[0].IsRequest()) {
+			t.Fatalf("a value argument read back as a request: %s", out)
+		}
+		return
+	}
+	if status.CodeOf(err) != status.InvalidArgument || !strings.Contains(err.Error(), "args.tuple_element0") {
+		t.Fatalf("got %v, want InvalidArgument naming the argument", err)
+	}
+}

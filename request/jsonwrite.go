@@ -47,6 +47,10 @@ func appendNodeJSON(b []byte, n *Node, depth int) ([]byte, error) {
 		var err error
 		if a.Node != nil {
 			b, err = appendNodeJSON(b, a.Node, depth+1)
+		} else if readsAsRequest(a.Value) {
+			// ParseJSON would read it back as a subrequest: data would
+			// become a call.
+			return b, status.Errorf(status.InvalidArgument, "%s: args.tuple_element%d: a map with the keys \"uuid\" and \"args\" has no Cradle JSON form (it reads as a request)", n.ID, i)
 		} else {
 			b, err = AppendValueJSON(b, a.Value)
 		}
@@ -197,6 +201,39 @@ func appendValueJSON(dst, b []byte, off, depth, keys int) ([]byte, int, error) {
 		return append(dst, '}'), off, nil
 	}
 	return dst, start, canonErr(start, "unexpected %s", h.kind)
+}
+
+// readsAsRequest reports whether the msgpack value b is a map with the
+// string keys "uuid" and "args", which ParseJSON reads as a request when
+// it is an argument.
+func readsAsRequest(b []byte) bool {
+	h, err := readHead(b, 0)
+	if err != nil || h.kind != value.KindMap {
+		return false
+	}
+	off, uuid, args := h.hlen, false, false
+	for i := 0; i < h.n; i++ {
+		kh, err := readHead(b, off)
+		if err != nil {
+			return false
+		}
+		if kh.kind == value.KindString && len(b)-off-kh.hlen >= kh.n {
+			switch string(b[off+kh.hlen : off+kh.hlen+kh.n]) {
+			case "uuid":
+				uuid = true
+			case "args":
+				args = true
+			}
+		}
+		for range 2 { // the key, then the value
+			end, _, err := scanCanon(b, off, 0, value.DefaultLimits)
+			if err != nil {
+				return false
+			}
+			off = end
+		}
+	}
+	return uuid && args
 }
 
 func be(p []byte) uint64 {

@@ -3,6 +3,7 @@ package request
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -122,6 +123,23 @@ func (p *msgpackParser) overBudget(off int) *mpErr {
 		msg: fmt.Sprintf("the decoded request tree would take more than %d bytes (Limits.MaxBytes)", p.budget.max)}
 }
 
+// valueErr is an error in the argument value at p.off: scanCanon and
+// canonWriter name the offset in p.b where it goes wrong, so that one is
+// kept rather than added to.
+func (p *msgpackParser) valueErr(err error) *mpErr {
+	var ve *value.Error
+	if errors.As(err, &ve) {
+		return p.errorf(ve.Offset, "%s", ve.Msg)
+	}
+	return p.errorf(p.off, "%v", err)
+}
+
+// prefix names the field the error is in.
+func (e *mpErr) prefix(what string) *mpErr {
+	e.msg = what + ": " + e.msg
+	return e
+}
+
 // in adds the index of the argument the error is in.
 func (e *mpErr) in(i int) *mpErr {
 	e.path = append(e.path, i)
@@ -140,7 +158,7 @@ func (e *mpErr) status() error {
 func (p *msgpackParser) head(want value.Kind, what string) (head, *mpErr) {
 	h, err := readHead(p.b, p.off)
 	if err != nil {
-		return h, p.errorf(p.off, "%s: %v", what, err)
+		return h, p.valueErr(err).prefix(what)
 	}
 	if h.kind != want && !(want == value.KindUint && h.kind == value.KindInt) {
 		return h, p.errorf(p.off, "%s: want %s, got %s", what, want, h.kind)
@@ -259,13 +277,13 @@ func (p *msgpackParser) node(depth int) (*Node, *mpErr) {
 		case argValue:
 			end, canon, err := scanCanon(p.b, p.off, 0, p.lim.Value)
 			if err != nil {
-				return nil, p.errorf(p.off, "%v", err).in(i)
+				return nil, p.valueErr(err).in(i)
 			}
 			v := p.b[p.off:end:end]
 			if !canon {
 				p.canon.out = p.canon.out[:0]
 				if _, err = p.canon.value(p.b, p.off, 0, p.lim.Value); err != nil {
-					return nil, p.errorf(p.off, "%v", err).in(i)
+					return nil, p.valueErr(err).in(i)
 				}
 				if !p.budget.take(len(p.canon.out)) {
 					return nil, p.overBudget(p.off).in(i)

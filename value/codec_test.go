@@ -107,6 +107,21 @@ func TestDecodeErrorsNameFields(t *testing.T) {
 	}
 }
 
+// A map key in an error's path is quoted shortly, as the strings in
+// messages are: a peer's megabyte key does not become a megabyte error
+// (which the server would log and send back).
+func TestDecodeErrorQuotesLittleOfAKey(t *testing.T) {
+	huge := strings.Repeat("k", 1<<20)
+	b := AppendMapHeader(nil, 1)
+	b = AppendString(b, huge)
+	b = AppendBool(b, true)
+	r := NewReader(b)
+	_, err := For[map[string]int]().Decode(&r)
+	if err == nil || !strings.Contains(err.Error(), "expected int, got bool") || !strings.Contains(err.Error(), "(1048576 bytes)") || len(err.Error()) > 300 {
+		t.Fatalf("got a %d-byte error: %.200s", len(err.Error()), err)
+	}
+}
+
 func TestCheckRefusesTypesWithoutValues(t *testing.T) {
 	type noExported struct{ a, b int }
 	type withChan struct{ C chan int }
@@ -177,6 +192,29 @@ func TestMapsEncodeDeterministically(t *testing.T) {
 		b, _ := For[map[string]int]().Append(nil, m)
 		if string(a) != string(b) {
 			t.Fatal("the same map encoded two ways")
+		}
+	}
+}
+
+// AppendAny (CallAny's arguments, results of type any) encodes a
+// map[string]any as the map plan does: keys sorted by their encoding, so
+// equal maps encode to equal bytes.
+func TestAppendAnyMapsEncodeDeterministically(t *testing.T) {
+	m := map[string]any{}
+	for i := 0; i < 40; i++ {
+		m[strings.Repeat("k", i%35)+string(rune('a'+i%26))] = i
+	}
+	want, err := For[map[string]any]().Append(nil, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		got, err := AppendAny(nil, []any{m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got[1:]) != string(want) {
+			t.Fatal("AppendAny encoded a map unlike the map plan (or two ways)")
 		}
 	}
 }
@@ -289,5 +327,20 @@ func TestIntegerOverflowMessages(t *testing.T) {
 	r := NewReader(AppendInt(nil, 300))
 	if _, err := For[int8]().Decode(&r); err == nil || !strings.Contains(err.Error(), "overflows int8") {
 		t.Errorf("int8: %v", err)
+	}
+}
+
+// ReadTime returns a time in UTC whichever form it came in: an RFC 3339
+// string with an offset reads as the same instant in UTC, like a
+// timestamp does.
+func TestTimeFromStringIsUTC(t *testing.T) {
+	b := AppendString(nil, "2026-12-01T10:00:00+02:00")
+	r := NewReader(b)
+	got, err := For[time.Time]().Decode(&r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Location() != time.UTC || got.Hour() != 8 {
+		t.Fatalf("decoded %v (location %v), want 2026-12-01 08:00:00 UTC", got, got.Location())
 	}
 }

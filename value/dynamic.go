@@ -1,10 +1,13 @@
 package value
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // ReadAny decodes one value into plain Go values: nil, bool, int64, uint64
@@ -163,11 +166,24 @@ func AppendAny(b []byte, v any) ([]byte, error) {
 		}
 		return b, nil
 	case map[string]any:
+		// Keys sorted by their encoding, as the map plan sorts them, so
+		// that equal maps encode to equal bytes: a str header grows with
+		// the length, so that is by length, then by bytes.
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, func(a, b string) int {
+			if c := cmp.Compare(len(a), len(b)); c != 0 {
+				return c
+			}
+			return strings.Compare(a, b)
+		})
 		b = AppendMapHeader(b, len(x))
-		for k, e := range x {
+		for _, k := range keys {
 			b = AppendString(b, k)
 			var err error
-			if b, err = AppendAny(b, e); err != nil {
+			if b, err = AppendAny(b, x[k]); err != nil {
 				return b, fmt.Errorf("%s: %w", k, err)
 			}
 		}

@@ -311,7 +311,7 @@ func mapCodec(t reflect.Type, kp, vp *plan) (func(*encState, []byte, unsafe.Poin
 			}
 			vv.SetZero()
 			if err := vp.dec(d, vv.Addr().UnsafePointer()); err != nil {
-				return d.in(err, "key %v", kv.Interface())
+				return d.in(err, "key %s", truncate(fmt.Sprint(kv.Interface())))
 			}
 			m.SetMapIndex(kv, vv)
 		}

@@ -37,7 +37,7 @@ func (r *Reader) ReadTime() (time.Time, error) {
 			r.off = start
 			return time.Time{}, r.errorf("expected time.Time, got the string %q (want RFC 3339)", truncate(s))
 		}
-		return t, nil
+		return t.UTC(), nil
 	}
 	start := r.off
 	typ, data, err := r.ReadExt()

@@ -139,3 +139,27 @@ func TestReaderQuietPeriod(t *testing.T) {
 		t.Fatalf("a small read a quiet period after the last large one: buffer %d, want %d", got, SmallBuffer)
 	}
 }
+
+// A large payload read while the small buffer is held (its header came
+// in a read of its own, the payload straight from the source) is not
+// kept once the connection is quiet: a quiet connection holds
+// SmallBuffer bytes, not a large payload's buffer.
+func TestReaderQuietDropsLargePayloadBuffer(t *testing.T) {
+	const full = 8 << 10
+	frame := AppendFrame(nil, TypeResult, 0, 1, bytes.Repeat([]byte{'L'}, 3*full))
+	small := AppendFrame(nil, TypeResult, 0, 2, []byte("q"))
+	src := &chunks{parts: [][]byte{frame[:HeaderSize], frame[HeaderSize:], small, small}}
+	r := NewReader(src, full, 1<<20)
+	r.quiet = 0
+	for range 3 {
+		if _, _, err := r.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.BufferSize(); got != SmallBuffer {
+		t.Fatalf("quiet reader: buffer %d, want %d", got, SmallBuffer)
+	}
+	if cap(r.big) != 0 {
+		t.Fatalf("quiet reader still holds a %d-byte buffer of a large payload", cap(r.big))
+	}
+}

@@ -163,10 +163,14 @@ func (r *Reader) consumePending() {
 		return
 	}
 	r.r, r.w = 0, 0
-	if len(r.buf) > SmallBuffer && r.lastN <= SmallBuffer && time.Now().UnixNano()-r.bigAt >= r.quiet {
-		putReadBuf(r.bufp, r.buf)
-		r.buf, r.bufp = r.small[:], nil
-		r.big = nil // a quiet connection does not keep a large payload's buffer either
+	if (len(r.buf) > SmallBuffer || r.big != nil) && r.lastN <= SmallBuffer && time.Now().UnixNano()-r.bigAt >= r.quiet {
+		if len(r.buf) > SmallBuffer {
+			putReadBuf(r.bufp, r.buf)
+			r.buf, r.bufp = r.small[:], nil
+		}
+		// A quiet connection does not keep a large payload's buffer
+		// either, whichever buffer that payload was read past.
+		r.big = nil
 	}
 }
 
