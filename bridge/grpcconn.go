@@ -475,14 +475,24 @@ func (c *gconn) closeNow(cause error) {
 	}
 	c.cond.Broadcast()
 	c.mu.Unlock()
-	c.cancel(cause)
+	// The calls' cause is never the reader's bare io.EOF: a stream's Recv
+	// would return it as the client's end of its messages.
+	c.cancel(arbor.Errorf(arbor.Canceled, "the gRPC connection closed: %v", cause))
 	c.nc.Close()
 }
 
-// stopStreams ends what the closed connection left (nothing, normally:
-// the handlers have returned).
+// stopStreams ends what the closed connection left: the streams whose
+// handlers never started (a unary call whose request had not ended),
+// giving back what they hold of MaxMemory. Reader only (its loop is over).
 func (c *gconn) stopStreams() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	left := make([]*gstream, 0, len(c.streams))
+	for _, st := range c.streams {
+		left = append(left, st)
+	}
 	clear(c.streams)
+	c.mu.Unlock()
+	for _, st := range left {
+		st.stop(context.Cause(c.ctx))
+	}
 }

@@ -256,11 +256,14 @@ func (s *GRPCServer) Shutdown(ctx context.Context) error {
 	for l := range s.listeners {
 		l.Close()
 	}
-	idle := make(chan struct{})
-	if len(s.conns) == 0 {
-		close(idle)
-	} else {
-		s.idle = idle
+	idle := s.idle // a Shutdown already waiting: wait with it
+	if idle == nil {
+		idle = make(chan struct{})
+		if len(s.conns) == 0 {
+			close(idle)
+		} else {
+			s.idle = idle
+		}
 	}
 	conns := make([]*gconn, 0, len(s.conns))
 	for c := range s.conns {

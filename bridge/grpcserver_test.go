@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -698,4 +699,167 @@ func handshakeMaybe(addr string) (net.Conn, error) {
 		return nil, err
 	}
 	return nc, nil
+}
+
+// startGRPCOpts is startGRPC with options for the Arbor server.
+func startGRPCOpts(t testing.TB, gcfg bridge.GRPCConfig, opts ...arbor.ServerOption) string {
+	t.Helper()
+	srv := arbor.NewServer(opts...)
+	if err := server.New(nil).Register(srv); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := bridge.NewGRPCServer(bridge.New(srv, bridge.Config{}), gcfg)
+	go gs.Serve(l)
+	t.Cleanup(func() {
+		gs.Close()
+		srv.Close()
+	})
+	return l.Addr().String()
+}
+
+// A client that drops its connection in the middle of a client stream
+// has not ended the stream: the handler's Recv fails, it does not see
+// the io.EOF of a client that half-closed, and so does not finish (and
+// commit) a request that was cut short.
+func TestGRPCConnectionLossIsNotEndOfStream(t *testing.T) {
+	ended := make(chan error, 1)
+	ic := func(next arbor.CallFunc) arbor.CallFunc {
+		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
+			resp, err := next(ctx, req)
+			if req.ID == pb.RouteGuideRecordRouteProcedure {
+				ended <- err
+			}
+			return resp, err
+		}
+	}
+	r, _ := handshake(t, startGRPCOpts(t, bridge.GRPCConfig{}, arbor.WithInterceptors(ic)))
+	r.headers(1, pb.RouteGuideRecordRouteProcedure, false)
+	r.message(1, patriots, false)
+	r.fr.WritePing(false, [8]byte{7})
+	for { // the server has read the point once it answers the PING
+		if p, ok := r.read().(*http2.PingFrame); ok && p.IsAck() {
+			break
+		}
+	}
+	// Gone, with a FIN (as a client that exits having read everything).
+	r.nc.(*net.TCPConn).CloseWrite()
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Fatal("RecordRoute succeeded on a connection the client dropped mid-stream: Recv returned io.EOF")
+		}
+		t.Logf("the handler ended with %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler did not end after the connection closed")
+	}
+}
+
+// Shutdown called twice at once (a signal handler and a deferred call):
+// both return once the connections have drained, not only the last.
+func TestGRPCConcurrentShutdown(t *testing.T) {
+	srv := arbor.NewServer()
+	defer srv.Close()
+	if err := server.New(nil).Register(srv); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := bridge.NewGRPCServer(bridge.New(srv, bridge.Config{}), bridge.GRPCConfig{})
+	defer gs.Close()
+	go gs.Serve(l)
+	r, _ := handshake(t, l.Addr().String())
+	r.headers(1, pb.RouteGuideRecordRouteProcedure, false)
+	r.fr.WritePing(false, [8]byte{9})
+	for { // the server has taken stream 1 once it answers the PING
+		if p, ok := r.read().(*http2.PingFrame); ok && p.IsAck() {
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	shut := make(chan error, 2)
+	go func() { shut <- gs.Shutdown(ctx) }()
+	for {
+		if _, ok := r.read().(*http2.GoAwayFrame); ok {
+			break
+		}
+	}
+	go func() { shut <- gs.Shutdown(ctx) }()
+	time.Sleep(100 * time.Millisecond) // the second Shutdown waits too
+	r.fr.WriteData(1, true, nil)
+	if res := r.until(1); res.trailers["grpc-status"] != "0" {
+		t.Fatalf("the stream in flight: %+v", res)
+	}
+	for i := range 2 {
+		if err := <-shut; err != nil {
+			t.Fatalf("Shutdown %d of 2 after the drain: %v", i+1, err)
+		}
+	}
+}
+
+// A call that ends (here at its grpc-timeout) while a message of its is
+// only partly out, held back by the client's window, cannot send
+// trailers: they would close the stream inside the message, which a
+// gRPC client reads as a truncated message (grpc-go: Internal,
+// "unexpected EOF"), not as the call's status. It is reset instead
+// (CANCEL, as gRPC servers do at a deadline).
+func TestGRPCNoTrailersInsideAMessage(t *testing.T) {
+	r, _ := handshake(t, startGRPC(t, bridge.Config{}, bridge.GRPCConfig{}),
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: 3})
+	r.headers(1, greeter.GreeterSayHellosProcedure, false, "grpc-timeout", "200m")
+	r.message(1, &greeter.HellosRequest{Name: "w", Count: 2}, true)
+	res := r.until(1)
+	if len(res.data) != 3 {
+		t.Fatalf("%d bytes of DATA within a window of 3", len(res.data))
+	}
+	if !res.gotRST || res.rst != http2.ErrCodeCancel {
+		t.Fatalf("the call ended inside a message with %+v, not RST_STREAM CANCEL", res)
+	}
+}
+
+// The request bytes of a stream that never started its handler (a
+// unary call whose message had not ended) go back to MaxMemory when its
+// connection dies: a client that sends large messages and hangs up does
+// not use up the server's budget for good.
+func TestGRPCMemoryBudgetAfterConnectionLoss(t *testing.T) {
+	srv := arbor.NewServer()
+	defer srv.Close()
+	if err := server.New(nil).Register(srv); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := bridge.NewGRPCServer(bridge.New(srv, bridge.Config{}), bridge.GRPCConfig{MaxMemory: 1 << 20})
+	defer gs.Close()
+	go gs.Serve(l)
+	r, _ := handshake(t, l.Addr().String())
+	r.headers(1, pb.RouteGuideGetFeatureProcedure, false)
+	r.fr.WriteData(1, false, []byte{0, 0, 1, 0x86, 0xa0}) // a 100,000-byte message
+	r.fr.WriteData(1, false, make([]byte, 16000))
+	r.headers(3, pb.RouteGuideGetFeatureProcedure, false)
+	r.message(3, patriots, false) // whole, but the stream not ended
+	r.fr.WritePing(false, [8]byte{5})
+	for { // the server has read it all once it answers the PING
+		if p, ok := r.read().(*http2.PingFrame); ok && p.IsAck() {
+			break
+		}
+	}
+	if n := gs.MemoryInUse(); n < 16000 {
+		t.Fatalf("MemoryInUse %d while a stream holds 16,000 bytes", n)
+	}
+	r.nc.Close()
+	for i := 0; gs.MemoryInUse() != 0; i++ {
+		if i == 100 {
+			t.Fatalf("MemoryInUse %d after the only connection closed: its streams' bytes are lost to the budget", gs.MemoryInUse())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

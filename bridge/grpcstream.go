@@ -58,6 +58,7 @@ type gstream struct {
 	// Under c.mu.
 	sendWindow  int64
 	headersSent bool
+	partial     bool // a message is partly queued, waiting for window
 	done        bool // trailers sent, or reset
 	remoteDone  bool // END_STREAM or RST_STREAM from the client
 	finalized   bool // ended with the handler done: out of the table

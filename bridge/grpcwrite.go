@@ -287,6 +287,7 @@ func (st *gstream) sendMessage(payload []byte, end bool, md arbor.Metadata) erro
 		}
 		st.sendWindow -= int64(n)
 		c.sendWindow -= int64(n)
+		st.partial = off < total
 	}
 	if end {
 		st.endLocked(arbor.OK, "", nil, md, true)
@@ -332,6 +333,13 @@ func (st *gstream) endLocked(code arbor.Code, msg string, details []byte, md arb
 		if c.goingAway && len(c.streams) == 0 && !c.closed {
 			c.closeAfter = true // the flush that follows closes
 		}
+	}
+	if st.partial {
+		// A message is partly out: trailers would end the stream inside
+		// it, so it is reset, as gRPC servers do at a deadline.
+		c.wfr.WriteRSTStream(st.id, http2.ErrCodeCancel)
+		c.cond.Broadcast()
+		return
 	}
 	block := c.trailerBlockLocked(!st.headersSent, 200, code, msg, details, md)
 	c.writeHeaderBlockLocked(st.id, block, true)
