@@ -84,6 +84,9 @@ func ParseAddr(s string) (Addr, error) {
 		if rest == "" {
 			return bad("empty socket path")
 		}
+		if rest == "@" {
+			return bad("empty abstract socket name")
+		}
 		return Addr{Scheme: SchemeUnix, Path: rest}, nil
 	}
 	if rest, ok := cutPrefixFold(s, SchemeMem+":"); ok {

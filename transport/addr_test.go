@@ -65,6 +65,7 @@ func TestParseAddrErrors(t *testing.T) {
 	}{
 		{"", "empty address"},
 		{"unix-abstract:", "empty abstract socket name"},
+		{"unix:@", "empty abstract socket name"},
 		{"*:", "missing port"},
 		{"*", "missing port"},
 		{"localhost", "missing port"},

@@ -57,6 +57,17 @@ func serverTLSConfig(cfg *Config) (*tls.Config, error) {
 		if len(tc.Certificates) == 0 && tc.GetCertificate == nil && tc.GetConfigForClient == nil {
 			return nil, tlsConfigError(nil, "listener: Config.TLS has no certificate")
 		}
+		if get := tc.GetConfigForClient; get != nil {
+			// crypto/tls handshakes with the configuration it returns,
+			// versions included.
+			tc.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+				c, err := get(hello)
+				if c == nil || err != nil {
+					return c, err
+				}
+				return requireTLS13(c.Clone())
+			}
+		}
 		return requireTLS13(tc)
 	}
 	if cfg.CertFile == "" || cfg.KeyFile == "" {

@@ -336,3 +336,32 @@ func TestTLSConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// A Config.TLS whose GetConfigForClient hands out its own configuration
+// (certificate rotation, SNI) is still TLS 1.3 only: the configuration
+// it returns is what crypto/tls handshakes with.
+func TestTLSGetConfigForClientStillTLS13(t *testing.T) {
+	ctx := testContext(t)
+	ca := testcerts.NewCA(t, "CA")
+	server := ca.IssueTLS(t, "server", testcerts.Server)
+	ln, handshakes := listenTLSEcho(t, &Config{TLS: &tls.Config{
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return &tls.Config{Certificates: []tls.Certificate{server}}, nil
+		},
+	}})
+	d := tls.Dialer{Config: &tls.Config{MaxVersion: tls.VersionTLS12, RootCAs: ca.Pool(), ServerName: "127.0.0.1"}}
+	c, err := d.DialContext(ctx, "tcp", ln.Addr().String())
+	if err == nil {
+		c.Close()
+		t.Fatal("TLS 1.2 handshake succeeded")
+	}
+	if err := <-handshakes; err == nil {
+		t.Error("server completed a TLS 1.2 handshake")
+	}
+	c, err = Dial(ctx, ln.URL(), &Config{TLS: &tls.Config{RootCAs: ca.Pool()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "rotated")
+}
