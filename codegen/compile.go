@@ -70,22 +70,31 @@ func Compile(ctx context.Context, importPaths []string, parameter string, paths 
 }
 
 // importName is the name a file on disk has relative to the first import
-// path that holds it, as protoc names it.
+// path that holds it, as protoc names it. As protoc does, it refuses a
+// file that an earlier import path shadows: one holding another file of
+// that name, which is what the name would resolve to.
 func importName(importPaths []string, path string) (string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", err
 	}
-	if _, err := os.Stat(abs); err != nil {
+	fi, err := os.Stat(abs)
+	if err != nil {
 		return "", fmt.Errorf("%s: %w", path, err)
 	}
-	for _, ip := range importPaths {
+	for i, ip := range importPaths {
 		dir, err := filepath.Abs(ip)
 		if err != nil {
 			return "", err
 		}
 		rel, err := filepath.Rel(dir, abs)
 		if err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			for _, earlier := range importPaths[:i] {
+				other := filepath.Join(earlier, rel)
+				if ofi, err := os.Stat(other); err == nil && !os.SameFile(fi, ofi) {
+					return "", fmt.Errorf("%s: input is shadowed in the import paths (-I) by %q; either use the latter file as your input or reorder the import paths so that the former file's location comes first", path, other)
+				}
+			}
 			return filepath.ToSlash(rel), nil
 		}
 	}

@@ -2,6 +2,8 @@ package codegen_test
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -75,6 +77,10 @@ func TestUnsupportedConstructs(t *testing.T) {
 			"method S.L: (arbor.v1.cache) is set on a server-streaming method; request trees cache unary methods only"},
 		{"field colliding with a method", "syntax = \"proto3\";\n" + goPkg + "message A { int32 append_msgpack = 1; }\n",
 			"field append_msgpack becomes Go field AppendMsgpack, which collides"},
+		{"oneof colliding with a method", "syntax = \"proto3\";\n" + goPkg + "message A { oneof append_msgpack { int32 x = 1; } }\n",
+			"oneof append_msgpack becomes Go field AppendMsgpack, which collides"},
+		{"proto3 optional field colliding with a method", "syntax = \"proto3\";\n" + goPkg + "message A { optional int32 read_msgpack = 1; }\n",
+			"field read_msgpack becomes Go field ReadMsgpack, which collides"},
 		{"generated name colliding with a message", "syntax = \"proto3\";\n" + goPkg + "message SClient {}\nservice S { rpc M(SClient) returns (SClient); }\n",
 			"the generated name SClient (of service S) collides with message SClient"},
 		{"client method colliding", "syntax = \"proto3\";\n" + goPkg + "message A {}\nservice S {\n  rpc M(A) returns (A);\n  rpc GoM(A) returns (A);\n}\n",
@@ -124,5 +130,57 @@ func TestWriteRefusesEscapingNames(t *testing.T) {
 		if err == nil {
 			t.Errorf("Write(%q) succeeded", name)
 		}
+	}
+}
+
+// A construct Arbor refuses is named by file:line:col, as protoc names
+// errors (arbor gen's help says so): the field, oneof, method or service.
+func TestUnsupportedConstructsNamePosition(t *testing.T) {
+	for _, tc := range []struct {
+		name, src, want string
+	}{
+		{"cache on a stream", "syntax = \"proto3\";\nimport \"arbor/v1/options.proto\";\n" + goPkg +
+			"message A {}\nservice S {\n  rpc L(A) returns (stream A) { option (arbor.v1.cache) = CACHE_LEVEL_MEM; }\n}\n",
+			"a.proto:6:3: method S.L:"},
+		{"field", "syntax = \"proto3\";\n" + goPkg + "message A {\n  int32 append_msgpack = 1;\n}\n",
+			"a.proto:4:3: field append_msgpack"},
+		{"oneof", "syntax = \"proto3\";\n" + goPkg + "message A {\n  oneof read_msgpack { int32 x = 1; }\n}\n",
+			"a.proto:4:3: oneof read_msgpack"},
+		{"service name", "syntax = \"proto3\";\n" + goPkg + "message SClient {}\nservice S { rpc M(SClient) returns (SClient); }\n",
+			"a.proto:4:1: service S:"},
+		{"client method", "syntax = \"proto3\";\n" + goPkg + "message A {}\nservice S {\n  rpc M(A) returns (A);\n  rpc GoM(A) returns (A);\n}\n",
+			"a.proto:6:3: service S:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := compileSources(t, map[string]string{"a.proto": tc.src}, "a.proto")
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("err = %v; want it to start with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A file given on the command line that an earlier import path shadows
+// (holding another file by the same name) is refused, as protoc refuses
+// it, rather than compiling that other file in its place.
+func TestShadowedInputRefused(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range []string{"a", "b"} {
+		if err := os.MkdirAll(filepath.Join(dir, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		src := "syntax = \"proto3\";\noption go_package = \"example.com/" + p + "\";\nmessage From" + strings.ToUpper(p) + " {}\n"
+		if err := os.WriteFile(filepath.Join(dir, p, "x.proto"), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	_, err := codegen.Compile(testContext(t), []string{a, b}, "", filepath.Join(b, "x.proto"))
+	if err == nil || !strings.Contains(err.Error(), "shadowed") || !strings.Contains(err.Error(), filepath.Join(a, "x.proto")) {
+		t.Fatalf("err = %v; want b/x.proto refused as shadowed by a/x.proto", err)
+	}
+	// The file the first import path holds is fine.
+	if _, err := codegen.Compile(testContext(t), []string{a, b}, "", filepath.Join(a, "x.proto")); err != nil {
+		t.Fatal(err)
 	}
 }

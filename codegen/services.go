@@ -2,7 +2,11 @@ package codegen
 
 import (
 	"fmt"
+	"go/token"
+	"path"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/compiler/protogen"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -109,10 +113,45 @@ type fileGen struct {
 	f     *protogen.File
 	g     *protogen.GeneratedFile
 	taken map[string]string // top-level Go names of the package → what declares them
+	pkgs  map[string]bool   // names of the message packages the file refers to
+}
+
+// name is n as a parameter or variable of generated code, made unlike
+// the packages and types the code refers to, which it would shadow.
+func (fg *fileGen) name(n string) string {
+	for fg.pkgs[n] || fg.taken[n] != "" {
+		n += "_"
+	}
+	return n
+}
+
+// goSanitized is the package name protogen gives an import path whose
+// last element is s (protobuf-go's internal strs.GoSanitized).
+func goSanitized(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			return r
+		}
+		return '_'
+	}, s)
+	r, _ := utf8.DecodeRuneInString(s)
+	if token.Lookup(s).IsKeyword() || !unicode.IsLetter(r) {
+		return "_" + s
+	}
+	return s
 }
 
 func generateFile(gen *protogen.Plugin, f *protogen.File, taken map[string]string) error {
-	fg := &fileGen{gen: gen, f: f, taken: taken}
+	fg := &fileGen{gen: gen, f: f, taken: taken, pkgs: map[string]bool{}}
+	for _, s := range f.Services {
+		for _, m := range s.Methods {
+			for _, msg := range []*protogen.Message{m.Input, m.Output} {
+				if !fg.local(msg) {
+					fg.pkgs[goSanitized(path.Base(string(msg.GoIdent.GoImportPath)))] = true
+				}
+			}
+		}
+	}
 	// Check everything before writing, so that a refused file leaves no
 	// half-generated output.
 	for _, s := range f.Services {
@@ -138,13 +177,23 @@ func generateFile(gen *protogen.Plugin, f *protogen.File, taken map[string]strin
 }
 
 // checkMessages refuses messages whose generated Go type already has a
-// member named like the methods added to it.
+// member named like the methods added to it: a field, or a oneof (whose
+// fields are members of its wrapper types, not of the message's).
 func checkMessages(ms []*protogen.Message) error {
 	for _, m := range ms {
 		for _, fl := range m.Fields {
+			if fl.Oneof != nil && !fl.Oneof.Desc.IsSynthetic() {
+				continue
+			}
 			if fl.GoName == "AppendMsgpack" || fl.GoName == "ReadMsgpack" {
 				return fmt.Errorf("%s: field %s becomes Go field %s, which collides with the method Arbor adds to carry %s as protobuf; rename the field",
-					m.Location.SourceFile, fl.Desc.Name(), fl.GoName, m.Desc.FullName())
+					pos(fl.Desc), fl.Desc.Name(), fl.GoName, m.Desc.FullName())
+			}
+		}
+		for _, o := range m.Oneofs {
+			if !o.Desc.IsSynthetic() && (o.GoName == "AppendMsgpack" || o.GoName == "ReadMsgpack") {
+				return fmt.Errorf("%s: oneof %s becomes Go field %s, which collides with the method Arbor adds to carry %s as protobuf; rename the oneof",
+					pos(o.Desc), o.Desc.Name(), o.GoName, m.Desc.FullName())
 			}
 		}
 		if err := checkMessages(m.Messages); err != nil {
@@ -206,10 +255,10 @@ func (fg *fileGen) methodInfo(m *protogen.Method) (method, error) {
 	if ok {
 		suffix, known := cacheSuffixes[level]
 		if !known {
-			return mi, fmt.Errorf("%s: method %s: (%s) = %d is not an arbor.v1.CacheLevel", m.Location.SourceFile, m.Desc.FullName(), cacheOptionName, level)
+			return mi, fmt.Errorf("%s: method %s: (%s) = %d is not an arbor.v1.CacheLevel", pos(m.Desc), m.Desc.FullName(), cacheOptionName, level)
 		}
 		if suffix != "" && mi.kind != "unary" {
-			return mi, fmt.Errorf("%s: method %s: (%s) is set on a %s-streaming method; request trees cache unary methods only", m.Location.SourceFile, m.Desc.FullName(), cacheOptionName, mi.kind)
+			return mi, fmt.Errorf("%s: method %s: (%s) is set on a %s-streaming method; request trees cache unary methods only", pos(m.Desc), m.Desc.FullName(), cacheOptionName, mi.kind)
 		}
 		mi.cacheSuffix = suffix
 	}
@@ -262,7 +311,7 @@ func cacheLevel(opts *descriptorpb.MethodOptions) (int32, bool) {
 
 // names are the Go names generated for one service.
 func (fg *fileGen) check(s *protogen.Service) error {
-	loc := s.Location.SourceFile
+	loc := pos(s.Desc)
 	svc := s.GoName
 	mine := map[string]string{}
 	claim := func(name, what string) error {
@@ -304,7 +353,7 @@ func (fg *fileGen) check(s *protogen.Service) error {
 		}
 		for _, n := range names {
 			if prev, ok := clientMethods[n]; ok {
-				return fmt.Errorf("%s: service %s: the client method %s is generated for both %s and method %s; rename one", loc, s.Desc.FullName(), n, prev, m.Desc.Name())
+				return fmt.Errorf("%s: service %s: the client method %s is generated for both %s and method %s; rename one", pos(m.Desc), s.Desc.FullName(), n, prev, m.Desc.Name())
 			}
 			clientMethods[n] = "method " + string(m.Desc.Name())
 		}
@@ -364,6 +413,16 @@ func (fg *fileGen) comments(c protogen.Comments, deprecated bool, def ...string)
 		g.P("//")
 		g.P("// Deprecated: do not use.")
 	}
+}
+
+// pos names where d is declared as protoc names places in errors,
+// file:line:col, or by its file alone when the request has no source info.
+func pos(d protoreflect.Descriptor) string {
+	f := d.ParentFile()
+	if loc := f.SourceLocations().ByDescriptor(d); loc.Path != nil {
+		return fmt.Sprintf("%s:%d:%d", f.Path(), loc.StartLine+1, loc.StartColumn+1)
+	}
+	return f.Path()
 }
 
 func deprecated(d protoreflect.Descriptor) bool {

@@ -116,18 +116,20 @@ func (fg *fileGen) register(s *protogen.Service, methods []method, ctx string) {
 	svc := s.GoName
 	registrar := fg.ident(arborPkg, "Registrar")
 	handleOption := fg.ident(arborPkg, "HandleOption")
+	r, impl, opts, sd, err := fg.name("r"), fg.name("impl"), fg.name("opts"), fg.name("sd"), fg.name("err")
+	cv, req, in, out, res := fg.name("ctx"), fg.name("req"), fg.name("in"), fg.name("out"), fg.name("res")
 	g.P("// Register", svc, "Handler registers impl's methods on r (an *arbor.Server, or an")
 	g.P("// *arbor.Service to pass as a capability), each as the function its procedure")
 	g.P("// names, with the options the .proto gives (idempotency_level NO_SIDE_EFFECTS or")
 	g.P("// IDEMPOTENT: arbor.Idempotent; arbor.v1.cache: also registered under its TreeID)")
 	g.P("// and then opts. On a server it also enables ", fg.ident(arborprotoPkg, "SchemaFunction"), ", which")
 	g.P("// describes the methods' messages to clients with no .proto at hand.")
-	g.P("func Register", svc, "Handler(r ", registrar, ", impl ", svc, "Handler, opts ...", handleOption, ") error {")
-	g.P("if err := ", fg.ident(arborprotoPkg, "EnableSchema"), "(r); err != nil {")
-	g.P("return err")
+	g.P("func Register", svc, "Handler(", r, " ", registrar, ", ", impl, " ", svc, "Handler, ", opts, " ...", handleOption, ") error {")
+	g.P("if ", err, " := ", fg.ident(arborprotoPkg, "EnableSchema"), "(", r, "); ", err, " != nil {")
+	g.P("return ", err)
 	g.P("}")
 	if len(methods) > 0 {
-		g.P("sd := ", g.QualifiedGoIdent(fg.f.GoDescriptorIdent), ".Services().ByName(", strconv.Quote(string(s.Desc.Name())), ")")
+		g.P(sd, " := ", g.QualifiedGoIdent(fg.f.GoDescriptorIdent), ".Services().ByName(", strconv.Quote(string(s.Desc.Name())), ")")
 	}
 	for _, mi := range methods {
 		m := mi.m
@@ -135,27 +137,27 @@ func (fg *fileGen) register(s *protogen.Service, methods []method, ctx string) {
 		if mi.idempotent {
 			fromProto = ", " + fg.ident(arborPkg, "Idempotent") + "()"
 		}
-		optsExpr := fg.ident(arborprotoPkg, "Options") + "(sd, " + strconv.Quote(string(m.Desc.Name())) + ", opts" + fromProto + ")..."
-		fn := "impl." + m.GoName
-		in, out := m.Input, m.Output
+		optsExpr := fg.ident(arborprotoPkg, "Options") + "(" + sd + ", " + strconv.Quote(string(m.Desc.Name())) + ", " + opts + fromProto + ")..."
+		fn := impl + "." + m.GoName
+		inMsg, outMsg := m.Input, m.Output
 		var call string
 		switch mi.kind {
 		case "unary":
-			if !fg.local(in) || !fg.local(out) {
-				fn = fmt.Sprintf("func(ctx %s, req %s) (%s, error) {\nres, err := impl.%s(ctx, %s)\nreturn %s, err\n}",
-					ctx, fg.wireType(in), fg.wireType(out), m.GoName, fg.unwrap(in, "req"), fg.wrap(out, "res"))
+			if !fg.local(inMsg) || !fg.local(outMsg) {
+				fn = fmt.Sprintf("func(%s %s, %s %s) (%s, error) {\n%s, %s := %s.%s(%s, %s)\nreturn %s, %s\n}",
+					cv, ctx, req, fg.wireType(inMsg), fg.wireType(outMsg), res, err, impl, m.GoName, cv, fg.unwrap(inMsg, req), fg.wrap(outMsg, res), err)
 			}
 			call = fg.ident(arborPkg, "Handle1")
 		case "server":
-			if !fg.local(in) {
-				fn = fmt.Sprintf("func(ctx %s, req %s, out *%s[%s]) error {\nreturn impl.%s(ctx, req.Msg, out)\n}",
-					ctx, fg.wireType(in), fg.ident(arborPkg, "Sender"), fg.wireType(out), m.GoName)
+			if !fg.local(inMsg) {
+				fn = fmt.Sprintf("func(%s %s, %s %s, %s *%s[%s]) error {\nreturn %s.%s(%s, %s.Msg, %s)\n}",
+					cv, ctx, req, fg.wireType(inMsg), out, fg.ident(arborPkg, "Sender"), fg.wireType(outMsg), impl, m.GoName, cv, req, out)
 			}
 			call = fg.ident(arborPkg, "HandleServerStream")
 		case "client":
-			if !fg.local(out) {
-				fn = fmt.Sprintf("func(ctx %s, in *%s[%s]) (%s, error) {\nres, err := impl.%s(ctx, in)\nreturn %s, err\n}",
-					ctx, fg.ident(arborPkg, "Receiver"), fg.wireType(in), fg.wireType(out), m.GoName, fg.wrap(out, "res"))
+			if !fg.local(outMsg) {
+				fn = fmt.Sprintf("func(%s %s, %s *%s[%s]) (%s, error) {\n%s, %s := %s.%s(%s, %s)\nreturn %s, %s\n}",
+					cv, ctx, in, fg.ident(arborPkg, "Receiver"), fg.wireType(inMsg), fg.wireType(outMsg), res, err, impl, m.GoName, cv, in, fg.wrap(outMsg, res), err)
 			}
 			call = fg.ident(arborPkg, "HandleClientStream")
 		case "bidi":
@@ -165,13 +167,14 @@ func (fg *fileGen) register(s *protogen.Service, methods []method, ctx string) {
 		if mi.cacheSuffix != "" {
 			ids = append(ids, svc+m.GoName+"TreeID")
 		}
-		if len(ids) > 1 && fn != "impl."+m.GoName {
-			g.P("fn", m.GoName, " := ", fn)
-			fn = "fn" + m.GoName
+		if len(ids) > 1 && fn != impl+"."+m.GoName {
+			v := fg.name("fn" + m.GoName)
+			g.P(v, " := ", fn)
+			fn = v
 		}
 		for _, id := range ids {
-			g.P("if err := ", call, "(r, ", id, ", ", fn, ", ", optsExpr, "); err != nil {")
-			g.P("return err")
+			g.P("if ", err, " := ", call, "(", r, ", ", id, ", ", fn, ", ", optsExpr, "); ", err, " != nil {")
+			g.P("return ", err)
 			g.P("}")
 		}
 	}
@@ -195,6 +198,7 @@ func (fg *fileGen) client(s *protogen.Service, methods []method, ctx string) {
 	full := string(s.Desc.FullName())
 	caller := fg.ident(arborPkg, "Caller")
 	promise := fg.ident(arborPkg, "Promise")
+	x, cv, req, res, err := fg.name("x"), fg.name("ctx"), fg.name("req"), fg.name("res"), fg.name("err")
 	g.P("// ", svc, "Client calls the ", full, " service through an arbor.Caller: an")
 	g.P("// *arbor.Client, a cluster client or an *arbor.Ref, with its interceptors and")
 	g.P("// options.")
@@ -211,17 +215,17 @@ func (fg *fileGen) client(s *protogen.Service, methods []method, ctx string) {
 		m := mi.m
 		proc := svc + m.GoName + "Procedure"
 		in, out := m.Input, m.Output
-		recv := "func (x *" + svc + "Client) "
+		recv := "func (" + x + " *" + svc + "Client) "
 		dep := deprecated(m.Desc)
 		switch mi.kind {
 		case "unary":
 			fg.comments(m.Comments.Leading, dep, m.GoName+" calls "+svc+"."+string(m.Desc.Name())+".")
-			g.P(recv, m.GoName, "(ctx ", ctx, ", req ", fg.goType(in), ") (", fg.goType(out), ", error) {")
+			g.P(recv, m.GoName, "(", cv, " ", ctx, ", ", req, " ", fg.goType(in), ") (", fg.goType(out), ", error) {")
 			if fg.local(out) {
-				g.P("return ", fg.ident(arborPkg, "Call1"), "[", fg.wireType(out), "](ctx, x.c, ", proc, ", ", fg.wrap(in, "req"), ")")
+				g.P("return ", fg.ident(arborPkg, "Call1"), "[", fg.wireType(out), "](", cv, ", ", x, ".c, ", proc, ", ", fg.wrap(in, req), ")")
 			} else {
-				g.P("res, err := ", fg.ident(arborPkg, "Call1"), "[", fg.wireType(out), "](ctx, x.c, ", proc, ", ", fg.wrap(in, "req"), ")")
-				g.P("return res.Msg, err")
+				g.P(res, ", ", err, " := ", fg.ident(arborPkg, "Call1"), "[", fg.wireType(out), "](", cv, ", ", x, ".c, ", proc, ", ", fg.wrap(in, req), ")")
+				g.P("return ", res, ".Msg, ", err)
 			}
 			g.P("}")
 			g.P()
@@ -232,8 +236,8 @@ func (fg *fileGen) client(s *protogen.Service, methods []method, ctx string) {
 				g.P("//")
 				g.P("// Deprecated: do not use.")
 			}
-			g.P(recv, "Go", m.GoName, "(ctx ", ctx, ", req ", fg.goType(in), ") *", promise, "[", fg.wireType(out), "] {")
-			g.P("return ", fg.ident(arborPkg, "Go1"), "[", fg.wireType(out), "](ctx, x.c, ", proc, ", ", fg.wrap(in, "req"), ")")
+			g.P(recv, "Go", m.GoName, "(", cv, " ", ctx, ", ", req, " ", fg.goType(in), ") *", promise, "[", fg.wireType(out), "] {")
+			g.P("return ", fg.ident(arborPkg, "Go1"), "[", fg.wireType(out), "](", cv, ", ", x, ".c, ", proc, ", ", fg.wrap(in, req), ")")
 			g.P("}")
 			g.P()
 			g.P("// Then", m.GoName, " calls ", svc, ".", m.Desc.Name(), " on the result of another call before it")
@@ -242,26 +246,26 @@ func (fg *fileGen) client(s *protogen.Service, methods []method, ctx string) {
 				g.P("//")
 				g.P("// Deprecated: do not use.")
 			}
-			g.P(recv, "Then", m.GoName, "(ctx ", ctx, ", req *", promise, "[", fg.wireType(in), "]) *", promise, "[", fg.wireType(out), "] {")
-			g.P("return ", fg.ident(arborPkg, "Go1"), "[", fg.wireType(out), "](ctx, x.c, ", proc, ", req)")
+			g.P(recv, "Then", m.GoName, "(", cv, " ", ctx, ", ", req, " *", promise, "[", fg.wireType(in), "]) *", promise, "[", fg.wireType(out), "] {")
+			g.P("return ", fg.ident(arborPkg, "Go1"), "[", fg.wireType(out), "](", cv, ", ", x, ".c, ", proc, ", ", req, ")")
 			g.P("}")
 			g.P()
 		case "server":
 			fg.comments(m.Comments.Leading, dep, m.GoName+" calls "+svc+"."+string(m.Desc.Name())+": read the stream until io.EOF, or Close it.")
-			g.P(recv, m.GoName, "(ctx ", ctx, ", req ", fg.goType(in), ") (*", fg.ident(arborPkg, "ServerStream"), "[", fg.wireType(out), "], error) {")
-			g.P("return ", fg.ident(arborPkg, "CallServerStream"), "[", fg.wireType(out), "](ctx, x.c, ", proc, ", ", fg.wrap(in, "req"), ")")
+			g.P(recv, m.GoName, "(", cv, " ", ctx, ", ", req, " ", fg.goType(in), ") (*", fg.ident(arborPkg, "ServerStream"), "[", fg.wireType(out), "], error) {")
+			g.P("return ", fg.ident(arborPkg, "CallServerStream"), "[", fg.wireType(out), "](", cv, ", ", x, ".c, ", proc, ", ", fg.wrap(in, req), ")")
 			g.P("}")
 			g.P()
 		case "client":
 			fg.comments(m.Comments.Leading, dep, m.GoName+" opens "+svc+"."+string(m.Desc.Name())+": Send messages, then CloseAndRecv.")
-			g.P(recv, m.GoName, "(ctx ", ctx, ") (*", fg.ident(arborPkg, "ClientStream"), "[", fg.wireType(out), ", ", fg.wireType(in), "], error) {")
-			g.P("return ", fg.ident(arborPkg, "OpenClientStream"), "[", fg.wireType(out), ", ", fg.wireType(in), "](ctx, x.c, ", proc, ")")
+			g.P(recv, m.GoName, "(", cv, " ", ctx, ") (*", fg.ident(arborPkg, "ClientStream"), "[", fg.wireType(out), ", ", fg.wireType(in), "], error) {")
+			g.P("return ", fg.ident(arborPkg, "OpenClientStream"), "[", fg.wireType(out), ", ", fg.wireType(in), "](", cv, ", ", x, ".c, ", proc, ")")
 			g.P("}")
 			g.P()
 		case "bidi":
 			fg.comments(m.Comments.Leading, dep, m.GoName+" opens "+svc+"."+string(m.Desc.Name())+": Send and Recv independently.")
-			g.P(recv, m.GoName, "(ctx ", ctx, ") (*", fg.ident(arborPkg, "BidiStream"), "[", fg.wireType(out), ", ", fg.wireType(in), "], error) {")
-			g.P("return ", fg.ident(arborPkg, "OpenBidiStream"), "[", fg.wireType(out), ", ", fg.wireType(in), "](ctx, x.c, ", proc, ")")
+			g.P(recv, m.GoName, "(", cv, " ", ctx, ") (*", fg.ident(arborPkg, "BidiStream"), "[", fg.wireType(out), ", ", fg.wireType(in), "], error) {")
+			g.P("return ", fg.ident(arborPkg, "OpenBidiStream"), "[", fg.wireType(out), ", ", fg.wireType(in), "](", cv, ", ", x, ".c, ", proc, ")")
 			g.P("}")
 			g.P()
 		}
@@ -273,6 +277,7 @@ func (fg *fileGen) nodes(s *protogen.Service, methods []method) {
 	g := fg.g
 	svc := s.GoName
 	node := fg.ident(requestPkg, "Node")
+	tp, req, arg, mv, ok := fg.name("R"), fg.name("req"), fg.name("arg"), fg.name("m"), fg.name("ok")
 	for _, mi := range methods {
 		if mi.kind != "unary" {
 			continue
@@ -287,15 +292,15 @@ func (fg *fileGen) nodes(s *protogen.Service, methods []method) {
 		g.P("// ", svc, m.GoName, "Node returns a request-tree node calling ", svc, ".", m.Desc.Name(), level, ":")
 		g.P("// req is the request, or a subrequest whose result is one. Resolve it with")
 		g.P("// tree.Resolve[", fg.wireType(m.Output), "], or use it in a larger tree.")
-		g.P("func ", svc, m.GoName, "Node[R ", fg.goType(m.Input), " | *", node, "](req R) *", node, " {")
+		g.P("func ", svc, m.GoName, "Node[", tp, " ", fg.goType(m.Input), " | *", node, "](", req, " ", tp, ") *", node, " {")
 		if fg.local(m.Input) {
-			g.P("return ", fg.ident(requestPkg, "New"), "(", id, ", req)")
+			g.P("return ", fg.ident(requestPkg, "New"), "(", id, ", ", req, ")")
 		} else {
-			g.P("var arg any = req")
-			g.P("if m, ok := arg.(", fg.goType(m.Input), "); ok {")
-			g.P("arg = ", fg.wrap(m.Input, "m"))
+			g.P("var ", arg, " any = ", req)
+			g.P("if ", mv, ", ", ok, " := ", arg, ".(", fg.goType(m.Input), "); ", ok, " {")
+			g.P(arg, " = ", fg.wrap(m.Input, mv))
 			g.P("}")
-			g.P("return ", fg.ident(requestPkg, "New"), "(", id, ", arg)")
+			g.P("return ", fg.ident(requestPkg, "New"), "(", id, ", ", arg, ")")
 		}
 		g.P("}")
 		g.P()
