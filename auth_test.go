@@ -178,3 +178,31 @@ func TestMaxConcurrentStreams(t *testing.T) {
 	}
 	s.Close()
 }
+
+// Trailers over the wire's metadata limit fail their call with Internal
+// naming the limit, instead of reaching the caller as a malformed frame
+// that closes the connection with every call on it.
+func TestOversizedTrailersFailTheCallOnly(t *testing.T) {
+	srv := arbor.NewServer()
+	mustS(t, arbor.Handle0(srv, "big", func(ctx context.Context) (int, error) {
+		arbor.SetTrailer(ctx, "big", strings.Repeat("t", 70<<10))
+		return 1, nil
+	}))
+	gate := make(chan struct{})
+	mustS(t, arbor.Handle0(srv, "wait", func(ctx context.Context) (int, error) { <-gate; return 2, nil }))
+	l, err := srv.Listen(context.Background(), "tcp://127.0.0.1:0")
+	mustS(t, err)
+	c, err := arbor.Dial(context.Background(), l.URL())
+	mustS(t, err)
+	defer func() { c.Close(); srv.Close() }()
+	ctx := context.Background()
+	waiting := arbor.Go0[int](ctx, c, "wait")
+	_, err = arbor.Call0[int](ctx, c, "big")
+	if arbor.CodeOf(err) != arbor.Internal || !strings.Contains(err.Error(), "over the limit of 65536") {
+		t.Fatalf("oversized trailers: %v, want Internal naming the limit", err)
+	}
+	close(gate)
+	if v, err := waiting.Wait(); err != nil || v != 2 {
+		t.Fatalf("the call in flight on the same connection: %d %v", v, err)
+	}
+}

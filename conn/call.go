@@ -166,6 +166,12 @@ func (c *Conn) start(ctx context.Context, o *Outgoing, cl *call, st *Stream, laz
 	if err != nil {
 		return 0, err
 	}
+	f := wire.CallFrame{Stream: st != nil, Retain: o.Retain, Timeout: timeout, Function: o.Function,
+		Metadata: o.Metadata, Target: o.Target, Promises: o.Promises, Caps: o.Caps}
+	if err := wire.CheckCall(&f); err != nil {
+		// Sent, it would be a protocol error closing the connection.
+		return 0, status.Errorf(status.InvalidArgument, "call to %.40q: %v", o.Function, err)
+	}
 	size := o.size()
 	early := false
 	if c.helloCh != nil {
@@ -203,8 +209,7 @@ func (c *Conn) start(ctx context.Context, o *Outgoing, cl *call, st *Stream, laz
 		c.calls.put(id, cl)
 	}
 	c.cmu.Unlock()
-	f := wire.CallFrame{ID: id, Stream: st != nil, Retain: o.Retain, Timeout: timeout, Function: o.Function,
-		Metadata: o.Metadata, Target: o.Target, Promises: o.Promises, Caps: o.Caps}
+	f.ID = id
 	var at int
 	safe := early && c.wsafe == len(c.wbuf) // everything queued before may go early too
 	c.wbuf, at = wire.AppendCall(c.wbuf, &f)

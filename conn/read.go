@@ -147,7 +147,7 @@ func (c *Conn) dispatch(h wire.Header, p []byte) error {
 		return nil
 	case wire.TypeRelease:
 		if h.Flags&wire.FlagCapability != 0 { // the peer drops references to an export
-			n, err := wire.ParseCredit(p)
+			n, err := wire.ParseRelease(p)
 			if err != nil {
 				return err
 			}

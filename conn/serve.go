@@ -409,6 +409,14 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	// a slice it returned from elsewhere) goes back to bigBufs.
 	recycle := given != nil && cap(out) > 0 && &out[:1][0] == &given[:1][0]
 	trailer := sc.ctx.trailers()
+	if len(trailer) > 0 {
+		if terr := wire.CheckMetadata(trailer); terr != nil {
+			// Sent, they would be a protocol error to the caller, closing
+			// the connection: the call fails instead.
+			trailer, tail = nil, nil
+			err = status.Errorf(status.Internal, "%q: trailers: %v", sc.in.Function, terr)
+		}
+	}
 	if sc.in.Stream != nil {
 		sc.in.Stream.finish(nil, status.New(status.Canceled, "stream handler returned"))
 	}

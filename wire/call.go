@@ -2,6 +2,8 @@ package wire
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"time"
 	"unicode/utf8"
 )
@@ -251,6 +253,79 @@ type CallFrame struct {
 	Target   *Target         // nil: a function of the callee
 	Promises []PromiseRef    // answers the arguments use
 	Caps     []CapDescriptor // capabilities the arguments hold
+}
+
+// CheckCall reports what in f, but for its capability table, a peer's
+// ParseCall would refuse as malformed: an empty, overlong or non-UTF-8
+// function id, metadata over MaxMetadata, a promise table or a path over
+// its limit. A sender checks before sending, since a malformed frame is a
+// protocol error that closes the connection, failing every call on it.
+func CheckCall(f *CallFrame) error {
+	switch {
+	case f.Function == "":
+		return errors.New("empty function id")
+	case len(f.Function) > MaxFunctionID:
+		return fmt.Errorf("function id is %d bytes, over the limit of %d", len(f.Function), MaxFunctionID)
+	case !utf8.ValidString(f.Function):
+		return errors.New("function id is not valid UTF-8")
+	}
+	if err := CheckMetadata(f.Metadata); err != nil {
+		return err
+	}
+	if f.Target != nil {
+		if err := checkPath(f.Target.Path); err != nil {
+			return fmt.Errorf("target: %w", err)
+		}
+	}
+	if len(f.Promises) > MaxPromises {
+		return fmt.Errorf("%d promises, over the limit of %d", len(f.Promises), MaxPromises)
+	}
+	for i, p := range f.Promises {
+		if err := checkPath(p.Path); err != nil {
+			return fmt.Errorf("promise %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// CheckMetadata reports metadata (or trailers) whose encoding is over
+// MaxMetadata, which a peer's decoder refuses.
+func CheckMetadata(md []MD) error {
+	if len(md) == 0 {
+		return nil
+	}
+	n := uvarintLen(uint64(len(md)))
+	for _, kv := range md {
+		n += uvarintLen(uint64(len(kv.Key))) + len(kv.Key) + uvarintLen(uint64(len(kv.Value))) + len(kv.Value)
+	}
+	if n > MaxMetadata {
+		return fmt.Errorf("metadata is %d bytes, over the limit of %d", n, MaxMetadata)
+	}
+	return nil
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// checkPath checks an encoded path (AppendPath's) as the decoder does.
+func checkPath(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	d := decoder{p: b, frame: TypeCall}
+	if _, err := d.path(false); err != nil {
+		var we *Error
+		if errors.As(err, &we) {
+			return errors.New(we.Msg)
+		}
+		return err
+	}
+	return nil
 }
 
 // AppendCall begins a CALL frame: header and every field but the

@@ -136,8 +136,10 @@ func readAll(data []byte) string {
 			ParseGoAway(p)
 		case TypePing, TypePong:
 			ParsePing(h.Type, p)
-		case TypeCredit, TypeRelease:
+		case TypeCredit:
 			ParseCredit(p)
+		case TypeRelease:
+			ParseRelease(p)
 		case TypePad:
 			CheckPad(p)
 		}

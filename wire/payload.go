@@ -372,14 +372,21 @@ func AppendCredit(dst []byte, id uint64, n uint32) []byte {
 }
 
 // ParseCredit decodes a CREDIT payload.
-func ParseCredit(p []byte) (uint32, error) {
-	d := decoder{p: p, frame: TypeCredit}
-	n, err := d.uvarint("credit")
+func ParseCredit(p []byte) (uint32, error) { return parseCount(p, TypeCredit, "credit") }
+
+// ParseRelease decodes the payload of a RELEASE frame with
+// FlagCapability: the count of references dropped.
+func ParseRelease(p []byte) (uint32, error) { return parseCount(p, TypeRelease, "reference count") }
+
+// parseCount decodes a payload that is one count of 1..2^31.
+func parseCount(p []byte, t Type, what string) (uint32, error) {
+	d := decoder{p: p, frame: t}
+	n, err := d.uvarint(what)
 	if err != nil {
 		return 0, err
 	}
 	if n == 0 || n > 1<<31 {
-		return 0, d.errorf("credit %d out of range (1..2^31)", n)
+		return 0, d.errorf("%s %d out of range (1..2^31)", what, n)
 	}
 	if d.off != len(p) {
 		return 0, d.errorf("%d trailing bytes", len(p)-d.off)

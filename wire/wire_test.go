@@ -190,6 +190,7 @@ func TestPayloadErrorsNameOffsets(t *testing.T) {
 		{"goaway short", second(ParseGoAway([]byte{1})), "want at least 8"},
 		{"credit zero", second(ParseCredit([]byte{0})), "credit 0 out of range"},
 		{"credit trailing", second(ParseCredit([]byte{1, 2})), "1 trailing bytes"},
+		{"release zero", second(ParseRelease([]byte{0})), "RELEASE frame: reference count 0 out of range"},
 	}
 	for _, c := range cases {
 		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {

@@ -1,0 +1,57 @@
+package conn
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/arbor-rpc/arbor/internal/status"
+	"github.com/arbor-rpc/arbor/wire"
+)
+
+// A call the peer's decoder would refuse as malformed (a function id
+// over wire.MaxFunctionID, metadata over wire.MaxMetadata, an empty or
+// non-UTF-8 id, a path or promise table over its limit) is refused here,
+// before it is sent, with an error naming the limit: sent, it would be
+// a protocol error that closes the connection and fails every other
+// call on it.
+func TestCallsOverWireLimitsRefusedBeforeSending(t *testing.T) {
+	p := newPair(t, Config{}, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	inflight := make(chan error, 1)
+	go func() {
+		_, err := callString(t, p.client, ctx, "wait", "")
+		inflight <- err
+	}()
+	<-p.h.started
+	bigPath := make([]wire.PathSegment, wire.MaxPath+1)
+	for _, tc := range []struct {
+		name string
+		o    *Outgoing
+		want string
+	}{
+		{"long function id", out(strings.Repeat("f", wire.MaxFunctionID+1), nil, nil), "function id is 1025 bytes, over the limit of 1024"},
+		{"empty function id", out("", nil, nil), "empty function id"},
+		{"function id not UTF-8", out("f\xff", nil, nil), "not valid UTF-8"},
+		{"large metadata", out("echo", []wire.MD{{Key: "k", Value: strings.Repeat("v", wire.MaxMetadata)}}, nil), "metadata is 65542 bytes, over the limit of 65536"},
+		{"long metadata key", out("echo", []wire.MD{{Key: strings.Repeat("k", wire.MaxMetadata+1)}}, nil), "over the limit of 65536"},
+		{"long target path", &Outgoing{Function: "m", Target: &wire.Target{Kind: wire.TargetAnswer, ID: 1, Path: wire.AppendPath(nil, bigPath)}}, "target: path of 65 segments exceeds limit 64"},
+		{"long promise path", &Outgoing{Function: "m", Promises: []wire.PromiseRef{{ID: 1, Path: wire.AppendPath(nil, bigPath)}}}, "promise 0: path of 65 segments exceeds limit 64"},
+		{"long path key", &Outgoing{Function: "m", Target: &wire.Target{Kind: wire.TargetAnswer, ID: 1, Path: wire.AppendPath(nil, []wire.PathSegment{{Key: strings.Repeat("k", wire.MaxFunctionID+1)}})}}, "target: path key length 1025 exceeds limit 1024"},
+		{"many promises", &Outgoing{Function: "m", Promises: make([]wire.PromiseRef, wire.MaxPromises+1)}, "1025 promises, over the limit of 1024"},
+	} {
+		_, err := p.client.Call(ctx, tc.o)
+		if status.CodeOf(err) != status.InvalidArgument || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want InvalidArgument containing %q", tc.name, err, tc.want)
+		}
+	}
+	if got, err := callString(t, p.client, ctx, "echo", "still up"); err != nil || got != "still up" {
+		t.Fatalf("a call after the refused ones: %q %v", got, err)
+	}
+	p.h.ended <- nil
+	if err := <-inflight; err != nil {
+		t.Fatalf("the call in flight failed: %v", err)
+	}
+}
