@@ -65,7 +65,7 @@ type GRPCConfig struct {
 	// StreamWindow is the flow-control window a stream's caller may fill
 	// before the handler takes its messages (default
 	// DefaultGRPCStreamWindow); ConnWindow the connection's (default
-	// DefaultGRPCConnWindow).
+	// DefaultGRPCConnWindow). Either is at least 65,535 bytes.
 	StreamWindow, ConnWindow uint32
 	// MaxPendingWrite bounds the bytes queued for one connection's
 	// socket: beyond it senders (handlers and the reader's replies to
@@ -97,12 +97,16 @@ func (c *GRPCConfig) fill() {
 	if c.MaxHeaderListBytes == 0 {
 		c.MaxHeaderListBytes = DefaultGRPCMaxHeaderListBytes
 	}
-	if c.StreamWindow < 65535 {
+	// A window asked for below HTTP/2's initial 65,535 bytes gets that:
+	// the connection's cannot start lower.
+	if c.StreamWindow == 0 {
 		c.StreamWindow = DefaultGRPCStreamWindow
 	}
-	if c.ConnWindow < 65535 {
+	if c.ConnWindow == 0 {
 		c.ConnWindow = DefaultGRPCConnWindow
 	}
+	c.StreamWindow = max(c.StreamWindow, 65535)
+	c.ConnWindow = max(c.ConnWindow, 65535)
 	c.StreamWindow = min(c.StreamWindow, 1<<31-1)
 	c.ConnWindow = min(c.ConnWindow, 1<<31-1)
 	if c.MaxPendingWrite <= 0 {

@@ -863,3 +863,13 @@ func TestGRPCMemoryBudgetAfterConnectionLoss(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A stream window asked for below HTTP/2's initial 65,535 bytes gets
+// 65,535, not the 256 KiB default: a user asking for a small window is
+// not given a larger one.
+func TestGRPCSmallStreamWindowClamped(t *testing.T) {
+	_, got := handshake(t, startGRPC(t, bridge.Config{}, bridge.GRPCConfig{StreamWindow: 1000}))
+	if w := got[http2.SettingInitialWindowSize]; w != 65535 {
+		t.Fatalf("initial window %d advertised for a StreamWindow of 1000, want 65535", w)
+	}
+}
