@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/arbor-rpc/arbor/internal/status"
+	"github.com/arbor-rpc/arbor/wire"
 )
 
 // An answer dropped while its call still runs fails whoever waits for
@@ -70,5 +73,97 @@ func TestPinsOnlyExistingAnswers(t *testing.T) {
 	c.unpinLocked(pinned)
 	if p3, p9 := c.answers[3].pins, c.answers[9].pins; p3 != 0 || p9 != 0 {
 		t.Fatalf("after unpinning: answer 3 has %d pins, answer 9 %d; want 0 and 0", p3, p9)
+	}
+}
+
+// The capability table of an answer stays valid until Release (Reply) or
+// for good (Async): the paths of promised capabilities in it are copied,
+// not left pointing into the read buffer, which the next frames reuse.
+func TestAnswerCapPathsOutliveTheReadBuffer(t *testing.T) {
+	path := wire.AppendPath(nil, []wire.PathSegment{{Key: "field"}, {Index: 3, IsIndex: true}})
+	cc, _ := streamPair(t, Config{}, Config{}, func(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
+		if string(in.Function) == "promised" {
+			in.ResultCaps = []wire.CapDescriptor{{Kind: wire.CapReceiverAnswer, ID: 2, Path: path}}
+		}
+		return append(out, in.Args...), nil
+	})
+	r, err := cc.Call(context.Background(), out("promised", nil, []byte("r")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	a, err := cc.Go(context.Background(), out("promised", nil, []byte("a")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-a.Done()
+	for range 4 { // frames that land where the answers were read
+		got, err := callString(t, cc, context.Background(), "echo", strings.Repeat("\xff", 40))
+		if err != nil || len(got) != 40 {
+			t.Fatalf("echo: %v", err)
+		}
+	}
+	for name, caps := range map[string][]wire.CapDescriptor{"Reply": r.Caps(), "Async": a.Caps()} {
+		if len(caps) != 1 || string(caps[0].Path) != string(path) {
+			t.Errorf("%s caps: %+v, want path %x", name, caps, path)
+		}
+	}
+}
+
+// bigPath is a distinct encoded path of about 60 KiB (the longest a path
+// may be is 64 keys of 1 KiB).
+func bigPath(i int) []byte {
+	segs := []wire.PathSegment{{Index: i, IsIndex: true}}
+	for range 60 {
+		segs = append(segs, wire.PathSegment{Key: strings.Repeat("k", 1000)})
+	}
+	return wire.AppendPath(nil, segs)
+}
+
+// Calls on capabilities in answers that do not exist (never retained,
+// refused, released) cannot be served, and leave no ticket behind: such
+// tickets were never forgotten, since no answer's release drops them, so
+// a peer made the connection hold every path it named (up to 100000 of
+// 60 KiB) for as long as it lived.
+func TestCallOnUnknownAnswerLeavesNoTicket(t *testing.T) {
+	p := newPair(t, Config{}, Config{})
+	var err error
+	for i := range 20 {
+		o := out("m", nil, nil)
+		o.Target = &wire.Target{Kind: wire.TargetAnswer, ID: 1001 + 2*uint64(i), Path: bigPath(i)}
+		_, err = p.client.Call(context.Background(), o)
+	}
+	if n := p.server.Targets(); n != 0 {
+		t.Fatalf("%d targets ticketed for answers that do not exist", n)
+	}
+	if status.CodeOf(err) != status.InvalidArgument || !strings.Contains(err.Error(), "unknown, not retained, or released") {
+		t.Fatalf("call on an unknown answer: %v", err)
+	}
+}
+
+// The paths of the targets ticketed in a retained answer count towards
+// MaxRetainedBytes: they stay until the answer is released.
+func TestTargetPathsInAnAnswerAreBounded(t *testing.T) {
+	p := newPair(t, Config{MaxRetainedBytes: 1 << 20}, Config{})
+	a, err := p.client.Go(context.Background(), &Outgoing{Function: "echo", Args: []byte("x"), Retain: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Release()
+	<-a.Done()
+	refused := 0
+	for i := range 40 { // 2.4 MB of paths
+		o := out("m", nil, nil)
+		o.Target = &wire.Target{Kind: wire.TargetAnswer, ID: a.ID(), Path: bigPath(i)}
+		_, err := p.client.Call(context.Background(), o)
+		if status.CodeOf(err) == status.ResourceExhausted {
+			refused++
+			if !strings.Contains(err.Error(), "retained") {
+				t.Fatalf("refusal does not say why: %v", err)
+			}
+		}
+	}
+	if refused == 0 || p.server.Targets() > 20 {
+		t.Fatalf("%d calls refused, %d targets of 60 KiB held: MaxRetainedBytes is 1 MiB", refused, p.server.Targets())
 	}
 }

@@ -139,7 +139,10 @@ func (o *Outgoing) size() int {
 	for _, p := range o.Promises {
 		n += 11 + len(p.Path)
 	}
-	return n + 11*len(o.Caps)
+	for _, d := range o.Caps {
+		n += 12 + len(d.Path) // kind, id, path (promised capabilities)
+	}
+	return n
 }
 
 // timeoutOf checks ctx before a call and returns the time left (0: no
@@ -190,7 +193,7 @@ func (c *Conn) start(ctx context.Context, o *Outgoing, cl *call, st *Stream, laz
 	}
 	// The id is taken under the write lock so that ids reach the wire in
 	// increasing order, which the peer checks.
-	if err := c.lockForAppend(); err != nil {
+	if err := c.lockForAppendCtx(ctx); err != nil {
 		return 0, err
 	}
 	c.cmu.Lock()
@@ -389,6 +392,7 @@ func (c *Conn) answer(h wire.Header, p []byte) error {
 		}
 		if a.err == nil {
 			st.resultCaps, _ = wire.ParseCapTable(nil, a.caps) // checked by parseAnswer
+			ownCapPaths(st.resultCaps)
 			st.finish(append([]byte(nil), a.value...), nil)
 		} else {
 			st.finish(nil, a.err)
@@ -415,11 +419,22 @@ func (c *Conn) answer(h wire.Header, p []byte) error {
 			cl.buf = append(cl.buf[:0], a.value...)
 		}
 		cl.caps, _ = wire.ParseCapTable(cl.caps[:0], a.caps)
+		ownCapPaths(cl.caps)
 		cl.complete(nil)
 		return nil
 	}
 	cl.complete(a.err)
 	return nil
+}
+
+// ownCapPaths copies the paths in caps (promised capabilities), which
+// point into the read buffer, so that they outlive the frame.
+func ownCapPaths(caps []wire.CapDescriptor) {
+	for i := range caps {
+		if caps[i].Path != nil {
+			caps[i].Path = append([]byte(nil), caps[i].Path...)
+		}
+	}
 }
 
 // remoteError turns an ERROR payload into the caller's error value.

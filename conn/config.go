@@ -51,8 +51,10 @@ type Config struct {
 	// longer one is refused with ResourceExhausted.
 	MaxChain int
 	// StreamWindow is how many bytes of unread stream messages this side
-	// buffers per stream before the sender must wait (default 256 KiB);
-	// ConnWindow bounds the same across all streams (default 1 MiB).
+	// buffers per stream before the sender must wait (default 256 KiB),
+	// each message counted with its frame header (16 bytes, so that empty
+	// messages count too); ConnWindow bounds the same across all streams
+	// (default 1 MiB).
 	StreamWindow uint32
 	ConnWindow   uint32
 	// MaxMemory bounds the bytes the peer's calls may hold at once on this

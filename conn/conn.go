@@ -126,7 +126,7 @@ type Conn struct {
 	// Incoming calls.
 	smu            sync.Mutex
 	serving        idTable[serverCall]
-	active         uint32               // calls counted against MaxConcurrent
+	active         atomic.Uint32        // calls counted against MaxConcurrent (added to under smu)
 	answers        map[uint64]*answer   // retained answers (promise pipelining)
 	retainedBytes  int                  // their results' total size
 	tickets        map[targetKey]uint64 // per capability target: calls arrived

@@ -119,6 +119,10 @@ func (s *earlyServer) ServeCall(ctx context.Context, in *Incoming, out []byte) (
 	s.mu.Lock()
 	s.seen[string(in.Function)] = earlySeen{early: in.Early, handshaken: done}
 	s.mu.Unlock()
+	if in.Stream != nil { // the first message is the result
+		m, err := in.Stream.Recv()
+		return append(out, m...), err
+	}
 	return append(out, in.Args...), nil
 }
 
@@ -262,17 +266,8 @@ func TestEarlyDataOnlyIdempotent(t *testing.T) {
 // 0-RTT data, and the server runs it only once its handshake completes.
 func TestEarlyNonIdempotentHeldByServer(t *testing.T) {
 	s := &earlyServer{seen: map[string]earlySeen{}}
-	addr, ccfg := early0RTTSetup(t, s, 40*time.Millisecond)
+	cc := earlyClient(t, s)
 	ctx := context.Background()
-	nc, err := transport.Dial(ctx, addr, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := Client(nc, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
 	o := out("put", nil, []byte("x"))
 	o.Idempotent = true // the client claims it; the server decides
 	r, err := cc.Call(ctx, o)
@@ -282,5 +277,42 @@ func TestEarlyNonIdempotentHeldByServer(t *testing.T) {
 	r.Release()
 	if p, _ := s.get("put"); !p.early || !p.handshaken {
 		t.Fatalf("put: %+v, want it received in 0-RTT data and served after the handshake", p)
+	}
+}
+
+// earlyClient is a client Conn on a resumed QUIC session to s, dialed in
+// 0-RTT (its handshake not complete yet); the test's cleanup closes it.
+func earlyClient(t *testing.T, s *earlyServer) *Conn {
+	t.Helper()
+	addr, ccfg := early0RTTSetup(t, s, 40*time.Millisecond)
+	nc, err := transport.Dial(context.Background(), addr, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := Client(nc, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// A stream opened on a client still in its 0-RTT handshake, before the
+// peer's HELLO arrived, gets the send credit of the peer's window once
+// it has: made with none, its first Send waited forever for a CREDIT
+// the peer only sends for messages it was sent.
+func TestEarlyClientStreamGetsPeerWindow(t *testing.T) {
+	cc := earlyClient(t, &earlyServer{seen: map[string]earlySeen{}})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := cc.OpenStream(ctx, out("stream", nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send([]byte("hello")); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	if res, err := st.Result(); err != nil || string(res) != "hello" {
+		t.Fatalf("result %q, %v", res, err)
 	}
 }

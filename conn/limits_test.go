@@ -55,3 +55,70 @@ func TestCallsOverWireLimitsRefusedBeforeSending(t *testing.T) {
 		t.Fatalf("the call in flight failed: %v", err)
 	}
 }
+
+// An error whose message is over the caller's frame limit (a handler
+// quoting a large argument back) reaches the caller shortened, as an
+// error: written whole, its frame is over the limit and the caller closes
+// the connection as a protocol error, failing every call on it.
+func TestLargeErrorFitsPeerFrameLimit(t *testing.T) {
+	cc, _ := streamPair(t, Config{}, Config{MaxFrame: wire.MinMaxFrame}, func(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
+		if string(in.Function) == "bad" {
+			return nil, status.Errorf(status.InvalidArgument, "bad argument %q", strings.Repeat("x", 3*wire.MinMaxFrame))
+		}
+		return append(out, in.Args...), nil
+	})
+	_, err := cc.Call(context.Background(), out("bad", nil, nil))
+	if status.CodeOf(err) != status.InvalidArgument || !strings.Contains(err.Error(), "bad argument") {
+		t.Fatalf("got %v", err)
+	}
+	if r, err := cc.Call(context.Background(), out("echo", nil, []byte("ok"))); err != nil {
+		t.Fatalf("after a large error: %v", err)
+	} else {
+		r.Release()
+	}
+}
+
+// A result that fits the caller's frame limit only without its capability
+// table is refused with ResourceExhausted, as any result over the limit:
+// its frame, table included, would be over it and close the connection.
+func TestResultCapsCountTowardsFrameLimit(t *testing.T) {
+	cc, _ := streamPair(t, Config{}, Config{MaxFrame: wire.MinMaxFrame}, func(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
+		if string(in.Function) == "caps" {
+			for i := range 64 {
+				in.ResultCaps = append(in.ResultCaps, wire.CapDescriptor{Kind: wire.CapSenderHosted, ID: 1<<62 + uint64(i)})
+			}
+			return append(out, make([]byte, wire.MinMaxFrame-64)...), nil
+		}
+		return append(out, in.Args...), nil
+	})
+	_, err := cc.Call(context.Background(), out("caps", nil, nil))
+	if status.CodeOf(err) != status.ResourceExhausted || !strings.Contains(err.Error(), "frame limit") {
+		t.Fatalf("got %v", err)
+	}
+	if r, err := cc.Call(context.Background(), out("echo", nil, []byte("ok"))); err != nil {
+		t.Fatalf("after a large result: %v", err)
+	} else {
+		r.Release()
+	}
+}
+
+// A call whose capability table holds long paths (promised capabilities
+// passed back) is measured with them against the peer's frame limit:
+// refused here with ResourceExhausted, not sent over the limit, which the
+// peer takes for a protocol error.
+func TestCallCapPathsCountTowardsFrameLimit(t *testing.T) {
+	p := newPair(t, Config{MaxFrame: wire.MinMaxFrame}, Config{})
+	var path []wire.PathSegment
+	for range 3 {
+		path = append(path, wire.PathSegment{Key: strings.Repeat("k", 1000)})
+	}
+	o := out("echo", nil, make([]byte, 2000))
+	o.Caps = []wire.CapDescriptor{{Kind: wire.CapReceiverAnswer, ID: 2, Path: wire.AppendPath(nil, path)}}
+	_, err := p.client.Call(context.Background(), o)
+	if status.CodeOf(err) != status.ResourceExhausted || !strings.Contains(err.Error(), "frame limit") {
+		t.Fatalf("got %v", err)
+	}
+	if got, err := callString(t, p.client, context.Background(), "echo", "ok"); err != nil || got != "ok" {
+		t.Fatalf("after a call over the limit: %v", err)
+	}
+}

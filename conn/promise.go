@@ -188,8 +188,9 @@ func (c *Conn) settle(id uint64, out []byte, caps []wire.CapDescriptor, err erro
 	} else {
 		a.result = append([]byte(nil), out...)
 		a.caps = append([]wire.CapDescriptor(nil), caps...)
-		a.counted = len(out) + 16*len(caps)
-		c.retainedBytes += a.counted
+		n := len(out) + 16*len(caps)
+		a.counted += n // on top of the paths of targets in it
+		c.retainedBytes += n
 	}
 	close(a.done)
 }

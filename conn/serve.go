@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -188,7 +189,7 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 	switch {
 	case c.draining:
 		return nil, &status.Error{Code: status.Unavailable, Retryable: true, Message: "server is shutting down"}, nil
-	case c.active >= c.cfg.MaxConcurrent:
+	case c.active.Load() >= c.cfg.MaxConcurrent:
 		return nil, status.Errorf(status.ResourceExhausted, "too many concurrent calls on this connection (limit %d)", c.cfg.MaxConcurrent), nil
 	case stream && c.servingStreams >= c.cfg.MaxConcurrentStreams:
 		return nil, status.Errorf(status.ResourceExhausted, "too many concurrent streams on this connection (limit %d)", c.cfg.MaxConcurrentStreams), nil
@@ -199,9 +200,20 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 		if len(wc.Target.Path) > 0 {
 			key.path = string(wc.Target.Path)
 		}
-		if _, known := c.tickets[key]; !known && len(c.tickets) >= maxTargets {
-			// A peer naming ever new targets cannot grow the table.
-			return nil, status.Errorf(status.ResourceExhausted, "too many capability targets on this connection (limit %d)", maxTargets), nil
+		if _, known := c.tickets[key]; !known {
+			switch a := c.answers[key.id]; {
+			case len(c.tickets) >= maxTargets:
+				// A peer naming ever new targets cannot grow the table.
+				return nil, status.Errorf(status.ResourceExhausted, "too many capability targets on this connection (limit %d)", maxTargets), nil
+			case key.kind != wire.TargetAnswer:
+			case a == nil:
+				// Its ticket would never be forgotten: only an answer's
+				// release forgets the targets in it.
+				return nil, status.Errorf(status.InvalidArgument, "call targets a capability in the answer of call %d, which is unknown, not retained, or released", key.id), nil
+			case c.retainedBytes+len(key.path) > int(c.cfg.MaxRetainedBytes):
+				// The paths are kept with the answer until its release.
+				return nil, status.Errorf(status.ResourceExhausted, "retained answers on this connection exceed %d bytes: release promises", c.cfg.MaxRetainedBytes), nil
+			}
 		}
 	}
 	// The answers the call reads (a target in a promised answer, the
@@ -259,9 +271,10 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 	if wc.HasTarget {
 		n, known := c.tickets[key]
 		if !known && key.kind == wire.TargetAnswer {
-			if a := c.answers[key.id]; a != nil { // forgotten with the answer
-				a.paths = append(a.paths, key.path)
-			}
+			a := c.answers[key.id] // checked above; forgotten with the answer
+			a.paths = append(a.paths, key.path)
+			a.counted += len(key.path)
+			c.retainedBytes += len(key.path)
 		}
 		n++
 		c.tickets[key] = n
@@ -279,7 +292,7 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 	}
 	c.serving.put(h.ID, sc)
 	sc.arrived = c.arrived
-	c.active++
+	c.active.Add(1)
 	c.inflight.Add(1)
 	return sc, nil, nil
 }
@@ -428,9 +441,12 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	if sc.retained {
 		c.settle(sc.in.ID, out, caps, err)
 	}
-	if err == nil && len(out)+len(tail)+mdSize(trailer) > int(c.peerMaxFrame) {
+	if err == nil && len(out)+len(tail)+mdSize(trailer)+capsSize(caps) > int(c.peerMaxFrame) {
 		err = status.Errorf(status.ResourceExhausted, "result of %s is %d bytes, over the peer's frame limit of %d", sc.in.Function, len(out)+len(tail), c.peerMaxFrame)
 		tail = nil
+	}
+	if err != nil {
+		err, trailer = c.fitError(err, trailer)
 	}
 	// The result counts against the memory budget until it is written to
 	// the socket (see writeLocked); the request copy no longer does.
@@ -442,11 +458,10 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	}
 	sc.charged = 0
 	// The call no longer counts against the concurrency limit once its
-	// answer is on its way: a caller that got it may send the next call at
-	// once.
-	c.smu.Lock()
-	c.active--
-	c.smu.Unlock()
+	// answer is queued (below, before the write lock is released, so the
+	// caller cannot have it sooner): a caller that got it may send the
+	// next call at once. Not before: a worker waiting for room in a full
+	// queue (a peer that does not read) is a call still served.
 	if c.lockForAppend() == nil {
 		switch {
 		case tail != nil:
@@ -476,12 +491,14 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 			}
 		}
 		c.wcharged += reply
+		c.active.Add(^uint32(0))
 		if inline && len(c.wbuf)+c.wsegBytes < inlineFlushAt {
 			c.wmu.Unlock()
 		} else {
 			c.flushLocked()
 		}
 	} else {
+		c.active.Add(^uint32(0))
 		c.unreserve(reply)
 		if recycle {
 			putBig(out)
@@ -539,6 +556,41 @@ func (c *Conn) invoke(sc *serverCall, began time.Time) (out []byte, err error) {
 		return c.cfg.Handler.ServeCall(c.startIncoming(sc, began), &sc.in, sc.out[:0])
 	}
 	return c.cfg.Handler.ServeCall(sc.ctx, &sc.in, sc.out[:0])
+}
+
+// capsSize bounds the encoded size of a capability table.
+func capsSize(caps []wire.CapDescriptor) int {
+	if len(caps) == 0 {
+		return 0
+	}
+	n := 3 // the count
+	for _, d := range caps {
+		n += 12 + len(d.Path) // kind, id, path (or the empty one)
+	}
+	return n
+}
+
+// fitError shortens an error whose ERROR frame would be over the peer's
+// frame limit (a long message, large details or trailers), which the peer
+// refuses as a protocol error, closing the connection: trailers too large
+// go, then the details, then the message's end.
+func (c *Conn) fitError(err error, trailer []wire.MD) (*status.Error, []wire.MD) {
+	e := status.FromError(err)
+	room := int(c.peerMaxFrame) - 16 // code, flags, message length
+	if mdSize(trailer) > room/2 {
+		trailer = nil
+	}
+	room -= mdSize(trailer)
+	if len(e.Message)+len(e.Details) <= room {
+		return e, trailer
+	}
+	short := *e // not the handler's: it may be shared
+	short.Details = nil
+	if len(short.Message) > room {
+		const cut = " … (truncated)"
+		short.Message = strings.ToValidUTF8(short.Message[:room-len(cut)], "") + cut
+	}
+	return &short, trailer
 }
 
 // appendAnswer appends the RESULT (err nil) or ERROR frame of call id.

@@ -140,6 +140,11 @@ func (c *Conn) OpenStream(ctx context.Context, o *Outgoing) (*Stream, error) {
 	if o.Retain {
 		return nil, status.New(status.InvalidArgument, "conn: a stream cannot retain its answer")
 	}
+	// Streams never go early (earlyOK): the send credit they start with
+	// is the peer's window, known from its HELLO.
+	if err := c.waitHello(ctx); err != nil {
+		return nil, err
+	}
 	s := newStream(c, true, ctx)
 	if c.cfg.Observer != nil {
 		s.ob = new(observed)
@@ -207,7 +212,7 @@ func (s *Stream) Send(msg []byte) error {
 	if len(msg) > int(s.c.peerMaxFrame) {
 		return status.Errorf(status.ResourceExhausted, "stream message of %d bytes is over the peer's frame limit of %d", len(msg), s.c.peerMaxFrame)
 	}
-	if err := s.c.waitCredit(s, len(msg)); err != nil {
+	if err := s.c.waitCredit(s, msgCost(len(msg))); err != nil {
 		return err
 	}
 	if err := s.c.lockForAppend(); err != nil {
@@ -251,8 +256,8 @@ func (s *Stream) Recv() ([]byte, error) {
 			if s.head == len(s.msgs) {
 				s.msgs, s.head = s.msgs[:0], 0
 			}
-			s.buffered -= len(m)
-			s.consumed += len(m)
+			s.buffered -= msgCost(len(m))
+			s.consumed += msgCost(len(m))
 			var credit int
 			if s.consumed >= int(s.c.streamWindow/4) {
 				credit, s.consumed = s.consumed, 0
@@ -261,7 +266,7 @@ func (s *Stream) Recv() ([]byte, error) {
 			credited := s.credited
 			s.mu.Unlock()
 			if !credited {
-				s.c.consumed(len(m))
+				s.c.consumed(msgCost(len(m)))
 			}
 			if credit > 0 && !ended {
 				s.c.sendCredit(s.id, uint32(credit))
@@ -321,19 +326,25 @@ func (s *Stream) deliver(p []byte) error {
 	defer s.mu.Unlock()
 	if s.recvEnd {
 		if s.ended {
-			s.dropped(len(p)) // the stream ended locally; late data is dropped
+			s.dropped(msgCost(len(p))) // the stream ended locally; late data is dropped
 			return nil
 		}
 		return fmt.Errorf("DATA on stream %d after END", s.id)
 	}
-	if s.buffered+len(p) > int(s.c.streamWindow)+int(s.c.cfg.MaxFrame) {
-		return fmt.Errorf("flow control: stream %d sent %d bytes beyond its window of %d", s.id, s.buffered+len(p), s.c.streamWindow)
+	if s.buffered+msgCost(len(p)) > int(s.c.streamWindow)+msgCost(int(s.c.cfg.MaxFrame)) {
+		return fmt.Errorf("flow control: stream %d sent %d bytes beyond its window of %d", s.id, s.buffered+msgCost(len(p)), s.c.streamWindow)
 	}
 	s.msgs = append(s.msgs, append([]byte(nil), p...))
-	s.buffered += len(p)
+	s.buffered += msgCost(len(p))
 	s.signal()
 	return nil
 }
+
+// msgCost is what a stream message of n bytes counts against the
+// flow-control windows, on both sides: its frame, header included, so
+// that empty and tiny messages, which each cost a queue entry, are
+// bounded as well.
+func msgCost(n int) int { return n + wire.HeaderSize }
 
 // dropped returns the connection credit of a message that will never be
 // read.
@@ -467,9 +478,9 @@ func (c *Conn) streamFrame(h wire.Header, p []byte) error {
 		}
 		if h.Type == wire.TypeData { // ended meanwhile: the sender's credit comes back
 			c.fmu.Lock()
-			c.recvBuffered += len(p)
+			c.recvBuffered += msgCost(len(p))
 			c.fmu.Unlock()
-			c.consumed(len(p))
+			c.consumed(msgCost(len(p)))
 		}
 		return nil
 	}
@@ -481,8 +492,8 @@ func (c *Conn) streamFrame(h wire.Header, p []byte) error {
 		return nil
 	}
 	c.fmu.Lock()
-	c.recvBuffered += len(p)
-	over := c.recvBuffered > int(c.connWindow)+int(c.cfg.MaxFrame)
+	c.recvBuffered += msgCost(len(p))
+	over := c.recvBuffered > int(c.connWindow)+msgCost(int(c.cfg.MaxFrame))
 	c.fmu.Unlock()
 	if over {
 		return fmt.Errorf("flow control: connection window of %d bytes exceeded", c.connWindow)

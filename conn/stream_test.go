@@ -327,3 +327,39 @@ func TestUnreadMessagesReturnCredit(t *testing.T) {
 		t.Fatalf("result %q %v", res, err)
 	}
 }
+
+// Empty stream messages are flow-controlled too: a window counted in
+// payload bytes let a sender queue any number of them (each held as a
+// queue entry) at a receiver that does not read.
+func TestEmptyStreamMessagesAreFlowControlled(t *testing.T) {
+	const window = 16 << 10
+	queued := make(chan *Stream, 1)
+	release := make(chan struct{})
+	cc, _ := streamPair(t, Config{StreamWindow: window, ConnWindow: window}, Config{},
+		func(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
+			queued <- in.Stream
+			<-release // reads nothing until told
+			return out, nil
+		})
+	defer close(release)
+	st, err := cc.OpenStream(context.Background(), out("sink", nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := <-queued
+	go func() {
+		for range 1 << 20 {
+			if st.Send(nil) != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	ss.mu.Lock()
+	n := len(ss.msgs) - ss.head
+	ss.mu.Unlock()
+	if n > window {
+		t.Fatalf("%d empty messages queued at a receiver with a %d-byte window", n, window)
+	}
+	st.Cancel()
+}

@@ -11,9 +11,26 @@ import (
 
 // lockForAppend takes the write lock and waits while the queue is over its
 // bound. It reports false (lock released) if the connection failed.
-func (c *Conn) lockForAppend() error {
+func (c *Conn) lockForAppend() error { return c.lockForAppendCtx(nil) }
+
+// lockForAppendCtx is lockForAppend for a call: it stops waiting when ctx
+// (nil: none) ends, with ctx's error (lock released).
+func (c *Conn) lockForAppendCtx(ctx context.Context) error {
 	c.wmu.Lock()
-	for len(c.wbuf)+c.wsegBytes >= c.cfg.MaxPendingWrite && c.writing && c.werr == nil {
+	full := func() bool { return len(c.wbuf)+c.wsegBytes >= c.cfg.MaxPendingWrite && c.writing && c.werr == nil }
+	if ctx != nil && ctx.Done() != nil && full() {
+		stop := context.AfterFunc(ctx, func() {
+			c.wmu.Lock()
+			c.wcond.Broadcast()
+			c.wmu.Unlock()
+		})
+		defer stop()
+	}
+	for full() {
+		if ctx != nil && ctx.Err() != nil {
+			c.wmu.Unlock()
+			return status.FromError(ctx.Err())
+		}
 		c.wcond.Wait()
 	}
 	if c.werr != nil {
@@ -234,9 +251,13 @@ func (c *Conn) send(frame []byte) error {
 }
 
 // sendCancel tells the peer to stop serving call id, and why: a deadline
-// (the handler then sees DeadlineExceeded) or a plain cancel.
+// (the handler then sees DeadlineExceeded) or a plain cancel. It does not
+// wait for room in the queue (as sendCredit): a cancelled call returns at
+// once, and a CANCEL is small and sent once per call.
 func (c *Conn) sendCancel(id uint64, cause error) {
-	if c.lockForAppend() != nil {
+	c.wmu.Lock()
+	if c.werr != nil {
+		c.wmu.Unlock()
 		return
 	}
 	if errors.Is(cause, context.DeadlineExceeded) {
