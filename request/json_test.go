@@ -355,3 +355,46 @@ func TestJSONValueThatReadsAsRequest(t *testing.T) {
 		t.Fatalf("got %v, want InvalidArgument naming the argument", err)
 	}
 }
+
+// The same holds deeper in a value: a map with the key "as_file"
+// anywhere reads back as a blob, one with "uuid" and "args" as a
+// subrequest (refused inside a value). AppendJSON refuses both.
+func TestJSONNestedValuesThatReadAsSomethingElse(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		arg  any
+		want string
+	}{
+		{"as_file at the top", map[string]any{"as_file": false, "size": 1, "blob": "AA=="}, `"as_file"`},
+		{"as_file nested", map[string]any{"x": []any{1, map[string]any{"as_file": true}}}, `"as_file"`},
+		{"request nested", []any{map[string]any{"uuid": "f+none", "args": map[string]any{}}}, `"uuid" and "args"`},
+		{"uuid alone at the top", map[string]any{"uuid": "u"}, `the key "uuid"`},
+	} {
+		n := New("store+mem", tc.arg)
+		if err := n.Validate(Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		out, err := n.MarshalJSON()
+		if err == nil {
+			m, perr := ParseJSON(out, Limits{})
+			if perr == nil && m.Key() == n.Key() {
+				continue // read back as it was: fine too
+			}
+			t.Errorf("%s: written as %s, read back as another tree (%v)", tc.name, out, perr)
+			continue
+		}
+		if status.CodeOf(err) != status.InvalidArgument || !strings.Contains(err.Error(), "args.tuple_element0") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want InvalidArgument naming the argument and %s", tc.name, err, tc.want)
+		}
+	}
+	// Maps merely holding such strings as values, or a uuid below the
+	// argument, are fine.
+	n := New("store+mem", map[string]any{"k": "as_file", "v": map[string]any{"uuid": "u"}})
+	out, err := n.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := ParseJSON(out, Limits{}); err != nil || m.Key() != n.Key() {
+		t.Fatalf("%s read back: %v", out, err)
+	}
+}

@@ -47,10 +47,10 @@ func appendNodeJSON(b []byte, n *Node, depth int) ([]byte, error) {
 		var err error
 		if a.Node != nil {
 			b, err = appendNodeJSON(b, a.Node, depth+1)
-		} else if readsAsRequest(a.Value) {
-			// ParseJSON would read it back as a subrequest: data would
-			// become a call.
-			return b, status.Errorf(status.InvalidArgument, "%s: args.tuple_element%d: a map with the keys \"uuid\" and \"args\" has no Cradle JSON form (it reads as a request)", n.ID, i)
+		} else if why := misread(a.Value); why != "" {
+			// ParseJSON would read it back as something else: data would
+			// become a call or a blob.
+			return b, status.Errorf(status.InvalidArgument, "%s: args.tuple_element%d: %s has no Cradle JSON form", n.ID, i, why)
 		} else {
 			b, err = AppendValueJSON(b, a.Value)
 		}
@@ -203,37 +203,58 @@ func appendValueJSON(dst, b []byte, off, depth, keys int) ([]byte, int, error) {
 	return dst, start, canonErr(start, "unexpected %s", h.kind)
 }
 
-// readsAsRequest reports whether the msgpack value b is a map with the
-// string keys "uuid" and "args", which ParseJSON reads as a request when
-// it is an argument.
-func readsAsRequest(b []byte) bool {
-	h, err := readHead(b, 0)
-	if err != nil || h.kind != value.KindMap {
-		return false
+// misread says how ParseJSON would misread the JSON of the msgpack
+// value b, an argument ("": it would not): a map with the keys "uuid"
+// and "args" reads as a request (a subrequest as the argument itself,
+// an error inside a value), the argument itself with "uuid" alone as a
+// broken request, and a map with the key "as_file" as a blob.
+func misread(b []byte) string {
+	_, why := misreadAt(b, 0, 0)
+	return why
+}
+
+// misreadAt is misread of the value at off, depth containers down; it
+// returns the value's end.
+func misreadAt(b []byte, off, depth int) (int, string) {
+	h, err := readHead(b, off)
+	if err != nil || depth > maxWriteDepth || (h.kind != value.KindMap && h.kind != value.KindArray) {
+		end, _, _ := scanCanon(b, off, 0, value.DefaultLimits)
+		return end, ""
 	}
-	off, uuid, args := h.hlen, false, false
+	at := off + h.hlen
+	uuid, args := false, false
 	for i := 0; i < h.n; i++ {
-		kh, err := readHead(b, off)
-		if err != nil {
-			return false
-		}
-		if kh.kind == value.KindString && len(b)-off-kh.hlen >= kh.n {
-			switch string(b[off+kh.hlen : off+kh.hlen+kh.n]) {
-			case "uuid":
-				uuid = true
-			case "args":
-				args = true
-			}
-		}
-		for range 2 { // the key, then the value
-			end, _, err := scanCanon(b, off, 0, value.DefaultLimits)
+		if h.kind == value.KindMap {
+			kh, err := readHead(b, at)
 			if err != nil {
-				return false
+				return len(b), ""
 			}
-			off = end
+			if kh.kind == value.KindString && len(b)-at-kh.hlen >= kh.n {
+				switch string(b[at+kh.hlen : at+kh.hlen+kh.n]) {
+				case "uuid":
+					uuid = true
+				case "args":
+					args = true
+				case "as_file":
+					return len(b), `a map with the key "as_file" (it reads as a blob)`
+				}
+			}
+			if at, _, err = scanCanon(b, at, 0, value.DefaultLimits); err != nil {
+				return len(b), ""
+			}
+		}
+		var why string
+		if at, why = misreadAt(b, at, depth+1); why != "" {
+			return at, why
 		}
 	}
-	return uuid && args
+	switch {
+	case uuid && args:
+		return at, `a map with the keys "uuid" and "args" (it reads as a request)`
+	case uuid && depth == 0:
+		return at, `a map with the key "uuid" (as an argument it reads as a request missing its "args")`
+	}
+	return at, ""
 }
 
 func be(p []byte) uint64 {
