@@ -65,7 +65,10 @@ type Config struct {
 	// are refused with ResourceExhausted.
 	MaxConcurrentCalls, MaxConcurrentStreams uint32
 	// MaxRetainedAnswers and MaxRetainedBytes bound the promise answers
-	// one connection keeps (defaults 10000 and 64 MiB).
+	// one connection keeps (defaults 10000 and 64 MiB); a server's
+	// connections together keep at most MaxMemory bytes of them (a pool
+	// of its own, beside the one below). An answer over either is kept
+	// as a ResourceExhausted error.
 	MaxRetainedAnswers, MaxRetainedBytes uint32
 	// MaxConnMemory bounds the bytes one connection's calls hold at once
 	// (requests until their handler returns, results until written;

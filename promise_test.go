@@ -332,3 +332,39 @@ func TestServerChainLimit(t *testing.T) {
 		t.Fatalf("link 15 with a server limit of 10: %v", err)
 	}
 }
+
+// A server's connections together retain at most MaxMemory bytes of
+// answers: a client opening many connections cannot make it keep
+// MaxRetainedBytes on each. The answer over it is kept as an error that
+// calls pipelined on it get.
+func TestRetainedAnswersBoundedPerServer(t *testing.T) {
+	srv := arbor.NewServer(arbor.WithLimits(arbor.Limits{MaxMemory: 256 << 10, MaxConnMemory: 256 << 10}))
+	mustS(t, arbor.Handle1(srv, "echo", func(ctx context.Context, b []byte) ([]byte, error) { return b, nil }))
+	mustS(t, arbor.Handle1(srv, "size", func(ctx context.Context, b []byte) (int, error) { return len(b), nil }))
+	l, err := srv.Listen(context.Background(), "tcp://127.0.0.1:0")
+	mustS(t, err)
+	defer srv.Close()
+	ctx := context.Background()
+	big := make([]byte, 100<<10)
+	var held []*arbor.Promise[[]byte]
+	defer func() {
+		for _, p := range held {
+			p.Release()
+		}
+	}()
+	var last error
+	for i := range 4 { // 400 KiB retained over four connections
+		c, err := arbor.Dial(ctx, l.URL())
+		mustS(t, err)
+		defer c.Close()
+		p := arbor.Go1[[]byte](ctx, c, "echo", big)
+		held = append(held, p)
+		_, last = arbor.Go1[int](ctx, c, "size", p).Wait()
+		if i < 2 && last != nil {
+			t.Fatalf("connection %d: a call on a retained answer within the bound: %v", i, last)
+		}
+	}
+	if arbor.CodeOf(last) != arbor.ResourceExhausted || !strings.Contains(last.Error(), "all connections") {
+		t.Fatalf("the fourth connection's retained answer: %v, want ResourceExhausted naming all connections", last)
+	}
+}

@@ -39,7 +39,8 @@ type Server struct {
 	regMu    sync.Mutex
 	serve    *dispatcher
 	budget   *conn.Budget
-	maxConns int // MaxConnections, within the descriptor limit
+	retained *conn.Budget // the retained answers of all connections
+	maxConns int          // MaxConnections, within the descriptor limit
 	// invoke runs a function in process through the interceptors.
 	invokeChain CallFunc
 	onConn      func(*conn.Conn) // tests: each connection once it serves
@@ -97,6 +98,7 @@ func NewServer(opts ...ServerOption) *Server {
 		mem = DefaultMaxMemory
 	}
 	s.budget = conn.NewBudget(mem)
+	s.retained = conn.NewBudget(mem)
 	// Never accept more connections than the descriptors allow: refusing
 	// one cleanly needs a descriptor, running out fails everything.
 	s.maxConns = s.cfg.cfg.MaxConnections
@@ -364,6 +366,7 @@ func (s *Server) serveConn(nc net.Conn) {
 	cfg := s.cfg.connConfig()
 	cfg.Handler = s.serve
 	cfg.Budget = s.budget
+	cfg.RetainBudget = s.retained
 	cfg.Logger = s.connLogger
 	peer := &Peer{Addr: nc.RemoteAddr()}
 	if tc, ok := nc.(*tls.Conn); ok {

@@ -167,3 +167,48 @@ func TestTargetPathsInAnAnswerAreBounded(t *testing.T) {
 		t.Fatalf("%d calls refused, %d targets of 60 KiB held: MaxRetainedBytes is 1 MiB", refused, p.server.Targets())
 	}
 }
+
+// A RetainBudget bounds the retained answers of many connections
+// together: MaxRetainedBytes alone bounds each connection, so peers with
+// many connections made a server hold any number of times it. An answer
+// over the shared budget is kept as a ResourceExhausted error; a release
+// or a closed connection gives its bytes back.
+func TestRetainBudgetBoundsAllConnections(t *testing.T) {
+	rb := NewBudget(2500)
+	echo := func(ctx context.Context, in *Incoming, out []byte) ([]byte, error) {
+		return append(out, in.Args...), nil
+	}
+	c1, s1 := streamPair(t, Config{RetainBudget: rb}, Config{}, echo)
+	c2, s2 := streamPair(t, Config{RetainBudget: rb}, Config{}, echo)
+	ctx := context.Background()
+	payload := make([]byte, 1000)
+	retain := func(cc *Conn) *Async {
+		a, err := cc.Go(ctx, &Outgoing{Function: "echo", Args: payload, Retain: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Result(); err != nil { // the caller gets its result either way
+			t.Fatal(err)
+		}
+		return a
+	}
+	a1, a2 := retain(c1), retain(c1)
+	b1 := retain(c2)
+	if _, _, err := s2.Answer(ctx, b1.ID()); status.CodeOf(err) != status.ResourceExhausted || !strings.Contains(err.Error(), "all connections") {
+		t.Fatalf("an answer over the shared budget: %v, want ResourceExhausted naming all connections", err)
+	}
+	if _, _, err := s1.Answer(ctx, a2.ID()); err != nil {
+		t.Fatalf("an answer within it: %v", err)
+	}
+	a1.Release()
+	waitFor(t, func() bool { return rb.Used() < 2000 }, "the released answer's bytes back")
+	b2 := retain(c2)
+	if _, _, err := s2.Answer(ctx, b2.ID()); err != nil {
+		t.Fatalf("after a release: %v", err)
+	}
+	c1.Close()
+	waitFor(t, func() bool { return rb.Used() < 2000 }, "the closed connection's answers' bytes back")
+	b1.Release()
+	b2.Release()
+	waitFor(t, func() bool { return rb.Used() == 0 }, "every byte back")
+}

@@ -65,6 +65,13 @@ type Config struct {
 	// Budget, when set, is shared by many connections (a server's) and
 	// bounds the same bytes across them.
 	Budget *Budget
+	// RetainBudget, when set, is shared by many connections (a server's)
+	// and bounds their retained answers' bytes together, as
+	// MaxRetainedBytes bounds one connection's: an answer that does not
+	// fit is kept as a ResourceExhausted error. (A pool of its own: held
+	// until the peer releases them, retained answers must never stop a
+	// connection reading, which is how the peer releases them.)
+	RetainBudget *Budget
 	// Heartbeat, when set, is called with the round trip of every answer
 	// to this side's keep-alive pings, which are then sent every interval
 	// even on a busy connection: a regular signal for a failure detector.

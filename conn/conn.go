@@ -128,7 +128,8 @@ type Conn struct {
 	serving        idTable[serverCall]
 	active         atomic.Uint32        // calls counted against MaxConcurrent (added to under smu)
 	answers        map[uint64]*answer   // retained answers (promise pipelining)
-	retainedBytes  int                  // their results' total size
+	retainedBytes  int                  // their results' total size (and their targets' paths)
+	retainClosed   bool                 // retainedBytes given back to Config.RetainBudget at close
 	tickets        map[targetKey]uint64 // per capability target: calls arrived
 	dropped        []uint64             // targeted answers dropped, to tell the handler (smu)
 	servingStreams uint32

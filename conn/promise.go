@@ -180,19 +180,69 @@ func (c *Conn) settle(id uint64, out []byte, caps []wire.CapDescriptor, err erro
 	if a == nil {
 		return // released already
 	}
-	if err == nil && c.retainedBytes+len(out) > int(c.cfg.MaxRetainedBytes) {
-		err = status.Errorf(status.ResourceExhausted, "retained answers on this connection exceed %d bytes: release promises", c.cfg.MaxRetainedBytes)
+	n := len(out) + 16*len(caps)
+	if err == nil {
+		if refusal := c.retainRefusal(n); refusal != nil {
+			err = refusal
+		}
 	}
 	if err != nil {
 		a.err = status.FromError(err)
 	} else {
 		a.result = append([]byte(nil), out...)
 		a.caps = append([]wire.CapDescriptor(nil), caps...)
-		n := len(out) + 16*len(caps)
 		a.counted += n // on top of the paths of targets in it
-		c.retainedBytes += n
+		c.retainAdd(n)
 	}
 	close(a.done)
+}
+
+// retainRefusal is the error that refuses n more retained bytes, over
+// this connection's MaxRetainedBytes or the shared RetainBudget, or nil
+// when they fit; smu held.
+func (c *Conn) retainRefusal(n int) *status.Error {
+	if c.retainedBytes+n > int(c.cfg.MaxRetainedBytes) {
+		return status.Errorf(status.ResourceExhausted, "retained answers on this connection exceed %d bytes: release promises", c.cfg.MaxRetainedBytes)
+	}
+	if rb := c.cfg.RetainBudget; rb != nil && !c.retainClosed {
+		if u := rb.Used(); u != 0 && u+int64(n) > rb.Limit() {
+			return status.Errorf(status.ResourceExhausted, "retained answers of all connections exceed the server's %d bytes: release promises", rb.Limit())
+		}
+	}
+	return nil
+}
+
+// retainAdd and retainSub count retained bytes, on the connection and in
+// the shared RetainBudget (until the connection closed); smu held.
+// (Checked by retainRefusal first, taken without a check: admissions on
+// other connections may overshoot the shared bound by what they add at
+// once, a path or a result each.)
+func (c *Conn) retainAdd(n int) {
+	c.retainedBytes += n
+	if rb := c.cfg.RetainBudget; rb != nil && !c.retainClosed {
+		rb.tryTake(int64(n), true)
+	}
+}
+
+func (c *Conn) retainSub(n int) {
+	c.retainedBytes -= n
+	if rb := c.cfg.RetainBudget; rb != nil && !c.retainClosed {
+		rb.give(int64(n))
+	}
+}
+
+// closeRetained gives the shared RetainBudget back what a closed
+// connection's answers held: nothing reaches them any more.
+func (c *Conn) closeRetained() {
+	if c.cfg.RetainBudget == nil {
+		return
+	}
+	c.smu.Lock()
+	if !c.retainClosed {
+		c.retainClosed = true
+		c.cfg.RetainBudget.give(int64(c.retainedBytes))
+	}
+	c.smu.Unlock()
 }
 
 // dropAnswerLocked forgets a retained answer; smu held. One still
@@ -200,7 +250,7 @@ func (c *Conn) settle(id uint64, out []byte, caps []wire.CapDescriptor, err erro
 // looked it up without a pin would otherwise wait for it forever.
 func (c *Conn) dropAnswerLocked(id uint64) {
 	if a := c.answers[id]; a != nil {
-		c.retainedBytes -= a.counted
+		c.retainSub(a.counted)
 		delete(c.answers, id)
 		select {
 		case <-a.done:

@@ -57,6 +57,9 @@ func (c *Conn) readFrames() {
 	handedOff := false
 	defer func() {
 		if !handedOff {
+			// The reader ends once the connection has closed, with no
+			// lock held: closeRetained may take smu.
+			c.closeRetained()
 			c.loops.Done()
 		}
 	}()

@@ -210,9 +210,11 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 				// Its ticket would never be forgotten: only an answer's
 				// release forgets the targets in it.
 				return nil, status.Errorf(status.InvalidArgument, "call targets a capability in the answer of call %d, which is unknown, not retained, or released", key.id), nil
-			case c.retainedBytes+len(key.path) > int(c.cfg.MaxRetainedBytes):
+			default:
 				// The paths are kept with the answer until its release.
-				return nil, status.Errorf(status.ResourceExhausted, "retained answers on this connection exceed %d bytes: release promises", c.cfg.MaxRetainedBytes), nil
+				if refusal := c.retainRefusal(len(key.path)); refusal != nil {
+					return nil, refusal, nil
+				}
 			}
 		}
 	}
@@ -274,7 +276,7 @@ func (c *Conn) admit(h wire.Header, p []byte) (*serverCall, *status.Error, error
 			a := c.answers[key.id] // checked above; forgotten with the answer
 			a.paths = append(a.paths, key.path)
 			a.counted += len(key.path)
-			c.retainedBytes += len(key.path)
+			c.retainAdd(len(key.path))
 		}
 		n++
 		c.tickets[key] = n
