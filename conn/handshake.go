@@ -147,10 +147,17 @@ func (c *Conn) readHello(r *wire.Reader) error {
 		// Either side off: ping only if we asked for it.
 		c.keepAlive = ka
 	default:
-		c.keepAlive = min(ka, peer.KeepAlive)
+		// A peer may shorten the interval to its own, but not below
+		// minPeerKeepAlive: pings it asks for cost this side a write and
+		// a timer per connection.
+		c.keepAlive = min(ka, max(peer.KeepAlive, minPeerKeepAlive))
 	}
 	return nil
 }
+
+// minPeerKeepAlive is the shortest keep-alive interval a peer's HELLO can
+// impose (this side's own Config.KeepAlive may be shorter).
+const minPeerKeepAlive = time.Second
 
 func handshakeCategory(err error) error {
 	if isTimeout(err) {

@@ -122,3 +122,20 @@ func TestCallCapPathsCountTowardsFrameLimit(t *testing.T) {
 		t.Fatalf("after a call over the limit: %v", err)
 	}
 }
+
+// A peer proposing a keep-alive interval of a millisecond does not make
+// this side ping every millisecond (a write and a timer per connection
+// per interval): it may shorten this side's interval to a second, no
+// less. This side's own setting still rules below that.
+func TestPeerCannotImposeTinyKeepAlive(t *testing.T) {
+	_, sc := rawClientWith(t, Config{Handler: &testHandler{}, KeepAlive: 30 * time.Second},
+		wire.Hello{Version: wire.Version, MaxFrame: 1 << 20, KeepAlive: time.Millisecond})
+	if sc.keepAlive != minPeerKeepAlive {
+		t.Fatalf("keep-alive %v after the peer proposed 1ms, want %v", sc.keepAlive, minPeerKeepAlive)
+	}
+	_, own := rawClientWith(t, Config{Handler: &testHandler{}, KeepAlive: 50 * time.Millisecond},
+		wire.Hello{Version: wire.Version, MaxFrame: 1 << 20, KeepAlive: time.Millisecond})
+	if own.keepAlive != 50*time.Millisecond {
+		t.Fatalf("keep-alive %v with this side's own 50ms, want 50ms", own.keepAlive)
+	}
+}
