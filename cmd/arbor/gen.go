@@ -81,7 +81,11 @@ func gen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	generated, err := codegen.Generate(ctx, req, codegen.Options{Messages: *messages, ProtocGenGo: *pgg})
 	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
+		if file, _, ok := strings.Cut(err.Error(), ":"); ok && strings.HasSuffix(file, ".proto") {
+			fmt.Fprintln(stderr, err) // file:line:col: message, as the compiler's
+		} else {
+			fmt.Fprintf(stderr, "error: %v\n", err)
+		}
 		return exitFail
 	}
 	if err := codegen.Write(*out, generated); err != nil {

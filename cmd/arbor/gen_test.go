@@ -83,6 +83,13 @@ func TestGenErrors(t *testing.T) {
 	if code != exitFail || stdout != "" || stderr != "bad.proto:2:25: syntax error: expecting ';'\n" {
 		t.Errorf("arbor gen bad.proto = %d, %q, %q; want 1 and protoc's file:line:col: message", code, stdout, stderr)
 	}
+	// The generator's errors too: a field named like a method Arbor adds.
+	clash := filepath.Join(dir, "clash.proto")
+	os.WriteFile(clash, []byte("syntax = \"proto3\";\noption go_package = \"example.com/clash\";\nmessage A {\n  int32 append_msgpack = 1;\n}\n"), 0o644)
+	code, _, stderr = runArbor(testContext(t), "gen", "-I", dir, "--out", dir, clash)
+	if code != exitFail || !strings.HasPrefix(stderr, "clash.proto:4:3: field append_msgpack") {
+		t.Errorf("arbor gen clash.proto = %d, %q; want 1 and file:line:col: message", code, stderr)
+	}
 	code, _, stderr = runArbor(testContext(t), "gen", "--out", dir)
 	if code != exitUsage || !strings.Contains(stderr, "no .proto files given") {
 		t.Errorf("arbor gen with no files = %d, %q", code, stderr)
