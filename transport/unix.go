@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -18,8 +19,17 @@ const staleProbeTimeout = time.Second
 // file that nothing listens on any more (left by a process that died), the
 // file is removed and the bind retried; a live socket, or a file that is
 // not a socket, is left alone and the bind error returned. Close removes
-// the socket file.
+// the socket file. A relative path is made absolute first: the file
+// removed at Close, and the URL clients dial, do not depend on the
+// working directory of the moment.
 func listenUnix(ctx context.Context, a Addr) (Listener, error) {
+	if !strings.HasPrefix(a.Path, "@") && !filepath.IsAbs(a.Path) {
+		abs, err := filepath.Abs(a.Path)
+		if err != nil {
+			return nil, err
+		}
+		a.Path = abs
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "unix", a.Path)
 	if err != nil && errors.Is(err, syscall.EADDRINUSE) && removeStaleSocket(ctx, a.Path) {

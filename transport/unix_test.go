@@ -128,3 +128,32 @@ func TestUnixAbstractScheme(t *testing.T) {
 		t.Fatal("an abstract socket left a file")
 	}
 }
+
+// A relative socket path is bound where it pointed when Listen ran:
+// Close removes that file, not one of the same name in the directory the
+// process has moved to since, and the URL names it absolutely.
+func TestUnixRelativePath(t *testing.T) {
+	ctx := testContext(t)
+	first, later := t.TempDir(), t.TempDir()
+	t.Chdir(first)
+	ln, err := Listen(ctx, "unix:rel.sock", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "unix:" + filepath.Join(first, "rel.sock"); ln.URL() != want {
+		t.Errorf("URL = %q, want %q", ln.URL(), want)
+	}
+	t.Chdir(later)
+	if err := os.WriteFile("rel.sock", []byte("not a socket"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(later, "rel.sock")); err != nil {
+		t.Errorf("Close removed a file of the same name in the new working directory: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(first, "rel.sock")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("socket file after Close: %v, want it removed", err)
+	}
+}
