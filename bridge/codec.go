@@ -32,20 +32,33 @@ func (f *frame) setRequest(data []byte) {
 }
 
 // binaryCodec passes protobuf binary through unparsed: the function
-// decodes it, once.
+// decodes it, once. Other messages (connect's own: the google.rpc.Status
+// of an error with details) are marshaled as protobuf.
 type binaryCodec struct{}
 
 func (binaryCodec) Name() string { return "proto" }
 
-func (binaryCodec) Marshal(v any) ([]byte, error) { return v.(*frame).b, nil }
+func (c binaryCodec) Marshal(v any) ([]byte, error) { return c.MarshalAppend(nil, v) }
 
 func (binaryCodec) MarshalAppend(dst []byte, v any) ([]byte, error) {
-	return append(dst, v.(*frame).b...), nil
+	switch m := v.(type) {
+	case *frame:
+		return append(dst, m.b...), nil
+	case proto.Message:
+		return proto.MarshalOptions{}.MarshalAppend(dst, m)
+	}
+	return nil, fmt.Errorf("bridge: cannot marshal %T as protobuf", v)
 }
 
 func (binaryCodec) Unmarshal(data []byte, v any) error {
-	v.(*frame).setRequest(data)
-	return nil
+	switch m := v.(type) {
+	case *frame:
+		m.setRequest(data)
+		return nil
+	case proto.Message:
+		return proto.Unmarshal(data, m)
+	}
+	return fmt.Errorf("bridge: cannot unmarshal protobuf into %T", v)
 }
 
 // jsonCodec converts between protojson and the binary the function
@@ -57,14 +70,28 @@ type jsonCodec struct {
 func (*jsonCodec) Name() string { return "json" }
 
 func (c *jsonCodec) Marshal(v any) ([]byte, error) {
+	f, ok := v.(*frame)
+	if !ok {
+		if pm, ok := v.(proto.Message); ok { // connect's own messages
+			return protojson.Marshal(pm)
+		}
+		return nil, fmt.Errorf("bridge: cannot marshal %T as JSON", v)
+	}
 	m := c.out.New().Interface()
-	if err := proto.Unmarshal(v.(*frame).b, m); err != nil {
+	if err := proto.Unmarshal(f.b, m); err != nil {
 		return nil, fmt.Errorf("converting %s to JSON: %w", c.out.Descriptor().FullName(), err)
 	}
 	return protojson.Marshal(m)
 }
 
 func (c *jsonCodec) Unmarshal(data []byte, v any) error {
+	f, ok := v.(*frame)
+	if !ok {
+		if pm, ok := v.(proto.Message); ok {
+			return protojson.Unmarshal(data, pm)
+		}
+		return fmt.Errorf("bridge: cannot unmarshal JSON into %T", v)
+	}
 	m := c.in.New().Interface()
 	if len(data) > 0 { // Connect GET and empty bodies mean an empty message
 		if err := protojson.Unmarshal(data, m); err != nil {
@@ -75,7 +102,7 @@ func (c *jsonCodec) Unmarshal(data []byte, v any) error {
 	if err != nil {
 		return err
 	}
-	v.(*frame).setRequest(b)
+	f.setRequest(b)
 	return nil
 }
 

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/arbor-rpc/arbor"
 )
@@ -141,6 +143,34 @@ func statusDetailsBin(code arbor.Code, msg string, details []byte) string {
 	s = protowire.AppendTag(s, 3, protowire.BytesType)
 	s = protowire.AppendBytes(s, anyb)
 	return base64.RawStdEncoding.EncodeToString(s)
+}
+
+// detailAnys is Details as the google.protobuf.Any list of a
+// google.rpc.Status, as statusDetailsBin sends them: the Status's own
+// details when Details hold one of the same code, else one BytesValue
+// holding them. (The Connect path's form of the same error.)
+func detailAnys(code arbor.Code, details []byte) []*anypb.Any {
+	if c, ok := rpcStatusCode(details); ok && c == uint64(code) {
+		var out []*anypb.Any
+		for b := details; len(b) > 0; {
+			num, typ, n := protowire.ConsumeTag(b)
+			b = b[n:] // checked by rpcStatusCode
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if num == 3 {
+				v, _ := protowire.ConsumeBytes(b)
+				var a anypb.Any
+				if proto.Unmarshal(v, &a) == nil {
+					out = append(out, &a)
+				}
+			}
+			b = b[n:]
+		}
+		return out
+	}
+	var bv []byte
+	bv = protowire.AppendTag(bv, 1, protowire.BytesType)
+	bv = protowire.AppendBytes(bv, details)
+	return []*anypb.Any{{TypeUrl: bytesValueURL, Value: bv}}
 }
 
 // rpcStatusCode returns the code of b if b parses as a google.rpc.Status

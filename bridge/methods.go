@@ -220,16 +220,16 @@ func toConnect(err error) error {
 	if errors.As(err, &ce) {
 		return ce
 	}
-	code := arbor.CodeOf(err)
-	msg := err.Error()
-	var ae *arbor.Error
-	if errors.As(err, &ae) {
-		msg = ae.Message
+	code, msg, details := grpcStatus(err)
+	ce = connect.NewError(connect.Code(code), errors.New(msg))
+	if len(details) > 0 { // as the native server sends them (statusDetailsBin)
+		for _, a := range detailAnys(code, details) {
+			if d, err := connect.NewErrorDetail(a); err == nil {
+				ce.AddDetail(d)
+			}
+		}
 	}
-	if code == arbor.OK || code > arbor.Unauthenticated {
-		code = arbor.Unknown
-	}
-	return connect.NewError(connect.Code(code), errors.New(msg))
+	return ce
 }
 
 // fromConnect is the inverse, for errors of the caller's side of a stream.

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/bridge"
@@ -127,7 +128,11 @@ func TestGRPCGoErrorsMetadataDeadline(t *testing.T) {
 			trace = req.Metadata.Get("x-trace")
 			_, deadline = ctx.Deadline()
 			arbor.SetTrailer(ctx, "x-served-by", "arbor")
-			if req.Metadata.Get("x-fail") != "" {
+			switch req.Metadata.Get("x-fail") {
+			case "":
+			case "details":
+				return nil, &arbor.Error{Code: arbor.FailedPrecondition, Message: "with details", Details: []byte{1, 2, 3}}
+			default:
 				return nil, arbor.Errorf(arbor.ResourceExhausted, "over quota")
 			}
 			return next(ctx, req)
@@ -155,6 +160,17 @@ func TestGRPCGoErrorsMetadataDeadline(t *testing.T) {
 	}
 	if got := tr.Get("x-served-by"); len(got) != 1 || got[0] != "arbor" {
 		t.Fatalf("an error's trailers %v lack x-served-by: arbor", tr)
+	}
+	// Details as the native server sends them (TestNativeErrorsMetadataDeadline).
+	err = cc.Invoke(metadata.AppendToOutgoingContext(ctx, "x-fail", "details"), pb.RouteGuideGetFeatureProcedure, patriots, &f)
+	st, _ := status.FromError(err)
+	if st.Code() != codes.FailedPrecondition || st.Message() != "with details" {
+		t.Fatalf("err = %v", err)
+	}
+	if ds := st.Details(); len(ds) != 1 {
+		t.Fatalf("details %v, want one BytesValue", ds)
+	} else if bv, ok := ds[0].(*wrapperspb.BytesValue); !ok || string(bv.GetValue()) != "\x01\x02\x03" {
+		t.Fatalf("detail %#v, want BytesValue 010203", ds[0])
 	}
 	err = cc.Invoke(ctx, "/routeguide.RouteGuide/Nope", patriots, &f)
 	if status.Code(err) != codes.Unimplemented {
