@@ -206,21 +206,22 @@ func CategoryOf(c Code) error { return categoryOf(c) }
 // changed afterwards.
 var Foreign func(err error) *Error
 
-// FromError converts any error into an *Error: an *Error in the chain is
-// returned as is, an arbor.Error becomes one, context errors become
-// Canceled/DeadlineExceeded, anything else is Unknown wrapping it.
+// FromError converts any error into an *Error: the outermost error of
+// either type in the chain wins, an *Error returned as is, an arbor.Error
+// converted; context errors become Canceled/DeadlineExceeded, anything
+// else is Unknown wrapping it.
 func FromError(err error) *Error {
 	if err == nil {
 		return nil
 	}
-	var e *Error
-	if errors.As(err, &e) {
-		return e
-	}
-	if Foreign != nil {
+	if Foreign != nil { // nil unless an arbor.Error comes before any *Error
 		if e := Foreign(err); e != nil {
 			return e
 		}
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
