@@ -38,6 +38,9 @@ func locate(b []byte, md protoreflect.MessageDescriptor, base, depth int) string
 		if fd != nil {
 			label = fmt.Sprintf("field %s (%d)", fd.Name(), num)
 		}
+		if fd != nil && !wireTypeFits(fd, typ) {
+			fd = nil // protobuf reads a field of another wire type as an unknown field
+		}
 		valStart := off + n
 		m := protowire.ConsumeFieldValue(num, typ, b[valStart:])
 		if m < 0 {
@@ -46,19 +49,43 @@ func locate(b []byte, md protoreflect.MessageDescriptor, base, depth int) string
 		if fd != nil && typ == protowire.BytesType {
 			v, vn := protowire.ConsumeBytes(b[valStart:])
 			inner := base + valStart + vn - len(v)
-			switch {
+			switch want := kindWireType(fd.Kind()); {
 			case fd.Message() != nil: // a message, or a map entry
 				if w := locate(v, fd.Message(), inner, depth+1); w != "" {
 					return label + ": " + w
 				}
 			case fd.Kind() == protoreflect.StringKind && checksUTF8(fd) && !utf8.Valid(v):
 				return fmt.Sprintf("%s at byte %d: invalid UTF-8", label, inner)
+			case want != protowire.BytesType: // packed repeated scalars
+				if w := locatePacked(v, want, inner); w != "" {
+					return label + " " + w
+				}
 			}
 		}
-		if fd != nil && !wireTypeFits(fd, typ) {
-			return fmt.Sprintf("%s at byte %d: wire type %d does not fit a %s field", label, base+off, typ, fd.Kind())
-		}
 		off = valStart + m
+	}
+	return ""
+}
+
+// locatePacked returns where the packed elements of wire type typ in b,
+// starting at byte base, break, or "" if they do not.
+func locatePacked(b []byte, typ protowire.Type, base int) string {
+	for off := 0; off < len(b); {
+		var n int
+		switch typ {
+		case protowire.VarintType:
+			_, n = protowire.ConsumeVarint(b[off:])
+		case protowire.Fixed32Type:
+			_, n = protowire.ConsumeFixed32(b[off:])
+		case protowire.Fixed64Type:
+			_, n = protowire.ConsumeFixed64(b[off:])
+		default:
+			return ""
+		}
+		if n < 0 {
+			return fmt.Sprintf("at byte %d: %v", base+off, protowire.ParseError(n))
+		}
+		off += n
 	}
 	return ""
 }
@@ -73,7 +100,8 @@ func checksUTF8(fd protoreflect.FieldDescriptor) bool {
 // type typ (packed repeated scalars come as bytes).
 func wireTypeFits(fd protoreflect.FieldDescriptor, typ protowire.Type) bool {
 	want := kindWireType(fd.Kind())
-	return typ == want || (fd.IsList() && typ == protowire.BytesType && want != protowire.BytesType)
+	packable := want == protowire.VarintType || want == protowire.Fixed32Type || want == protowire.Fixed64Type
+	return typ == want || (fd.IsList() && typ == protowire.BytesType && packable)
 }
 
 func kindWireType(k protoreflect.Kind) protowire.Type {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/arbor-rpc/arbor"
@@ -120,6 +121,11 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 		{"length past the end", []byte{0x12, 0x09, 0x08}, &pb.Rectangle{}, "field hi (2) at byte 0"},
 		{"bad tag", []byte{0x80}, &pb.Point{}, "bad field tag at byte 0"},
 		{"invalid UTF-8", []byte{0x0a, 0x01, 0xff}, &pb.Feature{}, "field name (1) at byte 2: invalid UTF-8"},
+		// A packed repeated scalar whose last element is cut short.
+		{"packed", []byte{0x0a, 0x03, 0x01, 0x02, 0xff}, &descriptorpb.SourceCodeInfo_Location{}, "field path (1) at byte 4"},
+		// A field of the wrong wire type is an unknown field to protobuf,
+		// not the error: that lies in location after it.
+		{"wrong wire type first", []byte{0x08, 0x01, 0x12, 0x02, 0x08, 0xff}, &pb.Feature{}, "field location (2): field latitude (1) at byte 4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := arborproto.Unmarshal(tc.b, tc.m)
