@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/bridge"
@@ -52,6 +54,7 @@ func (f *httpFlags) start(srv *arbor.Server, tf *tlsFlags, log *slog.Logger, std
 	}
 	if f.tls != "" {
 		if tf.cert == "" || tf.key == "" {
+			b.close(context.Background())
 			return nil, errors.New("--https needs --cert and --key")
 		}
 		specs = append(specs, spec{f.tls, "https"})
@@ -65,15 +68,15 @@ func (f *httpFlags) start(srv *arbor.Server, tf *tlsFlags, log *slog.Logger, std
 		hs := bridge.NewHTTPServer(h)
 		hs.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 		if s.scheme == "https" {
-			cert, err := tls.LoadX509KeyPair(tf.cert, tf.key)
+			tc, err := serverTLS(tf)
 			if err != nil {
 				l.Close()
 				b.close(context.Background())
 				return nil, fmt.Errorf("--https: %w", err)
 			}
-			hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			tc.NextProtos = []string{"h2", "http/1.1"} // before the listener takes its copy: gRPC needs h2
+			hs.TLSConfig = tc
 			l = tls.NewListener(l, hs.TLSConfig.Clone())
-			hs.TLSConfig.NextProtos = []string{"h2", "http/1.1"}
 		}
 		url := s.scheme + "://" + l.Addr().String()
 		fmt.Fprintf(stdout, "http listening on %s\n", url)
@@ -100,11 +103,11 @@ func (f *httpFlags) startGRPC(b *httpBridge, h *bridge.Handler, tf *tlsFlags, lo
 			if tf.cert == "" || tf.key == "" {
 				return errors.New("--grpcs needs --cert and --key")
 			}
-			cert, err := tls.LoadX509KeyPair(tf.cert, tf.key)
+			tc, err := serverTLS(tf)
 			if err != nil {
 				return fmt.Errorf("--grpcs: %w", err)
 			}
-			cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			cfg.TLS = tc
 		}
 		l, err := net.Listen("tcp", s.addr)
 		if err != nil {
@@ -122,6 +125,29 @@ func (f *httpFlags) startGRPC(b *httpBridge, h *bridge.Handler, tf *tlsFlags, lo
 		}()
 	}
 	return nil
+}
+
+// serverTLS is the TLS configuration of the bridge's listeners: the key
+// pair of --cert and --key and, with --ca, mutual TLS, as serve's tls://
+// listeners have it.
+func serverTLS(tf *tlsFlags) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(tf.cert, tf.key)
+	if err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if tf.ca != "" {
+		pem, err := os.ReadFile(tf.ca)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", tf.ca)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
 }
 
 // close shuts the bridge's servers down, waiting for calls until ctx ends.

@@ -177,6 +177,22 @@ func TestSubmitStatusCancel(t *testing.T) {
 	}
 }
 
+// TestResultPrintsProtoJSON: result prints a generated function's result
+// as protojson, as resolve does, not as a Cradle blob of protobuf binary.
+func TestResultPrintsProtoJSON(t *testing.T) {
+	s := startServe(t, 1, "--listen", "tcp://127.0.0.1:0", "--cache-dir", "")
+	ctx := testContext(t)
+	file := writeFile(t, "g.json", `{"uuid": "/demo.v1.Greeter/SayHello", "args": {"tuple_element0": {"name": "tree"}}}`)
+	code, stdout, stderr := runArbor(ctx, "submit", s.addrs[0], file)
+	if code != exitOK {
+		t.Fatalf("submit = %d, %q, %q", code, stdout, stderr)
+	}
+	code, stdout, stderr = runArbor(ctx, "result", s.addrs[0], strings.TrimSpace(stdout))
+	if code != exitOK || !strings.HasPrefix(stdout, `{"message":"Hello, tree!","at":"`) {
+		t.Errorf("result = %d, %q, %q; want protojson as resolve prints", code, stdout, stderr)
+	}
+}
+
 func TestFullSurvivesServeRestart(t *testing.T) {
 	dir := t.TempDir()
 	file := writeFile(t, "r.json", `{"uuid":"math_mul+full","args":{"tuple_element0":{"uuid":"math_add+mem","args":[2,4]},"tuple_element1":7}}`)

@@ -194,6 +194,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if gf.gossip != "" {
 		if node, err = gf.start(ctx, srv, urls, tags, log, stdout); err != nil {
 			fmt.Fprintf(stderr, "error: %v\n", err)
+			web.close(context.Background())
 			srv.Close()
 			wg.Wait()
 			return exitFail
@@ -205,6 +206,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if dist, err = cluster.Distribute(ctx, node, srv, engine, cluster.DistributeConfig{Require: require, Logger: log}); err != nil {
 			fmt.Fprintf(stderr, "error: %v\n", err)
 			node.Close()
+			web.close(context.Background())
 			srv.Close()
 			wg.Wait()
 			return exitFail

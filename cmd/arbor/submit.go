@@ -59,6 +59,16 @@ func result(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return err
 		}
+		// A generated function's result prints as protojson, as resolve
+		// prints it: the root's function id is in the status tree.
+		if st, serr := tree.Status(ctx, c, fs.Arg(1)); serr == nil {
+			if js, ok, err := protoViewOf(ctx, c, st.UUID).viewMsgpack(res); ok {
+				if err != nil {
+					return err
+				}
+				return write(stdout, append(js, '\n'))
+			}
+		}
 		out, err := request.AppendValueJSON(nil, res)
 		if err != nil {
 			return arbor.Errorf(arbor.Internal, "printing the result as JSON: %v", err)

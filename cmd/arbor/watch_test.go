@@ -203,3 +203,20 @@ func TestServeDistributeUsage(t *testing.T) {
 		}
 	}
 }
+
+// A listener on every interface (tcp://*:PORT, printed as tcp://[::]:PORT)
+// is advertised to the cluster at the gossip host: [::] would send other
+// machines' clients to themselves.
+func TestServeGossipAdvertisesReachableAddr(t *testing.T) {
+	s := startServe(t, 1, "--listen", "tcp://*:0", "--cache-dir", "", "--gossip", "127.0.0.1:0", "--node", "star")
+	port := s.addrs[0][strings.LastIndex(s.addrs[0], ":")+1:]
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		code, stdout, stderr := runArbor(testContext(t), "members", "--listen", "0s", "tcp://127.0.0.1:"+port)
+		if code == exitOK && strings.Contains(stdout, "tcp://127.0.0.1:"+port) {
+			return
+		}
+		if code == exitOK || time.Now().After(deadline) { // exitFail until serve has joined
+			t.Fatalf("members = %d, %q, %q; want star at tcp://127.0.0.1:%s", code, stdout, stderr, port)
+		}
+	}
+}

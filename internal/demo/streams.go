@@ -32,7 +32,7 @@ func count(ctx context.Context, n int, out *arbor.Sender[int]) error {
 	return nil
 }
 
-// sum adds the integers it receives.
+// sum adds the integers it receives, or fails with OutOfRange as add does.
 func sum(ctx context.Context, in *arbor.Receiver[int]) (int, error) {
 	total := 0
 	for {
@@ -43,7 +43,9 @@ func sum(ctx context.Context, in *arbor.Receiver[int]) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		total += v
+		if total, err = add(ctx, total, v); err != nil {
+			return 0, err
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"testing"
 
 	"github.com/arbor-rpc/arbor"
@@ -72,5 +73,34 @@ func TestStreamingDemo(t *testing.T) {
 	bs.CloseSend()
 	if _, err := bs.Recv(); err != io.EOF {
 		t.Fatalf("chat end: %v", err)
+	}
+}
+
+// sum fails with OutOfRange when the total does not fit an int, as add
+// does, instead of wrapping around.
+func TestSumOverflow(t *testing.T) {
+	ctx := context.Background()
+	srv := arbor.NewServer()
+	if err := demo.Register(srv); err != nil {
+		t.Fatal(err)
+	}
+	l, err := srv.Listen(ctx, "tcp://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := arbor.Dial(ctx, l.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ss, err := arbor.OpenClientStream[int, int](ctx, c, "sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss.Send(math.MaxInt)
+	ss.Send(1)
+	if total, err := ss.CloseAndRecv(); !errors.Is(err, arbor.ErrOutOfRange) {
+		t.Fatalf("sum of MaxInt and 1 = %d, %v; want OutOfRange", total, err)
 	}
 }
