@@ -191,6 +191,35 @@ func (d *capDecoder) releaseUnused() {
 	d.table = nil
 }
 
+// releaseAll releases every capability of the table, the references
+// made of it so far included: a call that fails before its handler runs
+// hands none of them over.
+func (d *capDecoder) releaseAll() {
+	d.mu.Lock()
+	var made []*Ref
+	if d.local {
+		clear(d.taken)
+	} else {
+		made = d.refs
+	}
+	d.mu.Unlock()
+	for _, r := range made {
+		if r != nil {
+			r.Close()
+		}
+	}
+	d.releaseUnused()
+}
+
+// takeCaps hands the capability table of an incoming call to the caller,
+// which releases what no value takes; the dispatcher releases a table
+// nobody took when the call ends (ServeCall).
+func takeCaps(in *conn.Incoming) []wire.CapDescriptor {
+	caps := in.Caps
+	in.Caps = caps[:0]
+	return caps
+}
+
 // closeRefs closes the references among the capabilities collected: a
 // result hands its references over (Cap'n Proto: results own their
 // capabilities), so the handler that returned them has no more to do.

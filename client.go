@@ -288,7 +288,7 @@ func sendOn(ctx context.Context, cc *conn.Conn, req *Request, owner *Client) (*R
 	}
 	rep, err := cc.Call(ctx, &o)
 	if err != nil {
-		if !delivered(err) {
+		if !o.Sent || refused(fromStatus(err)) {
 			req.undoCaps(cc, o.Caps)
 		}
 		return nil, fromStatus(err)
@@ -330,23 +330,16 @@ func (req *Request) outgoing(cc *conn.Conn, o *conn.Outgoing) error {
 	return nil
 }
 
-// undoCaps releases the exports made for a call that was not sent.
+// undoCaps releases the exports made for a call that was not sent, or
+// that the peer did not serve (refused: a GOAWAY's). A call the peer
+// received, failed or timed out, leaves them to the peer: it releases
+// them itself, those a handler took included.
 func (req *Request) undoCaps(cc *conn.Conn, caps []wire.CapDescriptor) {
 	for _, d := range caps {
 		if d.Kind == wire.CapSenderHosted {
 			releaseExport(cc, d.ID, 1)
 		}
 	}
-}
-
-// delivered reports whether a failed call may have reached the peer (so
-// the capabilities it carried are the peer's to release).
-func delivered(err error) bool {
-	var e *Error
-	if fe, ok := fromStatus(err).(*Error); ok {
-		e = fe
-	}
-	return e == nil || !(e.Code == Unavailable && e.Retryable) && e.Code != ResourceExhausted && e.Code != DeadlineExceeded
 }
 
 // boundConn is the connection the request's promises tie it to, or nil.

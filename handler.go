@@ -202,23 +202,39 @@ func (h *handler) decoder(ctx context.Context, in *conn.Incoming, args []byte) (
 	}
 	if h.caps {
 		if in != nil {
-			d.dec = &capDecoder{cc: in.Conn, table: in.Caps}
+			d.dec = &capDecoder{cc: in.Conn, table: takeCaps(in)}
 		} else if ls := localSiteOf(ctx, h); ls != nil {
 			d.dec = ls.args
 		}
 	}
-	return d, h.arity(&d.r)
+	if err := h.arity(&d.r); err != nil {
+		d.abandon()
+		return d, err
+	}
+	return d, nil
 }
 
 // finish checks the end of the arguments and releases capabilities the
 // peer sent that no argument took.
 func (d *argDecoder) finish(in *conn.Incoming) error {
+	if err := d.h.done(&d.r); err != nil {
+		d.abandon()
+		return err
+	}
 	if d.dec != nil {
 		d.dec.releaseUnused()
 	} else if in != nil && len(in.Caps) > 0 {
-		(&capDecoder{cc: in.Conn, table: in.Caps}).releaseUnused()
+		(&capDecoder{cc: in.Conn, table: takeCaps(in)}).releaseUnused()
 	}
-	return d.h.done(&d.r)
+	return nil
+}
+
+// abandon releases the arguments' capabilities, the references decoded
+// so far included: the handler will not run, so none is handed over.
+func (d *argDecoder) abandon() {
+	if d.dec != nil {
+		d.dec.releaseAll()
+	}
 }
 
 func decodeArg[A any](d *argDecoder, i int, ca *value.Codec[A]) (A, error) {
@@ -234,6 +250,7 @@ func decodeArg[A any](d *argDecoder, i int, ca *value.Codec[A]) (A, error) {
 		a, err = ca.Decode(&d.r)
 	}
 	if err != nil {
+		d.abandon()
 		return a, d.h.argError(i, err)
 	}
 	return a, nil
@@ -459,7 +476,7 @@ func handleRaw(r Registrar, info FunctionInfo, fn RawFunc, opts []HandleOption, 
 	}
 	h.invoke = func(ctx context.Context, in *conn.Incoming, args, out []byte) ([]byte, error) {
 		if in != nil && len(in.Caps) > 0 {
-			(&capDecoder{cc: in.Conn, table: in.Caps}).releaseUnused()
+			(&capDecoder{cc: in.Conn, table: takeCaps(in)}).releaseUnused()
 		}
 		res, err := fn(ctx, args)
 		if err != nil {

@@ -120,9 +120,22 @@ func TestOnEndFollowsPromises(t *testing.T) {
 	}
 	p.Wait()
 
-	// A unary call is over when its chain returns.
-	go func() { gate <- "" }()
-	if _, err := arbor.Call0[int](ctx, c, "gated"); err != nil {
+	// A unary call is over when its chain returns. The cancelled call's
+	// handler may still take a message from gate (its CANCEL races the
+	// send): send until the call returns.
+	sent := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case gate <- "":
+			case <-sent:
+				return
+			}
+		}
+	}()
+	_, err := arbor.Call0[int](ctx, c, "gated")
+	close(sent)
+	if err != nil {
 		t.Fatal(err)
 	}
 	select {

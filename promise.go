@@ -157,13 +157,13 @@ func (p *Promise[R]) Wait() (R, error) {
 		p.settled(false)
 		return zero, fromStatus(err)
 	}
-	caps := p.async.Caps()
+	dec := p.decoder(p.async.Caps())
 	if len(p.path) > 0 {
 		if res, err = value.Select(res, p.path); err != nil {
+			p.settled(dec != nil) // answered: released as after any Wait
 			return zero, wrapErr(InvalidArgument, ErrSerialization, err, p.id+": result field")
 		}
 	}
-	dec := p.decoder(caps)
 	v, err := decodeResult[R](p.id, res, dec)
 	p.settled(dec != nil)
 	return v, err

@@ -24,6 +24,12 @@ type dispatcher struct {
 // ServeCall implements conn.Handler.
 func (d *dispatcher) ServeCall(ctx context.Context, in *conn.Incoming, out []byte) ([]byte, error) {
 	res, err := d.serve(ctx, in, out)
+	if len(in.Caps) > 0 {
+		// No handler took the capabilities the call passed (an unknown
+		// function or method, a failed promise, an interceptor's refusal):
+		// the peer counted a reference for each.
+		(&capDecoder{cc: in.Conn, table: takeCaps(in)}).releaseUnused()
+	}
 	return res, toStatus(err)
 }
 

@@ -165,10 +165,10 @@ func (s *Service) serveForward(ctx context.Context, in *conn.Incoming, method st
 	}
 	req := &Request{ID: method, Kind: KindUnary, Async: true, Metadata: IncomingMetadata(ctx), Args: args}
 	if len(in.Caps) > 0 {
-		dec := &capDecoder{cc: in.Conn, table: in.Caps}
+		dec := &capDecoder{cc: in.Conn, table: takeCaps(in)}
 		refs, err := dec.all()
 		if err != nil {
-			dec.releaseUnused()
+			dec.releaseAll()
 			return nil, wrapErr(InvalidArgument, ErrSerialization, err, method+": arguments")
 		}
 		defer closeAll(refs) // the call's table holds its own references
@@ -195,7 +195,7 @@ func (s *Service) serveForward(ctx context.Context, in *conn.Incoming, method st
 		dec := &capDecoder{cc: resp.cc, table: caps, owner: resp.owner}
 		refs, err := dec.all()
 		if err != nil {
-			dec.releaseUnused()
+			dec.releaseAll()
 			return nil, wrapErr(InvalidArgument, ErrSerialization, err, method+": result")
 		}
 		defer closeAll(refs)

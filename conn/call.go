@@ -128,6 +128,10 @@ type Outgoing struct {
 	// call may go in early data, which can be replayed. Calls without it
 	// wait for the handshake, and for the peer's HELLO.
 	Idempotent bool
+	// Sent is set by Call once the CALL frame is queued: a failure after
+	// that may be of a call the peer received (its capabilities are the
+	// peer's to release then), one before it is of a call that never left.
+	Sent bool
 }
 
 // size estimates the CALL frame's payload size for the frame limit.
@@ -281,6 +285,7 @@ func (c *Conn) await(ctx context.Context, o *Outgoing, cl *call) error {
 	if err != nil {
 		return err
 	}
+	o.Sent = true
 	if cl.refArgs != nil {
 		// Returning hands o.Args back to the caller: the connection must
 		// hold no reference to them by then (an answer can only come

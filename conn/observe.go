@@ -251,6 +251,7 @@ func (c *Conn) observedCall(ctx context.Context, o *Outgoing) (*Reply, error) {
 	oc := *o // the observer may add metadata; the caller's Outgoing stays as it was
 	c.startOutgoing(ctx, &cl.obs, CallUnary, &oc)
 	err := c.await(ctx, &oc, cl)
+	o.Sent = oc.Sent
 	n := 0
 	if err == nil {
 		n = len(cl.buf)

@@ -344,10 +344,10 @@ func (c *Conn) unpinLocked(ids []uint64) (capsFreed bool) {
 
 // ExportPinned reports whether export id of this side is in the result
 // of an answer that admitted calls will still read, or passed back in the
-// arguments of a call admitted and not yet finished: the peer may have
-// released its reference already (it released the answer, or the
-// capability right after sending the call), but a call it sent before
-// that must find the export.
+// arguments of (or the target of) a call admitted and not yet finished:
+// the peer may have released its reference already (it released the
+// answer, or the capability right after sending the call), but a call it
+// sent before that must find the export.
 func (c *Conn) ExportPinned(id uint64) bool {
 	c.smu.Lock()
 	defer c.smu.Unlock()
@@ -356,6 +356,9 @@ func (c *Conn) ExportPinned(id uint64) bool {
 		for _, b := range sc.backs {
 			pinned = pinned || b == id
 		}
+		// A call addressed to the export, sent before the release, finds
+		// it even when its delivery waits (a serialized service's turn).
+		pinned = pinned || sc.in.HasTarget && sc.in.Target.Kind == wire.TargetExport && sc.in.Target.ID == id
 	})
 	if pinned {
 		return true

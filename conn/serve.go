@@ -126,6 +126,9 @@ func (c *Conn) incoming(h wire.Header, p []byte) error {
 	}
 	if refusal != nil {
 		c.sendError(h.ID, refusal)
+		if !refusal.Retryable {
+			c.releaseRefused(h, p)
+		}
 		return nil
 	}
 	sc.charged = len(p)
@@ -145,6 +148,25 @@ func (c *Conn) incoming(h wire.Header, p []byte) error {
 	}
 	c.dispatchCall(sc)
 	return nil
+}
+
+// releaseRefused releases the peer's exports that a refused call passed:
+// the peer counted a reference for each, and no handler will take them.
+// A call refused as retryable (the connection is draining) keeps them:
+// the GOAWAY before the refusal told the peer it was not served, and the
+// peer takes them back itself.
+func (c *Conn) releaseRefused(h wire.Header, p []byte) {
+	wc, err := wire.ParseCall(h.Flags, p)
+	if err != nil || len(wc.Caps) == 0 {
+		return
+	}
+	var cs [8]wire.CapDescriptor
+	list, _ := wire.ParseCapTable(cs[:0], wc.Caps)
+	for _, d := range list {
+		if d.Kind == wire.CapSenderHosted {
+			c.ReleaseExport(d.ID, 1)
+		}
+	}
 }
 
 // Arriver is implemented by handlers that order the calls on a
@@ -516,7 +538,7 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	if sc.in.Stream != nil {
 		c.servingStreams--
 	}
-	unpinned := c.unpinLocked(sc.pins) || len(sc.backs) > 0
+	unpinned := c.unpinLocked(sc.pins) || len(sc.backs) > 0 || sc.in.HasTarget && sc.in.Target.Kind == wire.TargetExport
 	if c.draining && c.serving.len() == 0 && c.drained != nil {
 		close(c.drained)
 		c.drained = nil
