@@ -24,7 +24,9 @@ import (
 // Lifetime: the call runs to completion whatever happens to the promise
 // (a fire-and-forget Go1 completes); only its context or Cancel stop it.
 // The server keeps the answer for calls pipelined on it until Wait has
-// returned it (and no PipelineRef needs it) or Release is called. A
+// returned it (and no PipelineRef needs it) or Release is called; an
+// answer holding capabilities is kept after Wait too (calls passing the
+// promise on must name the answer, not copy it): Release it when done. A
 // promise dropped without either is released when the garbage collector
 // finds it, with a warning in the client's log: a safety net, not the way
 // to do it.
