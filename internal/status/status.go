@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
+	"strings"
 )
 
 // Code classifies an error. The numbering follows gRPC's so that codes read
@@ -53,11 +55,17 @@ func (c Code) String() string {
 	return fmt.Sprintf("Code(%d)", uint32(c))
 }
 
-// ParseCode is the inverse of Code.String.
+// ParseCode is the inverse of Code.String, "Code(N)" of an unnamed code
+// included.
 func ParseCode(s string) (Code, bool) {
 	for i, n := range codeNames {
 		if n == s {
 			return Code(i), true
+		}
+	}
+	if digits, ok := strings.CutPrefix(s, "Code("); ok && strings.HasSuffix(digits, ")") {
+		if n, err := strconv.ParseUint(strings.TrimSuffix(digits, ")"), 10, 32); err == nil {
+			return Code(n), true
 		}
 	}
 	return 0, false
@@ -85,8 +93,8 @@ type Error struct {
 	Message   string
 	Details   []byte
 	Retryable bool
-	// Category is one of the Err* sentinels, or nil. Local only: it is
-	// derived again from the code on the receiving side.
+	// Category is one of the Err* sentinels, or nil. It travels as its
+	// id (CategoryID); a receiver that gets none derives it from the code.
 	Category error
 	// Cause is the local error this one wraps, if any. Not sent.
 	Cause error

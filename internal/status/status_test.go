@@ -34,3 +34,17 @@ func TestFromErrorOutermost(t *testing.T) {
 		t.Errorf("FromError of a wrapped *status.Error = %v, want it as is", got)
 	}
 }
+
+// ParseCode reads back every String, an unnamed code's "Code(N)" too.
+func TestParseCodeInvertsString(t *testing.T) {
+	for _, c := range []status.Code{status.OK, status.NotFound, status.Unauthenticated, 17, 1 << 20} {
+		if got, ok := status.ParseCode(c.String()); !ok || got != c {
+			t.Errorf("ParseCode(%q) = %v, %v; want %v", c.String(), got, ok, c)
+		}
+	}
+	for _, s := range []string{"", "Code(", "Code(x)", "Code(-1)", "notfound"} {
+		if _, ok := status.ParseCode(s); ok {
+			t.Errorf("ParseCode(%q) accepted", s)
+		}
+	}
+}
