@@ -80,6 +80,15 @@ func call(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return usageError(fs, stderr, "%v", err)
 		}
+		// --hash-key picks members by rendezvous on the key: it is the
+		// key strategy, which has nothing to hash without it.
+		_, byKey := bal.(cluster.Rendezvous)
+		switch {
+		case *hashKey != "" && *strategy != "" && !byKey:
+			return usageError(fs, stderr, "--hash-key picks members by the key; it cannot go with --strategy %s", *strategy)
+		case byKey && *hashKey == "":
+			return usageError(fs, stderr, "--strategy %s needs --hash-key KEY (the key to hash)", *strategy)
+		}
 		f, err := cluster.ParseFilter(strings.Join(tags, ","))
 		if err != nil {
 			return usageError(fs, stderr, "--tag: %v", err)

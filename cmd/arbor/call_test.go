@@ -260,3 +260,22 @@ func TestCallStreams(t *testing.T) {
 		t.Errorf("catalog = %d, %q", code, stdout)
 	}
 }
+
+// call --cluster's strategy flags refuse what they would get wrong: the
+// key strategy with no key (every call to one member), a key with another
+// strategy (the key silently won); and all of them need --cluster.
+func TestCallClusterStrategyUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"call", "--cluster", "tcp://127.0.0.1:1", "--strategy", "key", "add", "1", "2"}, "--strategy key needs --hash-key"},
+		{[]string{"call", "--cluster", "tcp://127.0.0.1:1", "--strategy", "random", "--hash-key", "k", "add", "1", "2"}, "cannot go with --strategy random"},
+		{[]string{"call", "--hash-key", "k", "tcp://127.0.0.1:1", "add"}, "need --cluster"},
+	} {
+		code, _, stderr := runArbor(testContext(t), tc.args...)
+		if code != exitUsage || !strings.Contains(stderr, tc.want) {
+			t.Errorf("arbor %s = %d, %q; want usage error containing %q", strings.Join(tc.args, " "), code, stderr, tc.want)
+		}
+	}
+}
