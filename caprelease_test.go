@@ -3,6 +3,7 @@ package arbor
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -162,4 +163,75 @@ func TestCallBeforeCloseIsDelivered(t *testing.T) {
 		}
 		waitFor(t, func() bool { return exportsOn(sc) == 0 }, "the closed reference's export to go")
 	}
+}
+
+// A call the server answers Unavailable and retryable (a load-shedding
+// interceptor, not a GOAWAY's refusal) had its capabilities released
+// twice: by the server, which saw no handler take them, and by the
+// client, which took the answer for a refusal. The same capability,
+// passed to a call still running, was freed under it.
+func TestCapsOfRetryableErrorReleasedOnce(t *testing.T) {
+	shed := func(next CallFunc) CallFunc {
+		return func(ctx context.Context, req *Request) (*Response, error) {
+			if req.ID == "shed" {
+				return nil, &Error{Code: Unavailable, Retryable: true, Message: "overloaded, retry"}
+			}
+			return next(ctx, req)
+		}
+	}
+	srv := NewServer(WithInterceptors(shed))
+	gate := make(chan struct{})
+	Handle1(srv, "block", func(ctx context.Context, r *Ref) (int, error) {
+		defer r.Close()
+		<-gate
+		return Call0[int](ctx, r, "get")
+	})
+	Handle1(srv, "shed", func(ctx context.Context, r *Ref) (int, error) { r.Close(); return 0, nil })
+	c, _ := serveCaps(t, srv)
+	ctx := ctx10(t)
+	cc, err := c.conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := holder("b", 4)
+	blocked := Go1[int](ctx, c, "block", svc)
+	waitFor(t, func() bool { return exportsOn(cc) == 1 }, "the blocking call to be sent")
+	if _, err := Call1[int](ctx, c, "shed", svc); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("shed: %v, want Unavailable", err)
+	}
+	// The server's RELEASE, if any, precedes its answer on the wire: it
+	// has been read by now.
+	if n := exportsOn(cc); n != 1 {
+		t.Errorf("exports while the blocking call holds the capability: %d, want 1", n)
+	}
+	close(gate)
+	if v, err := blocked.Wait(); err != nil || v != 4 {
+		t.Fatalf("the running call's reference: %d %v", v, err)
+	}
+	waitFor(t, func() bool { return exportsOn(cc) == 0 }, "the capability to be released")
+}
+
+// A result whose answer fails after the handler returned it (trailers
+// over the wire's limit, a frame too large for the peer) never reaches
+// the peer: the capabilities exported for it were kept for good.
+func TestCapsOfResultThatFailsAreReleased(t *testing.T) {
+	srv := NewServer()
+	Handle0(srv, "big", func(ctx context.Context) (*Service, error) {
+		SetTrailer(ctx, "t", strings.Repeat("x", 70<<10)) // over MaxMetadata
+		return holder("h", 1), nil
+	})
+	Handle0(srv, "huge", func(ctx context.Context) (pairOut, error) {
+		return pairOut{A: holder("a", 1), B: holder("b", 2), Tag: strings.Repeat("x", 5<<20)}, nil // over the client's frame limit
+	})
+	c, conns := serveCaps(t, srv)
+	ctx := ctx10(t)
+	if _, err := Call0[*Ref](ctx, c, "big"); !errors.Is(err, ErrInternal) {
+		t.Fatalf("big: %v, want Internal", err)
+	}
+	sc := <-conns
+	waitFor(t, func() bool { return exportsOn(sc) == 0 }, "the export of a result that failed to go out to be released")
+	if _, err := Call0[pairIn](ctx, c, "huge"); !errors.Is(err, ErrResourceExhausted) {
+		t.Fatalf("huge: %v, want ResourceExhausted", err)
+	}
+	waitFor(t, func() bool { return exportsOn(sc) == 0 }, "the exports of a result over the frame limit to be released")
 }

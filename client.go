@@ -288,7 +288,7 @@ func sendOn(ctx context.Context, cc *conn.Conn, req *Request, owner *Client) (*R
 	}
 	rep, err := cc.Call(ctx, &o)
 	if err != nil {
-		if !o.Sent || refused(fromStatus(err)) {
+		if !o.Sent {
 			req.undoCaps(cc, o.Caps)
 		}
 		return nil, fromStatus(err)
@@ -331,9 +331,11 @@ func (req *Request) outgoing(cc *conn.Conn, o *conn.Outgoing) error {
 }
 
 // undoCaps releases the exports made for a call that was not sent, or
-// that the peer did not serve (refused: a GOAWAY's). A call the peer
-// received, failed or timed out, leaves them to the peer: it releases
-// them itself, those a handler took included.
+// that the peer did not serve (refused by its GOAWAY: Outgoing.Sent is
+// false then). A call the peer received, failed (even as Unavailable and
+// retryable, which a handler or an interceptor may answer) or timed out,
+// leaves them to the peer: it releases them itself, those a handler took
+// included.
 func (req *Request) undoCaps(cc *conn.Conn, caps []wire.CapDescriptor) {
 	for _, d := range caps {
 		if d.Kind == wire.CapSenderHosted {

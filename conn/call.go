@@ -28,6 +28,9 @@ type call struct {
 	// reference in write batch refGen (see Conn.queueRef).
 	refArgs []byte
 	refGen  uint64
+	// refused: completed by the peer's GOAWAY (above its LastID), so
+	// never served (await clears Outgoing.Sent).
+	refused bool
 	// Promises only: what OnDone registered, run once the answer is in
 	// (completed set, under hmu).
 	hmu       sync.Mutex
@@ -67,6 +70,7 @@ func putCall(cl *call) {
 	}
 	cl.owned = false
 	cl.refArgs = nil
+	cl.refused = false
 	cl.err = nil
 	cl.trailer = nil
 	cl.caps = cl.caps[:0]
@@ -131,6 +135,7 @@ type Outgoing struct {
 	// Sent is set by Call once the CALL frame is queued: a failure after
 	// that may be of a call the peer received (its capabilities are the
 	// peer's to release then), one before it is of a call that never left.
+	// A call the peer's GOAWAY refused (never served) has it cleared.
 	Sent bool
 }
 
@@ -307,6 +312,11 @@ func (c *Conn) await(ctx context.Context, o *Outgoing, cl *call) error {
 			}
 			<-cl.done // the answer raced the cancel; take it
 		}
+	}
+	if cl.refused {
+		// Refused by the peer's GOAWAY: it never received the call. (An
+		// ERROR the peer sent, retryable or not, is of a call it did.)
+		o.Sent = false
 	}
 	if cl.trailer != nil {
 		sinkTrailer(ctx, cl.trailer)
@@ -492,6 +502,7 @@ func (c *Conn) peerGoAway(g wire.GoAway) {
 			Message: "call not served: peer is going away (" + string(g.Message) + ")"}
 	}
 	for _, cl := range refused {
+		cl.refused = true
 		cl.complete(refusal())
 	}
 	for _, s := range refusedStreams {

@@ -462,8 +462,10 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	if err != nil {
 		caps = nil
 	}
+	kept := false // the retained answer holds the result's capabilities
 	if sc.retained {
 		c.settle(sc.in.ID, out, caps, err)
+		kept = err == nil
 	}
 	if err == nil && len(out)+len(tail)+mdSize(trailer)+capsSize(caps) > int(c.peerMaxFrame) {
 		err = status.Errorf(status.ResourceExhausted, "result of %s is %d bytes, over the peer's frame limit of %d", sc.in.Function, len(out)+len(tail), c.peerMaxFrame)
@@ -471,6 +473,11 @@ func (c *Conn) serve(sc *serverCall, inline bool) {
 	}
 	if err != nil {
 		err, trailer = c.fitError(err, trailer)
+		if !kept && len(sc.in.ResultCaps) > 0 {
+			// The answer goes out as an error: the peer never learns
+			// of the exports made for the result, so never releases them.
+			c.dropExports(sc.in.ResultCaps)
+		}
 	}
 	// The result counts against the memory budget until it is written to
 	// the socket (see writeLocked); the request copy no longer does.
@@ -580,6 +587,20 @@ func (c *Conn) invoke(sc *serverCall, began time.Time) (out []byte, err error) {
 		return c.cfg.Handler.ServeCall(c.startIncoming(sc, began), &sc.in, sc.out[:0])
 	}
 	return c.cfg.Handler.ServeCall(sc.ctx, &sc.in, sc.out[:0])
+}
+
+// dropExports releases this side's exports in caps (a result table that
+// was not sent) as if the peer had; no lock held.
+func (c *Conn) dropExports(caps []wire.CapDescriptor) {
+	r, ok := c.cfg.Handler.(Releaser)
+	if !ok {
+		return
+	}
+	for _, d := range caps {
+		if d.Kind == wire.CapSenderHosted {
+			r.Release(c, d.ID, 1)
+		}
+	}
 }
 
 // capsSize bounds the encoded size of a capability table.
