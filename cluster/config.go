@@ -47,7 +47,8 @@ type Config struct {
 
 	// RPCAddrs are the Arbor addresses this node serves on, advertised to
 	// the other members (default: the server's listeners, Server.URLs, at
-	// Join; so Listen before Join).
+	// Join; so Listen before Join). One on every interface (tcp://[::]:P,
+	// tcp://0.0.0.0:P) is advertised at the gossip's advertise address.
 	RPCAddrs []string
 	// Tags are advertised with the node (see Filter). With RPCAddrs they
 	// must fit memberlist's 512-byte metadata limit.

@@ -104,16 +104,25 @@ func start(ctx context.Context, cfg Config) (*Node, error) {
 		subs:    make(map[*subscriber]struct{}),
 		stop:    make(chan struct{}),
 	}
-	enc, err := encodeMeta(n.local)
-	if err != nil {
+	if _, err := encodeMeta(n.local); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	n.localEnc = enc
-
 	mc, err := n.memberlistConfig()
 	if err != nil {
 		return nil, err
 	}
+	// Listeners on every interface are advertised at the gossip's own
+	// address, known now.
+	if host, _, err := net.SplitHostPort(n.gossipAddr); err == nil {
+		n.cfg.RPCAddrs = reachableAddrs(n.cfg.RPCAddrs, net.ParseIP(host))
+		n.local.rpcAddrs = n.cfg.RPCAddrs
+	}
+	enc, err := encodeMeta(n.local)
+	if err != nil {
+		_ = mc.Transport.Shutdown()
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	n.localEnc = enc
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		_ = mc.Transport.Shutdown()

@@ -16,7 +16,6 @@ import (
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/cluster"
-	"github.com/arbor-rpc/arbor/transport"
 )
 
 // gossipFlags are serve's cluster flags.
@@ -93,7 +92,7 @@ func (f *gossipFlags) start(ctx context.Context, srv *arbor.Server, urls []strin
 	cfg.Seeds = f.join
 	cfg.Tags = tags
 	cfg.Name = f.name
-	cfg.RPCAddrs = advertised(urls, host)
+	cfg.RPCAddrs = urls // on every interface: advertised at the gossip address (cluster)
 	cfg.Logger = log
 	n, err := cluster.Join(ctx, srv, cfg)
 	if err != nil {
@@ -102,30 +101,6 @@ func (f *gossipFlags) start(ctx context.Context, srv *arbor.Server, urls []strin
 	fmt.Fprintf(stdout, "gossip on %s\n", n.GossipAddr())
 	log.Info("joined the cluster", "node", n.Name(), "gossip", n.GossipAddr(), "members", len(n.Members(cluster.Filter{})))
 	return n, nil
-}
-
-// advertised returns the listeners' URLs as other members are to dial
-// them: one on every interface (tcp://[::]:7450), which would send
-// another machine's clients to themselves, is advertised at the gossip
-// host when that names one.
-func advertised(urls []string, gossipHost string) []string {
-	unspecified := func(h string) bool { ip := net.ParseIP(h); return h == "" || ip != nil && ip.IsUnspecified() }
-	if unspecified(gossipHost) {
-		return urls
-	}
-	out := make([]string, len(urls))
-	for i, u := range urls {
-		out[i] = u
-		a, err := transport.ParseAddr(u)
-		if err != nil || a.Host == "" {
-			continue
-		}
-		if h, port, err := net.SplitHostPort(a.Host); err == nil && unspecified(h) {
-			a.Host = net.JoinHostPort(gossipHost, port)
-			out[i] = a.String()
-		}
-	}
-	return out
 }
 
 // nodeName is what whoami answers: the node's name, or the host's.
