@@ -220,6 +220,12 @@ func takeCaps(in *conn.Incoming) []wire.CapDescriptor {
 	return caps
 }
 
+// releaseCaps takes the capability table of an incoming call and
+// releases all of it: nothing of the call will hold its capabilities.
+func releaseCaps(in *conn.Incoming) {
+	(&capDecoder{cc: in.Conn, table: takeCaps(in)}).releaseUnused()
+}
+
 // closeRefs closes the references among the capabilities collected: a
 // result hands its references over (Cap'n Proto: results own their
 // capabilities), so the handler that returned them has no more to do.

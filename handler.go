@@ -224,7 +224,7 @@ func (d *argDecoder) finish(in *conn.Incoming) error {
 	if d.dec != nil {
 		d.dec.releaseUnused()
 	} else if in != nil && len(in.Caps) > 0 {
-		(&capDecoder{cc: in.Conn, table: takeCaps(in)}).releaseUnused()
+		releaseCaps(in)
 	}
 	return nil
 }
@@ -476,7 +476,7 @@ func handleRaw(r Registrar, info FunctionInfo, fn RawFunc, opts []HandleOption, 
 	}
 	h.invoke = func(ctx context.Context, in *conn.Incoming, args, out []byte) ([]byte, error) {
 		if in != nil && len(in.Caps) > 0 {
-			(&capDecoder{cc: in.Conn, table: takeCaps(in)}).releaseUnused()
+			releaseCaps(in)
 		}
 		res, err := fn(ctx, args)
 		if err != nil {

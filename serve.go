@@ -28,7 +28,7 @@ func (d *dispatcher) ServeCall(ctx context.Context, in *conn.Incoming, out []byt
 		// No handler took the capabilities the call passed (an unknown
 		// function or method, a failed promise, an interceptor's refusal):
 		// the peer counted a reference for each.
-		(&capDecoder{cc: in.Conn, table: takeCaps(in)}).releaseUnused()
+		releaseCaps(in)
 	}
 	return res, toStatus(err)
 }

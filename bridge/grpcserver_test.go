@@ -30,7 +30,15 @@ import (
 // startGRPC serves the route guide and the Greeter natively.
 func startGRPC(t testing.TB, cfg bridge.Config, gcfg bridge.GRPCConfig) string {
 	t.Helper()
-	srv := arbor.NewServer()
+	_, addr := serveGRPC(t, cfg, gcfg)
+	return addr
+}
+
+// serveGRPC is startGRPC with the Arbor server's options, returning the
+// gRPC server too.
+func serveGRPC(t testing.TB, cfg bridge.Config, gcfg bridge.GRPCConfig, opts ...arbor.ServerOption) (*bridge.GRPCServer, string) {
+	t.Helper()
+	srv := arbor.NewServer(opts...)
 	if err := server.New(nil).Register(srv); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +55,7 @@ func startGRPC(t testing.TB, cfg bridge.Config, gcfg bridge.GRPCConfig) string {
 		gs.Close()
 		srv.Close()
 	})
-	return l.Addr().String()
+	return gs, l.Addr().String()
 }
 
 // raw is a client connection speaking frames.
@@ -197,6 +205,17 @@ func (r *raw) until(id uint32) response {
 
 // goAway reads until GOAWAY and returns its code, and that the server
 // then closes the connection.
+// sync returns once the server has answered a PING, so has read what was
+// sent before it.
+func (r *raw) sync() {
+	r.fr.WritePing(false, [8]byte{'s', 'y', 'n', 'c'})
+	for {
+		if p, ok := r.read().(*http2.PingFrame); ok && p.IsAck() && p.Data == [8]byte{'s', 'y', 'n', 'c'} {
+			return
+		}
+	}
+}
+
 func (r *raw) goAway() http2.ErrCode {
 	r.t.Helper()
 	for {
@@ -528,12 +547,7 @@ func TestGRPCShutdownGoAway(t *testing.T) {
 	r, _ := handshake(t, l.Addr().String())
 	r.headers(1, pb.RouteGuideRecordRouteProcedure, false)
 	r.message(1, patriots, false)
-	r.fr.WritePing(false, [8]byte{9})
-	for { // the server has taken stream 1 once it answers the PING
-		if p, ok := r.read().(*http2.PingFrame); ok && p.IsAck() {
-			break
-		}
-	}
+	r.sync() // the server has taken stream 1
 	shut := make(chan error, 1)
 	go func() { shut <- gs.Shutdown(testContext(t)) }()
 	for {
@@ -701,26 +715,6 @@ func handshakeMaybe(addr string) (net.Conn, error) {
 	return nc, nil
 }
 
-// startGRPCOpts is startGRPC with options for the Arbor server.
-func startGRPCOpts(t testing.TB, gcfg bridge.GRPCConfig, opts ...arbor.ServerOption) string {
-	t.Helper()
-	srv := arbor.NewServer(opts...)
-	if err := server.New(nil).Register(srv); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := bridge.NewGRPCServer(bridge.New(srv, bridge.Config{}), gcfg)
-	go gs.Serve(l)
-	t.Cleanup(func() {
-		gs.Close()
-		srv.Close()
-	})
-	return l.Addr().String()
-}
-
 // A client that drops its connection in the middle of a client stream
 // has not ended the stream: the handler's Recv fails, it does not see
 // the io.EOF of a client that half-closed, and so does not finish (and
@@ -736,15 +730,11 @@ func TestGRPCConnectionLossIsNotEndOfStream(t *testing.T) {
 			return resp, err
 		}
 	}
-	r, _ := handshake(t, startGRPCOpts(t, bridge.GRPCConfig{}, arbor.WithInterceptors(ic)))
+	_, addr := serveGRPC(t, bridge.Config{}, bridge.GRPCConfig{}, arbor.WithInterceptors(ic))
+	r, _ := handshake(t, addr)
 	r.headers(1, pb.RouteGuideRecordRouteProcedure, false)
 	r.message(1, patriots, false)
-	r.fr.WritePing(false, [8]byte{7})
-	for { // the server has read the point once it answers the PING
-		if p, ok := r.read().(*http2.PingFrame); ok && p.IsAck() {
-			break
-		}
-	}
+	r.sync() // the server has read the point
 	// Gone, with a FIN (as a client that exits having read everything).
 	r.nc.(*net.TCPConn).CloseWrite()
 	select {
@@ -761,26 +751,10 @@ func TestGRPCConnectionLossIsNotEndOfStream(t *testing.T) {
 // Shutdown called twice at once (a signal handler and a deferred call):
 // both return once the connections have drained, not only the last.
 func TestGRPCConcurrentShutdown(t *testing.T) {
-	srv := arbor.NewServer()
-	defer srv.Close()
-	if err := server.New(nil).Register(srv); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := bridge.NewGRPCServer(bridge.New(srv, bridge.Config{}), bridge.GRPCConfig{})
-	defer gs.Close()
-	go gs.Serve(l)
-	r, _ := handshake(t, l.Addr().String())
+	gs, addr := serveGRPC(t, bridge.Config{}, bridge.GRPCConfig{})
+	r, _ := handshake(t, addr)
 	r.headers(1, pb.RouteGuideRecordRouteProcedure, false)
-	r.fr.WritePing(false, [8]byte{9})
-	for { // the server has taken stream 1 once it answers the PING
-		if p, ok := r.read().(*http2.PingFrame); ok && p.IsAck() {
-			break
-		}
-	}
+	r.sync() // the server has taken stream 1
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	shut := make(chan error, 2)
@@ -828,30 +802,14 @@ func TestGRPCNoTrailersInsideAMessage(t *testing.T) {
 // connection dies: a client that sends large messages and hangs up does
 // not use up the server's budget for good.
 func TestGRPCMemoryBudgetAfterConnectionLoss(t *testing.T) {
-	srv := arbor.NewServer()
-	defer srv.Close()
-	if err := server.New(nil).Register(srv); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := bridge.NewGRPCServer(bridge.New(srv, bridge.Config{}), bridge.GRPCConfig{MaxMemory: 1 << 20})
-	defer gs.Close()
-	go gs.Serve(l)
-	r, _ := handshake(t, l.Addr().String())
+	gs, addr := serveGRPC(t, bridge.Config{}, bridge.GRPCConfig{MaxMemory: 1 << 20})
+	r, _ := handshake(t, addr)
 	r.headers(1, pb.RouteGuideGetFeatureProcedure, false)
 	r.fr.WriteData(1, false, []byte{0, 0, 1, 0x86, 0xa0}) // a 100,000-byte message
 	r.fr.WriteData(1, false, make([]byte, 16000))
 	r.headers(3, pb.RouteGuideGetFeatureProcedure, false)
 	r.message(3, patriots, false) // whole, but the stream not ended
-	r.fr.WritePing(false, [8]byte{5})
-	for { // the server has read it all once it answers the PING
-		if p, ok := r.read().(*http2.PingFrame); ok && p.IsAck() {
-			break
-		}
-	}
+	r.sync()                      // the server has read it all
 	if n := gs.MemoryInUse(); n < 16000 {
 		t.Fatalf("MemoryInUse %d while a stream holds 16,000 bytes", n)
 	}

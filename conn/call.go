@@ -148,10 +148,7 @@ func (o *Outgoing) size() int {
 	for _, p := range o.Promises {
 		n += 11 + len(p.Path)
 	}
-	for _, d := range o.Caps {
-		n += 12 + len(d.Path) // kind, id, path (promised capabilities)
-	}
-	return n
+	return n + capsSize(o.Caps)
 }
 
 // timeoutOf checks ctx before a call and returns the time left (0: no

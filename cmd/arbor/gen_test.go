@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net/http"
@@ -117,34 +116,15 @@ func TestGenErrors(t *testing.T) {
 // HTTP/1.1, and arbor call prints its results as protojson.
 func TestServeHTTPAndProtoJSON(t *testing.T) {
 	ctx := testContext(t)
-	pr, pw := io.Pipe()
-	done := make(chan int, 1)
-	sctx, cancel := contextWithCancel(ctx)
-	go func() {
-		done <- run(sctx, []string{"serve", "--listen", "tcp://127.0.0.1:0", "--http", "127.0.0.1:0", "--cache-dir", ""}, pw, io.Discard)
-		pw.Close()
-	}()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(testTimeout):
-			t.Error("serve did not stop")
-		}
-	}()
-	sc := bufio.NewScanner(pr)
 	var addr, web string
-	for (addr == "" || web == "") && sc.Scan() {
-		if a, ok := strings.CutPrefix(sc.Text(), "http listening on "); ok {
+	serveUntil(t, []string{"--listen", "tcp://127.0.0.1:0", "--http", "127.0.0.1:0", "--cache-dir", ""}, func(line string) bool {
+		if a, ok := strings.CutPrefix(line, "http listening on "); ok {
 			web = a
-		} else if a, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+		} else if a, ok := strings.CutPrefix(line, "listening on "); ok {
 			addr = a
 		}
-	}
-	go io.Copy(io.Discard, pr)
-	if addr == "" || web == "" {
-		t.Fatalf("serve printed no listening lines")
-	}
+		return addr != "" && web != ""
+	})
 	req, _ := http.NewRequestWithContext(ctx, "POST", web+"/demo.v1.Greeter/SayHello", strings.NewReader(`{"name":"web"}`))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -175,8 +155,4 @@ func TestServeHTTPAndProtoJSON(t *testing.T) {
 	if code != exitFail || !strings.Contains(stderr, "InvalidArgument") || !strings.Contains(stderr, `unknown field "nme"`) {
 		t.Errorf("arbor call with a misspelt field = %d, %q", code, stderr)
 	}
-}
-
-func contextWithCancel(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithCancel(ctx)
 }

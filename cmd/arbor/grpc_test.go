@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"crypto/tls"
 	"crypto/x509"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 	"go.uber.org/goleak"
@@ -24,34 +21,11 @@ import (
 // stops cleanly.
 func TestServeGRPC(t *testing.T) {
 	ctx := testContext(t)
-	pr, pw := io.Pipe()
-	done := make(chan int, 1)
-	sctx, cancel := contextWithCancel(ctx)
-	go func() {
-		done <- run(sctx, []string{"serve", "--listen", "tcp://127.0.0.1:0", "--grpc", "127.0.0.1:0", "--cache-dir", ""}, pw, io.Discard)
-		pw.Close()
-	}()
-	stopped := false
-	defer func() {
-		cancel()
-		if stopped {
-			return
-		}
-		select {
-		case <-done:
-		case <-time.After(testTimeout):
-			t.Error("serve did not stop")
-		}
-	}()
-	sc := bufio.NewScanner(pr)
 	var addr string
-	for addr == "" && sc.Scan() {
-		addr, _ = strings.CutPrefix(sc.Text(), "grpc listening on ")
-	}
-	go io.Copy(io.Discard, pr)
-	if addr == "" {
-		t.Fatal("serve printed no grpc listening line")
-	}
+	s := serveUntil(t, []string{"--listen", "tcp://127.0.0.1:0", "--grpc", "127.0.0.1:0", "--cache-dir", ""}, func(line string) bool {
+		addr, _ = strings.CutPrefix(line, "grpc listening on ")
+		return addr != ""
+	})
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	tr := &http.Transport{Protocols: &p}
@@ -68,15 +42,8 @@ func TestServeGRPC(t *testing.T) {
 	if connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Fatalf("SayHello with no name: %v", err)
 	}
-	cancel()
-	select {
-	case code := <-done:
-		stopped = true
-		if code != exitOK {
-			t.Fatalf("serve exited %d", code)
-		}
-	case <-time.After(testTimeout):
-		t.Fatal("serve did not stop")
+	if code := s.stop(t); code != exitOK {
+		t.Fatalf("serve exited %d", code)
 	}
 }
 
@@ -94,36 +61,17 @@ func TestServeGRPCSNeedsCert(t *testing.T) {
 func TestServeHTTPSAndGRPCSRequireClientCertWithCA(t *testing.T) {
 	ctx := testContext(t)
 	certs := testcerts.Write(t, t.TempDir())
-	pr, pw := io.Pipe()
-	done := make(chan int, 1)
-	sctx, cancel := contextWithCancel(ctx)
-	go func() {
-		done <- run(sctx, []string{"serve", "--listen", "tcp://127.0.0.1:0", "--cache-dir", "",
-			"--cert", certs.ServerCert, "--key", certs.ServerKey, "--ca", certs.CACert,
-			"--https", "127.0.0.1:0", "--grpcs", "127.0.0.1:0"}, pw, io.Discard)
-		pw.Close()
-	}()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(testTimeout):
-			t.Error("serve did not stop")
-		}
-	}()
-	sc := bufio.NewScanner(pr)
 	var web, grpcs string
-	for (web == "" || grpcs == "") && sc.Scan() {
-		if a, ok := strings.CutPrefix(sc.Text(), "http listening on "); ok {
+	serveUntil(t, []string{"--listen", "tcp://127.0.0.1:0", "--cache-dir", "",
+		"--cert", certs.ServerCert, "--key", certs.ServerKey, "--ca", certs.CACert,
+		"--https", "127.0.0.1:0", "--grpcs", "127.0.0.1:0"}, func(line string) bool {
+		if a, ok := strings.CutPrefix(line, "http listening on "); ok {
 			web = a
-		} else if a, ok := strings.CutPrefix(sc.Text(), "grpcs listening on "); ok {
+		} else if a, ok := strings.CutPrefix(line, "grpcs listening on "); ok {
 			grpcs = "https://" + a
 		}
-	}
-	go io.Copy(io.Discard, pr)
-	if web == "" || grpcs == "" {
-		t.Fatal("serve printed no https or grpcs listening line")
-	}
+		return web != "" && grpcs != ""
+	})
 	ca, err := os.ReadFile(certs.CACert)
 	if err != nil {
 		t.Fatal(err)

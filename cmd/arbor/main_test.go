@@ -89,6 +89,25 @@ type server struct {
 // "listening on" lines. Cleanup stops it, if the test has not.
 func startServe(t *testing.T, n int, args ...string) *server {
 	t.Helper()
+	var addrs []string
+	s := serveUntil(t, args, func(line string) bool {
+		addr, ok := strings.CutPrefix(line, "listening on ")
+		if !ok {
+			t.Fatalf("serve printed %q, want a \"listening on ADDR\" line", line)
+		}
+		addrs = append(addrs, addr)
+		return len(addrs) == n
+	})
+	s.addrs = addrs
+	return s
+}
+
+// serveUntil runs `arbor serve args...` in a goroutine and reads what it
+// prints, a line at a time, until seen (the test's reading of them) says
+// it has what it waits for; the rest is discarded, so serve never
+// blocks. Cleanup stops it, if the test has not.
+func serveUntil(t *testing.T, args []string, seen func(line string) bool) *server {
+	t.Helper()
 	ctx, cancel := context.WithCancel(testContext(t))
 	pr, pw := io.Pipe()
 	s := &server{stderr: new(syncBuffer), cancel: cancel, done: make(chan int, 1)}
@@ -107,16 +126,13 @@ func startServe(t *testing.T, n int, args ...string) *server {
 		}
 	})
 	sc := bufio.NewScanner(pr)
-	for len(s.addrs) < n && sc.Scan() {
-		addr, ok := strings.CutPrefix(sc.Text(), "listening on ")
-		if !ok {
-			t.Fatalf("serve printed %q, want a \"listening on ADDR\" line", sc.Text())
-		}
-		s.addrs = append(s.addrs, addr)
+	done := false
+	for !done && sc.Scan() {
+		done = seen(sc.Text())
 	}
-	if len(s.addrs) < n {
+	if !done {
 		cancel()
-		t.Fatalf("serve printed %d listening lines, want %d; stderr:\n%s", len(s.addrs), n, s.stderr)
+		t.Fatalf("serve stopped printing before the lines this test waits for; stderr:\n%s", s.stderr)
 	}
 	go io.Copy(io.Discard, pr) // nothing more is expected; never block serve
 	return s

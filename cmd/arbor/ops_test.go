@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -22,39 +20,16 @@ import (
 // in process and returns its listening address and admin URL.
 func startServeAdmin(t *testing.T, args ...string) (addr, adminURL string, s *server) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(testContext(t))
-	pr, pw := io.Pipe()
-	s = &server{stderr: new(syncBuffer), cancel: cancel, done: make(chan int, 1)}
-	go func() {
-		code := run(ctx, append([]string{"serve", "--listen", "tcp://127.0.0.1:0", "--cache-dir", ""}, args...), pw, s.stderr)
-		pw.Close()
-		s.done <- code
-	}()
-	t.Cleanup(func() {
-		cancel()
-		pr.Close()
-		select {
-		case <-s.done:
-		case <-time.After(testTimeout):
-			t.Error("serve did not stop")
-		}
-	})
-	sc := bufio.NewScanner(pr)
-	for sc.Scan() {
-		line := sc.Text()
+	s = serveUntil(t, append([]string{"--listen", "tcp://127.0.0.1:0", "--cache-dir", ""}, args...), func(line string) bool {
 		if a, ok := strings.CutPrefix(line, "listening on "); ok {
 			addr = a
 		} else if u, ok := strings.CutPrefix(line, "admin on "); ok {
 			adminURL = u
-			break
 		} else {
 			t.Fatalf("serve printed %q", line)
 		}
-	}
-	if addr == "" || adminURL == "" {
-		t.Fatalf("serve did not print its addresses; stderr:\n%s", s.stderr)
-	}
-	go io.Copy(io.Discard, pr)
+		return addr != "" && adminURL != ""
+	})
 	return addr, adminURL, s
 }
 

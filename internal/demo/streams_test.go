@@ -11,22 +11,30 @@ import (
 	"github.com/arbor-rpc/arbor/internal/demo"
 )
 
-func TestStreamingDemo(t *testing.T) {
-	ctx := context.Background()
+// demoClient serves the demo catalog on loopback TCP and returns a
+// client of it; the test's cleanup closes both.
+func demoClient(t *testing.T) *arbor.Client {
+	t.Helper()
 	srv := arbor.NewServer()
 	if err := demo.Register(srv); err != nil {
 		t.Fatal(err)
 	}
-	l, err := srv.Listen(ctx, "tcp://127.0.0.1:0")
+	l, err := srv.Listen(context.Background(), "tcp://127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
-	c, err := arbor.Dial(ctx, l.URL())
+	t.Cleanup(func() { srv.Close() })
+	c, err := arbor.Dial(context.Background(), l.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestStreamingDemo(t *testing.T) {
+	ctx := context.Background()
+	c := demoClient(t)
 
 	cs, err := arbor.CallServerStream[int](ctx, c, "count", 5)
 	if err != nil {
@@ -80,20 +88,7 @@ func TestStreamingDemo(t *testing.T) {
 // does, instead of wrapping around.
 func TestSumOverflow(t *testing.T) {
 	ctx := context.Background()
-	srv := arbor.NewServer()
-	if err := demo.Register(srv); err != nil {
-		t.Fatal(err)
-	}
-	l, err := srv.Listen(ctx, "tcp://127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	c, err := arbor.Dial(ctx, l.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := demoClient(t)
 	ss, err := arbor.OpenClientStream[int, int](ctx, c, "sum")
 	if err != nil {
 		t.Fatal(err)
