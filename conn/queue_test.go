@@ -164,3 +164,47 @@ func TestNonReaderCannotGrowWorkers(t *testing.T) {
 		t.Fatalf("%d calls served at once (each a worker) for a peer that does not read, with MaxConcurrent %d", n, limit)
 	}
 }
+
+// A stream message or half-close waiting for room in a full write queue
+// (the peer does not read) gives up when the stream's context ends: the
+// opener then learns why from the stream, not seconds later from the
+// keep-alive.
+func TestStreamSendGivesUpWaitingForQueueRoom(t *testing.T) {
+	for _, op := range []string{"Send", "CloseSend"} {
+		t.Run(op, func(t *testing.T) {
+			cc := stuckWriter(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			s, err := cc.OpenStream(ctx, out("chat", nil, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fillQueue(t, cc)
+			errc := make(chan error, 1)
+			go func() {
+				if op == "Send" {
+					errc <- s.Send([]byte("x"))
+				} else {
+					errc <- s.CloseSend()
+				}
+			}()
+			// It waits while the queue is full; then the context ends.
+			select {
+			case err := <-errc:
+				t.Fatalf("%s returned %v with the queue full", op, err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			cancel()
+			select {
+			case err := <-errc:
+				if op == "Send" && status.CodeOf(err) != status.Canceled {
+					t.Fatalf("Send: %v, want Canceled", err)
+				}
+			case <-time.After(5 * time.Second):
+				cc.Close()
+				<-errc
+				t.Fatalf("%s outlived its stream's context by seconds, waiting for room in the write queue", op)
+			}
+		})
+	}
+}

@@ -215,7 +215,7 @@ func (s *Stream) Send(msg []byte) error {
 	if err := s.c.waitCredit(s, msgCost(len(msg))); err != nil {
 		return err
 	}
-	if err := s.c.lockForAppend(); err != nil {
+	if err := s.lockForAppend(); err != nil {
 		return err
 	}
 	s.c.wbuf = wire.AppendFrame(s.c.wbuf, wire.TypeData, 0, s.id, msg)
@@ -239,8 +239,27 @@ func (s *Stream) CloseSend() error {
 		return nil
 	default:
 	}
-	s.c.sendControl(wire.TypeEnd, s.id)
+	if s.lockForAppend() != nil {
+		return nil // the connection or the stream's context ended: Recv says why
+	}
+	s.c.wbuf = wire.AppendHeader(s.c.wbuf, wire.Header{Type: wire.TypeEnd, ID: s.id})
+	s.c.flushLocked()
 	return nil
+}
+
+// lockForAppend takes the connection's write lock for one of this
+// stream's frames, waiting for room in its queue no longer than the
+// stream's context lasts: an opener whose context ended gets the error
+// that ended the stream (its abort is under way).
+func (s *Stream) lockForAppend() error {
+	err := s.c.lockForAppendCtx(s.ctx)
+	if err != nil && s.opener && s.ctx.Err() != nil {
+		<-s.done
+		if s.err != nil {
+			return s.err
+		}
+	}
+	return err
 }
 
 // Recv returns the next message. It returns io.EOF when the peer has
