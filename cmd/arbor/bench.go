@@ -91,8 +91,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&cfg.out, "out", "", "also write the report as JSON to `file`")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "give up on the dial, the first call, and the calls still running `duration` after the run's end")
 	fs.DurationVar(&cfg.warmup, "warmup", 0, "call for `duration` first without counting (pools, connections)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseDialer(fs, args, stderr, &tf); !ok {
+		return code
 	}
 	if fs.NArg() < 2 {
 		return usageError(fs, stderr, "want ADDR and FUNCTION, got %d argument(s)", fs.NArg())

@@ -50,8 +50,8 @@ func call(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Var(&tags, "tag", "with --cluster: only members with the tag `key=value`, repeatable")
 	strategy := fs.String("strategy", "", "with --cluster: how to choose a member: p2c (default), roundrobin, random, leastconn, key")
 	hashKey := fs.String("hash-key", "", "with --cluster: choose the member by rendezvous hashing of `key`")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseDialer(fs, args, stderr, &tf); !ok {
+		return code
 	}
 	first := 1 // FUNCTION's position
 	if *seed != "" {

@@ -19,8 +19,8 @@ func cancel(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("cancel", "[flags] ADDR ID [PATH]", cancelAbout, stderr)
 	var cf clientFlags
 	cf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseDialer(fs, args, stderr, &cf.tls); !ok {
+		return code
 	}
 	if fs.NArg() != 2 && fs.NArg() != 3 {
 		return usageError(fs, stderr, "want ADDR, ID and optionally PATH, got %d argument(s)", fs.NArg())
@@ -44,8 +44,8 @@ func release(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("release", "[flags] ADDR ID", releaseAbout, stderr)
 	var cf clientFlags
 	cf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseDialer(fs, args, stderr, &cf.tls); !ok {
+		return code
 	}
 	if fs.NArg() != 2 {
 		return usageError(fs, stderr, "want ADDR and ID, got %d argument(s)", fs.NArg())

@@ -19,8 +19,8 @@ func catalog(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", defaultTimeout, "give up after `duration`, dial included (0: never)")
 	var tf tlsFlags
 	tf.register(fs, true)
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseDialer(fs, args, stderr, &tf); !ok {
+		return code
 	}
 	if fs.NArg() != 1 {
 		return usageError(fs, stderr, "want exactly one ADDR, got %d argument(s)", fs.NArg())

@@ -124,8 +124,8 @@ func members(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cf clientFlags
 	cf.register(fs)
 	watch := fs.Duration("listen", time.Second, "listen to heartbeats for `duration` before printing phi")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseDialer(fs, args, stderr, &cf.tls); !ok {
+		return code
 	}
 	if fs.NArg() != 1 {
 		return usageError(fs, stderr, "want ADDR, got %d argument(s)", fs.NArg())

@@ -27,8 +27,8 @@ func healthCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	var cf clientFlags
 	cf.register(fs)
 	service := fs.String("service", "", "judge only this `service` (default: the server and every service)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseDialer(fs, args, stderr, &cf.tls); !ok {
+		return code
 	}
 	if fs.NArg() != 1 {
 		return usageError(fs, stderr, "want ADDR, got %d argument(s)", fs.NArg())

@@ -183,6 +183,14 @@ func TestUsage(t *testing.T) {
 		{"serve", "--listen", "nonsense"},
 		{"serve", "--listen", "mem:x"},
 		{"serve", "--listen", "tls://127.0.0.1:0"},
+		// A client certificate without its key, or the reverse, is
+		// refused before anything is dialed.
+		{"call", "--cert", "c.pem", "tls://127.0.0.1:1", "add"},
+		{"catalog", "--key", "k.pem", "tls://127.0.0.1:1"},
+		{"bench", "--cert", "c.pem", "tls://127.0.0.1:1", "add"},
+		{"status", "--key", "k.pem", "tls://127.0.0.1:1"},
+		{"submit", "--cert", "c.pem", "tls://127.0.0.1:1", "-"},
+		{"members", "--cert", "c.pem", "tls://127.0.0.1:1"},
 	} {
 		if code, stdout, stderr := runArbor(ctx, args...); code != exitUsage || stdout != "" || stderr == "" {
 			t.Errorf("arbor %q = %d, stdout %q, stderr %q; want a usage error", args, code, stdout, stderr)

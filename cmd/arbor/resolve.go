@@ -116,8 +116,8 @@ func resolveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs := newFlagSet("resolve", "[flags] ADDR FILE|-", resolveAbout, stderr)
 	var cf clientFlags
 	cf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseDialer(fs, args, stderr, &cf.tls); !ok {
+		return code
 	}
 	if fs.NArg() != 2 {
 		return usageError(fs, stderr, "want ADDR and FILE (or - for standard input), got %d argument(s)", fs.NArg())

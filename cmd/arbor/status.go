@@ -34,8 +34,8 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cf clientFlags
 	cf.register(fs)
 	watchFlag := fs.Bool("watch", false, "print each change as it happens, until the tree ends")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseDialer(fs, args, stderr, &cf.tls); !ok {
+		return code
 	}
 	if fs.NArg() != 2 {
 		return usageError(fs, stderr, "want ADDR and ID, got %d argument(s)", fs.NArg())

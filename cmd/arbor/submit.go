@@ -20,8 +20,8 @@ func submit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("submit", "[flags] ADDR FILE|-", submitAbout, stderr)
 	var cf clientFlags
 	cf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseDialer(fs, args, stderr, &cf.tls); !ok {
+		return code
 	}
 	if fs.NArg() != 2 {
 		return usageError(fs, stderr, "want ADDR and FILE (or - for standard input), got %d argument(s)", fs.NArg())
@@ -48,8 +48,8 @@ func result(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("result", "[flags] ADDR ID", resultAbout, stderr)
 	var cf clientFlags
 	cf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseDialer(fs, args, stderr, &cf.tls); !ok {
+		return code
 	}
 	if fs.NArg() != 2 {
 		return usageError(fs, stderr, "want ADDR and ID, got %d argument(s)", fs.NArg())

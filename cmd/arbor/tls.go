@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"io"
 
 	"github.com/arbor-rpc/arbor/transport"
 )
@@ -35,4 +36,18 @@ func (f *tlsFlags) config() *transport.Config {
 		CAFile:     f.ca,
 		ServerName: f.serverName,
 	}
+}
+
+// parseDialer parses the flags of a command that dials, and refuses a
+// client certificate without its key (or the reverse) as a usage error
+// before anything is dialed. It returns the exit status and false when
+// the command must stop.
+func parseDialer(fs *flag.FlagSet, args []string, stderr io.Writer, tf *tlsFlags) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		return exitUsage, false
+	}
+	if (tf.cert == "") != (tf.key == "") {
+		return usageError(fs, stderr, "--cert and --key go together (a client certificate and its private key): give both or neither"), false
+	}
+	return 0, true
 }
