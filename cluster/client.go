@@ -249,7 +249,11 @@ func DialConfig(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		return nil, err
 	case <-ctx.Done():
 		c.Close()
-		return nil, arbor.Errorf(arbor.Unavailable, "cluster: no member list from seeds %s: %v", strings.Join(cfg.Seeds, ", "), ctx.Err())
+		// The caller's context ended first: its code (DeadlineExceeded,
+		// Canceled) is what happened, the seeds' silence why.
+		e := arbor.Errorf(arbor.CodeOf(ctx.Err()), "cluster: no member list from seeds %s: %v", strings.Join(cfg.Seeds, ", "), ctx.Err())
+		e.Cause = ctx.Err()
+		return nil, e
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -380,5 +381,51 @@ func TestClientRetryBudget(t *testing.T) {
 	// The initial 10 tokens, 0.1 per call, and ~1 a second.
 	if allowed < 100 || allowed > 115 {
 		t.Fatalf("%d retries allowed for 1000 calls at a 10%% budget", allowed)
+	}
+}
+
+// A dial whose context ends before any seed has sent the member list
+// fails with the context's code, so that the caller (arbor call
+// --cluster --timeout) reports a deadline, not an unavailable cluster.
+func TestDialDeadlineBeforeMemberList(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var held []net.Conn // accepted, never answered: no HELLO comes
+	var mu sync.Mutex
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, nc)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, nc := range held {
+			nc.Close()
+		}
+	}()
+	cfg := DefaultClientConfig()
+	cfg.Seeds = []string{"tcp://" + l.Addr().String()}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	c, err := DialConfig(ctx, cfg)
+	if err == nil {
+		c.Close()
+		t.Fatal("dial succeeded with a seed that never answers")
+	}
+	if arbor.CodeOf(err) != arbor.DeadlineExceeded || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("dial: %v (code %v); want DeadlineExceeded, matching context.DeadlineExceeded", err, arbor.CodeOf(err))
+	}
+	if !strings.Contains(err.Error(), l.Addr().String()) {
+		t.Errorf("dial: %v; want the seed named", err)
 	}
 }

@@ -134,7 +134,7 @@ func members(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	c, err := dialCluster(ctx, []string{fs.Arg(0)}, &cf)
 	if err != nil {
-		return printError(stderr, err)
+		return printError(stderr, timedOut(ctx, err, cf.timeout))
 	}
 	defer c.Close()
 	ms := c.Members()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os/exec"
 	"runtime"
 	"slices"
@@ -221,4 +222,25 @@ func TestClusterNoFalsePositivesUnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%v under %d hogs, %d calls: highest phi %s", d, len(hogs), calls, strings.Join(line, ", "))
+}
+
+// members and call --cluster that run out of --timeout before a seed
+// sends the member list say so: DeadlineExceeded and the flag, not an
+// unavailable cluster.
+func TestClusterCommandsTimeOut(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0") // accepts (the backlog), never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	seed := "tcp://" + l.Addr().String()
+	for _, args := range [][]string{
+		{"members", "--timeout", "200ms", seed},
+		{"call", "--timeout", "200ms", "--cluster", seed, "echo", `"x"`},
+	} {
+		code, _, stderr := runArbor(testContext(t), args...)
+		if code != exitFail || !strings.Contains(stderr, "DeadlineExceeded") || !strings.Contains(stderr, "--timeout 200ms") {
+			t.Errorf("arbor %q = %d, stderr %q; want 1, DeadlineExceeded and the --timeout named", args, code, stderr)
+		}
+	}
 }
