@@ -91,9 +91,20 @@ func locatePacked(b []byte, typ protowire.Type, base int) string {
 }
 
 // checksUTF8 reports whether protobuf-go refuses invalid UTF-8 in fd:
-// proto3 and editions (whose default is to verify) do, proto2 does not.
+// proto3 does, proto2 does not, editions as the field's utf8_validation
+// feature says (by default, verify). protobuf-go's descriptors expose the
+// feature as EnforceUTF8, which its decoder asks too (the module is
+// pinned exactly, so the method cannot vanish under us).
 func checksUTF8(fd protoreflect.FieldDescriptor) bool {
-	return fd.ParentFile().Syntax() != protoreflect.Proto2
+	switch fd.ParentFile().Syntax() {
+	case protoreflect.Proto2:
+		return false
+	case protoreflect.Editions:
+		if e, ok := fd.(interface{ EnforceUTF8() bool }); ok {
+			return e.EnforceUTF8()
+		}
+	}
+	return true
 }
 
 // wireTypeFits reports whether a field of fd's kind may arrive with wire
