@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"regexp"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -84,7 +85,11 @@ func ReadMessage(r *value.Reader, m proto.Message) error {
 			return fmt.Errorf("%s given as a map: %w (at byte %d)", name(m), err, start)
 		}
 		if err := protojson.Unmarshal(js, m); err != nil {
-			return fmt.Errorf("%s given as a map (read as protojson): %w", name(m), err)
+			// protojson places its error at a line:column of the JSON made
+			// here from the map, which the sender never saw: the map's
+			// offset in the arguments says where instead.
+			msg := protojsonPos.ReplaceAllString(err.Error(), "")
+			return fmt.Errorf("%s given as a map (read as protojson): %s (in the map at byte %d)", name(m), msg, start)
 		}
 		return nil
 	}
@@ -100,6 +105,9 @@ func Unmarshal(b []byte, m proto.Message) error {
 	}
 	return nil
 }
+
+// protojsonPos is the position protojson's errors give, "(line 1:12): ".
+var protojsonPos = regexp.MustCompile(`\(line \d+:\d+\): `)
 
 func name(m proto.Message) string { return string(m.ProtoReflect().Descriptor().FullName()) }
 
