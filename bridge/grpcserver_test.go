@@ -831,3 +831,27 @@ func TestGRPCSmallStreamWindowClamped(t *testing.T) {
 		t.Fatalf("initial window %d advertised for a StreamWindow of 1000, want 65535", w)
 	}
 }
+
+// A unary call whose grpc-timeout passes before its request has ended is
+// answered DEADLINE_EXCEEDED then, as gRPC servers do, and stops counting
+// against MaxConcurrentStreams: a client that opens calls and never
+// finishes them does not hold the server's streams past their deadlines.
+func TestGRPCDeadlineBeforeRequestEnds(t *testing.T) {
+	r, _ := handshake(t, startGRPC(t, bridge.Config{}, bridge.GRPCConfig{MaxConcurrentStreams: 1}))
+	r.headers(1, pb.RouteGuideGetFeatureProcedure, false, "grpc-timeout", "100m")
+	// Half a message, and no END_STREAM.
+	r.fr.WriteData(1, false, grpcMessage(make([]byte, 10))[:8])
+	res := r.until(1)
+	if res.trailers["grpc-status"] != "4" {
+		t.Fatalf("stream 1: %+v; want grpc-status 4 (DEADLINE_EXCEEDED)", res)
+	}
+	// Its slot is free: the next call is served.
+	r.headers(3, pb.RouteGuideGetFeatureProcedure, false)
+	r.message(3, patriots, true)
+	if res := r.until(3); res.trailers["grpc-status"] != "0" {
+		t.Fatalf("stream 3: %+v", res)
+	}
+	// The rest of stream 1's request, late, changes nothing.
+	r.fr.WriteData(1, true, grpcMessage(make([]byte, 10))[8:])
+	r.sync()
+}

@@ -62,17 +62,19 @@ type gstream struct {
 	done        bool // trailers sent, or reset
 	remoteDone  bool // END_STREAM or RST_STREAM from the client
 	finalized   bool // ended with the handler done: out of the table
+	launched    bool // the handler was started (start sets it, expire reads it)
 	stopWake    func() bool
 
 	// Reader only.
-	started  bool
-	released bool
-	hdr      [5]byte
-	hdrN     int
-	cur      []byte // the message being read: [0x91, bin header, bytes...]
-	need     int    // its bytes still to come
-	nmsg     int
-	args     []byte // unary and server stream: the argument array
+	stopExpire func() bool // stops expire's watch of the deadline, or nil
+	started    bool
+	released   bool
+	hdr        [5]byte
+	hdrN       int
+	cur        []byte // the message being read: [0x91, bin header, bytes...]
+	need       int    // its bytes still to come
+	nmsg       int
+	args       []byte // unary and server stream: the argument array
 
 	// Under qmu: the messages the handler has yet to Recv.
 	qmu        sync.Mutex
@@ -195,6 +197,12 @@ func (c *gconn) open(f *http2.MetaHeadersFrame) error {
 	st.remoteDone = ended
 	c.streams[id] = st
 	c.mu.Unlock()
+	if st.tcancel != nil && !ended && (m.kind == arbor.KindUnary || m.kind == arbor.KindServerStream) {
+		// Its handler starts only once the request has ended: until then
+		// the deadline is watched here (after the stream is in the table,
+		// which expire takes it out of).
+		st.stopExpire = context.AfterFunc(st.ctx, st.expire)
+	}
 	if m.kind == arbor.KindClientStream || m.kind == arbor.KindBidiStream {
 		st.ready = make(chan struct{}, 1)
 		st.eof = ended
@@ -408,8 +416,22 @@ func (st *gstream) stop(cause error) {
 	}
 }
 
-// start runs the handler on its own goroutine.
+// start runs the handler on its own goroutine, unless the stream ended
+// meanwhile (expire answered it as the last of its request came in).
 func (st *gstream) start() {
+	if st.stopExpire != nil {
+		st.stopExpire()
+		st.stopExpire = nil
+	}
+	c := st.c
+	c.mu.Lock()
+	done := st.done
+	st.launched = !done
+	c.mu.Unlock()
+	if done {
+		st.stop(arbor.Errorf(arbor.DeadlineExceeded, "the call's deadline passed"))
+		return
+	}
 	st.started = true
 	st.c.hwg.Add(1)
 	go st.run()
@@ -452,6 +474,28 @@ func (st *gstream) run() {
 	}
 	code, msg, details := grpcStatus(err)
 	st.finish(code, msg, details, md, true)
+}
+
+// expire answers a unary or server-stream call whose deadline passed
+// while its request was still coming in (its handler not started):
+// DEADLINE_EXCEEDED now, as gRPC servers do, rather than when the client
+// ends the request; the stream stops holding its slot and its memory. A
+// stream canceled otherwise is ended by whoever canceled it.
+func (st *gstream) expire() {
+	if !errors.Is(st.ctx.Err(), context.DeadlineExceeded) {
+		return
+	}
+	c := st.c
+	if c.lockForAppend() != nil {
+		return
+	}
+	if st.done || st.launched {
+		c.mu.Unlock()
+		return
+	}
+	st.endLocked(arbor.DeadlineExceeded, "the call's deadline passed before its request ended", nil, nil, true)
+	c.flushEndLocked()
+	st.release()
 }
 
 // release forgets the stream; the connection closes once the last
