@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -319,12 +320,14 @@ func dialQUIC(ctx context.Context, a Addr, cfg *Config) (net.Conn, error) {
 	// A connected socket: the kernel then reports ICMP port-unreachable
 	// as ECONNREFUSED, so a dial to a port where nothing listens fails at
 	// once (quic-go gives up when its socket fails) instead of waiting
-	// for a handshake timeout.
+	// for a handshake timeout. After the handshake such reports are
+	// ignored (connectedUDP).
 	pc, err := net.DialUDP(network, nil, net.UDPAddrFromAddrPort(raddr))
 	if err != nil {
 		return nil, opErr(err)
 	}
-	tr := &quic.Transport{Conn: connectedUDP{pc, pc.RemoteAddr()}}
+	udp := connectedUDP{pc, pc.RemoteAddr(), new(atomic.Bool)}
+	tr := &quic.Transport{Conn: udp}
 	var once sync.Once
 	release := func() {
 		once.Do(func() {
@@ -343,6 +346,19 @@ func dialQUIC(ctx context.Context, a Addr, cfg *Config) (net.Conn, error) {
 	if err != nil {
 		release()
 		return nil, opErr(err)
+	}
+	// From the handshake on, the socket's refusals are ignored (see
+	// connectedUDP); an early connection's handshake may still be under way.
+	if !cfg.Allow0RTT {
+		udp.live.Store(true)
+	} else {
+		go func() {
+			select {
+			case <-qc.HandshakeComplete():
+				udp.live.Store(true)
+			case <-qc.Context().Done():
+			}
+		}()
 	}
 	c := newQUICConn(qc, release)
 	c.early = cfg.Allow0RTT
@@ -720,21 +736,43 @@ func (s *quicStream) writeDeadline() time.Time {
 // wants: writes go to the one peer, reads come from it. Deliberately not
 // exposing *net.UDPConn's other methods keeps quic-go from using
 // WriteMsgUDP with an address, which a connected socket refuses.
+//
+// A connected socket reports an ICMP port-unreachable as ECONNREFUSED on
+// its next read or write, and quic-go closes the connection on any socket
+// error. That is wanted while dialing (nothing listens: fail at once, as
+// TCP does); once the handshake is done (live), QUIC trusts no ICMP (it
+// may be a moment's outage on the path, or forged by anyone who guesses
+// the ports), so the refusal is dropped: a datagram whose write reported
+// it counts as lost, which QUIC recovers, and the idle timeout ends a
+// connection whose peer is really gone.
 type connectedUDP struct {
 	c     *net.UDPConn
 	raddr net.Addr
+	live  *atomic.Bool // the handshake is done
 }
 
 func (u connectedUDP) ReadFrom(p []byte) (int, net.Addr, error) {
-	n, err := u.c.Read(p)
-	return n, u.raddr, err
+	for {
+		n, err := u.c.Read(p)
+		if err != nil && u.live.Load() && errors.Is(err, syscall.ECONNREFUSED) {
+			continue // the error was the socket's one pending report
+		}
+		return n, u.raddr, err
+	}
 }
 
-func (u connectedUDP) WriteTo(p []byte, _ net.Addr) (int, error) { return u.c.Write(p) }
-func (u connectedUDP) Close() error                              { return u.c.Close() }
-func (u connectedUDP) LocalAddr() net.Addr                       { return u.c.LocalAddr() }
-func (u connectedUDP) SetDeadline(t time.Time) error             { return u.c.SetDeadline(t) }
-func (u connectedUDP) SetReadDeadline(t time.Time) error         { return u.c.SetReadDeadline(t) }
-func (u connectedUDP) SetWriteDeadline(t time.Time) error        { return u.c.SetWriteDeadline(t) }
-func (u connectedUDP) SetReadBuffer(n int) error                 { return u.c.SetReadBuffer(n) }
-func (u connectedUDP) SetWriteBuffer(n int) error                { return u.c.SetWriteBuffer(n) }
+func (u connectedUDP) WriteTo(p []byte, _ net.Addr) (int, error) {
+	n, err := u.c.Write(p)
+	if err != nil && u.live.Load() && errors.Is(err, syscall.ECONNREFUSED) {
+		return len(p), nil // not sent: lost, as on any path
+	}
+	return n, err
+}
+
+func (u connectedUDP) Close() error                       { return u.c.Close() }
+func (u connectedUDP) LocalAddr() net.Addr                { return u.c.LocalAddr() }
+func (u connectedUDP) SetDeadline(t time.Time) error      { return u.c.SetDeadline(t) }
+func (u connectedUDP) SetReadDeadline(t time.Time) error  { return u.c.SetReadDeadline(t) }
+func (u connectedUDP) SetWriteDeadline(t time.Time) error { return u.c.SetWriteDeadline(t) }
+func (u connectedUDP) SetReadBuffer(n int) error          { return u.c.SetReadBuffer(n) }
+func (u connectedUDP) SetWriteBuffer(n int) error         { return u.c.SetWriteBuffer(n) }
