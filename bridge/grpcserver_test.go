@@ -855,3 +855,40 @@ func TestGRPCDeadlineBeforeRequestEnds(t *testing.T) {
 	r.fr.WriteData(1, true, grpcMessage(make([]byte, 10))[8:])
 	r.sync()
 }
+
+// slowGreeter answers after its call's deadline has passed, ignoring it.
+type slowGreeter struct {
+	greeter.UnimplementedGreeterHandler
+}
+
+func (slowGreeter) SayHello(_ context.Context, req *greeter.HelloRequest) (*greeter.HelloReply, error) {
+	time.Sleep(150 * time.Millisecond)
+	return &greeter.HelloReply{Message: "late"}, nil
+}
+
+// A unary handler that returns its result after the call's deadline has
+// passed still answers the call: DEADLINE_EXCEEDED, not silence (the
+// stream closed with nothing sent, the client left waiting).
+func TestGRPCResultAfterDeadline(t *testing.T) {
+	srv := arbor.NewServer()
+	if err := greeter.RegisterGreeterHandler(srv, slowGreeter{}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := bridge.NewGRPCServer(bridge.New(srv, bridge.Config{}), bridge.GRPCConfig{})
+	go gs.Serve(l)
+	t.Cleanup(func() {
+		gs.Close()
+		srv.Close()
+	})
+	r, _ := handshake(t, l.Addr().String())
+	r.headers(1, greeter.GreeterSayHelloProcedure, false, "grpc-timeout", "50m")
+	r.message(1, &greeter.HelloRequest{Name: "x"}, true)
+	r.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if res := r.until(1); res.trailers["grpc-status"] != "4" {
+		t.Fatalf("stream 1: %+v; want grpc-status 4 (DEADLINE_EXCEEDED)", res)
+	}
+}

@@ -462,11 +462,14 @@ func (st *gstream) run() {
 	md := trailerMetadata(ictx)
 	if err == nil && hasResult {
 		b, uerr := unbin(res)
-		if uerr == nil {
-			st.sendMessage(b, true, md)
+		if uerr != nil {
+			err = arbor.Errorf(arbor.Internal, "%s: the result is not a protobuf message: %v", st.m.id, uerr)
+		} else if err = st.sendMessage(b, true, md); err == nil {
 			return
 		}
-		err = arbor.Errorf(arbor.Internal, "%s: the result is not a protobuf message: %v", st.m.id, uerr)
+		// A result that could not go out (the deadline passed, say) still
+		// ends the call: trailers with why, or RST_STREAM when part of it
+		// is out (finish does nothing once the stream has ended).
 	}
 	if err == nil {
 		st.finish(arbor.OK, "", nil, md, true)
