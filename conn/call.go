@@ -241,9 +241,16 @@ func (c *Conn) start(ctx context.Context, o *Outgoing, cl *call, st *Stream, laz
 	if safe {
 		c.wsafe = len(c.wbuf)
 	}
-	if lazy {
+	switch {
+	case lazy:
 		c.flushLazyLocked()
-	} else {
+	case cl != nil && cl.refArgs != nil && c.cutWrites && ctx.Done() != nil:
+		// Large arguments that may take long to write go to the writer
+		// goroutine, so that the caller waits for its answer, not for
+		// the write: if its context ends first, releaseRef has the write
+		// cut and the rest copied (the caller's buffer is its own again).
+		c.flushLazyLocked()
+	default:
 		c.flushLocked()
 	}
 	return id, nil

@@ -60,9 +60,18 @@ type Conn struct {
 	// wcharged is the memory budget that the results queued in wbuf hold,
 	// given back once they are written.
 	wcharged int
-	werr     error
-	wsig     chan struct{} // wakes writeLoop
-	wloop    bool          // writeLoop is running (started on demand, see writer.go)
+	// cutWrites: a write on nc may be cut short by a write deadline and
+	// resumed (a plain socket; not TLS, whose state a timed-out write
+	// corrupts, nor QUIC). wcut says releaseRef asked the write in
+	// progress to stop (see cutLocked).
+	cutWrites bool
+	wcut      bool
+	// wdeadline is the write deadline of a closing connection's last
+	// writes (zero until then): a cut gives it back.
+	wdeadline time.Time
+	werr      error
+	wsig      chan struct{} // wakes writeLoop
+	wloop     bool          // writeLoop is running (started on demand, see writer.go)
 	// minWrite pads shorter writes with a PAD frame: the transport pays
 	// extra for them (transport.MinWriter).
 	minWrite int
@@ -191,6 +200,10 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 		closed:   make(chan struct{}),
 	}
 	c.wcond.L = &c.wmu
+	switch nc.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		c.cutWrites = true
+	}
 	if mw, ok := nc.(transport.MinWriter); ok {
 		c.minWrite = mw.MinWrite()
 	}
@@ -371,10 +384,18 @@ func (c *Conn) closeWith(err *status.Error) {
 func (c *Conn) protocolError(err error) {
 	c.cfg.Logger.Warn("arbor: protocol error, closing connection", "remote", c.nc.RemoteAddr().String(), "err", err)
 	c.sendGoAway(uint32(status.InvalidArgument), "protocol error: "+err.Error())
-	c.nc.SetWriteDeadline(time.Now().Add(time.Second)) // the peer may not be reading
+	c.lastWrites(time.Second) // the peer may not be reading
 	c.flushNow()
 	c.closeWriteAndWait(100 * time.Millisecond)
 	c.closeWith(status.Wrap(status.Unavailable, status.ErrProtocol, err, "connection closed: protocol error"))
+}
+
+// lastWrites bounds the writes of a closing connection to d from now.
+func (c *Conn) lastWrites(d time.Duration) {
+	c.wmu.Lock()
+	c.wdeadline = time.Now().Add(d)
+	_ = c.nc.SetWriteDeadline(c.wdeadline)
+	c.wmu.Unlock()
 }
 
 // closeWriteAndWait half-closes the transport after the last frames and

@@ -703,7 +703,7 @@ func (c *Conn) Drain(ctx context.Context, reason string) error {
 		}
 	}
 	if err == nil {
-		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		c.lastWrites(time.Second)
 		c.flushNow() // the last results may still be queued for writeLoop
 		c.closeWriteAndWait(time.Second)
 	}

@@ -3,7 +3,9 @@ package conn
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
+	"time"
 
 	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/wire"
@@ -98,16 +100,23 @@ func (c *Conn) writeLocked() {
 		}
 		c.wmu.Unlock()
 		var err error
+		var n int64
 		switch {
 		case len(segs) > 0:
-			err = c.writeVec(buf, segs)
+			n, err = c.writeVec(buf, segs)
 		case early: // only idempotent calls: they may go in 0-RTT data
 			_, err = c.ec.WriteEarly(buf)
 		default:
-			_, err = c.nc.Write(buf) // waits for the handshake on an EarlyConn
+			var m int
+			m, err = c.nc.Write(buf) // waits for the handshake on an EarlyConn
+			n = int64(m)
 		}
 		c.unreserve(charged) // the results in buf hold memory no more
 		c.wmu.Lock()
+		cut := c.wcut && c.uncutLocked(err, buf, segs, n)
+		if cut {
+			err = nil
+		}
 		if len(segs) > 0 {
 			for _, s := range segs {
 				if s.recycle {
@@ -127,6 +136,18 @@ func (c *Conn) writeLocked() {
 			c.werr = c.lostConnection(err)
 		}
 		c.wcond.Broadcast()
+		if cut {
+			// Whoever was stuck in the write has been let go; the rest is
+			// the writer goroutine's (this may be it).
+			c.writing = false
+			c.startWriterLocked()
+			c.wmu.Unlock()
+			select {
+			case c.wsig <- struct{}{}:
+			default:
+			}
+			return
+		}
 	}
 	c.writing = false
 	werr := c.werr
@@ -187,10 +208,11 @@ func (c *Conn) queueRef(b []byte) uint64 {
 }
 
 // releaseRef makes sure that the connection holds no more reference to b,
-// queued in batch gen: a batch still queued gets a copy of b instead, a
-// batch being written is waited for (so a cancelled Call with large
-// arguments returns when their write ends or the connection fails). Then
-// b's owner may reuse it.
+// queued in batch gen: a batch still queued gets a copy of b instead; a
+// batch being written is cut where it is on a plain socket (cutLocked:
+// the writer copies the rest and goes on), else waited for (over TLS or
+// QUIC a cancelled Call with large arguments returns when their write
+// ends or the connection fails). Then b's owner may reuse it.
 func (c *Conn) releaseRef(gen uint64, b []byte) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -202,14 +224,73 @@ func (c *Conn) releaseRef(gen uint64, b []byte) {
 		}
 		return
 	}
+	if c.wflight == gen && c.cutWrites && !c.wcut && c.wdeadline.IsZero() {
+		c.cutLocked()
+	}
 	for c.wflight == gen {
 		c.wcond.Wait()
 	}
 }
 
+// pastDeadline is a write deadline that has passed: setting it wakes a
+// write blocked on the socket at once.
+var pastDeadline = time.Unix(1, 0)
+
+// cutLocked asks the write in progress to stop where it is (releaseRef:
+// its caller gave up and wants its buffer back). The writer then copies
+// what is left of its batch and goes on from the copy (uncutLocked).
+// Called with wmu held, as uncutLocked is, so that the deadline set here
+// is cleared before any later write.
+func (c *Conn) cutLocked() {
+	c.wcut = true
+	_ = c.nc.SetWriteDeadline(pastDeadline)
+}
+
+// uncutLocked clears a cut asked for while the batch (buf with segs in
+// their places) was being written, n bytes of it out, err how the write
+// ended. It reports whether the write was cut short: then what was not
+// written is queued again, copied, ahead of what was queued since (the
+// frames stay whole on the wire), and err is not the connection's.
+func (c *Conn) uncutLocked(err error, buf []byte, segs []wseg, n int64) bool {
+	c.wcut = false
+	_ = c.nc.SetWriteDeadline(c.wdeadline)
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !c.wdeadline.IsZero() {
+		return false // it ended before the cut, or failed for its own reasons
+	}
+	size := len(buf)
+	for _, s := range segs {
+		size += len(s.b)
+	}
+	rest := make([]byte, 0, size-int(n)+len(c.wbuf))
+	skip := n
+	add := func(b []byte) {
+		if skip >= int64(len(b)) {
+			skip -= int64(len(b))
+			return
+		}
+		rest = append(rest, b[skip:]...)
+		skip = 0
+	}
+	prev := 0
+	for _, s := range segs {
+		add(buf[prev:s.at])
+		add(s.b)
+		prev = s.at
+	}
+	add(buf[prev:])
+	moved := len(rest)
+	rest = append(rest, c.wbuf...)
+	for i := range c.wsegs {
+		c.wsegs[i].at += moved
+	}
+	c.wbuf = rest
+	c.wsafe = 0
+	return true
+}
+
 // writeVec writes buf with the queued payloads segs in their places, in
 // one writev where the transport has it.
-func (c *Conn) writeVec(buf []byte, segs []wseg) error {
+func (c *Conn) writeVec(buf []byte, segs []wseg) (int64, error) {
 	vec := c.wvec[:0]
 	prev := 0
 	for _, s := range segs {
@@ -220,9 +301,9 @@ func (c *Conn) writeVec(buf []byte, segs []wseg) error {
 		vec = append(vec, buf[prev:])
 	}
 	c.wvec = vec[:0]
-	_, err := vec.WriteTo(c.nc)
+	n, err := vec.WriteTo(c.nc)
 	clear(c.wvec[:cap(c.wvec)])
-	return err
+	return n, err
 }
 
 // flushNow writes everything queued before returning (or until the

@@ -1,0 +1,121 @@
+package conn
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/arbor-rpc/arbor/internal/status"
+	"github.com/arbor-rpc/arbor/wire"
+)
+
+// writeStuckPeer returns a client connection whose peer has sent its HELLO
+// and reads nothing until the test reads from the returned socket.
+func writeStuckPeer(t *testing.T, cfg Config) (*Conn, net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	peer := make(chan net.Conn, 1)
+	go func() {
+		nc, err := l.Accept()
+		if err != nil {
+			peer <- nil
+			return
+		}
+		nc.Write(wire.AppendHello(nil, wire.Hello{Version: wire.Version, MaxFrame: 64 << 20, KeepAlive: time.Hour}))
+		peer <- nc
+	}()
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := Client(nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := <-peer
+	if pc == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() {
+		cc.Close()
+		pc.Close()
+	})
+	return cc, pc
+}
+
+// A call whose large arguments are still being written when its context
+// ends returns then, as its deadline says, not when the write ends (for a
+// peer that stopped reading: never). What is left of the arguments is
+// copied and written on after the call returned, so the peer still reads
+// a whole CALL, then its CANCEL, and the caller may reuse its buffer at
+// once.
+func TestLargeCallReturnsAtDeadlineMidWrite(t *testing.T) {
+	for _, inflight := range []int{1, 2} { // written by the caller itself, or by the writer goroutine
+		t.Run(map[int]string{1: "alone", 2: "beside another call"}[inflight], func(t *testing.T) {
+			cc, pc := writeStuckPeer(t, Config{})
+			if inflight == 2 {
+				if _, err := cc.Go(context.Background(), out("other", nil, []byte("x"))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			args := bytes.Repeat([]byte{7}, 32<<20) // far more than the sockets buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			errc := make(chan error, 1)
+			start := time.Now()
+			go func() { _, err := cc.Call(ctx, out("echo", nil, args)); errc <- err }()
+			select {
+			case err := <-errc:
+				if status.CodeOf(err) != status.DeadlineExceeded {
+					t.Fatalf("Call: %v, want DeadlineExceeded", err)
+				}
+				if d := time.Since(start); d > 2*time.Second {
+					t.Fatalf("Call returned %v after its 200ms deadline", d)
+				}
+			case <-time.After(5 * time.Second):
+				cc.Close()
+				<-errc
+				t.Fatal("Call with large arguments outlived its deadline by seconds, waiting for its write")
+			}
+			for i := range args {
+				args[i] = 9 // the caller's buffer is its own again
+			}
+
+			// The peer now reads: the frames are whole, the arguments as
+			// they were when sent.
+			pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			r := wire.NewReader(pc, 64<<10, 64<<20)
+			var gotCall, gotCancel bool
+			for !gotCancel {
+				h, p, err := r.Next()
+				if err != nil {
+					t.Fatalf("peer read: %v (call %v)", err, gotCall)
+				}
+				switch h.Type {
+				case wire.TypeCall:
+					c, err := wire.ParseCall(h.Flags, p)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if string(c.Function) == "echo" {
+						if len(c.Args) != len(args) || bytes.IndexByte(c.Args, 9) >= 0 {
+							t.Fatalf("the peer got %d bytes of arguments (changed: %v); want %d unchanged", len(c.Args), bytes.IndexByte(c.Args, 9) >= 0, len(args))
+						}
+						gotCall = true
+					}
+				case wire.TypeCancel:
+					if !gotCall {
+						t.Fatal("CANCEL before the whole CALL")
+					}
+					gotCancel = true
+				}
+			}
+		})
+	}
+}
