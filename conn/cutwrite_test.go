@@ -119,3 +119,63 @@ func TestLargeCallReturnsAtDeadlineMidWrite(t *testing.T) {
 		})
 	}
 }
+
+// A cut whose write has already stopped when a closing connection sets its
+// last writes' deadline (Drain, protocolError) is still a cut: the rest is
+// written under that deadline, and the connection does not fail because
+// of a timeout that was releaseRef's, not its own.
+func TestCutBeforeLastWritesIsStillACut(t *testing.T) {
+	cc, pc := writeStuckPeer(t, Config{})
+	args := bytes.Repeat([]byte{7}, 32<<20)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go cc.Call(ctx, out("echo", nil, args))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cc.wmu.Lock()
+		inflight := cc.wflight != 0
+		cc.wmu.Unlock()
+		if inflight {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the call's write never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // blocked on the full socket
+
+	// releaseRef's cut; the writer's write stops at once and it waits for
+	// wmu, which lastWrites takes first.
+	cc.wmu.Lock()
+	cc.cutLocked()
+	time.Sleep(100 * time.Millisecond)
+	cc.wdeadline = time.Now().Add(10 * time.Second) // lastWrites, under the same lock
+	_ = cc.nc.SetWriteDeadline(cc.wdeadline)
+	cc.wmu.Unlock()
+
+	pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := wire.NewReader(pc, 64<<10, 64<<20)
+	for {
+		h, p, err := r.Next()
+		if err != nil {
+			cc.wmu.Lock()
+			werr := cc.werr
+			cc.wmu.Unlock()
+			t.Fatalf("peer read: %v (connection's write error: %v)", err, werr)
+		}
+		if h.Type == wire.TypeCall {
+			c, err := wire.ParseCall(h.Flags, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(c.Args) != len(args) || !bytes.Equal(c.Args, args) {
+				t.Fatalf("the peer got %d bytes of arguments, want %d unchanged", len(c.Args), len(args))
+			}
+			break
+		}
+	}
+	if err := cc.Err(); err != nil {
+		t.Fatalf("connection failed: %v", err)
+	}
+}

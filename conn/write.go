@@ -254,8 +254,14 @@ func (c *Conn) cutLocked() {
 func (c *Conn) uncutLocked(err error, buf []byte, segs []wseg, n int64) bool {
 	c.wcut = false
 	_ = c.nc.SetWriteDeadline(c.wdeadline)
-	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !c.wdeadline.IsZero() {
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 		return false // it ended before the cut, or failed for its own reasons
+	}
+	if !c.wdeadline.IsZero() && !time.Now().Before(c.wdeadline) {
+		// lastWrites' own deadline has passed: the timeout may be its,
+		// the connection's failure. (One set after the cut stopped the
+		// write, not yet due, is not what stopped it.)
+		return false
 	}
 	size := len(buf)
 	for _, s := range segs {
