@@ -244,7 +244,7 @@ func (c *Conn) start(ctx context.Context, o *Outgoing, cl *call, st *Stream, laz
 	switch {
 	case lazy:
 		c.flushLazyLocked()
-	case cl != nil && cl.refArgs != nil && c.cutWrites && ctx.Done() != nil:
+	case cl != nil && cl.refArgs != nil && ctx.Done() != nil:
 		// Large arguments that may take long to write go to the writer
 		// goroutine, so that the caller waits for its answer, not for
 		// the write: if its context ends first, releaseRef has the write

@@ -62,10 +62,13 @@ type Conn struct {
 	wcharged int
 	// cutWrites: a write on nc may be cut short by a write deadline and
 	// resumed (a plain socket; not TLS, whose state a timed-out write
-	// corrupts, nor QUIC). wcut says releaseRef asked the write in
-	// progress to stop (see cutLocked).
+	// corrupts, nor QUIC): other transports' large writes go in chunks
+	// and stop between two (writeVec). wcut says releaseRef asked the
+	// write in progress to stop (see cutLocked); wcutSig is its copy for
+	// the writer between chunks, which holds no lock.
 	cutWrites bool
 	wcut      bool
+	wcutSig   atomic.Bool
 	// wdeadline is the write deadline of a closing connection's last
 	// writes (zero until then): a cut gives it back.
 	wdeadline time.Time

@@ -3,11 +3,15 @@ package conn
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/arbor-rpc/arbor/internal/status"
+	"github.com/arbor-rpc/arbor/internal/testcerts"
 	"github.com/arbor-rpc/arbor/wire"
 )
 
@@ -177,5 +181,93 @@ func TestCutBeforeLastWritesIsStillACut(t *testing.T) {
 	}
 	if err := cc.Err(); err != nil {
 		t.Fatalf("connection failed: %v", err)
+	}
+}
+
+// Over TLS, where a write deadline would corrupt the connection, a
+// call's large arguments go out in chunks: when its context ends, the
+// write stops at the end of the chunk in flight, so the call returns then
+// (here with a peer that reads, slowly: a peer that reads nothing holds
+// the chunk, and the caller, until the keep-alive). The peer still reads
+// a whole CALL holding the bytes as sent, then the CANCEL.
+func TestLargeCallOverTLSReturnsAfterAChunk(t *testing.T) {
+	ca := testcerts.NewCA(t, "cut")
+	cert := ca.IssueTLS(t, "server", testcerts.Server, "127.0.0.1")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	args := bytes.Repeat([]byte{7}, 32<<20) // at 16 MB/s, two seconds of reading
+	got := make(chan error, 1)
+	go func() {
+		nc, err := l.Accept()
+		if err != nil {
+			got <- err
+			return
+		}
+		defer nc.Close()
+		tc := tls.Server(nc, &tls.Config{Certificates: []tls.Certificate{cert}})
+		if _, err := tc.Write(wire.AppendHello(nil, wire.Hello{Version: wire.Version, MaxFrame: 64 << 20, KeepAlive: time.Hour})); err != nil {
+			got <- err
+			return
+		}
+		nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+		r := wire.NewReader(slowReader{tc, 16 << 10, time.Millisecond}, 64<<10, 64<<20)
+		sawCall := false
+		for {
+			h, p, err := r.Next()
+			if err != nil {
+				got <- fmt.Errorf("peer read: %v (after the CALL: %v)", err, sawCall)
+				return
+			}
+			switch h.Type {
+			case wire.TypeCall:
+				c, err := wire.ParseCall(h.Flags, p)
+				if err != nil {
+					got <- err
+					return
+				}
+				if string(c.Function) == "echo" {
+					if len(c.Args) != len(args) || bytes.IndexByte(c.Args, 9) >= 0 {
+						got <- fmt.Errorf("the peer got %d bytes of arguments (changed: %v); want %d unchanged", len(c.Args), bytes.IndexByte(c.Args, 9) >= 0, len(args))
+						return
+					}
+					sawCall = true
+				}
+			case wire.TypeCancel:
+				if !sawCall {
+					got <- errors.New("CANCEL before the whole CALL")
+				} else {
+					got <- nil
+				}
+				return
+			}
+		}
+	}()
+	nc, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := Client(nc, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = cc.Call(ctx, out("echo", nil, args))
+	if status.CodeOf(err) != status.DeadlineExceeded {
+		t.Fatalf("Call: %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Call returned %v after its 200ms deadline: it waited for its arguments' write", d)
+	}
+	for i := range args {
+		args[i] = 9
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
 	}
 }

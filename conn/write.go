@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -209,10 +210,11 @@ func (c *Conn) queueRef(b []byte) uint64 {
 
 // releaseRef makes sure that the connection holds no more reference to b,
 // queued in batch gen: a batch still queued gets a copy of b instead; a
-// batch being written is cut where it is on a plain socket (cutLocked:
-// the writer copies the rest and goes on), else waited for (over TLS or
-// QUIC a cancelled Call with large arguments returns when their write
-// ends or the connection fails). Then b's owner may reuse it.
+// batch being written is cut where it is (cutLocked: the writer copies
+// the rest and goes on): at once on a plain socket, at the end of the
+// chunk being written over TLS or QUIC (so a cancelled Call with large
+// arguments returns when that chunk is out, or the connection fails).
+// Then b's owner may reuse it.
 func (c *Conn) releaseRef(gen uint64, b []byte) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -224,7 +226,7 @@ func (c *Conn) releaseRef(gen uint64, b []byte) {
 		}
 		return
 	}
-	if c.wflight == gen && c.cutWrites && !c.wcut && c.wdeadline.IsZero() {
+	if c.wflight == gen && !c.wcut && c.wdeadline.IsZero() {
 		c.cutLocked()
 	}
 	for c.wflight == gen {
@@ -243,8 +245,20 @@ var pastDeadline = time.Unix(1, 0)
 // is cleared before any later write.
 func (c *Conn) cutLocked() {
 	c.wcut = true
-	_ = c.nc.SetWriteDeadline(pastDeadline)
+	c.wcutSig.Store(true)
+	if c.cutWrites {
+		_ = c.nc.SetWriteDeadline(pastDeadline)
+	}
 }
+
+// errWriteCut ends a chunked write that stopped between two chunks
+// because a cut was asked for.
+var errWriteCut = errors.New("conn: write cut")
+
+// cutChunk is the size of the pieces in which large payloads are written
+// on transports a deadline cannot cut (TLS, QUIC): how much a cut may
+// have to wait for.
+const cutChunk = 128 << 10
 
 // uncutLocked clears a cut asked for while the batch (buf with segs in
 // their places) was being written, n bytes of it out, err how the write
@@ -253,6 +267,10 @@ func (c *Conn) cutLocked() {
 // frames stay whole on the wire), and err is not the connection's.
 func (c *Conn) uncutLocked(err error, buf []byte, segs []wseg, n int64) bool {
 	c.wcut = false
+	c.wcutSig.Store(false)
+	if !c.cutWrites {
+		return err == errWriteCut && c.requeueLocked(buf, segs, n)
+	}
 	_ = c.nc.SetWriteDeadline(c.wdeadline)
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 		return false // it ended before the cut, or failed for its own reasons
@@ -263,6 +281,13 @@ func (c *Conn) uncutLocked(err error, buf []byte, segs []wseg, n int64) bool {
 		// write, not yet due, is not what stopped it.)
 		return false
 	}
+	return c.requeueLocked(buf, segs, n)
+}
+
+// requeueLocked queues again, copied, what of the batch (buf with segs
+// in their places) is past its first n bytes, ahead of what was queued
+// since, and reports true.
+func (c *Conn) requeueLocked(buf []byte, segs []wseg, n int64) bool {
 	size := len(buf)
 	for _, s := range segs {
 		size += len(s.b)
@@ -295,7 +320,7 @@ func (c *Conn) uncutLocked(err error, buf []byte, segs []wseg, n int64) bool {
 }
 
 // writeVec writes buf with the queued payloads segs in their places, in
-// one writev where the transport has it.
+// one writev on a plain socket, in chunks elsewhere (writeChunks).
 func (c *Conn) writeVec(buf []byte, segs []wseg) (int64, error) {
 	vec := c.wvec[:0]
 	prev := 0
@@ -307,9 +332,35 @@ func (c *Conn) writeVec(buf []byte, segs []wseg) (int64, error) {
 		vec = append(vec, buf[prev:])
 	}
 	c.wvec = vec[:0]
-	n, err := vec.WriteTo(c.nc)
+	var n int64
+	var err error
+	if c.cutWrites {
+		n, err = vec.WriteTo(c.nc) // one writev; a deadline cuts it
+	} else {
+		n, err = c.writeChunks(vec)
+	}
 	clear(c.wvec[:cap(c.wvec)])
 	return n, err
+}
+
+// writeChunks writes vec in pieces of at most cutChunk bytes, stopping
+// with errWriteCut between two when a cut is asked for.
+func (c *Conn) writeChunks(vec net.Buffers) (int64, error) {
+	var n int64
+	for _, b := range vec {
+		for len(b) > 0 {
+			if c.wcutSig.Load() {
+				return n, errWriteCut
+			}
+			m, err := c.nc.Write(b[:min(len(b), cutChunk)])
+			n += int64(m)
+			if err != nil {
+				return n, err
+			}
+			b = b[m:]
+		}
+	}
+	return n, nil
 }
 
 // flushNow writes everything queued before returning (or until the
