@@ -271,3 +271,79 @@ func TestLargeCallOverTLSReturnsAfterAChunk(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A call that writes its own frame (it is alone in flight) into a socket
+// that takes only part of it (a peer that stopped reading) does not wait
+// for room: the rest goes to the writer goroutine, and the call returns
+// at its deadline. The peer, once it reads, gets the whole CALL, then the
+// CANCEL.
+func TestSmallCallDoesNotWaitInAFullSocket(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	peer := make(chan net.Conn, 1)
+	go func() {
+		nc, err := l.Accept()
+		if err != nil {
+			peer <- nil
+			return
+		}
+		nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+		nc.Write(wire.AppendHello(nil, wire.Hello{Version: wire.Version, MaxFrame: 64 << 20, KeepAlive: time.Hour}))
+		peer <- nc // and no read until the call is over
+	}()
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.(*net.TCPConn).SetWriteBuffer(4 << 10)
+	cc, err := Client(nc, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	pc := <-peer
+	if pc == nil {
+		t.Fatal("accept failed")
+	}
+	defer pc.Close()
+	args := bytes.Repeat([]byte{7}, bigWrite-1024) // copied into the write buffer: no cut of a reference
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { _, err := cc.Call(ctx, out("echo", nil, args)); errc <- err }()
+	select {
+	case err := <-errc:
+		if status.CodeOf(err) != status.DeadlineExceeded {
+			t.Fatalf("Call: %v, want DeadlineExceeded", err)
+		}
+	case <-time.After(5 * time.Second):
+		cc.Close()
+		<-errc
+		t.Fatal("the call outlived its deadline by seconds, waiting in its own write")
+	}
+	pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := wire.NewReader(pc, 64<<10, 64<<20)
+	sawCall := false
+	for {
+		h, p, err := r.Next()
+		if err != nil {
+			t.Fatalf("peer read: %v (after the CALL: %v)", err, sawCall)
+		}
+		if h.Type == wire.TypeCall {
+			c, err := wire.ParseCall(h.Flags, p)
+			if err != nil || !bytes.Equal(c.Args, args) {
+				t.Fatalf("the CALL: %d bytes of arguments, %v", len(c.Args), err)
+			}
+			sawCall = true
+		}
+		if h.Type == wire.TypeCancel {
+			if !sawCall {
+				t.Fatal("CANCEL before the whole CALL")
+			}
+			return
+		}
+	}
+}

@@ -64,7 +64,13 @@ func (c *Conn) flushLocked() {
 		}
 		return
 	}
-	c.writeLocked()
+	c.writeLockedBy(true)
+}
+
+// tryWriter writes what a socket takes at once and returns: n < len(b)
+// with a nil error says it is full (see rawWriter).
+type tryWriter interface {
+	TryWrite(b []byte) (int, error)
 }
 
 // flushLazyLocked is flushLocked for stream messages: it always leaves the
@@ -86,7 +92,13 @@ func (c *Conn) flushLazyLocked() {
 
 // writeLocked writes everything queued, including frames queued while it
 // writes. Called with wmu held and writing false; returns with wmu released.
-func (c *Conn) writeLocked() {
+func (c *Conn) writeLocked() { c.writeLockedBy(false) }
+
+// writeLockedBy is writeLocked; caller says a goroutine with other
+// business writes (flushLocked: a call, a handler's answer), which on a
+// socket that does not take everything at once leaves the rest to the
+// writer goroutine rather than wait for room.
+func (c *Conn) writeLockedBy(caller bool) {
 	c.writing = true
 	for (len(c.wbuf) > 0 || len(c.wsegs) > 0) && c.werr == nil {
 		buf, charged, segs := c.wbuf, c.wcharged, c.wsegs
@@ -102,11 +114,16 @@ func (c *Conn) writeLocked() {
 		c.wmu.Unlock()
 		var err error
 		var n int64
+		tried := false // a TryWrite: it may have written part of buf
 		switch {
 		case len(segs) > 0:
 			n, err = c.writeVec(buf, segs)
 		case early: // only idempotent calls: they may go in 0-RTT data
 			_, err = c.ec.WriteEarly(buf)
+		case caller && c.try != nil:
+			var m int
+			m, err = c.try.TryWrite(buf)
+			n, tried = int64(m), true
 		default:
 			var m int
 			m, err = c.nc.Write(buf) // waits for the handshake on an EarlyConn
@@ -117,6 +134,8 @@ func (c *Conn) writeLocked() {
 		cut := c.wcut && c.uncutLocked(err, buf, segs, n)
 		if cut {
 			err = nil
+		} else if tried && err == nil && n < int64(len(buf)) {
+			cut = c.requeueLocked(buf, nil, n) // the socket was full (TryWrite)
 		}
 		if len(segs) > 0 {
 			for _, s := range segs {
@@ -138,8 +157,8 @@ func (c *Conn) writeLocked() {
 		}
 		c.wcond.Broadcast()
 		if cut {
-			// Whoever was stuck in the write has been let go; the rest is
-			// the writer goroutine's (this may be it).
+			// Whoever was stuck in the write has been let go (or never
+			// waited); the rest is the writer goroutine's (this may be it).
 			c.writing = false
 			c.startWriterLocked()
 			c.wmu.Unlock()
