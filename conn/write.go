@@ -129,13 +129,19 @@ func (c *Conn) writeLockedBy(caller bool) {
 			m, err = c.nc.Write(buf) // waits for the handshake on an EarlyConn
 			n = int64(m)
 		}
-		c.unreserve(charged) // the results in buf hold memory no more
 		c.wmu.Lock()
 		cut := c.wcut && c.uncutLocked(err, buf, segs, n)
 		if cut {
 			err = nil
 		} else if tried && err == nil && n < int64(len(buf)) {
 			cut = c.requeueLocked(buf, nil, n) // the socket was full (TryWrite)
+		}
+		if cut {
+			// The rest is queued again, copied: the results in it hold
+			// their memory until it is written.
+			c.wcharged += charged
+		} else {
+			c.unreserve(charged) // the results in buf hold memory no more
 		}
 		if len(segs) > 0 {
 			for _, s := range segs {
