@@ -278,37 +278,9 @@ func TestLargeCallOverTLSReturnsAfterAChunk(t *testing.T) {
 // at its deadline. The peer, once it reads, gets the whole CALL, then the
 // CANCEL.
 func TestSmallCallDoesNotWaitInAFullSocket(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	peer := make(chan net.Conn, 1)
-	go func() {
-		nc, err := l.Accept()
-		if err != nil {
-			peer <- nil
-			return
-		}
-		nc.(*net.TCPConn).SetReadBuffer(4 << 10)
-		nc.Write(wire.AppendHello(nil, wire.Hello{Version: wire.Version, MaxFrame: 64 << 20, KeepAlive: time.Hour}))
-		peer <- nc // and no read until the call is over
-	}()
-	nc, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc.(*net.TCPConn).SetWriteBuffer(4 << 10)
-	cc, err := Client(nc, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	pc := <-peer
-	if pc == nil {
-		t.Fatal("accept failed")
-	}
-	defer pc.Close()
+	cc, pc := writeStuckPeer(t, Config{})
+	pc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	cc.nc.(*net.TCPConn).SetWriteBuffer(4 << 10)
 	args := bytes.Repeat([]byte{7}, bigWrite-1024) // copied into the write buffer: no cut of a reference
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()

@@ -2,7 +2,6 @@ package conn
 
 import (
 	"context"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,39 +15,9 @@ import (
 // MaxPendingWrite of 64 KiB).
 func stuckWriter(t *testing.T) *Conn {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	peer := make(chan net.Conn, 1)
-	go func() {
-		nc, err := l.Accept()
-		if err != nil {
-			peer <- nil
-			return
-		}
-		nc.Write(wire.AppendHello(nil, wire.Hello{Version: wire.Version, MaxFrame: 64 << 20, KeepAlive: time.Hour}))
-		peer <- nc // and never read
-	}()
-	nc, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := Client(nc, Config{MaxPendingWrite: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc := <-peer
-	t.Cleanup(func() {
-		cc.Close()
-		if pc != nil {
-			pc.Close()
-		}
-	})
-	// (A call that finds no write in progress writes itself, and then
-	// waits in the write as long as the socket does: Go leaves it to the
-	// writer goroutine.)
+	cc, _ := writeStuckPeer(t, Config{MaxPendingWrite: 64 << 10})
+	// (Go leaves the write to the writer goroutine, which waits in it as
+	// long as the socket does.)
 	if _, err := cc.Go(context.Background(), out("echo", nil, make([]byte, 32<<20))); err != nil {
 		t.Fatal(err)
 	}
