@@ -357,7 +357,7 @@ func (r *Redis) failed(ctx context.Context, op string, err error) error {
 		r.outages.Add(1)
 		r.skipsAtOpen.Store(r.skips.Load())
 		r.log.Error("cache: redis is not answering; skipping it, and computing results, until a probe gets through",
-			"addr", r.addr, "op", op, "err", err, "failures_in_a_row", r.br.threshold, "probe_in", r.br.minWait)
+			"addr", r.addr, "op", op, "err", err, "failures_in_a_row", r.br.threshold, "failures", r.failures.Load(), "probe_in", r.br.minWait)
 	}
 	return fmt.Errorf("%w: redis %s: %s: %w", ErrUnavailable, r.addr, op, err)
 }
