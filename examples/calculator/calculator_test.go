@@ -289,11 +289,10 @@ func fastest(n int, f func()) time.Duration {
 // the same calls awaited one by one take four.
 func TestRoundTrips(t *testing.T) {
 	url := server(t)
-	// 100 ms each way: a step counts two round trips if the client sends
-	// (a Wait's RELEASE) after the first answer of a burst and the
-	// server's last answer leaves more than the one-way delay after its
-	// first, which a loaded machine (make test runs packages side by side
-	// under the race detector) may do at 50 ms.
+	// 100 ms each way, and the proxy does not count the client's RELEASE
+	// frames as asking (a Wait's RELEASE, sent after the first answer of a
+	// burst, used to make a step two round trips on a loaded machine when
+	// the server's last answer of the burst came later).
 	proxy := testproxy.Start(t, strings.TrimPrefix(url, "tcp://"), 100*time.Millisecond)
 	c := dial(t, proxy.URL, arbor.WithKeepAlive(-1, 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -5,12 +5,15 @@
 package testproxy
 
 import (
+	"encoding/binary"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/arbor-rpc/arbor/wire"
 )
 
 // Proxy is a running delay proxy.
@@ -18,9 +21,46 @@ type Proxy struct {
 	// URL is the proxy's tcp:// address.
 	URL string
 	// turns counts changes of direction from client→server to
-	// server→client: round trips, whatever the timing.
+	// server→client: round trips, whatever the timing. Frames the server
+	// answers nothing to (RELEASE, CREDIT, CANCEL, PAD: the client's
+	// bookkeeping, sent as it goes) do not count as the client sending.
 	turns   atomic.Int64
 	lastDir atomic.Int32 // 1: the client sent last, 2: the server did
+}
+
+// frameScan follows the frames of the client's byte stream across chunks.
+type frameScan struct {
+	hdr  [wire.HeaderSize]byte
+	have int    // bytes of hdr read
+	skip uint32 // payload bytes of the current frame still to come
+}
+
+// asks reports whether chunk b holds (the start of) a frame the server
+// may answer.
+func (f *frameScan) asks(b []byte) bool {
+	asks := false
+	for len(b) > 0 {
+		if f.skip > 0 {
+			n := min(uint32(len(b)), f.skip)
+			f.skip -= n
+			b = b[n:]
+			continue
+		}
+		n := copy(f.hdr[f.have:], b)
+		f.have += n
+		b = b[n:]
+		if f.have < wire.HeaderSize {
+			break
+		}
+		f.have = 0
+		f.skip = binary.BigEndian.Uint32(f.hdr[0:4])
+		switch wire.Type(f.hdr[4]) {
+		case wire.TypeRelease, wire.TypeCredit, wire.TypeCancel, wire.TypePad:
+		default:
+			asks = true
+		}
+	}
+	return asks
 }
 
 // RoundTrips is the number of round trips the proxy has carried: each
@@ -75,9 +115,15 @@ func Start(t testing.TB, target string, d time.Duration) *Proxy {
 						}
 					}
 				}()
+				var scan frameScan // client→server only
 				for c := range q {
 					time.Sleep(time.Until(c.at))
-					if prev := p.lastDir.Swap(dir); dir == 2 && prev == 1 {
+					switch {
+					case dir == 1:
+						if scan.asks(c.b) {
+							p.lastDir.Store(1)
+						}
+					case p.lastDir.Swap(2) == 1:
 						p.turns.Add(1)
 					}
 					if _, err := dst.Write(c.b); err != nil {
