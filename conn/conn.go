@@ -208,6 +208,10 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 	case *net.TCPConn, *net.UnixConn:
 		c.cutWrites = true
 		c.try = newTryWriter(nc)
+	default:
+		if tw, ok := nc.(tryWriter); ok { // QUIC's control stream
+			c.try = tw
+		}
 	}
 	if mw, ok := nc.(transport.MinWriter); ok {
 		c.minWrite = mw.MinWrite()

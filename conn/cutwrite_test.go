@@ -12,6 +12,7 @@ import (
 
 	"github.com/arbor-rpc/arbor/internal/status"
 	"github.com/arbor-rpc/arbor/internal/testcerts"
+	"github.com/arbor-rpc/arbor/transport"
 	"github.com/arbor-rpc/arbor/wire"
 )
 
@@ -317,5 +318,59 @@ func TestSmallCallDoesNotWaitInAFullSocket(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+// Over QUIC too, a caller that writes its own frame never waits for a
+// peer that stopped reading: once the stream's flow-control window is
+// full, the frame goes to the writer goroutine and the call returns at
+// its deadline. Every call here does.
+func TestQUICCallerDoesNotWaitForFlowControl(t *testing.T) {
+	files := testcerts.Write(t, t.TempDir())
+	ctx := context.Background()
+	l, err := transport.Listen(ctx, "quic://127.0.0.1:0", &transport.Config{CertFile: files.ServerCert, KeyFile: files.ServerKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	peer := make(chan net.Conn, 1)
+	go func() {
+		nc, err := l.Accept()
+		if err != nil {
+			peer <- nil
+			return
+		}
+		nc.Write(wire.AppendHello(nil, wire.Hello{Version: wire.Version, MaxFrame: 64 << 20, KeepAlive: time.Hour}))
+		peer <- nc // and never read: the window fills
+	}()
+	nc, err := transport.Dial(ctx, l.URL(), &transport.Config{CAFile: files.CACert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := Client(nc, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	pc := <-peer
+	if pc == nil {
+		t.Fatal("accept failed")
+	}
+	defer pc.Close()
+	args := make([]byte, bigWrite-1024) // copied into the write buffer
+	for i := range 40 {                 // about 2.5 MB: past any window quic-go starts with
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		errc := make(chan error, 1)
+		go func() { _, err := cc.Call(ctx, out("echo", nil, args)); errc <- err }()
+		select {
+		case err := <-errc:
+			if status.CodeOf(err) != status.DeadlineExceeded {
+				t.Fatalf("call %d: %v, want DeadlineExceeded", i, err)
+			}
+		case <-time.After(5 * time.Second):
+			cancel()
+			t.Fatalf("call %d outlived its deadline by seconds, waiting for flow control in its own write", i)
+		}
+		cancel()
 	}
 }

@@ -68,7 +68,8 @@ func (c *Conn) flushLocked() {
 }
 
 // tryWriter writes what a socket takes at once and returns: n < len(b)
-// with a nil error says it is full (see rawWriter).
+// with a nil error says it is full (see rawWriter; QUIC's is all or
+// nothing: quicConn.TryWrite).
 type tryWriter interface {
 	TryWrite(b []byte) (int, error)
 }

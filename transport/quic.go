@@ -527,6 +527,42 @@ func (c *quicConn) waitHandshake() error {
 	}
 }
 
+// TryWrite queues b on the control stream if it can go at once (quic-go's
+// flow control has room for all of it), without waiting: else it queues
+// nothing and returns 0 and a nil error, and the caller writes it later
+// with Write, which waits. On a dialed connection with Allow0RTT whose
+// handshake is not done, it queues nothing either (Write waits for the
+// handshake). The connection layer writes its callers' frames with it, so
+// that a caller never waits for a peer that stopped reading.
+func (c *quicConn) TryWrite(b []byte) (int, error) {
+	if c.early {
+		select {
+		case <-c.qc.HandshakeComplete():
+		default:
+			return 0, nil
+		}
+	}
+	s := c.quicStream
+	s.mu.Lock()
+	if s.closed || c.closed.Load() {
+		s.mu.Unlock()
+		return 0, s.opError("write", net.ErrClosed)
+	}
+	s.writers++
+	s.mu.Unlock()
+	err := s.s.TryWriteAll(b)
+	s.mu.Lock()
+	s.writers--
+	s.mu.Unlock()
+	switch {
+	case err == nil:
+		return len(b), nil
+	case errors.Is(err, quic.ErrWouldBlock):
+		return 0, nil
+	}
+	return 0, s.opError("write", err)
+}
+
 // WriteEarly implements EarlyConn: it writes to the control stream without
 // waiting for the handshake, so b may go in 0-RTT data.
 func (c *quicConn) WriteEarly(b []byte) (int, error) { return c.quicStream.Write(b) }

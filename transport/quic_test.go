@@ -860,3 +860,37 @@ func TestQUICAcceptNotBlocked(t *testing.T) {
 		t.Errorf("client with a bad preamble: %v, want the listener's protocol error", err)
 	}
 }
+
+// TryWrite queues what fits in the control stream's flow-control window
+// at once and, when all of it does not, nothing (0, nil): the caller
+// writes it later with Write. After Close it fails.
+func TestQUICTryWrite(t *testing.T) {
+	checkQUICLeaks(t)
+	client, server, _, _ := quicPair(t)
+	tw := client.(*quicConn)
+	b := make([]byte, 64<<10)
+	if n, err := tw.TryWrite(b[:100]); n != 100 || err != nil {
+		t.Fatalf("TryWrite on an empty stream: %d, %v", n, err)
+	}
+	// The server reads nothing: the window fills, then TryWrite refuses.
+	full := false
+	for i := 0; i < 1000 && !full; i++ {
+		n, err := tw.TryWrite(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full = n == 0
+	}
+	if !full {
+		t.Fatal("TryWrite never refused, 64 MB into a stream nobody reads")
+	}
+	// What it queued arrives whole: the server reads it.
+	server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(server, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	client.Close()
+	if _, err := tw.TryWrite(b[:1]); err == nil || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("TryWrite after Close: %v, want net.ErrClosed", err)
+	}
+}
