@@ -3,6 +3,7 @@ package arbor_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"runtime"
 	"testing"
 
@@ -87,6 +88,35 @@ func BenchmarkUnaryEcho1MiB(b *testing.B) {
 		out, err := arbor.Call1[[]byte](ctx, c, "echo", in)
 		if err != nil || len(out) != len(in) {
 			b.Fatalf("echo: %d bytes, %v", len(out), err)
+		}
+	}
+}
+
+// BenchmarkSerialEcho is one caller's echo, one call after another, over
+// each secure transport, at 64 bytes (a round trip's latency) and 1 MiB
+// (a large payload's cost): BENCHMARKS.md's figures for QUIC beside TLS
+// outside bench/, and what strace counts per call:
+//
+//	go test -run '^$' -bench SerialEcho -benchmem .
+func BenchmarkSerialEcho(b *testing.B) {
+	for _, nc := range netCases {
+		if nc.name != "tls" && nc.name != "quic" {
+			continue
+		}
+		for _, size := range []int{64, 1 << 20} {
+			b.Run(fmt.Sprintf("%s/%d", nc.name, size), func(b *testing.B) {
+				ctx := context.Background()
+				c := start(b, nc, newServer(b)).dial()
+				in := bytes.Repeat([]byte{7}, size)
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				for b.Loop() {
+					out, err := arbor.Call1[[]byte](ctx, c, "echo", in)
+					if err != nil || len(out) != len(in) {
+						b.Fatalf("echo: %d bytes, %v", len(out), err)
+					}
+				}
+			})
 		}
 	}
 }

@@ -25,6 +25,14 @@ func writeStuckPeer(t *testing.T, cfg Config) (*Conn, net.Conn) {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	return helloPeer(t, l, cfg, func() (net.Conn, error) { return net.Dial("tcp", l.Addr().String()) })
+}
+
+// helloPeer accepts one connection on l that dial makes, sends it a HELLO
+// and reads nothing from it; it returns the client Conn on the dialed end
+// (with cfg) and the peer's socket.
+func helloPeer(t *testing.T, l net.Listener, cfg Config, dial func() (net.Conn, error)) (*Conn, net.Conn) {
+	t.Helper()
 	peer := make(chan net.Conn, 1)
 	go func() {
 		nc, err := l.Accept()
@@ -35,7 +43,7 @@ func writeStuckPeer(t *testing.T, cfg Config) (*Conn, net.Conn) {
 		nc.Write(wire.AppendHello(nil, wire.Hello{Version: wire.Version, MaxFrame: 64 << 20, KeepAlive: time.Hour}))
 		peer <- nc
 	}()
-	nc, err := net.Dial("tcp", l.Addr().String())
+	nc, err := dial()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,30 +341,9 @@ func TestQUICCallerDoesNotWaitForFlowControl(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	peer := make(chan net.Conn, 1)
-	go func() {
-		nc, err := l.Accept()
-		if err != nil {
-			peer <- nil
-			return
-		}
-		nc.Write(wire.AppendHello(nil, wire.Hello{Version: wire.Version, MaxFrame: 64 << 20, KeepAlive: time.Hour}))
-		peer <- nc // and never read: the window fills
-	}()
-	nc, err := transport.Dial(ctx, l.URL(), &transport.Config{CAFile: files.CACert})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := Client(nc, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	pc := <-peer
-	if pc == nil {
-		t.Fatal("accept failed")
-	}
-	defer pc.Close()
+	cc, _ := helloPeer(t, l, Config{}, func() (net.Conn, error) { // the peer never reads: the window fills
+		return transport.Dial(ctx, l.URL(), &transport.Config{CAFile: files.CACert})
+	})
 	args := make([]byte, bigWrite-1024) // copied into the write buffer
 	for i := range 40 {                 // about 2.5 MB: past any window quic-go starts with
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)

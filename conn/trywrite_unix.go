@@ -20,15 +20,11 @@ type rawWriter struct {
 	err error
 }
 
-// newTryWriter returns a rawWriter for a TCP or Unix socket, else nil.
+// newTryWriter returns a rawWriter for a socket (the connection gives it
+// its TCP and Unix ones), else nil.
 func newTryWriter(nc net.Conn) tryWriter {
-	var sc syscall.Conn
-	switch c := nc.(type) {
-	case *net.TCPConn:
-		sc = c
-	case *net.UnixConn:
-		sc = c
-	default:
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
 		return nil
 	}
 	rc, err := sc.SyscallConn()

@@ -135,7 +135,8 @@ func (c *Conn) writeLockedBy(caller bool) {
 		if cut {
 			err = nil
 		} else if tried && err == nil && n < int64(len(buf)) {
-			cut = c.requeueLocked(buf, nil, n) // the socket was full (TryWrite)
+			c.requeueLocked(buf, nil, n) // the socket was full (TryWrite)
+			cut = true
 		}
 		if cut {
 			// The rest is queued again, copied: the results in it hold
@@ -295,7 +296,11 @@ func (c *Conn) uncutLocked(err error, buf []byte, segs []wseg, n int64) bool {
 	c.wcut = false
 	c.wcutSig.Store(false)
 	if !c.cutWrites {
-		return err == errWriteCut && c.requeueLocked(buf, segs, n)
+		if err != errWriteCut {
+			return false
+		}
+		c.requeueLocked(buf, segs, n)
+		return true
 	}
 	_ = c.nc.SetWriteDeadline(c.wdeadline)
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -307,13 +312,14 @@ func (c *Conn) uncutLocked(err error, buf []byte, segs []wseg, n int64) bool {
 		// write, not yet due, is not what stopped it.)
 		return false
 	}
-	return c.requeueLocked(buf, segs, n)
+	c.requeueLocked(buf, segs, n)
+	return true
 }
 
 // requeueLocked queues again, copied, what of the batch (buf with segs
 // in their places) is past its first n bytes, ahead of what was queued
-// since, and reports true.
-func (c *Conn) requeueLocked(buf []byte, segs []wseg, n int64) bool {
+// since.
+func (c *Conn) requeueLocked(buf []byte, segs []wseg, n int64) {
 	size := len(buf)
 	for _, s := range segs {
 		size += len(s.b)
@@ -342,7 +348,6 @@ func (c *Conn) requeueLocked(buf []byte, segs []wseg, n int64) bool {
 	}
 	c.wbuf = rest
 	c.wsafe = 0
-	return true
 }
 
 // writeVec writes buf with the queued payloads segs in their places, in
@@ -429,15 +434,6 @@ func (c *Conn) sendCancel(id uint64, cause error) {
 	} else {
 		c.wbuf = wire.AppendHeader(c.wbuf, wire.Header{Type: wire.TypeCancel, ID: id})
 	}
-	c.flushLocked()
-}
-
-// sendControl queues a payload-less frame (END).
-func (c *Conn) sendControl(t wire.Type, id uint64) {
-	if c.lockForAppend() != nil {
-		return
-	}
-	c.wbuf = wire.AppendHeader(c.wbuf, wire.Header{Type: t, ID: id})
 	c.flushLocked()
 }
 

@@ -542,25 +542,16 @@ func (c *quicConn) TryWrite(b []byte) (int, error) {
 			return 0, nil
 		}
 	}
-	s := c.quicStream
-	s.mu.Lock()
-	if s.closed || c.closed.Load() {
-		s.mu.Unlock()
-		return 0, s.opError("write", net.ErrClosed)
-	}
-	s.writers++
-	s.mu.Unlock()
-	err := s.s.TryWriteAll(b)
-	s.mu.Lock()
-	s.writers--
-	s.mu.Unlock()
-	switch {
-	case err == nil:
-		return len(b), nil
-	case errors.Is(err, quic.ErrWouldBlock):
-		return 0, nil
-	}
-	return 0, s.opError("write", err)
+	return c.quicStream.write(func() (int, error) {
+		switch err := c.quicStream.s.TryWriteAll(b); {
+		case err == nil:
+			return len(b), nil
+		case errors.Is(err, quic.ErrWouldBlock):
+			return 0, nil
+		default:
+			return 0, err
+		}
+	})
 }
 
 // WriteEarly implements EarlyConn: it writes to the control stream without
@@ -672,6 +663,11 @@ func (s *quicStream) Read(b []byte) (int, error) {
 
 // Write writes to the stream.
 func (s *quicStream) Write(b []byte) (int, error) {
+	return s.write(func() (int, error) { return s.s.Write(b) })
+}
+
+// write runs w, a write to the stream, counted in writers (see Close).
+func (s *quicStream) write(w func() (int, error)) (int, error) {
 	s.mu.Lock()
 	if s.closed || s.conn.closed.Load() {
 		s.mu.Unlock()
@@ -679,7 +675,7 @@ func (s *quicStream) Write(b []byte) (int, error) {
 	}
 	s.writers++
 	s.mu.Unlock()
-	n, err := s.s.Write(b)
+	n, err := w()
 	s.mu.Lock()
 	s.writers--
 	s.mu.Unlock()

@@ -5,8 +5,8 @@
 package testproxy
 
 import (
-	"encoding/binary"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -53,8 +53,9 @@ func (f *frameScan) asks(b []byte) bool {
 			break
 		}
 		f.have = 0
-		f.skip = binary.BigEndian.Uint32(f.hdr[0:4])
-		switch wire.Type(f.hdr[4]) {
+		h, _ := wire.ParseHeader(f.hdr[:], math.MaxUint32) // a malformed one asks: the server answers it
+		f.skip = h.Length
+		switch h.Type {
 		case wire.TypeRelease, wire.TypeCredit, wire.TypeCancel, wire.TypePad:
 		default:
 			asks = true
