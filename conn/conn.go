@@ -67,7 +67,7 @@ type Conn struct {
 	// write in progress to stop (see cutLocked); wcutSig is its copy for
 	// the writer between chunks, which holds no lock.
 	cutWrites bool
-	try       tryWriter // for callers' own writes (flushLocked); nil: they may wait
+	try       transport.TryWriter // for callers' own writes (flushLocked); nil: they may wait
 	wcut      bool
 	wcutSig   atomic.Bool
 	// wdeadline is the write deadline of a closing connection's last
@@ -207,12 +207,8 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 	switch nc.(type) {
 	case *net.TCPConn, *net.UnixConn:
 		c.cutWrites = true
-		c.try = newTryWriter(nc)
-	default:
-		if tw, ok := nc.(tryWriter); ok { // QUIC's control stream
-			c.try = tw
-		}
 	}
+	c.try = transport.NewTryWriter(nc)
 	if mw, ok := nc.(transport.MinWriter); ok {
 		c.minWrite = mw.MinWrite()
 	}

@@ -28,6 +28,46 @@ func writeStuckPeer(t *testing.T, cfg Config) (*Conn, net.Conn) {
 	return helloPeer(t, l, cfg, func() (net.Conn, error) { return net.Dial("tcp", l.Addr().String()) })
 }
 
+// secureStuckPeer is writeStuckPeer over scheme ("tls" or "quic"), with
+// the transport's own connections.
+func secureStuckPeer(t *testing.T, scheme string, cfg Config) (*Conn, net.Conn) {
+	t.Helper()
+	files := testcerts.Write(t, t.TempDir())
+	ctx := context.Background()
+	l, err := transport.Listen(ctx, scheme+"://127.0.0.1:0", &transport.Config{CertFile: files.ServerCert, KeyFile: files.ServerKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return helloPeer(t, l, cfg, func() (net.Conn, error) {
+		return transport.Dial(ctx, l.URL(), &transport.Config{CAFile: files.CACert})
+	})
+}
+
+func tlsStuckPeer(t *testing.T, cfg Config) (*Conn, net.Conn) { return secureStuckPeer(t, "tls", cfg) }
+
+// stuckPeers are the transports whose callers must not wait in a full
+// socket, by name.
+var stuckPeers = []struct {
+	name string
+	peer func(*testing.T, Config) (*Conn, net.Conn)
+}{{"tcp", writeStuckPeer}, {"tls", tlsStuckPeer}}
+
+// socketOf is the TCP socket under nc (a TCP or TLS connection), to size
+// its buffers.
+func socketOf(nc net.Conn) interface {
+	SetReadBuffer(int) error
+	SetWriteBuffer(int) error
+} {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	return nc.(interface {
+		SetReadBuffer(int) error
+		SetWriteBuffer(int) error
+	})
+}
+
 // helloPeer accepts one connection on l that dial makes, sends it a HELLO
 // and reads nothing from it; it returns the client Conn on the dialed end
 // (with cfg) and the peer's socket.
@@ -285,11 +325,17 @@ func TestLargeCallOverTLSReturnsAfterAChunk(t *testing.T) {
 // that takes only part of it (a peer that stopped reading) does not wait
 // for room: the rest goes to the writer goroutine, and the call returns
 // at its deadline. The peer, once it reads, gets the whole CALL, then the
-// CANCEL.
+// CANCEL. Over TLS too.
 func TestSmallCallDoesNotWaitInAFullSocket(t *testing.T) {
-	cc, pc := writeStuckPeer(t, Config{})
-	pc.(*net.TCPConn).SetReadBuffer(4 << 10)
-	cc.nc.(*net.TCPConn).SetWriteBuffer(4 << 10)
+	for _, sp := range stuckPeers {
+		t.Run(sp.name, func(t *testing.T) { testSmallCallInAFullSocket(t, sp.peer) })
+	}
+}
+
+func testSmallCallInAFullSocket(t *testing.T, stuckPeer func(*testing.T, Config) (*Conn, net.Conn)) {
+	cc, pc := stuckPeer(t, Config{})
+	socketOf(pc).SetReadBuffer(4 << 10)
+	socketOf(cc.nc).SetWriteBuffer(4 << 10)
 	args := bytes.Repeat([]byte{7}, bigWrite-1024) // copied into the write buffer: no cut of a reference
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -334,18 +380,9 @@ func TestSmallCallDoesNotWaitInAFullSocket(t *testing.T) {
 // full, the frame goes to the writer goroutine and the call returns at
 // its deadline. Every call here does.
 func TestQUICCallerDoesNotWaitForFlowControl(t *testing.T) {
-	files := testcerts.Write(t, t.TempDir())
-	ctx := context.Background()
-	l, err := transport.Listen(ctx, "quic://127.0.0.1:0", &transport.Config{CertFile: files.ServerCert, KeyFile: files.ServerKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	cc, _ := helloPeer(t, l, Config{}, func() (net.Conn, error) { // the peer never reads: the window fills
-		return transport.Dial(ctx, l.URL(), &transport.Config{CAFile: files.CACert})
-	})
-	args := make([]byte, bigWrite-1024) // copied into the write buffer
-	for i := range 40 {                 // about 2.5 MB: past any window quic-go starts with
+	cc, _ := secureStuckPeer(t, "quic", Config{}) // the peer never reads: the window fills
+	args := make([]byte, bigWrite-1024)           // copied into the write buffer
+	for i := range 40 {                           // about 2.5 MB: past any window quic-go starts with
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		errc := make(chan error, 1)
 		go func() { _, err := cc.Call(ctx, out("echo", nil, args)); errc <- err }()

@@ -67,13 +67,6 @@ func (c *Conn) flushLocked() {
 	c.writeLockedBy(true)
 }
 
-// tryWriter writes what a socket takes at once and returns: n < len(b)
-// with a nil error says it is full (see rawWriter; QUIC's is all or
-// nothing: quicConn.TryWrite).
-type tryWriter interface {
-	TryWrite(b []byte) (int, error)
-}
-
 // flushLazyLocked is flushLocked for stream messages: it always leaves the
 // write to the writer goroutine (unless a write is in progress), since a
 // sender that streams back to back would otherwise pay a syscall per
@@ -115,7 +108,7 @@ func (c *Conn) writeLockedBy(caller bool) {
 		c.wmu.Unlock()
 		var err error
 		var n int64
-		tried := false // a TryWrite: it may have written part of buf
+		tried, held := false, false // a TryWrite: it may have written part of buf
 		switch {
 		case len(segs) > 0:
 			n, err = c.writeVec(buf, segs)
@@ -123,7 +116,7 @@ func (c *Conn) writeLockedBy(caller bool) {
 			_, err = c.ec.WriteEarly(buf)
 		case caller && c.try != nil:
 			var m int
-			m, err = c.try.TryWrite(buf)
+			m, held, err = c.try.TryWrite(buf)
 			n, tried = int64(m), true
 		default:
 			var m int
@@ -136,6 +129,14 @@ func (c *Conn) writeLockedBy(caller bool) {
 			err = nil
 		} else if tried && err == nil && n < int64(len(buf)) {
 			c.requeueLocked(buf, nil, n) // the socket was full (TryWrite)
+			cut = true
+		} else if tried && err == nil && held {
+			// TLS took it all but holds the end of a record the socket
+			// had no room for: only a write sends it, so the writer
+			// goroutine gets one, a PAD frame if nothing else is queued.
+			if len(c.wbuf) == 0 && len(c.wsegs) == 0 {
+				c.wbuf = wire.AppendPad(c.wbuf, wire.HeaderSize)
+			}
 			cut = true
 		}
 		if cut {

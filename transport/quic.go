@@ -527,22 +527,22 @@ func (c *quicConn) waitHandshake() error {
 	}
 }
 
-// TryWrite queues b on the control stream if it can go at once (quic-go's
-// flow control has room for all of it), without waiting: else it queues
-// nothing and returns 0 and a nil error, and the caller writes it later
-// with Write, which waits. On a dialed connection with Allow0RTT whose
+// TryWrite implements TryWriter: it queues b on the control stream if it
+// can go at once (quic-go's flow control has room for all of it), without
+// waiting: else it queues nothing and returns 0 and a nil error, and the
+// caller writes it later with Write, which waits. On a dialed connection with Allow0RTT whose
 // handshake is not done, it queues nothing either (Write waits for the
 // handshake). The connection layer writes its callers' frames with it, so
 // that a caller never waits for a peer that stopped reading.
-func (c *quicConn) TryWrite(b []byte) (int, error) {
+func (c *quicConn) TryWrite(b []byte) (int, bool, error) {
 	if c.early {
 		select {
 		case <-c.qc.HandshakeComplete():
 		default:
-			return 0, nil
+			return 0, false, nil
 		}
 	}
-	return c.quicStream.write(func() (int, error) {
+	n, err := c.quicStream.write(func() (int, error) {
 		switch err := c.quicStream.s.TryWriteAll(b); {
 		case err == nil:
 			return len(b), nil
@@ -552,6 +552,7 @@ func (c *quicConn) TryWrite(b []byte) (int, error) {
 			return 0, err
 		}
 	})
+	return n, false, err // quic-go holds all or nothing: never a part
 }
 
 // WriteEarly implements EarlyConn: it writes to the control stream without

@@ -869,13 +869,13 @@ func TestQUICTryWrite(t *testing.T) {
 	client, server, _, _ := quicPair(t)
 	tw := client.(*quicConn)
 	b := make([]byte, 64<<10)
-	if n, err := tw.TryWrite(b[:100]); n != 100 || err != nil {
+	if n, _, err := tw.TryWrite(b[:100]); n != 100 || err != nil {
 		t.Fatalf("TryWrite on an empty stream: %d, %v", n, err)
 	}
 	// The server reads nothing: the window fills, then TryWrite refuses.
 	full := false
 	for i := 0; i < 1000 && !full; i++ {
-		n, err := tw.TryWrite(b)
+		n, _, err := tw.TryWrite(b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -890,7 +890,7 @@ func TestQUICTryWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	client.Close()
-	if _, err := tw.TryWrite(b[:1]); err == nil || !errors.Is(err, net.ErrClosed) {
+	if _, _, err := tw.TryWrite(b[:1]); err == nil || !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("TryWrite after Close: %v, want net.ErrClosed", err)
 	}
 }

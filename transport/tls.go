@@ -21,7 +21,23 @@ func listenTLS(ctx context.Context, a Addr, cfg *Config) (Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &listener{Listener: tls.NewListener(ln, tc), url: url}, nil
+	return &listener{Listener: &tlsListener{Listener: ln, cfg: tc}, url: url}, nil
+}
+
+// tlsListener is tls.NewListener's, its connections over a spillConn (so
+// that the connection layer's callers never wait to write: NewTryWriter).
+type tlsListener struct {
+	net.Listener
+	cfg *tls.Config
+}
+
+// Accept implements net.Listener.
+func (l *tlsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return tls.Server(withSpill(c), l.cfg), nil
 }
 
 // dialTLS connects over TCP and completes the TLS handshake before
@@ -40,7 +56,7 @@ func dialTLS(ctx context.Context, a Addr, cfg *Config) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn := tls.Client(raw, tc)
+	conn := tls.Client(withSpill(raw), tc)
 	if err := conn.HandshakeContext(ctx); err != nil {
 		_ = raw.Close()
 		return nil, tlsError(err, "handshake with %s", a.Host)

@@ -9,6 +9,8 @@
 // tls:// is TLS 1.3 only. Dial completes the handshake before returning;
 // a listener's Accept does not handshake, so a slow client cannot hold up
 // the others (the handshake runs on the connection's first Read or Write).
+// Its connections are *tls.Conn over a socket that also lets NewTryWriter
+// write without waiting for room.
 // Errors matching ErrTLS and ErrConfig tell TLS and configuration failures
 // apart from network ones.
 //

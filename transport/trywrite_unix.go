@@ -1,6 +1,6 @@
 //go:build unix
 
-package conn
+package transport
 
 import (
 	"net"
@@ -8,10 +8,9 @@ import (
 	"syscall"
 )
 
-// rawWriter writes to a socket what it takes at once, without waiting for
-// room: a caller that writes its own frames (flushLocked) is then never
-// held by a peer that stopped reading, and leaves the rest to the writer
-// goroutine. It is used by the connection's one writer at a time.
+// rawWriter is a TCP or Unix socket's TryWriter: write system calls on
+// the non-blocking socket until it has no more room (EAGAIN), never a
+// wait in the poller. It is used by one writer at a time.
 type rawWriter struct {
 	rc  syscall.RawConn
 	fn  func(fd uintptr) bool // w.write, made once
@@ -20,9 +19,8 @@ type rawWriter struct {
 	err error
 }
 
-// newTryWriter returns a rawWriter for a socket (the connection gives it
-// its TCP and Unix ones), else nil.
-func newTryWriter(nc net.Conn) tryWriter {
+// newRawWriter returns a rawWriter for a socket, else nil.
+func newRawWriter(nc net.Conn) *rawWriter {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil
@@ -46,7 +44,7 @@ func (w *rawWriter) write(fd uintptr) bool {
 		case nil:
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			return true // full: the rest waits for the writer goroutine
+			return true // full: the rest is the caller's to queue
 		default:
 			w.err = os.NewSyscallError("write", err)
 			return true
@@ -55,8 +53,8 @@ func (w *rawWriter) write(fd uintptr) bool {
 	return true
 }
 
-// TryWrite implements tryWriter.
-func (w *rawWriter) TryWrite(b []byte) (int, error) {
+// TryWrite implements TryWriter; a socket holds nothing back.
+func (w *rawWriter) TryWrite(b []byte) (int, bool, error) {
 	w.buf, w.n, w.err = b, 0, nil
 	err := w.rc.Write(w.fn)
 	n := w.n
@@ -64,5 +62,5 @@ func (w *rawWriter) TryWrite(b []byte) (int, error) {
 		err = w.err
 	}
 	w.buf, w.err = nil, nil
-	return n, err
+	return n, false, err
 }

@@ -1,0 +1,115 @@
+package transport
+
+import (
+	"crypto/tls"
+	"net"
+	"sync"
+)
+
+// spillConn is the TCP socket under a tls:// connection this package
+// makes. A plain pass-through for every Write but those of a TryWrite on
+// the TLS connection above (tlsTryWriter): while one is under way, the
+// records TLS writes go to the socket without waiting for room (a
+// rawWriter), and what of them the socket does not take is kept (the
+// spill), to go first with the next blocking Write. A spill holds at most
+// one piece's records (tlsPiece): TryWrite stops at the first piece the
+// socket did not take whole.
+type spillConn struct {
+	*net.TCPConn
+	raw *rawWriter
+
+	// mu is held across each Write, a blocking one included: TLS's own
+	// writes (alerts, key updates) may come from its reader goroutine,
+	// and the spill must go before them. Close does not take it.
+	mu    sync.Mutex
+	try   bool   // a TryWrite is under way: Writes do not wait
+	spill []byte // written by TLS, not yet by the socket
+}
+
+// withSpill returns c under a spillConn when it is a TCP socket that can
+// be written without waiting, else c itself.
+func withSpill(c net.Conn) net.Conn {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return c
+	}
+	raw := newRawWriter(tc)
+	if raw == nil {
+		return c
+	}
+	return &spillConn{TCPConn: tc, raw: raw}
+}
+
+// Write implements net.Conn.
+func (s *spillConn) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.try {
+		if len(s.spill) > 0 {
+			s.spill = append(s.spill, b...)
+			return len(b), nil
+		}
+		n, _, err := s.raw.TryWrite(b)
+		if err == nil && n < len(b) {
+			s.spill = append(s.spill, b[n:]...)
+			n = len(b)
+		}
+		return n, err
+	}
+	if len(s.spill) > 0 {
+		n, err := s.TCPConn.Write(s.spill)
+		if err != nil {
+			s.spill = s.spill[n:]
+			return 0, err
+		}
+		s.spill = nil // spills are rare: no buffer kept for the next
+	}
+	return s.TCPConn.Write(b)
+}
+
+// tlsPiece is how much plaintext a TryWrite hands TLS at a time: the
+// records of one piece are what a spill may hold.
+const tlsPiece = 16 << 10
+
+// tlsTryWriter is a tls:// connection's TryWriter (see spillConn).
+type tlsTryWriter struct {
+	tc *tls.Conn
+	sc *spillConn
+}
+
+// TryWrite implements TryWriter. It takes nothing while a blocking write
+// is under way or a spill waits, and stops after the first piece of b the
+// socket did not take whole: then held is true when that was the last.
+func (w *tlsTryWriter) TryWrite(b []byte) (int, bool, error) {
+	s := w.sc
+	if !s.mu.TryLock() {
+		return 0, false, nil // a write waits for room: so would this one
+	}
+	if len(s.spill) > 0 {
+		s.mu.Unlock()
+		return 0, false, nil
+	}
+	s.try = true
+	s.mu.Unlock()
+	n := 0
+	var err error
+	for n < len(b) {
+		var m int
+		m, err = w.tc.Write(b[n:min(len(b), n+tlsPiece)])
+		n += m
+		if err != nil {
+			break
+		}
+		s.mu.Lock()
+		spilled := len(s.spill) > 0
+		s.mu.Unlock()
+		if spilled {
+			break
+		}
+	}
+	s.mu.Lock()
+	s.try = false
+	held := len(s.spill) > 0
+	s.mu.Unlock()
+	return n, held, err
+}

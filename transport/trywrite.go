@@ -1,0 +1,39 @@
+package transport
+
+import (
+	"crypto/tls"
+	"net"
+)
+
+// TryWriter writes to a connection what it takes at once, without waiting
+// for room: the connection layer writes its callers' own frames with it,
+// so that a caller is never held by a peer that stopped reading, and
+// leaves the rest to a goroutine that may wait. NewTryWriter returns one
+// for TCP, Unix and tls:// connections; a quic:// connection is one.
+type TryWriter interface {
+	// TryWrite writes a prefix of b and returns its length: n < len(b)
+	// with a nil error says the connection is full. held says that some
+	// bytes of what it took still wait below the connection (the end of
+	// a TLS record the socket took only part of): the connection's next
+	// Write sends them first, and nothing else does.
+	TryWrite(b []byte) (n int, held bool, err error)
+}
+
+// NewTryWriter returns nc's TryWriter, or nil when it has none (its
+// writes may wait): TCP and Unix sockets, tls:// connections this
+// package made (over a spillConn), and connections that are TryWriters.
+func NewTryWriter(nc net.Conn) TryWriter {
+	switch c := nc.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		if w := newRawWriter(nc); w != nil {
+			return w
+		}
+	case *tls.Conn:
+		if sc, ok := c.NetConn().(*spillConn); ok {
+			return &tlsTryWriter{tc: c, sc: sc}
+		}
+	case TryWriter:
+		return c
+	}
+	return nil
+}
