@@ -61,12 +61,15 @@ type Conn struct {
 	// given back once they are written.
 	wcharged int
 	// cutWrites: a write on nc may be cut short by a write deadline and
-	// resumed (a plain socket; not TLS, whose state a timed-out write
-	// corrupts, nor QUIC): other transports' large writes go in chunks
-	// and stop between two (writeVec). wcut says releaseRef asked the
-	// write in progress to stop (see cutLocked); wcutSig is its copy for
-	// the writer between chunks, which holds no lock.
+	// resumed (a plain socket, QUIC: transport.WriteCutter; not TLS,
+	// whose state a timed-out write corrupts, though its Cutter ends the
+	// chunk in flight at once). vecWrites: large payloads go in one
+	// writev (a plain socket); elsewhere in chunks, a cut also stopping
+	// between two (writeVec). wcut says releaseRef asked the write in
+	// progress to stop (see cutLocked); wcutSig is its copy for the
+	// writer between chunks, which holds no lock.
 	cutWrites bool
+	vecWrites bool
 	try       transport.TryWriter // for callers' own writes (flushLocked); nil: they may wait
 	wcut      bool
 	wcutSig   atomic.Bool
@@ -206,6 +209,8 @@ func start(nc net.Conn, cfg Config, client bool) (*Conn, error) {
 	c.wcond.L = &c.wmu
 	switch nc.(type) {
 	case *net.TCPConn, *net.UnixConn:
+		c.cutWrites, c.vecWrites = true, true
+	case transport.WriteCutter: // QUIC
 		c.cutWrites = true
 	}
 	c.try = transport.NewTryWriter(nc)

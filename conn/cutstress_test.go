@@ -37,8 +37,21 @@ func fill(b []byte, i int) {
 // Many large calls, some cancelled mid-write, through a slow reader: every
 // frame the peer parses is whole and holds the bytes sent.
 func TestCutWriteStress(t *testing.T) {
+	for _, sp := range cutPeers {
+		t.Run(sp.name, func(t *testing.T) { testCutWriteStress(t, sp.peer) })
+	}
+}
+
+// cutPeers are the transports whose large writes a cut stops at once
+// (over tls://, the transport's: a Cutter).
+var cutPeers = []struct {
+	name string
+	peer func(*testing.T, Config) (*Conn, net.Conn)
+}{{"tcp", writeStuckPeer}, {"tls", tlsStuckPeer}, {"quic", func(t *testing.T, cfg Config) (*Conn, net.Conn) { return secureStuckPeer(t, "quic", cfg) }}}
+
+func testCutWriteStress(t *testing.T, stuckPeer func(*testing.T, Config) (*Conn, net.Conn)) {
 	for round := 0; round < 4; round++ {
-		cc, pc := writeStuckPeer(t, Config{})
+		cc, pc := stuckPeer(t, Config{})
 		const n = 24
 		type sent struct{ head, tail []byte }
 		want := make([]sent, n)

@@ -109,67 +109,73 @@ func helloPeer(t *testing.T, l net.Listener, cfg Config, dial func() (net.Conn, 
 // a whole CALL, then its CANCEL, and the caller may reuse its buffer at
 // once.
 func TestLargeCallReturnsAtDeadlineMidWrite(t *testing.T) {
-	for _, inflight := range []int{1, 2} { // written by the caller itself, or by the writer goroutine
-		t.Run(map[int]string{1: "alone", 2: "beside another call"}[inflight], func(t *testing.T) {
-			cc, pc := writeStuckPeer(t, Config{})
-			if inflight == 2 {
-				if _, err := cc.Go(context.Background(), out("other", nil, []byte("x"))); err != nil {
-					t.Fatal(err)
-				}
-			}
-			args := bytes.Repeat([]byte{7}, 32<<20) // far more than the sockets buffer
-			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-			defer cancel()
-			errc := make(chan error, 1)
-			start := time.Now()
-			go func() { _, err := cc.Call(ctx, out("echo", nil, args)); errc <- err }()
-			select {
-			case err := <-errc:
-				if status.CodeOf(err) != status.DeadlineExceeded {
-					t.Fatalf("Call: %v, want DeadlineExceeded", err)
-				}
-				if d := time.Since(start); d > 2*time.Second {
-					t.Fatalf("Call returned %v after its 200ms deadline", d)
-				}
-			case <-time.After(5 * time.Second):
-				cc.Close()
-				<-errc
-				t.Fatal("Call with large arguments outlived its deadline by seconds, waiting for its write")
-			}
-			for i := range args {
-				args[i] = 9 // the caller's buffer is its own again
-			}
+	for _, sp := range cutPeers {
+		for _, inflight := range []int{1, 2} { // written by the caller itself, or by the writer goroutine
+			t.Run(sp.name+"/"+map[int]string{1: "alone", 2: "beside another call"}[inflight], func(t *testing.T) {
+				testLargeCallMidWrite(t, sp.peer, inflight)
+			})
+		}
+	}
+}
 
-			// The peer now reads: the frames are whole, the arguments as
-			// they were when sent.
-			pc.SetReadDeadline(time.Now().Add(10 * time.Second))
-			r := wire.NewReader(pc, 64<<10, 64<<20)
-			var gotCall, gotCancel bool
-			for !gotCancel {
-				h, p, err := r.Next()
-				if err != nil {
-					t.Fatalf("peer read: %v (call %v)", err, gotCall)
-				}
-				switch h.Type {
-				case wire.TypeCall:
-					c, err := wire.ParseCall(h.Flags, p)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if string(c.Function) == "echo" {
-						if len(c.Args) != len(args) || bytes.IndexByte(c.Args, 9) >= 0 {
-							t.Fatalf("the peer got %d bytes of arguments (changed: %v); want %d unchanged", len(c.Args), bytes.IndexByte(c.Args, 9) >= 0, len(args))
-						}
-						gotCall = true
-					}
-				case wire.TypeCancel:
-					if !gotCall {
-						t.Fatal("CANCEL before the whole CALL")
-					}
-					gotCancel = true
-				}
+func testLargeCallMidWrite(t *testing.T, stuckPeer func(*testing.T, Config) (*Conn, net.Conn), inflight int) {
+	cc, pc := stuckPeer(t, Config{})
+	if inflight == 2 {
+		if _, err := cc.Go(context.Background(), out("other", nil, []byte("x"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := bytes.Repeat([]byte{7}, 32<<20) // far more than the sockets buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	errc := make(chan error, 1)
+	start := time.Now()
+	go func() { _, err := cc.Call(ctx, out("echo", nil, args)); errc <- err }()
+	select {
+	case err := <-errc:
+		if status.CodeOf(err) != status.DeadlineExceeded {
+			t.Fatalf("Call: %v, want DeadlineExceeded", err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("Call returned %v after its 200ms deadline", d)
+		}
+	case <-time.After(5 * time.Second):
+		cc.Close()
+		<-errc
+		t.Fatal("Call with large arguments outlived its deadline by seconds, waiting for its write")
+	}
+	for i := range args {
+		args[i] = 9 // the caller's buffer is its own again
+	}
+
+	// The peer now reads: the frames are whole, the arguments as
+	// they were when sent.
+	pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := wire.NewReader(pc, 64<<10, 64<<20)
+	var gotCall, gotCancel bool
+	for !gotCancel {
+		h, p, err := r.Next()
+		if err != nil {
+			t.Fatalf("peer read: %v (call %v)", err, gotCall)
+		}
+		switch h.Type {
+		case wire.TypeCall:
+			c, err := wire.ParseCall(h.Flags, p)
+			if err != nil {
+				t.Fatal(err)
 			}
-		})
+			if string(c.Function) == "echo" {
+				if len(c.Args) != len(args) || bytes.IndexByte(c.Args, 9) >= 0 {
+					t.Fatalf("the peer got %d bytes of arguments (changed: %v); want %d unchanged", len(c.Args), bytes.IndexByte(c.Args, 9) >= 0, len(args))
+				}
+				gotCall = true
+			}
+		case wire.TypeCancel:
+			if !gotCall {
+				t.Fatal("CANCEL before the whole CALL")
+			}
+			gotCancel = true
+		}
 	}
 }
 

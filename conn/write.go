@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/arbor-rpc/arbor/internal/status"
+	"github.com/arbor-rpc/arbor/transport"
 	"github.com/arbor-rpc/arbor/wire"
 )
 
@@ -239,9 +240,9 @@ func (c *Conn) queueRef(b []byte) uint64 {
 // releaseRef makes sure that the connection holds no more reference to b,
 // queued in batch gen: a batch still queued gets a copy of b instead; a
 // batch being written is cut where it is (cutLocked: the writer copies
-// the rest and goes on): at once on a plain socket, at the end of the
-// chunk being written over TLS or QUIC (so a cancelled Call with large
-// arguments returns when that chunk is out, or the connection fails).
+// the rest and goes on): at once on a plain socket and QUIC, and over TLS
+// after the chunk in flight, whose records the socket has not taken
+// wait below TLS (a Cutter).
 // Then b's owner may reuse it.
 func (c *Conn) releaseRef(gen uint64, b []byte) {
 	c.wmu.Lock()
@@ -276,6 +277,8 @@ func (c *Conn) cutLocked() {
 	c.wcutSig.Store(true)
 	if c.cutWrites {
 		_ = c.nc.SetWriteDeadline(pastDeadline)
+	} else if cw, ok := c.try.(transport.Cutter); ok {
+		cw.Cut() // TLS: the chunk in flight ends at once, its rest held below TLS
 	}
 }
 
@@ -284,8 +287,9 @@ func (c *Conn) cutLocked() {
 var errWriteCut = errors.New("conn: write cut")
 
 // cutChunk is the size of the pieces in which large payloads are written
-// on transports a deadline cannot cut (TLS, QUIC): how much a cut may
-// have to wait for.
+// on transports without writev (TLS, QUIC): over TLS, which a deadline
+// cannot cut, what a cut holds in memory below TLS (a Cutter's) or,
+// without one, how much it waits for.
 const cutChunk = 128 << 10
 
 // uncutLocked clears a cut asked for while the batch (buf with segs in
@@ -296,18 +300,16 @@ const cutChunk = 128 << 10
 func (c *Conn) uncutLocked(err error, buf []byte, segs []wseg, n int64) bool {
 	c.wcut = false
 	c.wcutSig.Store(false)
-	if !c.cutWrites {
-		if err != errWriteCut {
-			return false
-		}
-		c.requeueLocked(buf, segs, n)
-		return true
+	if c.cutWrites {
+		_ = c.nc.SetWriteDeadline(c.wdeadline)
+	} else if cw, ok := c.try.(transport.Cutter); ok {
+		cw.EndCut(c.wdeadline)
 	}
-	_ = c.nc.SetWriteDeadline(c.wdeadline)
-	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+	switch {
+	case err == errWriteCut: // between two chunks
+	case !c.cutWrites || err == nil || !errors.Is(err, os.ErrDeadlineExceeded):
 		return false // it ended before the cut, or failed for its own reasons
-	}
-	if !c.wdeadline.IsZero() && !time.Now().Before(c.wdeadline) {
+	case !c.wdeadline.IsZero() && !time.Now().Before(c.wdeadline):
 		// lastWrites' own deadline has passed: the timeout may be its,
 		// the connection's failure. (One set after the cut stopped the
 		// write, not yet due, is not what stopped it.)
@@ -366,7 +368,7 @@ func (c *Conn) writeVec(buf []byte, segs []wseg) (int64, error) {
 	c.wvec = vec[:0]
 	var n int64
 	var err error
-	if c.cutWrites {
+	if c.vecWrites {
 		n, err = vec.WriteTo(c.nc) // one writev; a deadline cuts it
 	} else {
 		n, err = c.writeChunks(vec)

@@ -555,6 +555,11 @@ func (c *quicConn) TryWrite(b []byte) (int, bool, error) {
 	return n, false, err // quic-go holds all or nothing: never a part
 }
 
+// CutsWrites implements WriteCutter: quic-go's Write, stopped by the
+// stream's write deadline, returns the bytes it queued and keeps none of
+// the rest.
+func (c *quicConn) CutsWrites() {}
+
 // WriteEarly implements EarlyConn: it writes to the control stream without
 // waiting for the handshake, so b may go in 0-RTT data.
 func (c *quicConn) WriteEarly(b []byte) (int, error) { return c.quicStream.Write(b) }

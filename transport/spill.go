@@ -2,8 +2,12 @@ package transport
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // spillConn is the TCP socket under a tls:// connection this package
@@ -13,7 +17,9 @@ import (
 // rawWriter), and what of them the socket does not take is kept (the
 // spill), to go first with the next blocking Write. A spill holds at most
 // one piece's records (tlsPiece): TryWrite stops at the first piece the
-// socket did not take whole.
+// socket did not take whole. A cut (Cutter) spills likewise what the
+// Write it stops had left, at most the records of the one chunk its
+// caller writes at a time.
 type spillConn struct {
 	*net.TCPConn
 	raw *rawWriter
@@ -24,6 +30,11 @@ type spillConn struct {
 	mu    sync.Mutex
 	try   bool   // a TryWrite is under way: Writes do not wait
 	spill []byte // written by TLS, not yet by the socket
+
+	// cutting: a cut is under way (Cutter): a Write its deadline stops
+	// keeps what it had left in the spill and reports success, so TLS's
+	// state holds. Set without mu: the Write it stops holds mu.
+	cutting atomic.Bool
 }
 
 // withSpill returns c under a spillConn when it is a TCP socket that can
@@ -58,13 +69,27 @@ func (s *spillConn) Write(b []byte) (int, error) {
 	}
 	if len(s.spill) > 0 {
 		n, err := s.TCPConn.Write(s.spill)
+		s.spill = s.spill[n:]
 		if err != nil {
-			s.spill = s.spill[n:]
-			return 0, err
+			if !s.cut(err) {
+				return 0, err
+			}
+			s.spill = append(s.spill, b...)
+			return len(b), nil
 		}
 		s.spill = nil // spills are rare: no buffer kept for the next
 	}
-	return s.TCPConn.Write(b)
+	n, err := s.TCPConn.Write(b)
+	if err != nil && s.cut(err) {
+		s.spill = append(s.spill, b[n:]...)
+		n, err = len(b), nil
+	}
+	return n, err
+}
+
+// cut reports whether err is a cut's deadline (see cutting).
+func (s *spillConn) cut(err error) bool {
+	return s.cutting.Load() && errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // tlsPiece is how much plaintext a TryWrite hands TLS at a time: the
@@ -112,4 +137,21 @@ func (w *tlsTryWriter) TryWrite(b []byte) (int, bool, error) {
 	held := len(s.spill) > 0
 	s.mu.Unlock()
 	return n, held, err
+}
+
+// pastDeadline is a write deadline that has passed: setting it wakes a
+// write blocked on the socket at once.
+var pastDeadline = time.Unix(1, 0)
+
+// Cut implements Cutter: the socket's past deadline stops the blocked
+// write, and what TLS has handed it since goes to the spill.
+func (w *tlsTryWriter) Cut() {
+	w.sc.cutting.Store(true)
+	_ = w.sc.TCPConn.SetWriteDeadline(pastDeadline)
+}
+
+// EndCut implements Cutter.
+func (w *tlsTryWriter) EndCut(deadline time.Time) {
+	w.sc.cutting.Store(false)
+	_ = w.sc.TCPConn.SetWriteDeadline(deadline)
 }

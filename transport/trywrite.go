@@ -3,6 +3,7 @@ package transport
 import (
 	"crypto/tls"
 	"net"
+	"time"
 )
 
 // TryWriter writes to a connection what it takes at once, without waiting
@@ -36,4 +37,30 @@ func NewTryWriter(nc net.Conn) TryWriter {
 		return c
 	}
 	return nil
+}
+
+// WriteCutter is a connection that a write deadline stops cleanly: a
+// Write it stops has sent exactly the bytes it reports (the rest is
+// untouched, and no reference to it is kept), and the connection stays
+// usable, the next Write going on from there. TCP and Unix sockets are
+// such, and a quic:// connection says so by being a WriteCutter; tls://
+// is not (a Write a deadline stops leaves TLS's state broken). The
+// connection layer cuts a large argument's write with a past deadline
+// when its caller gives up.
+type WriteCutter interface {
+	net.Conn
+	CutsWrites()
+}
+
+// Cutter is a TryWriter whose connection's write in progress can be
+// stopped at once without breaking the connection, though a write
+// deadline would break it (a tls:// connection's): after Cut, the Write
+// under way, and any until EndCut, returns at once as if it had written
+// everything, and what it had left goes out first with the next Write
+// after EndCut, which sets the write deadline to deadline. Whoever cuts
+// keeps each Write small (what a cut leaves is held in memory until then).
+type Cutter interface {
+	TryWriter
+	Cut()
+	EndCut(deadline time.Time)
 }
