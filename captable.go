@@ -217,7 +217,17 @@ func (d *capDecoder) releaseAll() {
 func takeCaps(in *conn.Incoming) []wire.CapDescriptor {
 	caps := in.Caps
 	in.Caps = caps[:0]
+	if len(caps) > 0 {
+		in.CapsTaken = true
+	}
 	return caps
+}
+
+// capsRerun is the error of a call's handler run again (an interceptor
+// calling next twice) after an earlier run took the call's capabilities:
+// they are handed over once, and the earlier run may have closed them.
+func capsRerun(id string) error {
+	return Errorf(Internal, "%s: its arguments' capabilities went to an earlier run of its handler; an interceptor that calls next twice cannot pass them again", id)
 }
 
 // releaseCaps takes the capability table of an incoming call and

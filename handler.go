@@ -202,6 +202,9 @@ func (h *handler) decoder(ctx context.Context, in *conn.Incoming, args []byte) (
 	}
 	if h.caps {
 		if in != nil {
+			if in.CapsTaken {
+				return d, capsRerun(h.info.ID)
+			}
 			d.dec = &capDecoder{cc: in.Conn, table: takeCaps(in)}
 		} else if ls := localSiteOf(ctx, h); ls != nil {
 			d.dec = ls.args

@@ -338,3 +338,32 @@ func TestPeer(t *testing.T) {
 		}
 	})
 }
+
+// A server interceptor that calls next twice (a retry) runs the handler
+// twice; capabilities in the arguments go to the first run only, and the
+// second says so rather than blaming the caller's message.
+func TestInterceptorRunsHandlerTwice(t *testing.T) {
+	ctx := testContext(t)
+	twice := func(next arbor.CallFunc) arbor.CallFunc {
+		return func(ctx context.Context, req *arbor.Request) (*arbor.Response, error) {
+			if _, err := next(ctx, req); err != nil {
+				return nil, fmt.Errorf("first run: %w", err)
+			}
+			return next(ctx, req)
+		}
+	}
+	srv := newServer(t, arbor.WithInterceptors(twice))
+	runs := 0
+	must(t, arbor.Handle1(srv, "twice", func(ctx context.Context, n int) (int, error) { runs++; return 2 * n, nil }))
+	must(t, arbor.Handle1(srv, "ping", func(ctx context.Context, r *arbor.Ref) (string, error) {
+		return arbor.Call0[string](ctx, r, "hello")
+	}))
+	c := start(t, netCases[0], srv).dial()
+	if n, err := arbor.Call1[int](ctx, c, "twice", 21); err != nil || n != 42 || runs != 2 {
+		t.Fatalf("twice(21) = %d, %v after %d runs; want 42 after 2", n, err, runs)
+	}
+	pong := arbor.NewService("pong")
+	must(t, arbor.Handle0(pong, "hello", func(ctx context.Context) (string, error) { return "hi", nil }))
+	_, err := arbor.Call1[string](ctx, c, "ping", pong)
+	wantCode(t, err, arbor.Internal, "ping", "earlier run of its handler", "calls next twice")
+}

@@ -209,7 +209,10 @@ func WithLogger(l *slog.Logger) Option { return bothOption(func(c *common) { c.c
 // WithInterceptors adds interceptors; the first is the outermost. On a
 // server they see every incoming call (functions, capability methods,
 // streams and the functions request trees run); on a client, every call
-// it makes (unary, promises, calls on references, streams).
+// it makes (unary, promises, calls on references, streams). A server
+// interceptor may call next more than once (a retry): the handler runs
+// again on the same arguments, except capabilities in them, which go to
+// the first run only (a later one fails with Internal, saying so).
 func WithInterceptors(ics ...Interceptor) Option {
 	return bothOption(func(c *common) { c.interceptors = append(c.interceptors, ics...) })
 }

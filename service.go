@@ -164,6 +164,9 @@ func (s *Service) serveForward(ctx context.Context, in *conn.Incoming, method st
 		return nil, Errorf(Unimplemented, "%s: streams on a capability re-exported from another connection are not supported; call the exporter directly", method)
 	}
 	req := &Request{ID: method, Kind: KindUnary, Async: true, Metadata: IncomingMetadata(ctx), Args: args}
+	if in.CapsTaken {
+		return nil, capsRerun(method)
+	}
 	if len(in.Caps) > 0 {
 		dec := &capDecoder{cc: in.Conn, table: takeCaps(in)}
 		refs, err := dec.all()

@@ -47,6 +47,10 @@ type Incoming struct {
 	// Caps is the capability table of Args (wire.CapabilityExt values
 	// index into it).
 	Caps []wire.CapDescriptor
+	// CapsTaken is set by whoever took the references in Caps (emptying
+	// it), so that a second decoding of Args (a handler run twice) can
+	// tell that from a call without capabilities.
+	CapsTaken bool
 	// Stream is set when the caller opened a stream; the handler sends and
 	// receives on it, and its return ends the stream.
 	Stream *Stream
