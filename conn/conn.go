@@ -360,6 +360,9 @@ func (c *Conn) closeWith(err *status.Error) {
 		if h, ok := old.(interface{ ConnClosed() }); ok {
 			go h.ConnClosed()
 		}
+		if qc, ok := c.try.(transport.QuickCloser); ok {
+			qc.Closing() // TLS: its close_notify must not wait behind held bytes
+		}
 		c.nc.Close()
 
 		c.cmu.Lock()

@@ -31,10 +31,17 @@ type spillConn struct {
 	try   bool   // a TryWrite is under way: Writes do not wait
 	spill []byte // written by TLS, not yet by the socket
 
-	// cutting: a cut is under way (Cutter): a Write its deadline stops
-	// keeps what it had left in the spill and reports success, so TLS's
-	// state holds. Set without mu: the Write it stops holds mu.
-	cutting atomic.Bool
+	// cuts counts Cut and EndCut calls, odd while a cut is under way
+	// (Cutter): a Write that a deadline stops while a cut is, or was at
+	// some point during that Write, keeps what it had left in the spill
+	// and reports success, so TLS's state holds. Changed without mu: the
+	// Write it stops holds mu. (A flag cleared by EndCut would not do: a
+	// Write the cut's deadline stopped may look at it just after.)
+	cuts atomic.Uint64
+
+	// closing: the connection is being closed (Closing): no Write waits
+	// any more, what the socket has no room for goes with it.
+	closing atomic.Bool
 }
 
 // withSpill returns c under a spillConn when it is a TCP socket that can
@@ -55,7 +62,16 @@ func withSpill(c net.Conn) net.Conn {
 func (s *spillConn) Write(b []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.try {
+	cuts := s.cuts.Load()
+	closing := s.closing.Load()
+	if closing && len(s.spill) > 0 {
+		n, _, err := s.raw.TryWrite(s.spill) // what room there is: the held bytes first
+		s.spill = s.spill[n:]
+		if err != nil {
+			return 0, err
+		}
+	}
+	if s.try || closing {
 		if len(s.spill) > 0 {
 			s.spill = append(s.spill, b...)
 			return len(b), nil
@@ -71,7 +87,7 @@ func (s *spillConn) Write(b []byte) (int, error) {
 		n, err := s.TCPConn.Write(s.spill)
 		s.spill = s.spill[n:]
 		if err != nil {
-			if !s.cut(err) {
+			if !s.cut(err, cuts) {
 				return 0, err
 			}
 			s.spill = append(s.spill, b...)
@@ -80,16 +96,18 @@ func (s *spillConn) Write(b []byte) (int, error) {
 		s.spill = nil // spills are rare: no buffer kept for the next
 	}
 	n, err := s.TCPConn.Write(b)
-	if err != nil && s.cut(err) {
+	if err != nil && s.cut(err, cuts) {
 		s.spill = append(s.spill, b[n:]...)
 		n, err = len(b), nil
 	}
 	return n, err
 }
 
-// cut reports whether err is a cut's deadline (see cutting).
-func (s *spillConn) cut(err error) bool {
-	return s.cutting.Load() && errors.Is(err, os.ErrDeadlineExceeded)
+// cut reports whether err, which ended a Write that began when s.cuts
+// was cuts, is a cut's deadline: a cut was under way when it began or has
+// begun since (see cuts).
+func (s *spillConn) cut(err error, cuts uint64) bool {
+	return (cuts&1 == 1 || s.cuts.Load() != cuts) && errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // tlsPiece is how much plaintext a TryWrite hands TLS at a time: the
@@ -146,12 +164,18 @@ var pastDeadline = time.Unix(1, 0)
 // Cut implements Cutter: the socket's past deadline stops the blocked
 // write, and what TLS has handed it since goes to the spill.
 func (w *tlsTryWriter) Cut() {
-	w.sc.cutting.Store(true)
+	w.sc.cuts.Add(1) // odd: before the deadline, which a Write may see at once
 	_ = w.sc.TCPConn.SetWriteDeadline(pastDeadline)
 }
 
-// EndCut implements Cutter.
+// Closing implements QuickCloser: from now on the socket's Writes do not
+// wait, so tls.Conn's Close, whose close_notify would wait behind held
+// bytes in a full socket for up to 5 s, returns at once.
+func (w *tlsTryWriter) Closing() { w.sc.closing.Store(true) }
+
+// EndCut implements Cutter. The deadline goes back first: a Write that
+// begins once the cut is over no longer meets the cut's.
 func (w *tlsTryWriter) EndCut(deadline time.Time) {
-	w.sc.cutting.Store(false)
 	_ = w.sc.TCPConn.SetWriteDeadline(deadline)
+	w.sc.cuts.Add(1)
 }

@@ -64,3 +64,14 @@ type Cutter interface {
 	Cut()
 	EndCut(deadline time.Time)
 }
+
+// QuickCloser is a TryWriter whose connection's Close may wait to write
+// (a tls:// connection's close_notify, behind bytes held below TLS, into
+// a socket a peer that stopped reading keeps full: up to 5 s). Closing,
+// called just before Close, makes every write from then on go without
+// waiting: what the socket has no room for is dropped with the
+// connection, as a plain socket's unsent bytes are.
+type QuickCloser interface {
+	TryWriter
+	Closing()
+}
