@@ -510,6 +510,7 @@ func (c *Conn) peerGoAway(g wire.GoAway) {
 		cl.complete(refusal())
 	}
 	for _, s := range refusedStreams {
+		s.refused.Store(true)
 		s.finish(nil, refusal())
 	}
 }
