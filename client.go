@@ -269,6 +269,11 @@ func sendOn(ctx context.Context, cc *conn.Conn, req *Request, owner *Client) (*R
 		return nil, err
 	}
 	o.Idempotent = idempotentCall(ctx)
+	if caps := o.Caps; len(caps) > 0 {
+		// Cancelled before its answer, and then shown never served by
+		// the peer's GOAWAY: the peer will not release them.
+		o.Unserved = func() { req.undoCaps(cc, caps) }
+	}
 	switch {
 	case req.Kind.IsStream():
 		st, err := cc.OpenStream(ctx, &o)

@@ -9,10 +9,10 @@ import (
 	"github.com/arbor-rpc/arbor/wire"
 )
 
-// goAwayPeer is a server that answers no call: it sends its HELLO, and a
-// GOAWAY that serves none (LastID 0) once it has read count CALL frames,
-// then keeps the connection open. It returns its address.
-func goAwayPeer(t *testing.T, count int) string {
+// framePeer is a server that answers no call: it sends its HELLO, then
+// hands each frame it reads to fn (which may write to the connection),
+// and keeps the connection open. It returns its address.
+func framePeer(t *testing.T, fn func(nc net.Conn, h wire.Header)) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -27,20 +27,28 @@ func goAwayPeer(t *testing.T, count int) string {
 		t.Cleanup(func() { nc.Close() })
 		nc.Write(wire.AppendHello(nil, wire.Hello{Version: wire.Version, MaxFrame: 1 << 20, KeepAlive: time.Hour}))
 		r := wire.NewReader(nc, 64<<10, 1<<20)
-		calls := 0
 		for {
 			h, _, err := r.Next()
 			if err != nil {
 				return
 			}
-			if h.Type == wire.TypeCall {
-				if calls++; calls == count {
-					nc.Write(wire.AppendGoAway(nil, wire.GoAway{LastID: 0, Code: uint32(Unavailable), Message: []byte("test: going away")}))
-				}
-			}
+			fn(nc, h)
 		}
 	}()
 	return l.Addr().String()
+}
+
+// goAwayPeer is a framePeer that sends a GOAWAY serving none (LastID 0)
+// once it has read count CALL frames.
+func goAwayPeer(t *testing.T, count int) string {
+	calls := 0
+	return framePeer(t, func(nc net.Conn, h wire.Header) {
+		if h.Type == wire.TypeCall {
+			if calls++; calls == count {
+				nc.Write(wire.AppendGoAway(nil, wire.GoAway{LastID: 0, Code: uint32(Unavailable), Message: []byte("test: going away")}))
+			}
+		}
+	})
 }
 
 // A promise or a stream whose CALL the peer's GOAWAY refused (never

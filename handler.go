@@ -207,6 +207,10 @@ func (h *handler) decoder(ctx context.Context, in *conn.Incoming, args []byte) (
 			}
 			d.dec = &capDecoder{cc: in.Conn, table: takeCaps(in)}
 		} else if ls := localSiteOf(ctx, h); ls != nil {
+			if ls.taken {
+				return d, capsRerun(h.info.ID)
+			}
+			ls.taken = ls.hasCaps
 			d.dec = ls.args
 		}
 	}

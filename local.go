@@ -16,6 +16,10 @@ type localSite struct {
 	h      *handler
 	args   *capDecoder
 	result capEncoder
+	// hasCaps says args holds references; taken that a run of the
+	// handler took them (a second run, an interceptor calling next
+	// twice, fails as over a connection: capsRerun).
+	hasCaps, taken bool
 }
 
 type localSiteKey struct{}
@@ -70,7 +74,8 @@ func callLocal(ctx context.Context, svc *Service, req *Request) (*Response, erro
 	if h.invoke == nil {
 		return nil, Errorf(InvalidArgument, "%s is a %s method; open a stream to call it", req.ID, h.info.Kind)
 	}
-	ls := &localSite{h: h, args: localDecoder(req.caps.handles())}
+	handles := req.caps.handles()
+	ls := &localSite{h: h, args: localDecoder(handles), hasCaps: len(handles) > 0}
 	ctx = context.WithValue(ctx, localSiteKey{}, ls)
 	ctx = context.WithValue(ctx, conn.MetadataKey, []wire.MD(req.Metadata))
 	if svc.serialized.Load() {

@@ -215,6 +215,22 @@ func invokeHandler(ctx context.Context, req *Request) (*Response, error) {
 		}
 		return nil, unknownFunction(req.ID)
 	}
+	var earlier []wire.CapDescriptor
+	if in := req.in; in != nil && len(in.ResultCaps) > 0 {
+		// An earlier run (an interceptor calling next twice) exported
+		// its result's capabilities; only this run's table goes to the
+		// peer, which never learns of (so never releases) the other.
+		// Released once this run has made its own, so that a service
+		// both return stays exported in between.
+		earlier, in.ResultCaps = in.ResultCaps, nil
+		defer func() {
+			for _, d := range earlier {
+				if d.Kind == wire.CapSenderHosted {
+					releaseExport(in.Conn, d.ID, 1)
+				}
+			}
+		}()
+	}
 	var res []byte
 	var err error
 	if req.Stream != nil {

@@ -31,6 +31,8 @@ type call struct {
 	// refused: completed by the peer's GOAWAY (above its LastID), so
 	// never served (await clears Outgoing.Sent).
 	refused bool
+	// unserved is Outgoing.Unserved, kept should the call be cancelled.
+	unserved func()
 	// Promises only: what OnDone registered, run once the answer is in
 	// (completed set, under hmu).
 	hmu       sync.Mutex
@@ -71,6 +73,7 @@ func putCall(cl *call) {
 	cl.owned = false
 	cl.refArgs = nil
 	cl.refused = false
+	cl.unserved = nil
 	cl.err = nil
 	cl.trailer = nil
 	cl.caps = cl.caps[:0]
@@ -137,6 +140,13 @@ type Outgoing struct {
 	// peer's to release then), one before it is of a call that never left.
 	// A call the peer's GOAWAY refused (never served) has it cleared.
 	Sent bool
+	// Unserved, when set, runs once (on the connection's reader) if this
+	// side cancelled the call (its context, Async.Cancel) before its
+	// answer and the peer's GOAWAY then shows that it was never served
+	// (its id above the GOAWAY's LastID): what it passed is this side's
+	// to take back. A call still waiting when the GOAWAY comes is told
+	// otherwise (Sent cleared, Async.Refused, Stream.Refused).
+	Unserved func()
 }
 
 // size estimates the CALL frame's payload size for the frame limit.
@@ -213,8 +223,10 @@ func (c *Conn) start(ctx context.Context, o *Outgoing, cl *call, st *Stream, laz
 	c.nextID += 2
 	if st != nil {
 		st.id = id
+		st.unserved = o.Unserved
 		c.ostreams[id] = st
 	} else {
+		cl.unserved = o.Unserved
 		c.calls.put(id, cl)
 	}
 	c.cmu.Unlock()
@@ -309,6 +321,9 @@ func (c *Conn) await(ctx context.Context, o *Outgoing, cl *call) error {
 		case <-done:
 			c.cmu.Lock()
 			mine := c.calls.take(id) != nil
+			if mine {
+				c.abandonLocked(id, cl.unserved)
+			}
 			c.cmu.Unlock()
 			if mine {
 				c.sendCancel(id, ctx.Err())
@@ -402,6 +417,9 @@ func (c *Conn) answer(h wire.Header, p []byte) error {
 	if cl == nil {
 		st = c.ostreams[h.ID]
 		delete(c.ostreams, h.ID)
+		if st == nil && c.abandoned != nil {
+			delete(c.abandoned, h.ID) // answered: the peer had it
+		}
 	}
 	c.cmu.Unlock()
 	if st != nil {
@@ -500,6 +518,13 @@ func (c *Conn) peerGoAway(g wire.GoAway) {
 			delete(c.ostreams, id)
 		}
 	}
+	var unserved []func()
+	for id, fn := range c.abandoned {
+		if id > g.LastID {
+			unserved = append(unserved, fn)
+		}
+	}
+	c.abandoned = nil // the others were served
 	c.cmu.Unlock()
 	refusal := func() *status.Error {
 		return &status.Error{Code: status.Unavailable, Category: status.ErrConnection, Retryable: true,
@@ -513,4 +538,20 @@ func (c *Conn) peerGoAway(g wire.GoAway) {
 		s.refused.Store(true)
 		s.finish(nil, refusal())
 	}
+	for _, fn := range unserved {
+		fn()
+	}
+}
+
+// abandonLocked keeps the Unserved of call id, which this side cancelled
+// before its answer, for a GOAWAY that may yet show it was never served;
+// cmu held. Once the peer's GOAWAY is in, a call still waiting was served.
+func (c *Conn) abandonLocked(id uint64, unserved func()) {
+	if unserved == nil || c.goingAway {
+		return
+	}
+	if c.abandoned == nil {
+		c.abandoned = make(map[uint64]func())
+	}
+	c.abandoned[id] = unserved
 }

@@ -106,6 +106,11 @@ type Conn struct {
 	goingAway bool   // the peer sent GOAWAY
 	awayLast  uint64 // the peer's GOAWAY LastID
 	awayMsg   string
+	// abandoned holds, by id, the Outgoing.Unserved of calls and streams
+	// this side cancelled before their answer: the peer's GOAWAY may yet
+	// show they were never served. An answer for the id, a GOAWAY or the
+	// close forgets them.
+	abandoned map[uint64]func()
 
 	rd *wire.Reader // the reader loop's (large payloads are taken from it)
 	// granted is the size of the CALL payload arriving with its budget
@@ -368,6 +373,7 @@ func (c *Conn) closeWith(err *status.Error) {
 		c.cmu.Lock()
 		calls, streams := c.calls.takeAll(), c.ostreams
 		c.ostreams = make(map[uint64]*Stream)
+		c.abandoned = nil
 		c.cmu.Unlock()
 		for _, cl := range calls {
 			cl.complete(err)

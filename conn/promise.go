@@ -129,6 +129,9 @@ func (a *Async) cancel(cause error) {
 	}
 	a.c.cmu.Lock()
 	mine := a.c.calls.take(a.id) != nil
+	if mine {
+		a.c.abandonLocked(a.id, a.cl.unserved)
+	}
 	a.c.cmu.Unlock()
 	if mine {
 		a.c.sendCancel(a.id, cause)

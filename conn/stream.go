@@ -46,6 +46,7 @@ type Stream struct {
 	resultCaps []wire.CapDescriptor // its capability table
 	trailer    []wire.MD            // the callee's trailers (opener side)
 	refused    atomic.Bool          // ended by the peer's GOAWAY: never served (Refused)
+	unserved   func()               // Outgoing.Unserved (opener side), kept should the stream be cancelled
 
 	// Config.Observer's state (opener side) and the message bytes it
 	// counts (observe.go).
@@ -192,6 +193,9 @@ func (s *Stream) abort(cause error) {
 	s.c.cmu.Lock()
 	_, mine := s.c.ostreams[s.id]
 	delete(s.c.ostreams, s.id)
+	if mine {
+		s.c.abandonLocked(s.id, s.unserved)
+	}
 	s.c.cmu.Unlock()
 	if mine {
 		s.c.sendCancel(s.id, cause)
