@@ -270,8 +270,8 @@ func sendOn(ctx context.Context, cc *conn.Conn, req *Request, owner *Client) (*R
 	}
 	o.Idempotent = idempotentCall(ctx)
 	if caps := o.Caps; len(caps) > 0 {
-		// Cancelled before its answer, and then shown never served by
-		// the peer's GOAWAY: the peer will not release them.
+		// Shown never served by the peer's GOAWAY (a promise, a stream,
+		// a cancelled call): the peer will not release them.
 		o.Unserved = func() { req.undoCaps(cc, caps) }
 	}
 	switch {
@@ -281,13 +281,6 @@ func sendOn(ctx context.Context, cc *conn.Conn, req *Request, owner *Client) (*R
 			req.undoCaps(cc, o.Caps)
 			return nil, fromStatus(err)
 		}
-		if caps := o.Caps; len(caps) > 0 {
-			st.OnDone(func(error) {
-				if st.Refused() {
-					req.undoCaps(cc, caps)
-				}
-			})
-		}
 		return &Response{Stream: rawStream{st}, raw: st, cc: cc, owner: owner}, nil
 	case req.Async:
 		o.Retain = true
@@ -295,13 +288,6 @@ func sendOn(ctx context.Context, cc *conn.Conn, req *Request, owner *Client) (*R
 		if err != nil {
 			req.undoCaps(cc, o.Caps)
 			return nil, fromStatus(err)
-		}
-		if caps := o.Caps; len(caps) > 0 {
-			a.OnDone(func(error) {
-				if a.Refused() {
-					req.undoCaps(cc, caps)
-				}
-			})
 		}
 		return &Response{async: a, cc: cc, owner: owner}, nil
 	}
@@ -351,10 +337,10 @@ func (req *Request) outgoing(cc *conn.Conn, o *conn.Outgoing) error {
 
 // undoCaps releases the exports made for a call that was not sent, or
 // that the peer did not serve (refused by its GOAWAY: Outgoing.Sent is
-// false then, and a promise's or a stream's Refused true). A call the peer received, failed (even as Unavailable and
-// retryable, which a handler or an interceptor may answer) or timed out,
-// leaves them to the peer: it releases them itself, those a handler took
-// included.
+// cleared then, or Outgoing.Unserved runs). A call the peer received,
+// failed (even as Unavailable and retryable, which a handler or an
+// interceptor may answer) or timed out, leaves them to the peer: it
+// releases them itself, those a handler took included.
 func (req *Request) undoCaps(cc *conn.Conn, caps []wire.CapDescriptor) {
 	for _, d := range caps {
 		if d.Kind == wire.CapSenderHosted {

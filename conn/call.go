@@ -140,12 +140,12 @@ type Outgoing struct {
 	// peer's to release then), one before it is of a call that never left.
 	// A call the peer's GOAWAY refused (never served) has it cleared.
 	Sent bool
-	// Unserved, when set, runs once (on the connection's reader) if this
-	// side cancelled the call (its context, Async.Cancel) before its
-	// answer and the peer's GOAWAY then shows that it was never served
-	// (its id above the GOAWAY's LastID): what it passed is this side's
-	// to take back. A call still waiting when the GOAWAY comes is told
-	// otherwise (Sent cleared, Async.Refused, Stream.Refused).
+	// Unserved, when set, runs once (on the connection's reader) when the
+	// peer's GOAWAY shows that the call was never served (its id above
+	// the GOAWAY's LastID): what it passed is this side's to take back. So
+	// it does for a promise (Go) or a stream, waiting or cancelled, and
+	// for a unary call this side cancelled before its answer; a unary
+	// call still waiting is told by Sent, cleared, instead.
 	Unserved func()
 }
 
@@ -532,10 +532,15 @@ func (c *Conn) peerGoAway(g wire.GoAway) {
 	}
 	for _, cl := range refused {
 		cl.refused = true
+		if cl.doneCh != nil && cl.unserved != nil { // a promise: no Sent to clear
+			unserved = append(unserved, cl.unserved)
+		}
 		cl.complete(refusal())
 	}
 	for _, s := range refusedStreams {
-		s.refused.Store(true)
+		if s.unserved != nil {
+			unserved = append(unserved, s.unserved)
+		}
 		s.finish(nil, refusal())
 	}
 	for _, fn := range unserved {

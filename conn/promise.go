@@ -65,11 +65,6 @@ func (a *Async) OnDone(fn func(err error)) {
 	fn(cl.err)
 }
 
-// Refused reports whether the peer's GOAWAY completed the call before
-// serving it (its id above the GOAWAY's last): the peer never took what
-// it passed. Valid after Done (and in OnDone's function).
-func (a *Async) Refused() bool { return a.cl.refused }
-
 // Result returns the encoded result or the error; valid after Done.
 func (a *Async) Result() ([]byte, error) {
 	<-a.cl.doneCh

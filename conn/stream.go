@@ -45,7 +45,6 @@ type Stream struct {
 	result     []byte               // the callee's RESULT payload (opener side)
 	resultCaps []wire.CapDescriptor // its capability table
 	trailer    []wire.MD            // the callee's trailers (opener side)
-	refused    atomic.Bool          // ended by the peer's GOAWAY: never served (Refused)
 	unserved   func()               // Outgoing.Unserved (opener side), kept should the stream be cancelled
 
 	// Config.Observer's state (opener side) and the message bytes it
@@ -119,11 +118,6 @@ func (s *Stream) finish(result []byte, err error) {
 		}
 	})
 }
-
-// Refused reports whether the peer's GOAWAY ended the stream before
-// serving it (its id above the GOAWAY's last): the peer never took what
-// its opening CALL passed. Valid once the stream has ended.
-func (s *Stream) Refused() bool { return s.refused.Load() }
 
 // OnDone arranges for fn to run once, with the error that ended the
 // stream (nil: it ended well), when the stream is over: at once if it
