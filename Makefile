@@ -22,6 +22,11 @@ vet:
 	cd bench && $(GO) vet ./...
 	cd bench && $(GO) vet -tags noarbor ./... # the harness builds without Arbor too (bench/main.go)
 	cd bridgetest && $(GO) vet ./...
+	# Every package and its tests build off Linux too (Unix-only tests
+	# carry build tags and skip, saying why, elsewhere).
+	for os in windows darwin; do \
+		GOOS=$$os $(GO) vet ./... && (cd bench && GOOS=$$os $(GO) vet ./...) && (cd otel && GOOS=$$os $(GO) vet ./...) || exit 1; \
+	done
 
 # What the tests need beyond Go: redis-server for the cache package's Redis
 # tests, protoc for codegen's protoc-path test, curl for the bridge's

@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -173,19 +172,6 @@ func (c *child) stop() {
 	case <-time.After(10 * time.Second):
 		c.cmd.Process.Kill()
 		<-done
-	}
-}
-
-// raiseFDLimit lifts the soft limit on open files to the hard one: the
-// per-caller and connection-scale cells open thousands of sockets.
-func raiseFDLimit() {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}
 }
 

@@ -13,8 +13,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // The tool section: `arbor bench` beside this harness on the same cell,
@@ -129,22 +127,4 @@ func runTool(w io.Writer, tc toolConfig) error {
 	fmt.Fprintln(w, "- the server is `arbor serve --cache-dir \"\"` under taskset -c 1 with GOMAXPROCS 1; both clients run on core 0 with GOMAXPROCS 1 (this process pins itself; `arbor bench` runs under taskset -c 0), one connection each, the same 64-byte []byte echo.")
 	fmt.Fprintln(w)
 	return nil
-}
-
-// pinCore0 pins this process to core 0 with GOMAXPROCS 1 and returns what
-// undoes it.
-func pinCore0() (func(), error) {
-	var old, one unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &old); err != nil {
-		return nil, err
-	}
-	one.Set(0)
-	if err := unix.SchedSetaffinity(0, &one); err != nil {
-		return nil, err
-	}
-	prev := runtime.GOMAXPROCS(1)
-	return func() {
-		unix.SchedSetaffinity(0, &old)
-		runtime.GOMAXPROCS(prev)
-	}, nil
 }

@@ -82,20 +82,6 @@ func (l *redisLoad) end() {
 	l.wg.Wait()
 }
 
-// waitFor polls cond every 2ms for at most limit and returns how long it
-// took, or fails the test.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("%s: not within %v", what, limit)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // checkSkipping checks that, with the breaker open, operations go on
 // (skipped) while failures stop growing: past the threshold's, at most one
 // per other goroutine, whose operation was admitted before the breaker

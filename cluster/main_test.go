@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/arbor-rpc/arbor/internal/testproc"
 )
 
 // childEnv makes the test binary run one cluster node instead of the
@@ -277,7 +279,7 @@ func (c *child) signal(t *testing.T, sig syscall.Signal) {
 // reaps it.
 func (c *child) kill() {
 	c.once.Do(func() {
-		_ = c.cmd.Process.Signal(syscall.SIGCONT)
+		testproc.Thaw(c.cmd.Process)
 		_ = c.cmd.Process.Kill()
 		_ = c.stdin.Close()
 		_ = c.cmd.Wait()

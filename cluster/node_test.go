@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/arbor-rpc/arbor/internal/testproc"
 )
 
 func TestJoinRequiresRPCAddrs(t *testing.T) {
@@ -313,7 +315,7 @@ func TestFrozenProcessFailsThenRecovers(t *testing.T) {
 	c := startChild(t, "frozen", nodes[0].GossipAddr())
 	waitEvent(t, ch, 10*time.Second, is(EventJoined, c.name), "child joined")
 
-	c.signal(t, syscall.SIGSTOP)
+	testproc.Freeze(t, c.cmd.Process)
 	began := time.Now()
 	waitEvent(t, ch, 5*time.Second, is(EventFailed, c.name), "frozen child marked failed")
 	t.Logf("SIGSTOPped child marked failed after %v", time.Since(began).Round(time.Millisecond))
@@ -322,7 +324,7 @@ func TestFrozenProcessFailsThenRecovers(t *testing.T) {
 		return m.State == StateFailed
 	}, func() string { return "n1 does not see the frozen child failed" })
 
-	c.signal(t, syscall.SIGCONT)
+	testproc.Thaw(c.cmd.Process)
 	began = time.Now()
 	waitEvent(t, ch, 10*time.Second, is(EventRecovered, c.name), "thawed child recovered")
 	t.Logf("SIGCONTed child recovered after %v", time.Since(began).Round(time.Millisecond))

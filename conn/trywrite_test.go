@@ -145,7 +145,7 @@ func testTryWriteStress(t *testing.T, stuckPeer func(*testing.T, Config) (*Conn,
 func TestShortWriteKeepsTheResultsBudget(t *testing.T) {
 	addr, ready := serveOne(t, Config{Handler: HandlerFunc(echo)})
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10) })
+		return rc.Control(func(fd uintptr) { setRcvBuf(fd, 4<<10) })
 	}}
 	nc, err := d.Dial("tcp", addr)
 	if err != nil {

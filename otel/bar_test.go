@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -185,15 +184,6 @@ func TestObservabilityAllocs(t *testing.T) {
 			t.Errorf("%s costs %.2f allocations per call over off, want at most %v", s.name, got-off, limit)
 		}
 	}
-}
-
-// cpuTime is the process's user and system CPU time in nanoseconds.
-func cpuTime() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // sysIO is the process's read and write system calls so far (Linux's

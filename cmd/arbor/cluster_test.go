@@ -10,12 +10,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/arbor-rpc/arbor"
 	"github.com/arbor-rpc/arbor/cluster"
+	"github.com/arbor-rpc/arbor/internal/testproc"
 )
 
 // clusterProc is one `arbor serve --gossip` process.
@@ -109,9 +109,9 @@ func TestClusterFailoverWithRealProcesses(t *testing.T) {
 	}
 	killed, frozen := ps[1], ps[2]
 	faultAt := time.Now()
-	killed.cmd.Process.Signal(syscall.SIGKILL)
-	frozen.cmd.Process.Signal(syscall.SIGSTOP)
-	defer frozen.cmd.Process.Signal(syscall.SIGCONT)
+	killed.cmd.Process.Kill()
+	testproc.Freeze(t, frozen.cmd.Process)
+	defer testproc.Thaw(frozen.cmd.Process)
 	// Phi takes the frozen one out of rotation; gossip then fails it.
 	var outOfRotation, gossipFailed time.Duration
 	threshold := cfg.Phi.Threshold
