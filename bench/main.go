@@ -359,6 +359,14 @@ func unaryCells(cfg config, entries []unaryEntry, sizes, cs []int) ([]result, []
 		payload := makePayload(size)
 		for _, c := range cs {
 			for i, r := range runners {
+				if mp, ok := r.(maxPayloader); ok {
+					if n, why := mp.MaxPayload(); size > n {
+						if c == cs[0] {
+							notes = append(notes, fmt.Sprintf("%s: %s not measured: at most %d bytes (%s)", started[i].name, sizeLabel(size), n, why))
+						}
+						continue
+					}
+				}
 				res, err := measure(started[i].name, r, payload, c, cfg.warm, cfg.dur)
 				if err != nil {
 					return results, notes, err

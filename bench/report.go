@@ -213,6 +213,19 @@ func printTransportRatios(w io.Writer, results []result, subject string, sizes, 
 			}
 		}
 	}
+	// The QUIC bars (#14) side by side, and how far the UDP floor itself
+	// is from them: a bar the floor misses cannot be met over QUIC.
+	for _, p := range [][2]string{
+		{subject + "-quic", subject + "-tls"},
+		{subject + "-quic", "grpc-tls"},
+		{subject + "-quic", "floor-udp"},
+		{"floor-udp", "grpc-tls"},
+		{subject + "-tcp", "floor-tcp"},
+	} {
+		if p[0] != p[1] && measured[p[0]] && measured[p[1]] {
+			cols = append(cols, col{strings.Replace(p[0], "-", " ", 1) + "/" + strings.Replace(p[1], "-", " ", 1), p[0], p[1]})
+		}
+	}
 	if len(cols) == 0 {
 		fmt.Fprintf(w, "Ratios: nothing to compare (need %[1]s-tcp beside another %[1]s transport, or %[1]s and grpc over one transport).\n\n", subject)
 		return

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -38,6 +39,15 @@ func testEcho(t *testing.T, name string, start func(context.Context) (Runner, er
 	for _, n := range sizes {
 		p := makePayload(n)
 		got, err := r.Call(ctx, p)
+		if mp, ok := r.(maxPayloader); ok {
+			if limit, _ := mp.MaxPayload(); n > limit {
+				// Refused with the limit named, and the runner still works.
+				if err == nil || !strings.Contains(err.Error(), strconv.Itoa(limit)) {
+					t.Fatalf("%d bytes over a limit of %d: got %v, want an error naming the limit", n, limit, err)
+				}
+				continue
+			}
+		}
 		if err != nil {
 			t.Fatalf("%d bytes: %v", n, err)
 		}

@@ -32,7 +32,7 @@ func registerTransport(t transportSystem) {
 }
 
 // transportOrder is the order transport systems are run and printed in.
-var transportOrder = []string{"arbor-tcp", "arbor-tls", "arbor-quic", "arbor-unix", "grpc-tcp", "grpc-tls"}
+var transportOrder = []string{"arbor-tcp", "arbor-tls", "arbor-quic", "arbor-unix", "grpc-tcp", "grpc-tls", "floor-tcp", "floor-udp"}
 
 func knownTransports() []string {
 	var out []string
