@@ -21,8 +21,9 @@
 //     connection, each sending as fast as flow control allows while a
 //     receiver reads the echoes; messages/s and allocations per message.
 //   - transports: the unary echo over each transport (Arbor over tcp://,
-//     tls://, quic://, unix:; grpc-go over plain TCP and TLS), with
-//     throwaway certificates made at start.
+//     tls://, quic://, unix:; grpc-go over plain TCP and TLS; the floor
+//     over TCP and a UDP floor under QUIC), with throwaway certificates
+//     made at start.
 //   - tree: Arbor resolving a 7-node request tree (tree.Resolve) from the
 //     memory cache and uncached, beside a plain Arbor unary call of the
 //     same function, on one server and ONE connection; the tree's cost is
