@@ -1,0 +1,55 @@
+//go:build darwin || linux || freebsd
+
+package transport
+
+import (
+	"net"
+	"syscall"
+
+	"golang.org/x/net/ipv4"
+)
+
+// The methods quic-go's batching path (sys_conn_oob.go, v0.65.0) uses.
+// Its own batch reader (x/net's ReadBatch, recvmmsg on the descriptor)
+// would bypass the refusal filter below and allocate each datagram's
+// source address; ReadBatch here reads one datagram with recvmsg, without
+// allocating, and filters as ReadFrom does. Writes get GSO's one sendmsg
+// for many packets, which is what large payloads gain.
+
+func (u connectedUDP) SyscallConn() (syscall.RawConn, error) { return u.c.SyscallConn() }
+
+// ReadMsgUDP is what quic-go's interface asks for; ReadBatch is what it
+// calls.
+func (u connectedUDP) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
+	for {
+		n, oobn, flags, _, err = u.c.ReadMsgUDPAddrPort(b, oob)
+		if err != nil && u.refused(err) {
+			continue
+		}
+		return n, oobn, flags, u.raddr.(*net.UDPAddr), err
+	}
+}
+
+// ReadBatch reads one datagram into ms[0].
+func (u connectedUDP) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
+	if len(ms) == 0 || len(ms[0].Buffers) == 0 {
+		return 0, nil
+	}
+	m := &ms[0]
+	n, oobn, flags, _, err := u.ReadMsgUDP(m.Buffers[0], m.OOB)
+	if err != nil {
+		return 0, err
+	}
+	m.N, m.NN, m.Flags, m.Addr = n, oobn, flags, u.raddr
+	return 1, nil
+}
+
+// WriteMsgUDP sends to the connected peer, whatever addr says (it is
+// that peer's: quic-go dialed it).
+func (u connectedUDP) WriteMsgUDP(b, oob []byte, _ *net.UDPAddr) (n, oobn int, err error) {
+	n, oobn, err = u.c.WriteMsgUDP(b, oob, nil)
+	if err != nil && u.refused(err) {
+		return len(b), len(oob), nil // not sent: lost, as on any path
+	}
+	return n, oobn, err
+}
