@@ -13,7 +13,11 @@ import (
 // maxEchoAllocs is the budget for one unary echo of 64 bytes, client and
 // server together (they share the process): the argument the handler
 // receives, the result the caller receives, and the handler's context.
-const maxEchoAllocs = 3
+// TLS adds crypto/tls's own; QUIC quic-go's, per packet (a STREAM
+// frame's slice and its receive record on each side) and x/net's (the
+// listener's batch reads parse each datagram's source address): 9.0
+// measured, the bar is 10.
+var maxEchoAllocs = map[string]float64{"tcp": 3, "unix": 3, "tls": 5, "quic": 9.5}
 
 func TestEchoAllocs(t *testing.T) {
 	if raceEnabled {
@@ -23,7 +27,11 @@ func TestEchoAllocs(t *testing.T) {
 		t.Skip("short")
 	}
 	// Real sockets only: the mem: pipe allocates its own wake-up channels.
-	for _, nc := range []netCase{netCases[0], netCases[1]} { // tcp, unix
+	for _, nc := range netCases {
+		limit, ok := maxEchoAllocs[nc.name]
+		if !ok {
+			continue
+		}
 		t.Run(nc.name, func(t *testing.T) {
 			ctx := context.Background()
 			c := start(t, nc, newServer(t)).dial()
@@ -49,8 +57,8 @@ func TestEchoAllocs(t *testing.T) {
 				t.Fatal(failed)
 			}
 			t.Logf("%s: %.2f allocations per 64-byte echo (client+server)", nc.name, allocs)
-			if allocs > maxEchoAllocs {
-				t.Errorf("%s: %.2f allocations per echo, want at most %d", nc.name, allocs, maxEchoAllocs)
+			if allocs > limit {
+				t.Errorf("%s: %.2f allocations per echo, want at most %v", nc.name, allocs, limit)
 			}
 		})
 	}

@@ -99,7 +99,7 @@ func listenQUIC(ctx context.Context, a Addr, cfg *Config) (Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := &quic.Transport{Conn: pc}
+	tr := &quic.Transport{Conn: quicListenerConn(pc)}
 	var ql quicAcceptor
 	if cfg.Allow0RTT {
 		// Connections come out before their handshake completes, so that

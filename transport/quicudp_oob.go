@@ -53,3 +53,25 @@ func (u connectedUDP) WriteMsgUDP(b, oob []byte, _ *net.UDPAddr) (n, oobn int, e
 	}
 	return n, oobn, err
 }
+
+// listenerUDP is a listener's socket whose writes allocate nothing:
+// *net.UDPConn's WriteMsgUDP, which quic-go calls per packet (or GSO
+// batch), builds a sockaddr on the heap from addr each time;
+// WriteMsgUDPAddrPort takes it by value. Reads stay quic-go's (x/net's
+// recvmmsg: a listener's many peers gain from batches).
+type listenerUDP struct{ *net.UDPConn }
+
+func (u listenerUDP) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
+	if addr == nil {
+		return u.UDPConn.WriteMsgUDP(b, oob, nil)
+	}
+	return u.UDPConn.WriteMsgUDPAddrPort(b, oob, addr.AddrPort())
+}
+
+// quicListenerConn is what a listener hands quic-go for pc.
+func quicListenerConn(pc net.PacketConn) net.PacketConn {
+	if c, ok := pc.(*net.UDPConn); ok {
+		return listenerUDP{c}
+	}
+	return pc
+}
