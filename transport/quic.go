@@ -89,7 +89,7 @@ func withALPN(tc *tls.Config) *tls.Config {
 // that happens on a goroutine per connection, so a slow client does not
 // hold up the others.
 func listenQUIC(ctx context.Context, a Addr, cfg *Config) (Listener, error) {
-	tc, err := serverTLSConfig(cfg)
+	tc, err := serverTLSConfig(cfg, a.Scheme)
 	if err != nil {
 		return nil, err
 	}

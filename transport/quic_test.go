@@ -658,6 +658,14 @@ func TestQUICConfigErrors(t *testing.T) {
 		if !errors.Is(err, ErrConfig) || !errors.Is(err, ErrTLS) {
 			t.Errorf("Listen with %s: %v, want ErrConfig and ErrTLS", tt.name, err)
 		}
+		// Without a certificate, the error says what to set and how.
+		if tt.cfg == nil || tt.cfg.TLS == nil {
+			for _, want := range []string{"quic:// listener needs a certificate", "Config.KeyFile", "arbor.WithTransport", "arbor certs"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Listen with %s: %q does not say %q", tt.name, err, want)
+				}
+			}
+		}
 	}
 	dials := []struct {
 		name string

@@ -13,7 +13,7 @@ import (
 // Handshake), so a client that stalls its handshake cannot hold up Accept
 // for the others; callers should set a deadline before that first Read.
 func listenTLS(ctx context.Context, a Addr, cfg *Config) (Listener, error) {
-	tc, err := serverTLSConfig(cfg)
+	tc, err := serverTLSConfig(cfg, a.Scheme)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func dialTLS(ctx context.Context, a Addr, cfg *Config) (net.Conn, error) {
 // serverTLSConfig builds a listener's TLS configuration: cfg.TLS cloned
 // when set, otherwise the key pair in CertFile/KeyFile, plus mutual TLS
 // against CAFile when that is set.
-func serverTLSConfig(cfg *Config) (*tls.Config, error) {
+func serverTLSConfig(cfg *Config, scheme string) (*tls.Config, error) {
 	if cfg.TLS != nil {
 		tc := cfg.TLS.Clone()
 		if len(tc.Certificates) == 0 && tc.GetCertificate == nil && tc.GetConfigForClient == nil {
@@ -87,7 +87,7 @@ func serverTLSConfig(cfg *Config) (*tls.Config, error) {
 		return requireTLS13(tc)
 	}
 	if cfg.CertFile == "" || cfg.KeyFile == "" {
-		return nil, tlsConfigError(nil, "listener needs Config.CertFile and Config.KeyFile (or Config.TLS)")
+		return nil, tlsConfigError(nil, "a %s listener needs a certificate: set Config.CertFile and Config.KeyFile, or Config.TLS (a server takes them with arbor.WithTransport; `arbor certs --dir DIR` writes development ones)", scheme+"://")
 	}
 	cert, err := loadKeyPair(cfg.CertFile, cfg.KeyFile)
 	if err != nil {
