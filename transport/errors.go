@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 )
@@ -59,9 +60,23 @@ func (e *kindError) Error() string {
 	}
 	s := prefix + ": " + e.msg
 	if e.err != nil {
-		s += ": " + e.err.Error()
+		s += ": " + e.err.Error() + verifyHint(e.err)
 	}
 	return s
+}
+
+// verifyHint says what to set when a dialer could not verify the
+// server's certificate, the first TLS error most users meet.
+func verifyHint(err error) string {
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	switch {
+	case errors.As(err, &ua):
+		return " (trust the server's CA with Config.CAFile, or give Config.TLS its RootCAs)"
+	case errors.As(err, &he):
+		return " (the name verified is Config.ServerName when set, else the address's host)"
+	}
+	return ""
 }
 
 func (e *kindError) Unwrap() error { return e.err }

@@ -558,10 +558,16 @@ func TestQUICVerifyFailures(t *testing.T) {
 	if errors.Is(err, ErrConfig) {
 		t.Errorf("handshake failure %v matches ErrConfig", err)
 	}
+	if err != nil && !strings.Contains(err.Error(), "Config.ServerName") {
+		t.Errorf("Dial with a wrong ServerName: %q does not name Config.ServerName", err)
+	}
 	_, err = Dial(ctx, ln.URL(), nil)
 	var authErr x509.UnknownAuthorityError
 	if !errors.Is(err, ErrTLS) || !errors.As(err, &authErr) {
 		t.Errorf("Dial with system roots: %v, want ErrTLS wrapping x509.UnknownAuthorityError", err)
+	}
+	if err != nil && !strings.Contains(err.Error(), "Config.CAFile") {
+		t.Errorf("Dial with system roots: %q does not say to set Config.CAFile", err)
 	}
 }
 
