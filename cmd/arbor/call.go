@@ -182,6 +182,13 @@ func timedOut(ctx context.Context, err error, d time.Duration) error {
 	return arbor.Errorf(arbor.DeadlineExceeded, "%s (--timeout %v)", ae.Message, d)
 }
 
+// flagHints turns the transport's hints, which name its Config fields,
+// into the flags that set them here.
+var flagHints = strings.NewReplacer(
+	"trust the server's CA with Config.CAFile, or give Config.TLS its RootCAs", "trust the server's CA with --ca FILE",
+	"the name verified is Config.ServerName when set", "the name verified is --server-name when set",
+)
+
 // printError prints err as "error: CODE: message" and returns the failure
 // status.
 func printError(stderr io.Writer, err error) int {
@@ -190,6 +197,7 @@ func printError(stderr io.Writer, err error) int {
 	if errors.As(err, &ae) {
 		msg = ae.Message
 	}
+	msg = flagHints.Replace(msg)
 	if msg == "" {
 		fmt.Fprintf(stderr, "error: %s\n", code)
 	} else {

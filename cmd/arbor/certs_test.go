@@ -34,5 +34,14 @@ func TestCerts(t *testing.T) {
 		if code != exitFail || !strings.HasPrefix(stderr, "error: Unauthenticated: ") {
 			t.Errorf("%s: call without a client certificate = %d, %q; want Unauthenticated", addr, code, stderr)
 		}
+		// A server the call cannot verify: the error names the flags that fix it.
+		code, _, stderr = runArbor(ctx, "call", addr, "add", "2", "3")
+		if code != exitFail || !strings.Contains(stderr, "--ca FILE") || strings.Contains(stderr, "Config.") {
+			t.Errorf("%s: call without --ca = %d, %q; want the hint to name --ca", addr, code, stderr)
+		}
+		code, _, stderr = runArbor(ctx, "call", "--ca", f("ca.pem"), "--server-name", "nope.example", addr, "add", "2", "3")
+		if code != exitFail || !strings.Contains(stderr, "--server-name") || strings.Contains(stderr, "Config.") {
+			t.Errorf("%s: call with a wrong --server-name = %d, %q; want the hint to name --server-name", addr, code, stderr)
+		}
 	}
 }
