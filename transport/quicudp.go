@@ -16,14 +16,17 @@ import (
 // as the listener does; its WriteMsgUDP sends without an address, which
 // a connected socket would refuse.
 //
-// A connected socket reports an ICMP port-unreachable as ECONNREFUSED on
-// its next read or write, and quic-go closes the connection on any socket
-// error. That is wanted while dialing (nothing listens: fail at once, as
-// TCP does); once the handshake is done (live), QUIC trusts no ICMP (it
-// may be a moment's outage on the path, or forged by anyone who guesses
-// the ports), so the refusal is dropped: a datagram whose write reported
-// it counts as lost, which QUIC recovers, and the idle timeout ends a
-// connection whose peer is really gone.
+// A connected socket reports an ICMP error about it (port-unreachable as
+// ECONNREFUSED, administratively-prohibited as EHOSTUNREACH, a router's
+// fragmentation-needed as EMSGSIZE, ...: icmpErrnos) on its next read or
+// write, and quic-go closes the connection on any socket error. That is
+// wanted while dialing (nothing listens: fail at once, as TCP does);
+// once the handshake is done (live), QUIC trusts no ICMP (it may be a
+// moment's outage on the path, a path MTU probe too large for a link,
+// or forged by anyone who guesses the ports), so the report is dropped:
+// a datagram whose write reported it counts as lost, which QUIC
+// recovers, and the idle timeout ends a connection whose peer is really
+// gone.
 type connectedUDP struct {
 	c     *net.UDPConn
 	raddr net.Addr
@@ -33,7 +36,7 @@ type connectedUDP struct {
 func (u connectedUDP) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
 		n, err := u.c.Read(p)
-		if err != nil && u.refused(err) {
+		if err != nil && u.icmp(err, false) {
 			continue // the error was the socket's one pending report
 		}
 		return n, u.raddr, err
@@ -42,7 +45,7 @@ func (u connectedUDP) ReadFrom(p []byte) (int, net.Addr, error) {
 
 func (u connectedUDP) WriteTo(p []byte, _ net.Addr) (int, error) {
 	n, err := u.c.Write(p)
-	if err != nil && u.refused(err) {
+	if err != nil && u.icmp(err, true) {
 		return len(p), nil // not sent: lost, as on any path
 	}
 	return n, err
@@ -56,8 +59,28 @@ func (u connectedUDP) SetWriteDeadline(t time.Time) error { return u.c.SetWriteD
 func (u connectedUDP) SetReadBuffer(n int) error          { return u.c.SetReadBuffer(n) }
 func (u connectedUDP) SetWriteBuffer(n int) error         { return u.c.SetWriteBuffer(n) }
 
-// refused reports whether err is the socket's report of an ICMP refusal
-// after the handshake, which QUIC ignores (see connectedUDP).
-func (u connectedUDP) refused(err error) bool {
-	return u.live.Load() && errors.Is(err, syscall.ECONNREFUSED)
+// icmpErrnos are the errors a connected UDP socket reports ICMP errors
+// as (Linux: icmp_err_convert, icmpv6_err_convert, EMSGSIZE for
+// fragmentation-needed and packet-too-big; the BSDs: inetctlerrmap).
+// EHOSTDOWN (host-unknown) is left out: wasip1 has no such errno.
+var icmpErrnos = [...]syscall.Errno{
+	syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH,
+	syscall.ENOPROTOOPT, syscall.EPROTO, syscall.EACCES, syscall.EMSGSIZE,
+}
+
+// icmp reports whether err, from a read or a write, is the socket's
+// report of an ICMP error after the handshake, which QUIC ignores (see
+// connectedUDP). A write's EMSGSIZE is passed on: it is also how the
+// kernel refuses a datagram too large for the interface, which quic-go
+// handles (path MTU discovery).
+func (u connectedUDP) icmp(err error, write bool) bool {
+	if !u.live.Load() {
+		return false
+	}
+	for _, e := range icmpErrnos {
+		if errors.Is(err, e) {
+			return !write || e != syscall.EMSGSIZE
+		}
+	}
+	return false
 }

@@ -11,7 +11,7 @@ import (
 
 // The methods quic-go's batching path (sys_conn_oob.go, v0.65.0) uses.
 // Its own batch reader (x/net's ReadBatch, recvmmsg on the descriptor)
-// would bypass the refusal filter below and allocate each datagram's
+// would bypass the ICMP filter below and allocate each datagram's
 // source address; ReadBatch here reads one datagram with recvmsg, without
 // allocating, and filters as ReadFrom does. Writes get GSO's one sendmsg
 // for many packets, which is what large payloads gain.
@@ -23,7 +23,7 @@ func (u connectedUDP) SyscallConn() (syscall.RawConn, error) { return u.c.Syscal
 func (u connectedUDP) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
 	for {
 		n, oobn, flags, _, err = u.c.ReadMsgUDPAddrPort(b, oob)
-		if err != nil && u.refused(err) {
+		if err != nil && u.icmp(err, false) {
 			continue
 		}
 		return n, oobn, flags, u.raddr.(*net.UDPAddr), err
@@ -48,7 +48,7 @@ func (u connectedUDP) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 // that peer's: quic-go dialed it).
 func (u connectedUDP) WriteMsgUDP(b, oob []byte, _ *net.UDPAddr) (n, oobn int, err error) {
 	n, oobn, err = u.c.WriteMsgUDP(b, oob, nil)
-	if err != nil && u.refused(err) {
+	if err != nil && u.icmp(err, true) {
 		return len(b), len(oob), nil // not sent: lost, as on any path
 	}
 	return n, oobn, err
