@@ -100,6 +100,9 @@ type Request struct {
 	in    *conn.Incoming
 	h     *handler
 	inner CallFunc
+	// runs, behind interceptors, collects the result tables the runs of
+	// the handler exported (shared by copies of the request).
+	runs *resultRuns
 }
 
 // Bound reports the Caller a request must be sent through because its

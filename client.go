@@ -272,7 +272,10 @@ func sendOn(ctx context.Context, cc *conn.Conn, req *Request, owner *Client) (*R
 	if caps := o.Caps; len(caps) > 0 {
 		// Shown never served by the peer's GOAWAY (a promise, a stream,
 		// a cancelled call): the peer will not release them.
-		o.Unserved = func() { req.undoCaps(cc, caps) }
+		// Kept until the answer, a GOAWAY or the close when the call is
+		// cancelled: it holds no more than it needs (not req, whose
+		// arguments the caller may have long dropped).
+		o.Unserved = func() { undoExports(cc, caps) }
 	}
 	switch {
 	case req.Kind.IsStream():
@@ -341,7 +344,11 @@ func (req *Request) outgoing(cc *conn.Conn, o *conn.Outgoing) error {
 // failed (even as Unavailable and retryable, which a handler or an
 // interceptor may answer) or timed out, leaves them to the peer: it
 // releases them itself, those a handler took included.
-func (req *Request) undoCaps(cc *conn.Conn, caps []wire.CapDescriptor) {
+func (req *Request) undoCaps(cc *conn.Conn, caps []wire.CapDescriptor) { undoExports(cc, caps) }
+
+// undoExports releases the exports in caps, a call's table made for cc
+// (see undoCaps).
+func undoExports(cc *conn.Conn, caps []wire.CapDescriptor) {
 	for _, d := range caps {
 		if d.Kind == wire.CapSenderHosted {
 			releaseExport(cc, d.ID, 1)

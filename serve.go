@@ -175,7 +175,9 @@ func (d *dispatcher) run(ctx context.Context, in *conn.Incoming, h *handler, svc
 		in.TailOK = true
 		return h.invoke(ctx, in, args, out)
 	}
-	req := &Request{ID: h.info.ID, Kind: h.info.Kind, Service: service, Metadata: Metadata(in.Metadata), Args: args, in: in, h: h, inner: inner}
+	rr := &runRequest{Request: Request{ID: h.info.ID, Kind: h.info.Kind, Service: service, Metadata: Metadata(in.Metadata), Args: args, in: in, h: h, inner: inner}}
+	req := &rr.Request
+	req.runs = &rr.runs
 	if p, ok := PeerFromContext(ctx); ok {
 		req.Peer = p
 	}
@@ -186,11 +188,69 @@ func (d *dispatcher) run(ctx context.Context, in *conn.Incoming, h *handler, svc
 	if next == nil {
 		next = finalServe
 	}
-	resp, err := next(ctx, req)
+	var resp *Response
+	var err error
+	defer func() { rr.runs.settle(in, resp) }() // a panic too: no run's table is sent
+	resp, err = next(ctx, req)
 	if err != nil {
+		resp = nil
 		return nil, err
 	}
 	return append(out, resp.Result...), nil
+}
+
+// runRequest is a Request with its resultRuns, in one allocation.
+type runRequest struct {
+	Request
+	runs resultRuns
+}
+
+// resultRuns are the capability tables of the results the runs of one
+// call's handler exported: an interceptor may run the handler more than
+// once (a retry) and return any run's response, or one of its own.
+type resultRuns struct{ tables [][]wire.CapDescriptor }
+
+// add records the table a run exported (its result's; nil: none).
+func (rs *resultRuns) add(table []wire.CapDescriptor) {
+	if len(table) > 0 {
+		rs.tables = append(rs.tables, table)
+	}
+}
+
+// settle gives in the table of the run whose response the chain returned
+// (resp nil: it failed), and releases the others: the peer learns of
+// that table only. A response an interceptor made itself keeps the last
+// run's table, as a single run's would.
+func (rs *resultRuns) settle(in *conn.Incoming, resp *Response) {
+	if len(rs.tables) == 0 {
+		return
+	}
+	chosen := -1
+	if resp != nil {
+		chosen = len(rs.tables) - 1
+		if len(resp.caps) > 0 {
+			for i, t := range rs.tables {
+				if &t[0] == &resp.caps[0] {
+					chosen = i
+				}
+			}
+		}
+	}
+	in.ResultCaps = nil
+	if chosen >= 0 {
+		in.ResultCaps = rs.tables[chosen]
+	}
+	for i, t := range rs.tables {
+		if i == chosen {
+			continue
+		}
+		for _, d := range t {
+			if d.Kind == wire.CapSenderHosted {
+				releaseExport(in.Conn, d.ID, 1)
+			}
+		}
+	}
+	rs.tables = nil
 }
 
 func unknownFunction(id string) error {
@@ -215,22 +275,6 @@ func invokeHandler(ctx context.Context, req *Request) (*Response, error) {
 		}
 		return nil, unknownFunction(req.ID)
 	}
-	var earlier []wire.CapDescriptor
-	if in := req.in; in != nil && len(in.ResultCaps) > 0 {
-		// An earlier run (an interceptor calling next twice) exported
-		// its result's capabilities; only this run's table goes to the
-		// peer, which never learns of (so never releases) the other.
-		// Released once this run has made its own, so that a service
-		// both return stays exported in between.
-		earlier, in.ResultCaps = in.ResultCaps, nil
-		defer func() {
-			for _, d := range earlier {
-				if d.Kind == wire.CapSenderHosted {
-					releaseExport(in.Conn, d.ID, 1)
-				}
-			}
-		}()
-	}
 	var res []byte
 	var err error
 	if req.Stream != nil {
@@ -238,10 +282,18 @@ func invokeHandler(ctx context.Context, req *Request) (*Response, error) {
 	} else {
 		res, err = h.invoke(ctx, req.in, req.Args, nil)
 	}
+	var table []wire.CapDescriptor
+	if in := req.in; in != nil && req.runs != nil {
+		// The run's table goes with its response: an interceptor that
+		// calls next more than once picks which the peer gets, and the
+		// others are released then (resultRuns.settle).
+		table, in.ResultCaps = in.ResultCaps, nil
+		req.runs.add(table)
+	}
 	if err != nil {
 		return nil, err
 	}
-	return &Response{Result: res}, nil
+	return &Response{Result: res, caps: table}, nil
 }
 
 // serveMethod serves a call on a capability: it takes the call's turn on

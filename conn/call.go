@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -440,7 +441,19 @@ func (c *Conn) answer(h wire.Header, p []byte) error {
 		if h.ID >= c.nextIDSnapshot() || h.ID%2 != c.myParity() {
 			return fmt.Errorf("%s for call %d, which was never made", h.Type, h.ID)
 		}
-		return nil // cancelled meanwhile
+		// Cancelled meanwhile (the answer crossed the CANCEL): nobody
+		// takes the capabilities of its result, which the peer counted a
+		// reference for each of.
+		if a.err == nil && len(a.caps) > 0 {
+			var cs [8]wire.CapDescriptor
+			list, _ := wire.ParseCapTable(cs[:0], a.caps) // checked by parseAnswer
+			for _, d := range list {
+				if d.Kind == wire.CapSenderHosted {
+					c.ReleaseExport(d.ID, 1)
+				}
+			}
+		}
+		return nil
 	}
 	cl.trailer = a.trailer
 	if c.cfg.Observer != nil && !cl.obs.info.Start.IsZero() {
@@ -507,6 +520,7 @@ func (c *Conn) peerGoAway(g wire.GoAway) {
 	c.observeGoAway(false, g.Code, g.Message)
 	c.cmu.Lock()
 	c.goingAway = true
+	c.peerAway = true
 	c.unusable.Store(true)
 	c.awayLast = g.LastID
 	c.awayMsg = string(g.Message)
@@ -548,15 +562,33 @@ func (c *Conn) peerGoAway(g wire.GoAway) {
 	}
 }
 
+// maxAbandoned bounds the cancelled calls kept for a GOAWAY (abandoned):
+// a peer that answers none of them and never sends GOAWAY cannot grow
+// the table without end.
+const maxAbandoned = 4096
+
 // abandonLocked keeps the Unserved of call id, which this side cancelled
 // before its answer, for a GOAWAY that may yet show it was never served;
-// cmu held. Once the peer's GOAWAY is in, a call still waiting was served.
+// cmu held. Once the peer's GOAWAY is in (not Retire, which may come
+// before it), a call still waiting was served. Over maxAbandoned, the
+// lower half of the ids is forgotten (the earliest sent, likeliest
+// served): what they passed stays the peer's until the connection closes.
 func (c *Conn) abandonLocked(id uint64, unserved func()) {
-	if unserved == nil || c.goingAway {
+	if unserved == nil || c.peerAway {
 		return
 	}
 	if c.abandoned == nil {
 		c.abandoned = make(map[uint64]func())
+	}
+	if len(c.abandoned) >= maxAbandoned {
+		ids := make([]uint64, 0, len(c.abandoned))
+		for k := range c.abandoned {
+			ids = append(ids, k)
+		}
+		slices.Sort(ids)
+		for _, k := range ids[:len(ids)/2] {
+			delete(c.abandoned, k)
+		}
 	}
 	c.abandoned[id] = unserved
 }

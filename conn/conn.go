@@ -103,13 +103,14 @@ type Conn struct {
 	calls     idTable[call]
 	ostreams  map[uint64]*Stream
 	nextID    uint64
-	goingAway bool   // the peer sent GOAWAY
+	goingAway bool   // the peer sent GOAWAY, or Retire
+	peerAway  bool   // the peer sent GOAWAY
 	awayLast  uint64 // the peer's GOAWAY LastID
 	awayMsg   string
 	// abandoned holds, by id, the Outgoing.Unserved of calls and streams
 	// this side cancelled before their answer: the peer's GOAWAY may yet
 	// show they were never served. An answer for the id, a GOAWAY or the
-	// close forgets them.
+	// close forgets them, and so does the bound maxAbandoned.
 	abandoned map[uint64]func()
 
 	rd *wire.Reader // the reader loop's (large payloads are taken from it)
