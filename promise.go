@@ -81,12 +81,10 @@ func (r *promiseRelease) release() {
 		return
 	}
 	r.async.Release()
-	select {
-	case <-r.async.Done():
-		r.dropCaps()
-	default:
-		go func() { <-r.async.Done(); r.dropCaps() }() // ends when the answer comes or the connection fails
-	}
+	// When the answer comes or the connection fails (at once if it has):
+	// a hook, not a goroutine waiting for it, so that promises released
+	// before a slow or silent peer answers hold no goroutine each.
+	r.async.OnDone(func(error) { r.dropCaps() })
 }
 
 // dropCaps releases the answer's capabilities that no Wait took.
@@ -235,12 +233,7 @@ func (p *promise) releaseWhenDone() {
 	if p.async == nil || p.pipeRefs.Add(-1) > 0 {
 		return
 	}
-	select {
-	case <-p.async.Done():
-		p.rel.release()
-	default:
-		go func() { <-p.async.Done(); p.rel.release() }() // ends when the answer comes or the connection fails
-	}
+	p.async.OnDone(func(error) { p.rel.release() }) // at once if the answer is in
 }
 
 // Cancel abandons the call if it has not finished: the server's handler
