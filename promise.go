@@ -84,7 +84,23 @@ func (r *promiseRelease) release() {
 	// When the answer comes or the connection fails (at once if it has):
 	// a hook, not a goroutine waiting for it, so that promises released
 	// before a slow or silent peer answers hold no goroutine each.
-	r.async.OnDone(func(error) { r.dropCaps() })
+	afterAnswer(r.async, r.dropCaps)
+}
+
+// afterAnswer runs fn once a's answer is in: at once if it is, else on
+// a goroutine of its own started by the call's completion hook. The hook
+// runs on whatever completes the call (the connection's reader, a
+// GOAWAY, the closer), which must not wait for room in the write queue
+// (the RELEASE frames fn sends) nor run Ref.Close callbacks; the
+// goroutine lives from the answer until fn has sent them, not while the
+// answer is awaited.
+func afterAnswer(a *conn.Async, fn func()) {
+	select {
+	case <-a.Done():
+		fn()
+	default:
+		a.OnDone(func(error) { go fn() })
+	}
 }
 
 // dropCaps releases the answer's capabilities that no Wait took.
@@ -233,7 +249,7 @@ func (p *promise) releaseWhenDone() {
 	if p.async == nil || p.pipeRefs.Add(-1) > 0 {
 		return
 	}
-	p.async.OnDone(func(error) { p.rel.release() }) // at once if the answer is in
+	afterAnswer(p.async, p.rel.release)
 }
 
 // Cancel abandons the call if it has not finished: the server's handler

@@ -449,7 +449,7 @@ func (c *Conn) answer(h wire.Header, p []byte) error {
 			list, _ := wire.ParseCapTable(cs[:0], a.caps) // checked by parseAnswer
 			for _, d := range list {
 				if d.Kind == wire.CapSenderHosted {
-					c.ReleaseExport(d.ID, 1)
+					c.sendReleaseNoWait(d.ID, 1) // on the reader: never behind a full queue
 				}
 			}
 		}

@@ -431,3 +431,20 @@ func (c *Conn) sendRelease(id uint64, n uint32) {
 	c.wbuf = wire.AppendRelease(c.wbuf, id, n)
 	c.flushLazyLocked()
 }
+
+// sendReleaseNoWait is sendRelease for the reader goroutine: it does not
+// wait for room in the queue (as sendCancel, sendCredit), since the
+// reader stuck behind a peer that is not reading would hold up every
+// answer already arrived. Over the queue's bound the RELEASE is dropped,
+// as a PONG is (sendPing): a peer that sends answers without reading
+// cannot grow the queue, and what it loses is a reference to its own
+// export.
+func (c *Conn) sendReleaseNoWait(id uint64, n uint32) {
+	c.wmu.Lock()
+	if c.werr != nil || len(c.wbuf) >= c.cfg.MaxPendingWrite {
+		c.wmu.Unlock()
+		return
+	}
+	c.wbuf = wire.AppendRelease(c.wbuf, id, n)
+	c.flushLazyLocked()
+}
