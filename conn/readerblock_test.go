@@ -13,7 +13,11 @@ import (
 // first frames until it has seen calls CALL frames (their ids go to
 // ids), then stops reading until resume is closed (a peer busy
 // elsewhere: this side's writes back up). It returns a client Conn
-// with a small write queue and the peer's end.
+// with a small write queue and the peer's end. A pipe, not TCP: a pipe
+// whose reader stops stalls the writer at once and for good, where
+// loopback TCP's buffers keep absorbing a trickle (the queue drained
+// within 100 ms of a stop in trials), so the stall the tests need could
+// not be held.
 func stalledPeer(t *testing.T, calls int, ids chan<- uint64, resume <-chan struct{}) (*Conn, net.Conn) {
 	t.Helper()
 	cnc, snc := net.Pipe()
@@ -71,37 +75,60 @@ func fillWriteQueue(t *testing.T, ctx context.Context, c *Conn) {
 	}
 }
 
+// crossedSetup makes call A (a promise) and call D on a stalledPeer,
+// both read by the peer, and fills this side's write queue: the peer now
+// reads nothing, and cancelling A queues its CANCEL behind the rest.
+// errD gets D's outcome.
+func crossedSetup(t *testing.T) (c *Conn, snc net.Conn, a *Async, idA, idD uint64, errD <-chan error) {
+	t.Helper()
+	ids := make(chan uint64, 4)
+	resume := make(chan struct{})
+	c, snc = stalledPeer(t, 2, ids, resume)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	fctx, fcancel := context.WithCancel(ctx)
+	// Cleanups run last-in first-out: the peer reads again before the
+	// contexts end, and everything can finish.
+	t.Cleanup(cancel)
+	t.Cleanup(fcancel)
+	t.Cleanup(func() { close(resume) })
+	a, err := c.Go(ctx, &Outgoing{Function: "make"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idA = <-ids
+	d := make(chan error, 1)
+	go func() {
+		r, err := c.Call(ctx, &Outgoing{Function: "other"})
+		if err == nil {
+			r.Release()
+		}
+		d <- err
+	}()
+	idD = <-ids
+	// The pipe has no TryWriter: a caller writes its own frame and
+	// takes along what is queued meanwhile. Fill only once D's caller
+	// is done writing, or it could be the one left stuck in the write
+	// (and D's answer never awaited).
+	for {
+		c.wmu.Lock()
+		writing := c.writing
+		c.wmu.Unlock()
+		if !writing {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fillWriteQueue(t, fctx, c)
+	return c, snc, a, idA, idD, d
+}
+
 // The reader must not wait for room in the write queue: the RELEASE of
 // the capabilities in a RESULT that crossed this side's CANCEL is sent
 // from the reader (answer), and while the peer does not read (a full
 // queue) the reader stops, so that the answers already arrived behind it
 // (here: call D's) are never delivered.
 func TestCrossedResultReleaseDoesNotBlockReader(t *testing.T) {
-	ids := make(chan uint64, 4)
-	resume := make(chan struct{})
-	c, snc := stalledPeer(t, 2, ids, resume)
-	defer close(resume) // let the peer read again: everything can end
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	fctx, fcancel := context.WithCancel(ctx)
-	defer fcancel()
-
-	a, err := c.Go(ctx, &Outgoing{Function: "make"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	idA := <-ids
-	errD := make(chan error, 1)
-	go func() {
-		r, err := c.Call(ctx, &Outgoing{Function: "other"})
-		if err == nil {
-			r.Release()
-		}
-		errD <- err
-	}()
-	idD := <-ids
-
-	fillWriteQueue(t, fctx, c)
+	_, snc, a, idA, idD, errD := crossedSetup(t)
 	a.Cancel() // CANCEL queued without waiting; A's RESULT crosses it
 	go func() {
 		snc.Write(wire.AppendResult(nil, idA, []byte{0xc0}, nil, []wire.CapDescriptor{{Kind: wire.CapSenderHosted, ID: 7}}))
@@ -121,30 +148,7 @@ func TestCrossedResultReleaseDoesNotBlockReader(t *testing.T) {
 // cancelled call's, again and again) without reading cannot grow this
 // side's write queue with the RELEASEs they call for.
 func TestCrossedResultReleasesBounded(t *testing.T) {
-	ids := make(chan uint64, 4)
-	resume := make(chan struct{})
-	c, snc := stalledPeer(t, 2, ids, resume)
-	defer close(resume)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	fctx, fcancel := context.WithCancel(ctx)
-	defer fcancel()
-
-	a, err := c.Go(ctx, &Outgoing{Function: "make"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	idA := <-ids
-	errD := make(chan error, 1)
-	go func() {
-		r, err := c.Call(ctx, &Outgoing{Function: "other"})
-		if err == nil {
-			r.Release()
-		}
-		errD <- err
-	}()
-	idD := <-ids
-	fillWriteQueue(t, fctx, c)
+	c, snc, a, idA, idD, errD := crossedSetup(t)
 	a.Cancel()
 	c.wmu.Lock()
 	before := len(c.wbuf)
