@@ -23,12 +23,16 @@
 // AcceptStream carry further native streams. Closing the connection closes
 // the whole QUIC connection. Dial errors match ErrTLS only for TLS failures
 // (certificates, ALPN): a server that does not answer shows up as ctx
-// ending or as a handshake timeout, both net errors.
+// ending or as a handshake timeout, both net errors. The dialer's UDP
+// socket is connected, so a port where nothing listens refuses the dial
+// at once (ECONNREFUSED), as TCP does; once the handshake is done no ICMP
+// error ends the connection (QUIC trusts none: the idle timeout ends a
+// connection whose peer is gone).
 //
 // It is not a protocol: it knows nothing of frames or calls. Every transport
 // here yields a byte stream (net.Conn); a multiplexing transport (quic://)
-// additionally implements StreamConn so the connection layer can put each
-// call on a native stream.
+// additionally implements StreamConn, native streams beside the one the
+// connection layer carries its frames on.
 package transport
 
 import (
