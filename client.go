@@ -281,7 +281,7 @@ func sendOn(ctx context.Context, cc *conn.Conn, req *Request, owner *Client) (*R
 	case req.Kind.IsStream():
 		st, err := cc.OpenStream(ctx, &o)
 		if err != nil {
-			req.undoCaps(cc, o.Caps)
+			undoExports(cc, o.Caps)
 			return nil, fromStatus(err)
 		}
 		return &Response{Stream: rawStream{st}, raw: st, cc: cc, owner: owner}, nil
@@ -289,7 +289,7 @@ func sendOn(ctx context.Context, cc *conn.Conn, req *Request, owner *Client) (*R
 		o.Retain = true
 		a, err := cc.Go(ctx, &o)
 		if err != nil {
-			req.undoCaps(cc, o.Caps)
+			undoExports(cc, o.Caps)
 			return nil, fromStatus(err)
 		}
 		return &Response{async: a, cc: cc, owner: owner}, nil
@@ -297,7 +297,7 @@ func sendOn(ctx context.Context, cc *conn.Conn, req *Request, owner *Client) (*R
 	rep, err := cc.Call(ctx, &o)
 	if err != nil {
 		if !o.Sent {
-			req.undoCaps(cc, o.Caps)
+			undoExports(cc, o.Caps)
 		}
 		return nil, fromStatus(err)
 	}
@@ -338,16 +338,14 @@ func (req *Request) outgoing(cc *conn.Conn, o *conn.Outgoing) error {
 	return nil
 }
 
-// undoCaps releases the exports made for a call that was not sent, or
-// that the peer did not serve (refused by its GOAWAY: Outgoing.Sent is
-// cleared then, or Outgoing.Unserved runs). A call the peer received,
-// failed (even as Unavailable and retryable, which a handler or an
-// interceptor may answer) or timed out, leaves them to the peer: it
-// releases them itself, those a handler took included.
-func (req *Request) undoCaps(cc *conn.Conn, caps []wire.CapDescriptor) { undoExports(cc, caps) }
-
-// undoExports releases the exports in caps, a call's table made for cc
-// (see undoCaps).
+// undoExports releases the exports in caps, the table of a call made for
+// cc, when the call was not sent or the peer did not serve it (refused
+// by its GOAWAY: Outgoing.Sent is cleared then, or Outgoing.Unserved
+// runs). A call the peer received, failed (even as Unavailable and
+// retryable, which a handler or an interceptor may answer) or timed out,
+// leaves them to the peer: it releases them itself, those a handler took
+// included. An interceptor's other runs of a handler give theirs back
+// with it too (resultRuns.settle).
 func undoExports(cc *conn.Conn, caps []wire.CapDescriptor) {
 	for _, d := range caps {
 		if d.Kind == wire.CapSenderHosted {

@@ -50,33 +50,7 @@ func TestCancelledThenRefusedCallsReleaseTheirExports(t *testing.T) {
 				defer c.Close()
 				svc := NewService("sink")
 				cctx, ccancel := context.WithCancel(ctx)
-				switch kind {
-				case "call":
-					go func() { <-called; ccancel() }()
-					if _, err := Call1[int](cctx, c, "take", svc); CodeOf(err) != Canceled {
-						t.Fatalf("cancelled call: %v", err)
-					}
-				case "promise":
-					p := Go1[int](cctx, c, "take", svc)
-					defer p.Release()
-					<-called
-					p.Cancel()
-					_, err := p.Wait()
-					if CodeOf(err) != Canceled {
-						t.Fatalf("cancelled promise: %v", err)
-					}
-				case "stream":
-					st, err := CallServerStream[int](cctx, c, "take", svc)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer st.Close()
-					<-called
-					ccancel()
-					if _, err = st.Recv(); CodeOf(err) != Canceled {
-						t.Fatalf("cancelled stream: %v", err)
-					}
-				}
+				passThenCancel(t, c, kind, svc, cctx, ccancel, called, nil)
 				ccancel()
 				cc := c.cur.Load()
 				deadline := time.Now().Add(2 * time.Second)
@@ -101,5 +75,45 @@ func TestCancelledThenRefusedCallsReleaseTheirExports(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// passThenCancel makes a call, promise or stream (kind) on c passing svc
+// and, once the peer has it (called), runs between (nil: nothing) and
+// cancels it, checking that it ends as Canceled.
+func passThenCancel(t *testing.T, c *Client, kind string, svc *Service, cctx context.Context, ccancel context.CancelFunc, called <-chan struct{}, between func()) {
+	t.Helper()
+	if between == nil {
+		between = func() {}
+	}
+	switch kind {
+	case "call":
+		go func() { <-called; between(); ccancel() }()
+		if _, err := Call1[int](cctx, c, "take", svc); CodeOf(err) != Canceled {
+			t.Fatalf("cancelled call: %v", err)
+		}
+	case "promise":
+		p := Go1[int](cctx, c, "take", svc)
+		defer p.Release()
+		<-called
+		between()
+		p.Cancel()
+		if _, err := p.Wait(); CodeOf(err) != Canceled {
+			t.Fatalf("cancelled promise: %v", err)
+		}
+	case "stream":
+		st, err := CallServerStream[int](cctx, c, "take", svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		<-called
+		between()
+		ccancel()
+		if _, err = st.Recv(); CodeOf(err) != Canceled {
+			t.Fatalf("cancelled stream: %v", err)
+		}
+	default:
+		t.Fatalf("unknown kind %q", kind)
 	}
 }

@@ -27,34 +27,7 @@ func TestCancelledAfterRetireThenRefusedReleaseTheirExports(t *testing.T) {
 			svc := NewService("sink")
 			cctx, ccancel := context.WithCancel(ctx)
 			defer ccancel()
-			switch kind {
-			case "call":
-				go func() { <-called; cc.Retire(); ccancel() }()
-				if _, err := Call1[int](cctx, c, "take", svc); CodeOf(err) != Canceled {
-					t.Fatalf("cancelled call: %v", err)
-				}
-			case "promise":
-				p := Go1[int](cctx, c, "take", svc)
-				defer p.Release()
-				<-called
-				cc.Retire()
-				p.Cancel()
-				if _, err := p.Wait(); CodeOf(err) != Canceled {
-					t.Fatalf("cancelled promise: %v", err)
-				}
-			case "stream":
-				st, err := CallServerStream[int](cctx, c, "take", svc)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer st.Close()
-				<-called
-				cc.Retire()
-				ccancel()
-				if _, err = st.Recv(); CodeOf(err) != Canceled {
-					t.Fatalf("cancelled stream: %v", err)
-				}
-			}
+			passThenCancel(t, c, kind, svc, cctx, ccancel, called, cc.Retire)
 			deadline := time.Now().Add(2 * time.Second)
 			for exportsOn(cc) != 0 {
 				if time.Now().After(deadline) {

@@ -232,6 +232,7 @@ func (rs *resultRuns) settle(in *conn.Incoming, resp *Response) {
 			for i, t := range rs.tables {
 				if &t[0] == &resp.caps[0] {
 					chosen = i
+					break
 				}
 			}
 		}
@@ -241,13 +242,8 @@ func (rs *resultRuns) settle(in *conn.Incoming, resp *Response) {
 		in.ResultCaps = rs.tables[chosen]
 	}
 	for i, t := range rs.tables {
-		if i == chosen {
-			continue
-		}
-		for _, d := range t {
-			if d.Kind == wire.CapSenderHosted {
-				releaseExport(in.Conn, d.ID, 1)
-			}
+		if i != chosen {
+			undoExports(in.Conn, t)
 		}
 	}
 	rs.tables = nil

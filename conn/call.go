@@ -444,14 +444,8 @@ func (c *Conn) answer(h wire.Header, p []byte) error {
 		// Cancelled meanwhile (the answer crossed the CANCEL): nobody
 		// takes the capabilities of its result, which the peer counted a
 		// reference for each of.
-		if a.err == nil && len(a.caps) > 0 {
-			var cs [8]wire.CapDescriptor
-			list, _ := wire.ParseCapTable(cs[:0], a.caps) // checked by parseAnswer
-			for _, d := range list {
-				if d.Kind == wire.CapSenderHosted {
-					c.sendReleaseNoWait(d.ID, 1) // on the reader: never behind a full queue
-				}
-			}
+		if a.err == nil {
+			releaseSenderHosted(a.caps, c.sendReleaseNoWait) // on the reader: never behind a full queue
 		}
 		return nil
 	}

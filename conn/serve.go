@@ -160,15 +160,23 @@ func (c *Conn) incoming(h wire.Header, p []byte) error {
 // the GOAWAY before the refusal told the peer it was not served, and the
 // peer takes them back itself.
 func (c *Conn) releaseRefused(h wire.Header, p []byte) {
-	wc, err := wire.ParseCall(h.Flags, p)
-	if err != nil || len(wc.Caps) == 0 {
+	if wc, err := wire.ParseCall(h.Flags, p); err == nil {
+		releaseSenderHosted(wc.Caps, c.ReleaseExport)
+	}
+}
+
+// releaseSenderHosted gives one reference back, with release, for each
+// export of the peer in caps, an encoded capability table that no one
+// will take (checked when its frame was parsed).
+func releaseSenderHosted(caps []byte, release func(id uint64, n uint32)) {
+	if len(caps) == 0 {
 		return
 	}
 	var cs [8]wire.CapDescriptor
-	list, _ := wire.ParseCapTable(cs[:0], wc.Caps)
+	list, _ := wire.ParseCapTable(cs[:0], caps)
 	for _, d := range list {
 		if d.Kind == wire.CapSenderHosted {
-			c.ReleaseExport(d.ID, 1)
+			release(d.ID, 1)
 		}
 	}
 }

@@ -325,7 +325,7 @@ func dialQUIC(ctx context.Context, a Addr, cfg *Config) (net.Conn, error) {
 	if err != nil {
 		return nil, opErr(err)
 	}
-	udp := connectedUDP{pc, pc.RemoteAddr(), new(atomic.Bool)}
+	udp := connectedUDP{pc, pc.RemoteAddr().(*net.UDPAddr), new(atomic.Bool)}
 	tr := &quic.Transport{Conn: udp}
 	var once sync.Once
 	release := func() {

@@ -29,7 +29,7 @@ import (
 // gone.
 type connectedUDP struct {
 	c     *net.UDPConn
-	raddr net.Addr
+	raddr *net.UDPAddr
 	live  *atomic.Bool // the handshake is done
 }
 

@@ -26,7 +26,7 @@ func (u connectedUDP) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.U
 		if err != nil && u.icmp(err, false) {
 			continue
 		}
-		return n, oobn, flags, u.raddr.(*net.UDPAddr), err
+		return n, oobn, flags, u.raddr, err
 	}
 }
 
